@@ -1,0 +1,56 @@
+"""Build the optional Cython wheel; if it cannot be built, install the pure one alone."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """A failed compile warns instead of failing the install: the pure wheel is the fallback."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, no headers, no Cython
+            self._warn(exc)
+
+    def build_extension(self, ext: object) -> None:
+        try:
+            super().build_extension(ext)  # type: ignore[arg-type]
+        except Exception as exc:
+            self._warn(exc)
+
+    def _warn(self, exc: Exception) -> None:
+        print(f"chronowheel: native wheel not built ({exc}); using the pure-Python wheel", file=sys.stderr)
+
+
+def extensions() -> list[object]:
+    if os.environ.get("CHRONOWHEEL_NO_EXTENSIONS"):
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        print("chronowheel: Cython missing; using the pure-Python wheel", file=sys.stderr)
+        return []
+    sources = [os.path.join("native", name) for name in sorted(os.listdir("native")) if name.endswith(".pyx")]
+    if not sources:
+        return []
+    from setuptools import Extension
+
+    try:
+        return list(
+            cythonize(
+                [Extension("chronowheel._cwheel", sources, extra_compile_args=["-O3"])],
+                compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+            )
+        )
+    except Exception as exc:  # a Cython error must not cost users the install
+        print(f"chronowheel: cannot cythonize {sources} ({exc}); using the pure-Python wheel", file=sys.stderr)
+        return []
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

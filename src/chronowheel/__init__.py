@@ -1,0 +1,39 @@
+"""chronowheel: an asyncio-native delay engine on a hierarchical timing wheel."""
+
+from __future__ import annotations
+
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
+from ._engine import Engine as Engine
+from ._errors import ChronowheelError as ChronowheelError
+from ._errors import DuplicateKey as DuplicateKey
+from ._errors import EngineClosed as EngineClosed
+from ._errors import JournalCorrupt as JournalCorrupt
+from ._errors import UnknownTask as UnknownTask
+from ._job import Job as Job
+from ._job import TimerHandle as TimerHandle
+from ._selection import WHEEL as WHEEL
+from ._selection import TimerWheel as TimerWheel
+
+__all__ = [
+    "WHEEL",
+    "ChronowheelError",
+    "Clock",
+    "DuplicateKey",
+    "Engine",
+    "EngineClosed",
+    "Job",
+    "JournalCorrupt",
+    "SystemClock",
+    "TimerHandle",
+    "TimerWheel",
+    "UnknownTask",
+]
+
+__version__ = "0.1.0"
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("chronowheel."):
+        _obj.__module__ = "chronowheel"
+del _name, _obj

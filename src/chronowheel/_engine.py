@@ -1,0 +1,475 @@
+"""The engine: the one place that knows about time and the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import math
+import uuid
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Literal, TypeVar, overload
+
+import anyio
+
+from ._clock import Cancellable, Clock, SystemClock
+from ._errors import DuplicateKey, EngineClosed, UnknownTask
+from ._job import Job, TaskSpec, TimerHandle
+from ._pool import Pool
+from ._selection import TimerWheel
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger("chronowheel")
+
+F = TypeVar("F", bound=Callable[..., Any])
+IfExists = Literal["error", "keep", "replace"]
+
+_IF_EXISTS: Final = ("error", "keep", "replace")
+_BATCH: Final = 1024  # due items handed out per driver step before yielding to the loop
+_MAX_DELAY: Final = 1e12  # seconds; far beyond any wheel, small enough to stay an exact tick count
+_LATENESS_SAMPLES: Final = 4096
+_IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not 0 <= value <= _MAX_DELAY:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+class Engine:
+    """Millions of timers in one event loop task.
+
+    ``tick`` is the wheel's resolution in seconds: timers fire on the first
+    tick at or after their deadline, never early. ``clock`` defaults to the
+    system clocks; tests pass :class:`chronowheel.testing.VirtualClock`.
+    """
+
+    def __init__(
+        self,
+        *,
+        tick: float = 0.001,
+        journal: str | None = None,
+        fsync: Literal["always", "interval", "never"] = "always",
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(tick, bool) or not isinstance(tick, int | float) or not 1e-6 <= tick <= 60:
+            raise ValueError(f"tick must be a number of seconds from 1e-6 to 60, got {tick!r}")
+        if journal is not None:
+            raise NotImplementedError("journal: durable engines are not available yet; pass journal=None")
+        if fsync not in ("always", "interval", "never"):
+            raise ValueError(f"fsync must be 'always', 'interval' or 'never', got {fsync!r}")
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._time = self._clock.time
+        self._rate = 1.0 / tick
+        self._epoch = self._clock.time()
+        self._wheel = TimerWheel()
+        self._tasks: dict[str, TaskSpec] = {}
+        self._task_names: dict[Callable[..., Any], str] = {}
+        self._pools: dict[str, Pool] = {}
+        self._keyed: dict[str, Job] = {}
+        self._state: Literal["new", "running", "stopped"] = "new"
+        self._closed = False
+        self._driver: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._sleep_tick = -1  # tick the driver sleeps until; -1 while it is awake or not started
+        self._counts = dict.fromkeys(("fired", "succeeded", "failed", "cancelled"), 0)
+        self._lateness: deque[float] = deque(maxlen=_LATENESS_SAMPLES)
+        self.add_pool("default", concurrency=10)
+
+    # -- time ------------------------------------------------------------------
+
+    def time(self) -> float:
+        """The engine clock, in seconds; ``call_at`` takes times on it."""
+        return self._time()
+
+    def _deadline_tick(self, when: float) -> int:
+        """The first tick at or after ``when``: a timer filed there is never early."""
+        return max(0, math.ceil((when - self._epoch) * self._rate))
+
+    def _current_tick(self) -> int:
+        return int((self._time() - self._epoch) * self._rate)
+
+    def _time_of(self, tick: int) -> float:
+        """The earliest clock time that reads as ``tick``, float rounding included."""
+        when = self._epoch + tick / self._rate
+        while int((when - self._epoch) * self._rate) < tick:
+            when = math.nextafter(when, math.inf)
+        return when
+
+    # -- volatile timers ---------------------------------------------------------
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Call ``callback(*args)`` after ``delay`` seconds; never journaled."""
+        try:
+            if not 0 <= delay <= _MAX_DELAY:
+                raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+        except TypeError:
+            raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}") from None
+        return self._add_timer(math.ceil((self._time() - self._epoch + delay) * self._rate), callback, args)
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Call ``callback(*args)`` when :meth:`time` reaches ``when``; never journaled."""
+        try:
+            if not -_MAX_DELAY <= when <= _MAX_DELAY:
+                raise ValueError(f"when must be a finite time on the engine clock, got {when!r}")
+        except TypeError:
+            raise TypeError(f"when must be a number, got {type(when).__name__}") from None
+        return self._add_timer(self._deadline_tick(when), callback, args)
+
+    def _add_timer(self, tick: int, callback: Callable[..., object], args: tuple[Any, ...]) -> TimerHandle:
+        if self._closed:
+            raise EngineClosed("the engine is stopped; it takes no more timers")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        handle = TimerHandle(callback, args, self)
+        handle._timer = self._wheel.add(tick, handle)
+        if tick < self._sleep_tick:
+            self._wake()
+        return handle
+
+    def _cancel_timer(self, timer: Any) -> bool:
+        return bool(self._wheel.cancel(timer))
+
+    # -- tasks and pools -----------------------------------------------------------
+
+    def add_pool(self, name: str, *, concurrency: int, max_queued: int | None = None) -> None:
+        """Add a pool of ``concurrency`` workers; ``max_queued`` bounds its ready queue."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name in self._pools:
+            raise ValueError(f"name: a pool {name!r} already exists")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if max_queued is not None and (
+            isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1
+        ):
+            raise ValueError(f"max_queued must be None or an int >= 1, got {max_queued!r}")
+        if self._state != "new":
+            raise RuntimeError("add_pool: pools are added before the engine starts")
+        self._pools[name] = Pool(name, concurrency, max_queued)
+
+    @overload
+    def task(self, name: F, /) -> F: ...
+
+    @overload
+    def task(
+        self, name: str | None = None, *, pool: str = "default", priority: int = 0, timeout: float | None = None
+    ) -> Callable[[F], F]: ...
+
+    def task(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        *,
+        pool: str = "default",
+        priority: int = 0,
+        timeout: float | None = None,
+    ) -> Any:
+        """Register a function as a task: ``@engine.task`` or ``@engine.task(pool=...)``.
+
+        The function is returned unchanged. Its name defaults to
+        ``module:qualname``, which is what durable jobs refer to it by.
+        """
+        if callable(name):
+            return self.task()(name)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        if pool not in self._pools:
+            raise ValueError(f"pool: no pool named {pool!r}; add it with add_pool() first")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an int, got {type(priority).__name__}")
+        if timeout is not None:
+            timeout = _check_seconds("timeout", timeout)
+
+        def register(func: F) -> F:
+            if not callable(func):
+                raise TypeError(f"task: expected a function, got {type(func).__name__}")
+            task_name = name or f"{func.__module__}:{func.__qualname__}"
+            if task_name in self._tasks and self._tasks[task_name].func is not func:
+                raise ValueError(f"name: a different function is already registered as {task_name!r}")
+            is_async = inspect.iscoroutinefunction(func)
+            self._tasks[task_name] = TaskSpec(task_name, func, pool, priority, timeout, is_async)
+            self._task_names[func] = task_name
+            return func
+
+        return register
+
+    def _spec(self, task: str | Callable[..., Any]) -> TaskSpec:
+        if isinstance(task, str):
+            spec = self._tasks.get(task)
+            if spec is None:
+                raise UnknownTask(f"task: no task registered as {task!r}")
+            return spec
+        if not callable(task):
+            raise TypeError(f"task must be a registered function or its name, got {type(task).__name__}")
+        try:
+            return self._tasks[self._task_names[task]]
+        except (KeyError, TypeError):
+            raise UnknownTask(
+                f"task: {getattr(task, '__qualname__', task)!r} is not registered; decorate it with @engine.task"
+            ) from None
+
+    # -- jobs --------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        task: str | Callable[..., Any],
+        *,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+        key: str | None = None,
+        priority: int | None = None,
+        if_exists: IfExists = "error",
+    ) -> Job:
+        """Schedule a job of a registered task; see :meth:`schedule_nowait`."""
+        return self.schedule_nowait(
+            task, args=args, kwargs=kwargs, delay=delay, at=at, key=key, priority=priority, if_exists=if_exists
+        )
+
+    def schedule_nowait(
+        self,
+        task: str | Callable[..., Any],
+        *,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+        key: str | None = None,
+        priority: int | None = None,
+        if_exists: IfExists = "error",
+    ) -> Job:
+        """Schedule a job ``delay`` seconds from now, or ``at`` an aware datetime.
+
+        With a ``key``, ``if_exists`` says what happens when a job with that
+        key is already pending: ``"error"`` raises :class:`DuplicateKey`,
+        ``"keep"`` returns the pending job, ``"replace"`` cancels it first.
+        """
+        if self._closed:
+            raise EngineClosed("the engine is stopped; it takes no more jobs")
+        spec = self._spec(task)
+        if not isinstance(args, tuple | list):
+            raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict or None, got {type(kwargs).__name__}")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"key must be a non-empty string or None, got {key!r}")
+        if if_exists not in _IF_EXISTS:
+            raise ValueError(f"if_exists must be one of {', '.join(map(repr, _IF_EXISTS))}; got {if_exists!r}")
+        if priority is None:
+            priority = spec.priority
+        elif isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an int or None, got {type(priority).__name__}")
+        seconds = self._delay_of(delay, at)
+
+        if key is not None and key in self._keyed:
+            if if_exists == "keep":
+                return self._keyed[key]
+            if if_exists == "error":
+                raise DuplicateKey(f"key: a job with key {key!r} is already pending")
+            self.cancel(key)
+
+        tick = math.ceil((self._time() - self._epoch + seconds) * self._rate)
+        job = Job(
+            uuid.uuid4().hex, key, spec.name, tuple(args), dict(kwargs or {}), priority, self._clock.wall() + seconds, tick
+        )
+        job._timer = self._wheel.add(tick, job, -priority)
+        if key is not None:
+            self._keyed[key] = job
+        if tick < self._sleep_tick:
+            self._wake()
+        return job
+
+    def _delay_of(self, delay: float | None, at: datetime | None) -> float:
+        if (delay is None) == (at is None):
+            raise ValueError("pass exactly one of delay= and at=")
+        if delay is not None:
+            return _check_seconds("delay", delay)
+        if not isinstance(at, datetime):
+            raise TypeError(f"at must be an aware datetime, got {type(at).__name__}")
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError(f"at must be an aware datetime (with tzinfo), got naive {at!r}")
+        return max(0.0, at.timestamp() - self._clock.wall())
+
+    def _job_of(self, key_or_job: str | Job, argument: str = "key_or_job") -> Job | None:
+        if isinstance(key_or_job, Job):
+            return key_or_job if key_or_job.state == "pending" else None
+        if isinstance(key_or_job, str):
+            return self._keyed.get(key_or_job)
+        raise TypeError(f"{argument} must be a key (str) or a Job, got {type(key_or_job).__name__}")
+
+    def cancel(self, key_or_job: str | Job) -> bool:
+        """Remove a pending job; True if it was pending."""
+        job = self._job_of(key_or_job)
+        if job is None or not self._wheel.cancel(job._timer):
+            return False
+        job.state = "cancelled"
+        self._counts["cancelled"] += 1
+        if job.key is not None and self._keyed.get(job.key) is job:
+            del self._keyed[job.key]
+        return True
+
+    def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
+        """Move a pending job's deadline; True if it was pending."""
+        seconds = self._delay_of(delay, at)
+        job = self._job_of(key_or_job)
+        if job is None:
+            return False
+        tick = math.ceil((self._time() - self._epoch + seconds) * self._rate)
+        if not self._wheel.reschedule(job._timer, tick):
+            return False
+        job._due_tick = tick
+        job._due_wall = self._clock.wall() + seconds
+        if tick < self._sleep_tick:
+            self._wake()
+        return True
+
+    def get(self, key: str) -> Job | None:
+        """The pending job with this key, if any."""
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}")
+        return self._keyed.get(key)
+
+    def __len__(self) -> int:
+        """Timers and jobs waiting for their deadline."""
+        return len(self._wheel)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and firing lateness (seconds from deadline to start) percentiles."""
+        samples = sorted(self._lateness)
+
+        def percentile(p: float) -> float:
+            return samples[min(len(samples) - 1, int(p * len(samples)))] if samples else 0.0
+
+        return {
+            "pending": len(self._wheel),
+            "queued": sum(pool.queued for pool in self._pools.values()),
+            "running": sum(pool.running for pool in self._pools.values()),
+            **self._counts,
+            "lateness": {"p50": percentile(0.50), "p90": percentile(0.90), "p99": percentile(0.99)},
+        }
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start the driver and the pools' workers."""
+        if self._state != "new":
+            raise RuntimeError(f"start: the engine is {self._state}; an engine starts once")
+        self._state = "running"
+        for pool in self._pools.values():
+            pool.start(self._run_job)
+        self._driver = asyncio.create_task(self._drive(), name="chronowheel driver")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Take no more work; let running jobs finish for ``grace`` seconds, then cancel them.
+
+        Jobs that were due but had not started stay ``pending``.
+        """
+        grace = _check_seconds("grace", grace)
+        if self._state == "stopped":
+            return
+        self._closed = True
+        self._state = "stopped"
+        if self._driver is not None:
+            self._driver.cancel()
+            await asyncio.gather(self._driver, return_exceptions=True)
+        for pool in self._pools.values():
+            await pool.stop(grace, self._clock)
+
+    # -- the driver ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        self._sleep_tick = -1
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _drive(self) -> None:
+        """Sleep until the next expiry, fire what is due, repeat. Tickless when idle."""
+        loop = asyncio.get_running_loop()
+        wheel = self._wheel
+        pools = self._pools
+        while True:
+            due = wheel.advance(self._current_tick(), _BATCH)
+            if due:
+                for item in due:
+                    if item.__class__ is TimerHandle:
+                        self._fire_timer(item, loop)
+                    else:
+                        pool = pools[self._tasks[item.task].pool]
+                        if item.key is not None and self._keyed.get(item.key) is item:
+                            del self._keyed[item.key]
+                        self._counts["fired"] += 1
+                        if pool.has_room():
+                            pool.put_nowait(item)
+                        else:
+                            await pool.put(item)  # backpressure: the rest stays due in the wheel
+                await asyncio.sleep(0)
+                continue
+            nxt = wheel.next_expiry()
+            self._wakeup = loop.create_future()
+            alarm: Cancellable | None = None
+            if nxt is None:
+                self._sleep_tick = _IDLE
+            else:
+                self._sleep_tick = nxt
+                alarm = self._clock.call_at(self._time_of(nxt), self._wake)
+            try:
+                await self._wakeup
+            finally:
+                self._sleep_tick = -1
+                if alarm is not None:
+                    alarm.cancel()
+
+    def _fire_timer(self, handle: TimerHandle, loop: asyncio.AbstractEventLoop) -> None:
+        callback = handle._callback
+        if callback is None:
+            return
+        handle._callback = None
+        self._counts["fired"] += 1
+        try:
+            callback(*handle._args)
+        except Exception as exc:
+            loop.call_exception_handler(
+                {"message": f"chronowheel: timer callback {callback!r} raised", "exception": exc, "handle": handle}
+            )
+
+    async def _run_job(self, job: Job) -> None:
+        spec = self._tasks[job.task]
+        job.state = "running"
+        job.attempt += 1
+        self._lateness.append(max(0.0, self._time() - self._epoch - job._due_tick / self._rate))
+        try:
+            if spec.is_async:
+                await spec.func(*job.args, **job.kwargs)
+            else:
+                call = functools.partial(spec.func, *job.args, **job.kwargs)
+                await anyio.to_thread.run_sync(call, limiter=self._pools[spec.pool].threads)
+        except Exception as exc:
+            job.state = "failed"
+            job.error = exc
+            self._counts["failed"] += 1
+            logger.exception("chronowheel: job %s of task %r failed", job.id, job.task)
+        else:
+            job.state = "succeeded"
+            self._counts["succeeded"] += 1
+
+    def __repr__(self) -> str:
+        return f"<Engine {self._state} pending={len(self._wheel)} tick={1 / self._rate:g}s>"

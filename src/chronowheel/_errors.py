@@ -1,0 +1,32 @@
+"""The exceptions chronowheel raises, split by cause."""
+
+from __future__ import annotations
+
+__all__ = ["ChronowheelError", "DuplicateKey", "EngineClosed", "JournalCorrupt", "UnknownTask"]
+
+
+class ChronowheelError(Exception):
+    """Base of every error chronowheel raises on purpose."""
+
+
+class DuplicateKey(ChronowheelError, KeyError):
+    """A job with this key is already pending and ``if_exists="error"``."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownTask(ChronowheelError, LookupError):
+    """No task is registered under this name."""
+
+
+class EngineClosed(ChronowheelError, RuntimeError):
+    """The engine has been stopped and takes no more work."""
+
+
+class JournalCorrupt(ChronowheelError):
+    """A journal record failed its check; ``offset`` is where it starts."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(f"{message} at byte offset {offset}")
+        self.offset = offset

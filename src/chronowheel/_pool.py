@@ -1,0 +1,102 @@
+"""Worker pools: N long-lived workers pulling due jobs from a bounded ready queue."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from ._clock import Clock
+    from ._job import Job
+
+__all__ = ["Pool"]
+
+_Ready = tuple[int, int, int, "Job"]
+
+
+class Pool:
+    """A concurrency limit with a ready queue ordered by (priority, due tick, arrival).
+
+    Higher priority first; equal priorities run in due order. ``put`` waits
+    while the queue holds ``max_queued`` jobs: that wait is the backpressure
+    that keeps due jobs in the wheel instead of in an unbounded list.
+    """
+
+    def __init__(self, name: str, concurrency: int, max_queued: int | None) -> None:
+        self.name = name
+        self.concurrency = concurrency
+        self.max_queued = max_queued
+        self.threads = anyio.CapacityLimiter(concurrency)
+        self._queue: asyncio.PriorityQueue[_Ready] = asyncio.PriorityQueue(max_queued or 0)
+        self._arrival = itertools.count()
+        self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def running(self) -> int:
+        return len(self._busy)
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.name!r} concurrency={self.concurrency} queued={self.queued} running={self.running}>"
+
+    def has_room(self) -> bool:
+        return not self._queue.full()
+
+    def put_nowait(self, job: Job) -> None:
+        self._queue.put_nowait((-job.priority, job._due_tick, next(self._arrival), job))
+
+    async def put(self, job: Job) -> None:
+        await self._queue.put((-job.priority, job._due_tick, next(self._arrival), job))
+
+    def start(self, run: Callable[[Job], Awaitable[None]]) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(run), name=f"chronowheel pool {self.name!r} worker {i}")
+            for i in range(self.concurrency)
+        ]
+
+    async def _work(self, run: Callable[[Job], Awaitable[None]]) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        queue = self._queue
+        while not self._closing:
+            *_, job = await queue.get()
+            self._busy.add(me)
+            try:
+                await run(job)
+            finally:
+                self._busy.discard(me)
+
+    async def stop(self, grace: float, clock: Clock) -> list[Job]:
+        """Stop taking jobs; give running ones ``grace`` seconds, then cancel them.
+
+        Returns the jobs that were queued and never started.
+        """
+        self._closing = True
+        for worker in self._workers:
+            if worker not in self._busy:
+                worker.cancel()
+        if self._busy:
+            loop = asyncio.get_running_loop()
+            expired = loop.create_future()
+            timer = clock.call_at(clock.time() + grace, lambda: expired.done() or expired.set_result(None))
+            finished = asyncio.gather(*self._busy, return_exceptions=True)
+            await asyncio.wait([finished, expired], return_when=asyncio.FIRST_COMPLETED)
+            timer.cancel()
+            expired.cancel()
+            for worker in self._busy:
+                worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        left: list[Job] = []
+        while not self._queue.empty():
+            *_, job = self._queue.get_nowait()
+            left.append(job)
+        return left
