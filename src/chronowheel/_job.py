@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -88,25 +88,29 @@ class Job:
         return f"<Job {self.id}{key} task={self.task!r} state={self.state} deadline={self.deadline.isoformat()}>"
 
 
-class TimerHandle:
-    """A volatile timer from ``call_later`` / ``call_at``; ``cancel()`` it like asyncio's."""
+class TimerHandle(int):
+    """A volatile timer from ``call_later`` / ``call_at``: ``cancel()`` it like asyncio's.
 
-    __slots__ = ("_callback", "_args", "_engine", "_timer")
+    The handle is the wheel's own int handle. An int subclass with no
+    attributes is not tracked by the cyclic garbage collector, so a million
+    pending handles cost it nothing; the engine it belongs to is a class
+    attribute of a per-engine subclass (see ``Engine``).
+    """
 
-    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...], engine: Engine) -> None:
-        self._callback: Callable[..., object] | None = callback
-        self._args = args
-        self._engine = engine
-        self._timer: Any = None
+    __slots__ = ()
+    _engine: ClassVar[Engine]
 
     def cancel(self) -> bool:
         """Stop the timer; True if it was still pending."""
-        if self._callback is None:
-            return False
-        self._callback = None
-        self._args = ()
-        return self._engine._cancel_timer(self._timer)
+        return bool(self._engine._wheel.cancel(self))
+
+    def reschedule(self, delay: float) -> bool:
+        """Move the timer to ``delay`` seconds from now (the session-expiry touch); True if pending.
+
+        Moving it later is O(1) and lazy; the wheel re-files it only when its
+        old slot comes due.
+        """
+        return self._engine._reschedule_timer(self, delay)
 
     def __repr__(self) -> str:
-        state = "done" if self._callback is None else "pending"
-        return f"<TimerHandle {state}>"
+        return f"<TimerHandle {int(self)}>"

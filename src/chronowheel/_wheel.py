@@ -7,17 +7,18 @@ current tick (as in Tokio), so the earliest occupied slot of the lowest
 non-empty level is always the next thing to do: ``next_expiry()`` reads one
 occupancy mask per level and never scans slots.
 
-Each slot is a dict keyed by the timer's sequence number, so cancel is one
-``del``. Moving a deadline later is lazy: only the deadline field changes, and
-the timer is re-filed when its old slot comes up. Deadlines beyond the top
-level wait in an overflow dict and are re-filed when the wheel's top-level
-window rolls over.
+A timer is an int handle (its insertion sequence number) and one int of state,
+``deadline << 10 | where``, so the wheel allocates no container per timer and
+adds nothing for the cyclic garbage collector to walk. Each slot is a dict
+``{handle: payload}``, so cancel is one ``del``. Moving a deadline later is
+lazy: only the state changes, and the timer is re-filed when its old slot
+comes up. Deadlines beyond the top level wait in an overflow dict and are
+re-filed when the wheel's top-level window rolls over.
 """
 
 from __future__ import annotations
 
 from bisect import insort
-from operator import itemgetter
 from typing import Any, Final
 
 __all__ = ["TimerWheel"]
@@ -25,49 +26,56 @@ __all__ = ["TimerWheel"]
 _BITS: Final = 6
 _SLOTS: Final = 1 << _BITS
 _SLOT_MASK: Final = _SLOTS - 1
+_MAX_LEVELS: Final = 10
 
-# A timer is a list, the cheapest mutable record CPython has:
-#   [deadline, priority, seq, payload, where]
 # ``where`` is ``level * 64 + slot`` while filed in the wheel, _OVERFLOW while
-# waiting beyond the top level, _DUE while fired but not yet handed out, and
-# _DONE once it has fired or been cancelled.
-_DEADLINE: Final = 0
-_PRIORITY: Final = 1
-_SEQ: Final = 2
-_PAYLOAD: Final = 3
-_WHERE: Final = 4
-_OVERFLOW: Final = -1
-_DUE: Final = -2
-_DONE: Final = -3
-
-_fire_order = itemgetter(_DEADLINE, _PRIORITY, _SEQ)
+# waiting beyond the top level, _DUE while fired but not yet handed out.
+_WHERE_BITS: Final = 10
+_WHERE_MASK: Final = (1 << _WHERE_BITS) - 1
+_OVERFLOW: Final = _WHERE_MASK - 1
+_DUE: Final = _WHERE_MASK
 
 
 class TimerWheel:
     """Hierarchical timing wheel: O(1) add, cancel and reschedule.
 
     ``advance(now)`` hands out every payload whose deadline is ``<= now``, in
-    (deadline, priority, insertion) order; a deadline already in the past is
-    due at the next ``advance``. Handles returned by :meth:`add` are opaque:
-    pass them back to :meth:`cancel` and :meth:`reschedule`.
+    (deadline, priority, insertion) order, lower priority values first; a
+    deadline already in the past is due at the next ``advance``. Handles
+    returned by :meth:`add` are opaque: pass them back to :meth:`cancel` and
+    :meth:`reschedule`.
     """
 
-    __slots__ = ("_levels", "_now", "_slots", "_masks", "_overflow", "_due", "_due_at", "_seq", "_count")
+    __slots__ = (
+        "_levels",
+        "_now",
+        "_state",
+        "_priority",
+        "_slots",
+        "_masks",
+        "_overflow",
+        "_due",
+        "_due_at",
+        "_due_payloads",
+        "_seq",
+    )
 
     def __init__(self, levels: int = 6, *, start: int = 0) -> None:
-        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 10:
-            raise ValueError(f"levels must be an int from 1 to 10, got {levels!r}")
+        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= _MAX_LEVELS:
+            raise ValueError(f"levels must be an int from 1 to {_MAX_LEVELS}, got {levels!r}")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise ValueError(f"start must be a non-negative int, got {start!r}")
         self._levels = levels
         self._now = start
-        self._slots: list[dict[int, list[Any]]] = [{} for _ in range(levels * _SLOTS)]
+        self._state: dict[int, int] = {}  # handle -> deadline << 10 | where, for every pending timer
+        self._priority: dict[int, int] = {}  # handle -> priority, only where it is not 0
+        self._slots: list[dict[int, Any]] = [{} for _ in range(levels * _SLOTS)]
         self._masks = [0] * levels
-        self._overflow: dict[int, list[Any]] = {}
-        self._due: list[list[Any]] = []
+        self._overflow: dict[int, Any] = {}
+        self._due: list[tuple[int, int, int]] = []  # fired (deadline, priority, handle), in order
         self._due_at = 0
+        self._due_payloads: dict[int, Any] = {}
         self._seq = 0
-        self._count = 0
 
     @property
     def now(self) -> int:
@@ -79,48 +87,54 @@ class TimerWheel:
         return self._levels
 
     def __len__(self) -> int:
-        """Timers added and neither fired nor cancelled."""
-        return self._count
+        """Timers added and not yet handed out or cancelled."""
+        return len(self._state)
 
     def __repr__(self) -> str:
-        return f"<TimerWheel levels={self._levels} now={self._now} pending={self._count}>"
+        return f"<TimerWheel levels={self._levels} now={self._now} pending={len(self._state)}>"
 
-    def add(self, deadline: int, payload: object, priority: int = 0) -> Any:
+    def add(self, deadline: int, payload: object, priority: int = 0) -> int:
         """File ``payload`` to fire at tick ``deadline``; return its handle."""
-        seq = self._seq + 1
-        self._seq = seq
-        timer = [deadline, priority, seq, payload, 0]
-        self._file(timer)
-        self._count += 1
-        return timer
+        handle = self._seq = self._seq + 1
+        if priority:
+            self._priority[handle] = priority
+        now = self._now
+        if deadline <= now:
+            self._file(handle, deadline, payload)
+            return handle
+        # _file's common case, inlined: this is the hottest call there is.
+        level = (((deadline ^ now) | _SLOT_MASK).bit_length() - 1) // _BITS
+        if level >= self._levels:
+            self._file(handle, deadline, payload)
+            return handle
+        slot = (deadline >> (level * _BITS)) & _SLOT_MASK
+        where = level * _SLOTS + slot
+        self._state[handle] = deadline << _WHERE_BITS | where
+        self._slots[where][handle] = payload
+        self._masks[level] |= 1 << slot
+        return handle
 
-    def cancel(self, handle: Any) -> bool:
+    def cancel(self, handle: int) -> bool:
         """Remove a pending timer. False if it already fired or was cancelled."""
-        where = handle[_WHERE]
-        if where == _DONE:
+        state = self._state.pop(handle, None)
+        if state is None:
             return False
-        self._unfile(handle, where)
-        handle[_WHERE] = _DONE
-        handle[_PAYLOAD] = None
-        self._count -= 1
+        self._take(handle, state & _WHERE_MASK)
+        if self._priority:
+            self._priority.pop(handle, None)
         return True
 
-    def reschedule(self, handle: Any, deadline: int) -> bool:
+    def reschedule(self, handle: int, deadline: int) -> bool:
         """Move a pending timer to ``deadline``. False if it is no longer pending."""
-        where = handle[_WHERE]
-        if where == _DONE:
+        state = self._state.get(handle)
+        if state is None:
             return False
-        if where == _DUE:
-            # Already handed to the due batch: take it back out of that batch.
-            self._unfile(handle, where)
-        elif deadline >= handle[_DEADLINE]:
+        where = state & _WHERE_MASK
+        if where != _DUE and deadline >= state >> _WHERE_BITS:
             # Later: lazy. The old slot comes up first and re-files it then.
-            handle[_DEADLINE] = deadline
+            self._state[handle] = deadline << _WHERE_BITS | where
             return True
-        else:
-            self._unfile(handle, where)
-        handle[_DEADLINE] = deadline
-        self._file(handle)
+        self._file(handle, deadline, self._take(handle, where))
         return True
 
     def next_expiry(self) -> int | None:
@@ -142,30 +156,31 @@ class TimerWheel:
         """Move to tick ``now`` and return the payloads due by then.
 
         With ``limit``, return at most that many; call again with the same
-        ``now`` for the rest. Ticks never go backwards: a smaller ``now``
-        only hands out what is already due.
+        ``now`` for the rest. Ticks never go backwards: a ``now`` behind the
+        wheel's hands out what is due at the wheel's own tick.
         """
-        out: list[Any] = []
-        if now < self._now:
-            now = self._now
         if limit is None:
             limit = -1
         elif limit <= 0:
             raise ValueError(f"limit must be positive, got {limit!r}")
+        if now < self._now:
+            now = self._now
+        out: list[Any] = []
         due = self._due
+        payloads = self._due_payloads
+        state = self._state
         while True:
             # Hand out what has already fired, skipping what was taken back.
             i = self._due_at
             n = len(due)
-            handed = len(out)
             while i < n and len(out) != limit:
-                timer = due[i]
+                handle = due[i][2]
                 i += 1
-                if timer[_WHERE] == _DUE:
-                    timer[_WHERE] = _DONE
-                    out.append(timer[_PAYLOAD])
-                    timer[_PAYLOAD] = None
-            self._count -= len(out) - handed
+                if handle in payloads:
+                    out.append(payloads.pop(handle))
+                    del state[handle]
+                    if self._priority:
+                        self._priority.pop(handle, None)
             self._due_at = i
             if len(out) == limit:
                 return out
@@ -177,37 +192,41 @@ class TimerWheel:
 
     # -- internals -----------------------------------------------------------
 
-    def _file(self, timer: list[Any]) -> None:
-        """Put a timer in the slot its deadline belongs to, seen from now."""
+    def _file(self, handle: int, deadline: int, payload: Any) -> None:
+        """Put a timer where its deadline belongs, seen from the current tick."""
         now = self._now
-        deadline = timer[_DEADLINE]
         if deadline <= now:
             if self._due_at < len(self._due):
                 # A drain is under way: join it in fire order.
-                timer[_WHERE] = _DUE
-                insort(self._due, timer, lo=self._due_at, key=_fire_order)
+                self._state[handle] = deadline << _WHERE_BITS | _DUE
+                self._due_payloads[handle] = payload
+                insort(self._due, (deadline, self._priority.get(handle, 0), handle), lo=self._due_at)
                 return
-            deadline = now
-        level = (((deadline ^ now) | _SLOT_MASK).bit_length() - 1) // _BITS
-        if level >= self._levels:
-            timer[_WHERE] = _OVERFLOW
-            self._overflow[timer[_SEQ]] = timer
-            return
-        slot = (deadline >> (level * _BITS)) & _SLOT_MASK
+            level = 0
+            slot = now & _SLOT_MASK
+        else:
+            level = (((deadline ^ now) | _SLOT_MASK).bit_length() - 1) // _BITS
+            if level >= self._levels:
+                self._state[handle] = deadline << _WHERE_BITS | _OVERFLOW
+                self._overflow[handle] = payload
+                return
+            slot = (deadline >> (level * _BITS)) & _SLOT_MASK
         where = level * _SLOTS + slot
-        timer[_WHERE] = where
-        self._slots[where][timer[_SEQ]] = timer
+        self._state[handle] = deadline << _WHERE_BITS | where
+        self._slots[where][handle] = payload
         self._masks[level] |= 1 << slot
 
-    def _unfile(self, timer: list[Any], where: int) -> None:
-        if where >= 0:
+    def _take(self, handle: int, where: int) -> Any:
+        """Unlink a timer from where it is filed and return its payload."""
+        if where < _OVERFLOW:
             slot = self._slots[where]
-            del slot[timer[_SEQ]]
+            payload = slot.pop(handle)
             if not slot:
                 self._masks[where >> _BITS] &= ~(1 << (where & _SLOT_MASK))
-        elif where == _OVERFLOW:
-            del self._overflow[timer[_SEQ]]
-        # _DUE: the batch skips it once it is no longer marked _DUE.
+            return payload
+        if where == _OVERFLOW:
+            return self._overflow.pop(handle)
+        return self._due_payloads.pop(handle)  # the drain skips it from now on
 
     def _next_slot(self) -> tuple[int, int] | None:
         """(slot index, start tick) of the earliest occupied slot, or None."""
@@ -216,11 +235,8 @@ class TimerWheel:
             if not mask:
                 continue
             shift = level * _BITS
-            current = (now >> shift) & _SLOT_MASK
-            ahead = mask >> current
-            if not ahead:  # pragma: no cover - the filing rule forbids it
-                raise AssertionError("timer filed behind the wheel's current tick")
-            slot = current + (ahead & -ahead).bit_length() - 1
+            ahead = mask >> ((now >> shift) & _SLOT_MASK)
+            slot = ((now >> shift) & _SLOT_MASK) + (ahead & -ahead).bit_length() - 1
             window = now & ~((1 << (shift + _BITS)) - 1)
             return level * _SLOTS + slot, window + (slot << shift)
         return None
@@ -246,8 +262,9 @@ class TimerWheel:
             self._now = start
             waiting = self._overflow
             self._overflow = {}
-            for timer in waiting.values():
-                self._file(timer)
+            state = self._state
+            for handle, payload in waiting.items():
+                self._file(handle, state[handle] >> _WHERE_BITS, payload)
             return True
         where, start = found
         if start > now:
@@ -257,17 +274,22 @@ class TimerWheel:
         slot = self._slots[where]
         self._slots[where] = {}
         self._masks[where >> _BITS] &= ~(1 << (where & _SLOT_MASK))
+        state = self._state
         if where >= _SLOTS:
-            for timer in slot.values():
-                self._file(timer)
+            for handle, payload in slot.items():
+                self._file(handle, state[handle] >> _WHERE_BITS, payload)
             return True
         due = self._due
-        for timer in slot.values():
-            if timer[_DEADLINE] <= start:
-                timer[_WHERE] = _DUE
-                due.append(timer)
+        payloads = self._due_payloads
+        priority = self._priority
+        for handle, payload in slot.items():
+            deadline = state[handle] >> _WHERE_BITS
+            if deadline <= start:
+                state[handle] = deadline << _WHERE_BITS | _DUE
+                payloads[handle] = payload
+                due.append((deadline, priority.get(handle, 0) if priority else 0, handle))
             else:
-                self._file(timer)
+                self._file(handle, deadline, payload)
         if len(due) > 1:
-            due.sort(key=_fire_order)
+            due.sort()
         return True

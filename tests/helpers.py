@@ -1,0 +1,35 @@
+"""Shared test helpers: event loop runners and a clock that counts its alarms."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from chronowheel.testing import VirtualClock
+
+Runner = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
+
+
+def run_on(backend: str) -> Runner:
+    def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if backend == "uvloop":
+            import uvloop
+
+            uvloop.run(main())
+        else:
+            asyncio.run(main())
+
+    return run
+
+
+class CountingClock(VirtualClock):
+    """A virtual clock that counts how often the engine set an alarm on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alarms = 0
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Any:
+        self.alarms += 1
+        return super().call_at(when, callback)
