@@ -160,7 +160,11 @@ def run_child(contender: str, n: int) -> dict[str, Any] | None:
     if contender == "chronowheel-pure":
         env["CHRONOWHEEL_NO_EXTENSIONS"] = "1"
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", contender, "--n", str(n)], env=env, capture_output=True, text=True
+        [sys.executable, __file__, "--child", contender, "--n", str(n)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         print(f"  {contender}: failed\n{proc.stderr}", file=sys.stderr)
@@ -174,7 +178,7 @@ def run_child(contender: str, n: int) -> dict[str, Any] | None:
 
 def report(n: int, results: dict[str, dict[str, Any]]) -> None:
     half = n // 2
-    rows = [
+    rows: list[tuple[str, str, Callable[[dict[str, Any]], float]]] = [
         ("insert", "insert ns/op", lambda r: r["insert"] / n * 1e9),
         ("cancel", "cancel ns/op", lambda r: r["cancel"] / half * 1e9),
         ("reschedule", "reschedule ns/op", lambda r: r["reschedule"] / half * 1e9),
@@ -190,9 +194,7 @@ def report(n: int, results: dict[str, dict[str, Any]]) -> None:
         for theirs in ("asyncio", "uvloop"):
             if theirs not in results:
                 continue
-            ratios = ", ".join(
-                f"{key} {value(results[theirs]) / value(results[ours]):.2f}x" for key, _, value in rows
-            )
+            ratios = ", ".join(f"{key} {value(results[theirs]) / value(results[ours]):.2f}x" for key, _, value in rows)
             print(f"ratio {theirs}/{ours}: {ratios}  (>1: {ours} better)")
     for ours in (name for name in names if name.startswith("chronowheel")):
         add = results[ours]["wheel_add"] / n * 1e9
@@ -203,7 +205,9 @@ def report(n: int, results: dict[str, dict[str, Any]]) -> None:
         print(line)
     for ours in (name for name in names if name.startswith("chronowheel")):
         share = results[ours]["idle_cpu_share"]
-        print(f"idle {ours}: {share * 100:.3f}% of one core over {IDLE_SECONDS:.0f} s holding {n:,} timers due in 1-2 h")
+        print(
+            f"idle {ours}: {share * 100:.3f}% of one core over {IDLE_SECONDS:.0f} s holding {n:,} timers due in 1-2 h"
+        )
 
 
 def main() -> None:

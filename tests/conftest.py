@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import Runner, run_on
 
 from chronowheel._wheel import TimerWheel as PureWheel
+from helpers import Runner, run_on
 
 WHEELS: dict[str, Any] = {"pure": PureWheel}
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import CountingClock, Runner
 
 import chronowheel
 from chronowheel import DuplicateKey, Engine, EngineClosed, Job, UnknownTask
 from chronowheel.testing import VirtualClock
+from helpers import CountingClock, Runner
 
 
 def test_call_later_fires_on_time_never_early(run: Runner) -> None:
@@ -143,7 +143,8 @@ def test_jobs_run_in_the_default_pool_sync_and_async(run: Runner) -> None:
             job = await engine.schedule(greet, args=("ada",), kwargs={"punct": "?"}, delay=60)
             sync_job = engine.schedule_nowait("blocking", args=[7], delay=30)
             assert isinstance(job, Job)
-            assert job.state == "pending"
+            initial = job.state
+            assert initial == "pending"
             assert job.task.endswith("greet")
             assert job.deadline == datetime.fromtimestamp(clock.wall(), UTC) + timedelta(seconds=60)
             await clock.advance(30)

@@ -101,7 +101,8 @@ def run_stream(wheel: Any, ops: list[tuple[Any, ...]]) -> None:
         nxt = wheel.next_expiry()
         if model.pending:
             earliest = max(model.now, min(d for d, _, _ in model.pending.values()))
-            assert nxt is not None and nxt <= earliest
+            assert nxt is not None
+            assert nxt <= earliest
     # Drain: everything still live fires exactly once, and the wheel is empty.
     final = model.now + 4 * SPAN
     assert wheel.advance(final) == model.advance(final)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from time import monotonic as _monotonic
 from time import time as _wall
-from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Clock", "Cancellable", "SystemClock"]

@@ -72,7 +72,7 @@ class Engine:
         self._rate = 1.0 / tick
         self._epoch = self._clock.time()
         self._wheel = TimerWheel()
-        self._handle_type = type("TimerHandle", (TimerHandle,), {"__slots__": (), "_engine": self})
+        self._handle_type: type[TimerHandle] = type("TimerHandle", (TimerHandle,), {"__slots__": (), "_engine": self})
         self._tasks: dict[str, TaskSpec] = {}
         self._task_names: dict[Callable[..., Any], str] = {}
         self._pools: dict[str, Pool] = {}
@@ -155,14 +155,6 @@ class Engine:
         if tick < self._sleep_tick:
             self._wake()
         return handle
-
-    def _reschedule_timer(self, timer: Any, delay: float) -> bool:
-        tick = self._tick_after(delay)
-        if not self._wheel.reschedule(timer, tick):
-            return False
-        if tick < self._sleep_tick:
-            self._wake()
-        return True
 
     # -- tasks and pools -----------------------------------------------------------
 
@@ -305,7 +297,14 @@ class Engine:
 
         tick = self._tick_after(seconds)
         job = Job(
-            uuid.uuid4().hex, key, spec.name, tuple(args), dict(kwargs or {}), priority, self._clock.wall() + seconds, tick
+            uuid.uuid4().hex,
+            key,
+            spec.name,
+            tuple(args),
+            dict(kwargs or {}),
+            priority,
+            self._clock.wall() + seconds,
+            tick,
         )
         job._timer = self._wheel.add(tick, job, -priority)
         if key is not None:

@@ -17,7 +17,7 @@ JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancell
 class TaskSpec:
     """A registered task: the function and how its jobs run."""
 
-    __slots__ = ("name", "func", "pool", "priority", "timeout", "is_async")
+    __slots__ = ("func", "is_async", "name", "pool", "priority", "timeout")
 
     def __init__(
         self, name: str, func: Callable[..., Any], pool: str, priority: int, timeout: float | None, is_async: bool
@@ -41,18 +41,18 @@ class Job:
     """
 
     __slots__ = (
+        "_due_tick",
+        "_due_wall",
+        "_timer",
+        "args",
+        "attempt",
+        "error",
         "id",
         "key",
-        "task",
-        "args",
         "kwargs",
         "priority",
-        "attempt",
         "state",
-        "error",
-        "_due_wall",
-        "_due_tick",
-        "_timer",
+        "task",
     )
 
     def __init__(
@@ -110,7 +110,13 @@ class TimerHandle(int):
         Moving it later is O(1) and lazy; the wheel re-files it only when its
         old slot comes due.
         """
-        return self._engine._reschedule_timer(self, delay)
+        engine = self._engine
+        tick = engine._tick_after(delay)
+        if not engine._wheel.reschedule(self, tick):
+            return False
+        if tick < engine._sleep_tick:
+            engine._wake()
+        return True
 
     def __repr__(self) -> str:
         return f"<TimerHandle {int(self)}>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -86,10 +86,16 @@ class Pool:
                 worker.cancel()
         if self._busy:
             loop = asyncio.get_running_loop()
-            expired = loop.create_future()
-            timer = clock.call_at(clock.time() + grace, lambda: expired.done() or expired.set_result(None))
+            expired: asyncio.Future[None] = loop.create_future()
+
+            def expire() -> None:
+                if not expired.done():
+                    expired.set_result(None)
+
+            timer = clock.call_at(clock.time() + grace, expire)
             finished = asyncio.gather(*self._busy, return_exceptions=True)
-            await asyncio.wait([finished, expired], return_when=asyncio.FIRST_COMPLETED)
+            either: list[asyncio.Future[Any]] = [finished, expired]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             timer.cancel()
             expired.cancel()
             for worker in self._busy:

@@ -47,17 +47,17 @@ class TimerWheel:
     """
 
     __slots__ = (
-        "_levels",
-        "_now",
-        "_state",
-        "_priority",
-        "_slots",
-        "_masks",
-        "_overflow",
         "_due",
         "_due_at",
         "_due_payloads",
+        "_levels",
+        "_masks",
+        "_now",
+        "_overflow",
+        "_priority",
         "_seq",
+        "_slots",
+        "_state",
     )
 
     def __init__(self, levels: int = 6, *, start: int = 0) -> None:
@@ -163,8 +163,7 @@ class TimerWheel:
             limit = -1
         elif limit <= 0:
             raise ValueError(f"limit must be positive, got {limit!r}")
-        if now < self._now:
-            now = self._now
+        now = max(now, self._now)
         out: list[Any] = []
         due = self._due
         payloads = self._due_payloads
@@ -269,8 +268,7 @@ class TimerWheel:
         where, start = found
         if start > now:
             return False
-        if start > self._now:
-            self._now = start
+        self._now = max(self._now, start)
         slot = self._slots[where]
         self._slots[where] = {}
         self._masks[where >> _BITS] &= ~(1 << (where & _SLOT_MASK))

@@ -1,10 +1,7 @@
 """Test helpers for code that uses chronowheel: a clock that moves only when told.
 
-    clock = VirtualClock()
-    engine = Engine(clock=clock)
-    async with engine:
-        engine.call_later(3600, fired.append, "hour")
-        await clock.advance(3600)          # instant, and exactly on time
+Pass ``VirtualClock()`` as ``Engine(clock=...)``; ``await clock.advance(3600)``
+then runs an hour of timers at once, each exactly on time (see the README).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ __all__ = ["VirtualClock"]
 
 
 class _Wakeup:
-    __slots__ = ("when", "seq", "callback")
+    __slots__ = ("callback", "seq", "when")
 
     def __init__(self, when: float, seq: int, callback: Callable[[], None] | None) -> None:
         self.when = when
