@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 
@@ -36,7 +37,7 @@ def extensions() -> list[object]:
     except ImportError:
         print("chronowheel: Cython missing; using the pure-Python wheel", file=sys.stderr)
         return []
-    sources = [os.path.join("native", name) for name in sorted(os.listdir("native")) if name.endswith(".pyx")]
+    sources = sorted(glob.glob(os.path.join("native", "*.pyx")))
     if not sources:
         return []
     from setuptools import Extension
