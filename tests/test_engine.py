@@ -294,10 +294,12 @@ def test_failing_job_is_logged_and_the_worker_survives(run: Runner, caplog: pyte
             bad = await engine.schedule(flaky, args=(1,), delay=1)
             await engine.schedule(flaky, args=(2,), delay=2)
             await clock.advance(2)
-            assert bad.state == "failed"
+            assert bad.state == "dead"  # no retry policy: one attempt, then the dead letters
             assert isinstance(bad.error, ValueError)
+            assert engine.dead_letters() == [bad]
             assert ran == [2]
             assert engine.stats()["failed"] == 1
+            assert engine.stats()["dead"] == 1
 
     with caplog.at_level(logging.ERROR, logger="chronowheel"):
         run(main)

@@ -12,6 +12,7 @@ from ._errors import JournalCorrupt as JournalCorrupt
 from ._errors import UnknownTask as UnknownTask
 from ._job import Job as Job
 from ._job import TimerHandle as TimerHandle
+from ._retry import Retry as Retry
 from ._selection import WHEEL as WHEEL
 from ._selection import TimerWheel as TimerWheel
 
@@ -24,6 +25,7 @@ __all__ = [
     "EngineClosed",
     "Job",
     "JournalCorrupt",
+    "Retry",
     "SystemClock",
     "TimerHandle",
     "TimerWheel",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import math
+import random
+import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from ._clock import Cancellable, Clock, SystemClock
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
 from ._job import Job, TaskSpec, TimerHandle
 from ._pool import Pool
+from ._retry import Retry
 from ._selection import TimerWheel
 
 __all__ = ["Engine"]
@@ -82,7 +84,10 @@ class Engine:
         self._driver: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._sleep_tick = -1  # tick the driver sleeps until; -1 while it is awake or not started
-        self._counts = dict.fromkeys(("fired", "succeeded", "failed", "cancelled"), 0)
+        self._counts = dict.fromkeys(("fired", "succeeded", "failed", "retried", "cancelled"), 0)
+        self._dead: dict[str, Job] = {}
+        self._interrupted: list[Job] = []
+        self._rng = random.Random()
         self._lateness: deque[float] = deque(maxlen=_LATENESS_SAMPLES)
         self.add_pool("default", concurrency=10)
 
@@ -172,14 +177,20 @@ class Engine:
             raise ValueError(f"max_queued must be None or an int >= 1, got {max_queued!r}")
         if self._state != "new":
             raise RuntimeError("add_pool: pools are added before the engine starts")
-        self._pools[name] = Pool(name, concurrency, max_queued)
+        self._pools[name] = Pool(name, concurrency, max_queued, on_room=self._wake)
 
     @overload
     def task(self, name: F, /) -> F: ...
 
     @overload
     def task(
-        self, name: str | None = None, *, pool: str = "default", priority: int = 0, timeout: float | None = None
+        self,
+        name: str | None = None,
+        *,
+        pool: str = "default",
+        priority: int = 0,
+        retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -188,12 +199,16 @@ class Engine:
         *,
         pool: str = "default",
         priority: int = 0,
+        retry: Retry | None = None,
         timeout: float | None = None,
     ) -> Any:
         """Register a function as a task: ``@engine.task`` or ``@engine.task(pool=...)``.
 
         The function is returned unchanged. Its name defaults to
-        ``module:qualname``, which is what durable jobs refer to it by.
+        ``module:qualname``, which is what durable jobs refer to it by. A job
+        that raises is retried per ``retry`` (none by default) and then goes to
+        :meth:`dead_letters`; one that runs longer than ``timeout`` seconds is
+        cancelled and counts as a failed attempt.
         """
         if callable(name):
             return self.task()(name)
@@ -203,8 +218,12 @@ class Engine:
             raise ValueError(f"pool: no pool named {pool!r}; add it with add_pool() first")
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(f"priority must be an int, got {type(priority).__name__}")
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a Retry or None, got {type(retry).__name__}")
         if timeout is not None:
             timeout = _check_seconds("timeout", timeout)
+            if timeout == 0:
+                raise ValueError("timeout must be > 0 seconds, got 0")
 
         def register(func: F) -> F:
             if not callable(func):
@@ -212,8 +231,7 @@ class Engine:
             task_name = name or f"{func.__module__}:{func.__qualname__}"
             if task_name in self._tasks and self._tasks[task_name].func is not func:
                 raise ValueError(f"name: a different function is already registered as {task_name!r}")
-            is_async = inspect.iscoroutinefunction(func)
-            self._tasks[task_name] = TaskSpec(task_name, func, pool, priority, timeout, is_async)
+            self._tasks[task_name] = TaskSpec(task_name, func, pool, priority, retry, timeout)
             self._task_names[func] = task_name
             return func
 
@@ -295,23 +313,23 @@ class Engine:
                 raise DuplicateKey(f"key: a job with key {key!r} is already pending")
             self.cancel(key)
 
+        job = Job(uuid.uuid4().hex, key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
+        self._file_job(job, seconds)
+        return job
+
+    def _file_job(self, job: Job, seconds: float) -> None:
+        """Put a job in the wheel ``seconds`` from now: a new job, a retry or a redrive."""
         tick = self._tick_after(seconds)
-        job = Job(
-            uuid.uuid4().hex,
-            key,
-            spec.name,
-            tuple(args),
-            dict(kwargs or {}),
-            priority,
-            self._clock.wall() + seconds,
-            tick,
-        )
-        job._timer = self._wheel.add(tick, job, -priority)
-        if key is not None:
-            self._keyed[key] = job
+        job._due_tick = tick
+        job._due_wall = self._clock.wall() + seconds
+        job._timer = self._wheel_of(job).add(tick, job, -job.priority)
+        if job.key is not None:
+            self._keyed.setdefault(job.key, job)
         if tick < self._sleep_tick:
             self._wake()
-        return job
+
+    def _wheel_of(self, job: Job) -> TimerWheel:
+        return self._pools[self._tasks[job.task].pool].wheel
 
     def _delay_of(self, delay: float | None, at: datetime | None) -> float:
         if (delay is None) == (at is None):
@@ -325,8 +343,9 @@ class Engine:
         return max(0.0, at.timestamp() - self._clock.wall())
 
     def _job_of(self, key_or_job: str | Job, argument: str = "key_or_job") -> Job | None:
+        """The job if it waits in the wheel: pending, or failed and waiting for its retry."""
         if isinstance(key_or_job, Job):
-            return key_or_job if key_or_job.state == "pending" else None
+            return key_or_job if key_or_job.state in ("pending", "failed") else None
         if isinstance(key_or_job, str):
             return self._keyed.get(key_or_job)
         raise TypeError(f"{argument} must be a key (str) or a Job, got {type(key_or_job).__name__}")
@@ -334,7 +353,7 @@ class Engine:
     def cancel(self, key_or_job: str | Job) -> bool:
         """Remove a pending job; True if it was pending."""
         job = self._job_of(key_or_job)
-        if job is None or not self._wheel.cancel(job._timer):
+        if job is None or not self._wheel_of(job).cancel(job._timer):
             return False
         job.state = "cancelled"
         self._counts["cancelled"] += 1
@@ -349,13 +368,34 @@ class Engine:
         if job is None:
             return False
         tick = self._tick_after(seconds)
-        if not self._wheel.reschedule(job._timer, tick):
+        if not self._wheel_of(job).reschedule(job._timer, tick):
             return False
         job._due_tick = tick
         job._due_wall = self._clock.wall() + seconds
         if tick < self._sleep_tick:
             self._wake()
         return True
+
+    def dead_letters(self) -> list[Job]:
+        """Jobs that ran out of attempts, oldest first; :meth:`redrive` puts one back."""
+        return list(self._dead.values())
+
+    def redrive(self, job: Job, *, delay: float = 0.0) -> Job:
+        """Give a dead job a fresh set of attempts, ``delay`` seconds from now."""
+        if not isinstance(job, Job):
+            raise TypeError(f"job must be a Job, got {type(job).__name__}")
+        if self._dead.get(job.id) is not job:
+            raise ValueError(f"job: {job.id} is not in the dead letters (state {job.state!r})")
+        if self._closed:
+            raise EngineClosed("the engine is stopped; it takes no more jobs")
+        seconds = _check_seconds("delay", delay)
+        if job.key is not None and job.key in self._keyed:
+            raise DuplicateKey(f"job: another job with key {job.key!r} is pending")
+        del self._dead[job.id]
+        job.attempt = 0
+        job.state = "pending"
+        self._file_job(job, seconds)
+        return job
 
     def get(self, key: str) -> Job | None:
         """The pending job with this key, if any."""
@@ -364,8 +404,8 @@ class Engine:
         return self._keyed.get(key)
 
     def __len__(self) -> int:
-        """Timers and jobs waiting for their deadline."""
-        return len(self._wheel)
+        """Timers and jobs waiting for their deadline (or, when due, for room in their pool)."""
+        return len(self._wheel) + sum(len(pool.wheel) for pool in self._pools.values())
 
     def stats(self) -> dict[str, Any]:
         """Counts and firing lateness (seconds from deadline to start) percentiles."""
@@ -375,10 +415,11 @@ class Engine:
             return samples[min(len(samples) - 1, int(p * len(samples)))] if samples else 0.0
 
         return {
-            "pending": len(self._wheel),
+            "pending": len(self),
             "queued": sum(pool.queued for pool in self._pools.values()),
             "running": sum(pool.running for pool in self._pools.values()),
             **self._counts,
+            "dead": len(self._dead),
             "lateness": {"p50": percentile(0.50), "p90": percentile(0.90), "p99": percentile(0.99)},
         }
 
@@ -405,18 +446,37 @@ class Engine:
     async def stop(self, grace: float = 10.0) -> None:
         """Take no more work; let running jobs finish for ``grace`` seconds, then cancel them.
 
-        Jobs that were due but had not started stay ``pending``.
+        Timers keep firing during the grace period (job timeouts among them).
+        Jobs that were due but had not started, and jobs cancelled at the end
+        of the grace period, are handed to :meth:`_unfinished`.
         """
         grace = _check_seconds("grace", grace)
         if self._state == "stopped":
             return
         self._closed = True
         self._state = "stopped"
+        unfinished: list[Job] = []
+        for pool in self._pools.values():
+            unfinished += await pool.stop(grace, self._clock)
         if self._driver is not None:
             self._driver.cancel()
             await asyncio.gather(self._driver, return_exceptions=True)
-        for pool in self._pools.values():
-            await pool.stop(grace, self._clock)
+        unfinished += (job for job in self._interrupted if job.state == "pending")
+        self._unfinished(unfinished)
+
+    def _unfinished(self, jobs: list[Job]) -> None:
+        """Jobs that were due but did not complete by the end of ``stop()``.
+
+        The seam for durability: a journaled engine leaves them unacknowledged
+        in the log so they run again after a restart. An in-memory engine can
+        only say so.
+        """
+        if jobs:
+            logger.warning(
+                "chronowheel: %d due jobs did not complete before stop and are lost (in-memory engine): %s",
+                len(jobs),
+                ", ".join(job.id for job in jobs[:10]) + (" ..." if len(jobs) > 10 else ""),
+            )
 
     # -- the driver ------------------------------------------------------------------
 
@@ -427,28 +487,39 @@ class Engine:
             wakeup.set_result(None)
 
     async def _drive(self) -> None:
-        """Sleep until the next expiry, fire what is due, repeat. Tickless when idle."""
+        """Sleep until the next expiry, fire what is due, repeat. Tickless when idle.
+
+        Volatile timers have their own wheel and always fire. Each pool's jobs
+        wait in the pool's wheel, taken out only as far as its ready queue has
+        room: a full pool leaves its due jobs in its wheel (backpressure, seen
+        as lateness) while timers and the other pools carry on, and the pool
+        wakes the driver when a worker frees a place.
+        """
         loop = asyncio.get_running_loop()
-        wheel = self._wheel
-        pools = self._pools
+        timers = self._wheel
+        pools = list(self._pools.values())
         while True:
-            due = wheel.advance(self._current_tick(), _BATCH)
-            if due:
-                for item in due:
-                    if item.__class__ is not Job:
-                        self._fire_timer(item, loop)
-                    else:
-                        pool = pools[self._tasks[item.task].pool]
-                        if item.key is not None and self._keyed.get(item.key) is item:
-                            del self._keyed[item.key]
-                        self._counts["fired"] += 1
-                        if pool.has_room():
-                            pool.put_nowait(item)
-                        else:
-                            await pool.put(item)  # backpressure: the rest stays due in the wheel
-                await asyncio.sleep(0)
-                continue
-            nxt = wheel.next_expiry()
+            now = self._current_tick()
+            due = timers.advance(now, _BATCH)
+            for payload in due:
+                self._fire_timer(payload, loop)
+            busy = len(due) == _BATCH
+            for pool in pools:
+                room = pool.room()
+                if not room:
+                    continue
+                jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
+                for job in jobs:
+                    if job.key is not None and self._keyed.get(job.key) is job:
+                        del self._keyed[job.key]
+                    pool.put_nowait(job)
+                self._counts["fired"] += len(jobs)
+                busy = busy or len(jobs) == room
+            if busy or due:
+                await asyncio.sleep(0)  # let the loop breathe between batches
+                if busy:
+                    continue
+            nxt = self._next_expiry()
             self._wakeup = loop.create_future()
             alarm: Cancellable | None = None
             if nxt is None:
@@ -462,6 +533,12 @@ class Engine:
                 self._sleep_tick = -1
                 if alarm is not None:
                     alarm.cancel()
+
+    def _next_expiry(self) -> int | None:
+        """The earliest tick with work: volatile timers, and jobs of pools with room."""
+        ticks = [self._wheel.next_expiry()]
+        ticks += [pool.wheel.next_expiry() for pool in self._pools.values() if pool.room()]
+        return min((tick for tick in ticks if tick is not None), default=None)
 
     def _fire_timer(self, payload: Any, loop: asyncio.AbstractEventLoop) -> None:
         """Run a volatile timer's callback; its errors go to the loop's exception handler."""
@@ -477,24 +554,86 @@ class Engine:
             )
 
     async def _run_job(self, job: Job) -> None:
+        """Run one attempt of a job; on failure, retry it through the wheel or bury it."""
         spec = self._tasks[job.task]
         job.state = "running"
         job.attempt += 1
         self._lateness.append(max(0.0, self._time() - self._epoch - job._due_tick / self._rate))
         try:
-            if spec.is_async:
-                await spec.func(*job.args, **job.kwargs)
-            else:
-                call = functools.partial(spec.func, *job.args, **job.kwargs)
-                await anyio.to_thread.run_sync(call, limiter=self._pools[spec.pool].threads)
+            await self._attempt(spec, job)
+        except asyncio.CancelledError:
+            job.state = "pending"  # interrupted by stop(): it did not complete
+            self._interrupted.append(job)
+            raise
         except Exception as exc:
-            job.state = "failed"
-            job.error = exc
-            self._counts["failed"] += 1
-            logger.exception("chronowheel: job %s of task %r failed", job.id, job.task)
+            self._failed(spec, job, exc)
         else:
             job.state = "succeeded"
+            job.error = None
+            job.traceback = None
             self._counts["succeeded"] += 1
 
+    async def _attempt(self, spec: TaskSpec, job: Job) -> None:
+        """Call the task: async on the loop, sync in a thread; cancel it at its timeout."""
+        if spec.timeout is None:
+            await self._invoke(spec, job)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        alarm = self.call_later(spec.timeout, expire)
+        try:
+            await self._invoke(spec, job)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            task.uncancel()
+            raise TimeoutError(f"job {job.id} of task {job.task!r} ran longer than {spec.timeout}s") from None
+        finally:
+            alarm.cancel()
+
+    async def _invoke(self, spec: TaskSpec, job: Job) -> None:
+        if spec.is_async:
+            await spec.func(*job.args, **job.kwargs)
+        else:
+            call = functools.partial(spec.func, *job.args, **job.kwargs)
+            await anyio.to_thread.run_sync(call, limiter=self._pools[spec.pool].threads, abandon_on_cancel=True)
+
+    def _failed(self, spec: TaskSpec, job: Job, error: Exception) -> None:
+        job.error = error
+        job.traceback = "".join(traceback.format_exception(error))
+        self._counts["failed"] += 1
+        retry = spec.retry
+        if retry is not None and retry.should_retry(error, job.attempt) and not self._closed:
+            delay = retry.delay(job.attempt, self._rng)
+            job.state = "failed"
+            self._counts["retried"] += 1
+            self._file_job(job, delay)
+            logger.warning(
+                "chronowheel: job %s of task %r failed (attempt %d of %d); retrying in %.3fs",
+                job.id,
+                job.task,
+                job.attempt,
+                retry.attempts,
+                delay,
+                exc_info=error,
+            )
+            return
+        job.state = "dead"
+        self._dead[job.id] = job
+        logger.error(
+            "chronowheel: job %s of task %r failed (attempt %d); moved to the dead letters",
+            job.id,
+            job.task,
+            job.attempt,
+            exc_info=error,
+        )
+
     def __repr__(self) -> str:
-        return f"<Engine {self._state} pending={len(self._wheel)} tick={1 / self._rate:g}s>"
+        return f"<Engine {self._state} pending={len(self)} tick={1 / self._rate:g}s>"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from ._engine import Engine
+    from ._retry import Retry
 
 __all__ = ["Job", "JobState", "TaskSpec", "TimerHandle"]
 
@@ -17,17 +19,24 @@ JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancell
 class TaskSpec:
     """A registered task: the function and how its jobs run."""
 
-    __slots__ = ("func", "is_async", "name", "pool", "priority", "timeout")
+    __slots__ = ("func", "is_async", "name", "pool", "priority", "retry", "timeout")
 
     def __init__(
-        self, name: str, func: Callable[..., Any], pool: str, priority: int, timeout: float | None, is_async: bool
+        self,
+        name: str,
+        func: Callable[..., Any],
+        pool: str,
+        priority: int,
+        retry: Retry | None,
+        timeout: float | None,
     ) -> None:
         self.name = name
         self.func = func
         self.pool = pool
         self.priority = priority
+        self.retry = retry
         self.timeout = timeout
-        self.is_async = is_async
+        self.is_async = inspect.iscoroutinefunction(func)
 
     def __repr__(self) -> str:
         return f"<TaskSpec {self.name!r} pool={self.pool!r}>"
@@ -36,8 +45,11 @@ class TaskSpec:
 class Job:
     """One scheduled run of a registered task.
 
-    ``deadline`` is when it is due, as an aware UTC datetime; ``state`` moves
-    ``pending -> running -> succeeded | failed``, or ends ``cancelled``.
+    ``deadline`` is when it is due, as an aware UTC datetime. ``state`` moves
+    ``pending -> running -> succeeded``, or ``running -> failed`` (waiting in
+    the wheel for its retry) ``-> running ...``, until ``dead`` when the
+    attempts run out; ``cancelled`` ends it early. ``error`` and
+    ``traceback`` hold the last failure.
     """
 
     __slots__ = (
@@ -53,6 +65,7 @@ class Job:
         "priority",
         "state",
         "task",
+        "traceback",
     )
 
     def __init__(
@@ -75,6 +88,7 @@ class Job:
         self.attempt = 0
         self.state: JobState = "pending"
         self.error: BaseException | None = None
+        self.traceback: str | None = None
         self._due_wall = due_wall
         self._due_tick = due_tick
         self._timer: Any = None

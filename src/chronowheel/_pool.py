@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._selection import TimerWheel
+
 if TYPE_CHECKING:
     from ._clock import Clock
     from ._job import Job
@@ -16,18 +18,23 @@ if TYPE_CHECKING:
 __all__ = ["Pool"]
 
 _Ready = tuple[int, int, int, "Job"]
+_UNBOUNDED_BATCH = 1024  # due jobs moved per driver step into a pool without max_queued
 
 
 class Pool:
     """A concurrency limit with a ready queue ordered by (priority, due tick, arrival).
 
-    Higher priority first; equal priorities run in due order. ``put`` waits
-    while the queue holds ``max_queued`` jobs: that wait is the backpressure
-    that keeps due jobs in the wheel instead of in an unbounded list.
+    Higher priority first; equal priorities run in due order. The pool's jobs
+    wait in its own wheel; the driver moves due ones to the ready queue only
+    while it holds fewer than ``max_queued``, so overload leaves them in the
+    wheel, not in an ever longer list.
     """
 
-    def __init__(self, name: str, concurrency: int, max_queued: int | None) -> None:
+    def __init__(self, name: str, concurrency: int, max_queued: int | None, on_room: Callable[[], None]) -> None:
         self.name = name
+        self.wheel = TimerWheel()  # this pool's jobs, until due and there is room for them
+        self._on_room = on_room
+        self._full = False
         self.concurrency = concurrency
         self.max_queued = max_queued
         self.threads = anyio.CapacityLimiter(concurrency)
@@ -48,14 +55,16 @@ class Pool:
     def __repr__(self) -> str:
         return f"<Pool {self.name!r} concurrency={self.concurrency} queued={self.queued} running={self.running}>"
 
-    def has_room(self) -> bool:
-        return not self._queue.full()
+    def room(self) -> int:
+        """How many more jobs the ready queue takes now (a batch's worth when unbounded)."""
+        if self.max_queued is None:
+            return _UNBOUNDED_BATCH
+        room = self.max_queued - self._queue.qsize()
+        self._full = room == 0
+        return room
 
     def put_nowait(self, job: Job) -> None:
         self._queue.put_nowait((-job.priority, job._due_tick, next(self._arrival), job))
-
-    async def put(self, job: Job) -> None:
-        await self._queue.put((-job.priority, job._due_tick, next(self._arrival), job))
 
     def start(self, run: Callable[[Job], Awaitable[None]]) -> None:
         self._workers = [
@@ -69,6 +78,9 @@ class Pool:
         queue = self._queue
         while not self._closing:
             *_, job = await queue.get()
+            if self._full:
+                self._full = False
+                self._on_room()  # the driver left due jobs in our wheel for want of room
             self._busy.add(me)
             try:
                 await run(job)
