@@ -10,10 +10,10 @@ import threading
 
 import anyio
 import pytest
-from helpers import Runner
 
 from chronowheel import Engine, Retry
 from chronowheel.testing import VirtualClock
+from helpers import Runner
 
 
 async def virtual_sleep(engine: Engine, seconds: float) -> None:
@@ -262,6 +262,8 @@ def test_sync_jobs_run_in_threads_bounded_by_the_pool(run: Runner) -> None:
         most = 0
         threads: set[int] = set()
         both_in = threading.Barrier(2)
+        finished: list[int] = []
+        all_finished = threading.Event()
 
         @engine.task(pool="blocking")
         def block(n: int) -> None:
@@ -273,12 +275,16 @@ def test_sync_jobs_run_in_threads_bounded_by_the_pool(run: Runner) -> None:
             both_in.wait(10)  # only passes when two run at once
             with lock:
                 active -= 1
+                finished.append(n)
+                if len(finished) == 6:
+                    all_finished.set()
 
         async with engine:
             jobs = [await engine.schedule(block, args=(n,), delay=1) for n in range(6)]
             await clock.advance(1)
-            while any(job.state != "succeeded" for job in jobs):
-                await anyio.sleep(0)  # yields to the loop; the jobs run in threads
+            assert await anyio.to_thread.run_sync(all_finished.wait, 10)
+            await clock.settle()
+            assert [job.state for job in jobs] == ["succeeded"] * 6
         assert most == 2
         assert threading.get_ident() not in threads
 
