@@ -12,6 +12,8 @@ from ._errors import JournalCorrupt as JournalCorrupt
 from ._errors import UnknownTask as UnknownTask
 from ._job import Job as Job
 from ._job import TimerHandle as TimerHandle
+from ._recurrence import Cron as Cron
+from ._recurrence import Every as Every
 from ._retry import Retry as Retry
 from ._selection import WHEEL as WHEEL
 from ._selection import TimerWheel as TimerWheel
@@ -20,9 +22,11 @@ __all__ = [
     "WHEEL",
     "ChronowheelError",
     "Clock",
+    "Cron",
     "DuplicateKey",
     "Engine",
     "EngineClosed",
+    "Every",
     "Job",
     "JournalCorrupt",
     "Retry",

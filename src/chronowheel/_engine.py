@@ -21,8 +21,20 @@ from ._clock import Cancellable, Clock, SystemClock
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
 from ._job import Job, TaskSpec, TimerHandle
 from ._pool import Pool
+from ._recurrence import (
+    DEFAULT_MISFIRE,
+    DEFAULT_MISFIRE_GRACE,
+    DEFAULT_OVERLAP,
+    Cron,
+    Every,
+    check_misfire,
+    check_overlap,
+    jittered,
+    plan_misfire,
+)
 from ._retry import Retry
 from ._selection import TimerWheel
+from ._series import Series
 
 __all__ = ["Engine"]
 
@@ -84,7 +96,7 @@ class Engine:
         self._driver: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._sleep_tick = -1  # tick the driver sleeps until; -1 while it is awake or not started
-        self._counts = dict.fromkeys(("fired", "succeeded", "failed", "retried", "cancelled"), 0)
+        self._counts = dict.fromkeys(("fired", "succeeded", "failed", "retried", "cancelled", "skipped"), 0)
         self._dead: dict[str, Job] = {}
         self._interrupted: list[Job] = []
         self._rng = random.Random()
@@ -262,13 +274,30 @@ class Engine:
         kwargs: dict[str, Any] | None = None,
         delay: float | None = None,
         at: datetime | None = None,
+        every: Every | None = None,
+        cron: Cron | None = None,
         key: str | None = None,
         priority: int | None = None,
         if_exists: IfExists = "error",
+        overlap: str = DEFAULT_OVERLAP,
+        misfire: str = DEFAULT_MISFIRE,
+        misfire_grace: float = DEFAULT_MISFIRE_GRACE,
     ) -> Job:
         """Schedule a job of a registered task; see :meth:`schedule_nowait`."""
         return self.schedule_nowait(
-            task, args=args, kwargs=kwargs, delay=delay, at=at, key=key, priority=priority, if_exists=if_exists
+            task,
+            args=args,
+            kwargs=kwargs,
+            delay=delay,
+            at=at,
+            every=every,
+            cron=cron,
+            key=key,
+            priority=priority,
+            if_exists=if_exists,
+            overlap=overlap,
+            misfire=misfire,
+            misfire_grace=misfire_grace,
         )
 
     def schedule_nowait(
@@ -279,11 +308,22 @@ class Engine:
         kwargs: dict[str, Any] | None = None,
         delay: float | None = None,
         at: datetime | None = None,
+        every: Every | None = None,
+        cron: Cron | None = None,
         key: str | None = None,
         priority: int | None = None,
         if_exists: IfExists = "error",
+        overlap: str = DEFAULT_OVERLAP,
+        misfire: str = DEFAULT_MISFIRE,
+        misfire_grace: float = DEFAULT_MISFIRE_GRACE,
     ) -> Job:
         """Schedule a job ``delay`` seconds from now, or ``at`` an aware datetime.
+
+        With ``every`` or ``cron`` the job recurs (``delay``/``at``, if given,
+        set the first run); ``overlap`` says what a run due while the previous
+        one is still going does (``"skip"``, ``"queue"`` one, ``"allow"``), and
+        ``misfire`` what runs missed by more than ``misfire_grace`` seconds do
+        (``"fire_once"``, ``"fire_all"``, ``"skip"``); see docs/recurring.md.
 
         With a ``key``, ``if_exists`` says what happens when a job with that
         key is already pending: ``"error"`` raises :class:`DuplicateKey`,
@@ -304,7 +344,8 @@ class Engine:
             priority = spec.priority
         elif isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(f"priority must be an int or None, got {type(priority).__name__}")
-        seconds = self._delay_of(delay, at)
+        series = self._series_of(every, cron, delay, at, overlap, misfire, misfire_grace)
+        seconds = self._delay_of(delay, at) if series is None else self._until(series.nominal, series)
 
         if key is not None and key in self._keyed:
             if if_exists == "keep":
@@ -314,8 +355,43 @@ class Engine:
             self.cancel(key)
 
         job = Job(uuid.uuid4().hex, key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
+        job._series = series
         self._file_job(job, seconds)
         return job
+
+    def _series_of(
+        self,
+        every: Every | None,
+        cron: Cron | None,
+        delay: float | None,
+        at: datetime | None,
+        overlap: str,
+        misfire: str,
+        misfire_grace: float,
+    ) -> Series | None:
+        """The series for ``every=`` / ``cron=``, its first run set; None for a one-shot job."""
+        if every is None and cron is None:
+            return None
+        if every is not None and cron is not None:
+            raise ValueError("pass at most one of every= and cron=")
+        if every is not None and not isinstance(every, Every):
+            raise TypeError(f"every must be an Every, got {type(every).__name__}")
+        if cron is not None and not isinstance(cron, Cron):
+            raise TypeError(f"cron must be a Cron, got {type(cron).__name__}")
+        recurrence: Every | Cron = every if every is not None else cron  # type: ignore[assignment]
+        check_overlap(overlap)
+        check_misfire(misfire)
+        grace = _check_seconds("misfire_grace", misfire_grace)
+        now = self._clock.wall()
+        if delay is None and at is None:
+            first = recurrence.next_after(now, now)
+        else:
+            first = now + self._delay_of(delay, at)
+        return Series(recurrence, first, first, misfire, grace, overlap)
+
+    def _until(self, nominal: float, series: Series) -> float:
+        """Seconds from now to a run's nominal time, plus the recurrence's jitter."""
+        return max(0.0, jittered(nominal, series.recurrence.jitter, self._rng) - self._clock.wall())
 
     def _file_job(self, job: Job, seconds: float) -> None:
         """Put a job in the wheel ``seconds`` from now: a new job, a retry or a redrive."""
@@ -345,7 +421,9 @@ class Engine:
     def _job_of(self, key_or_job: str | Job, argument: str = "key_or_job") -> Job | None:
         """The job if it waits in the wheel: pending, or failed and waiting for its retry."""
         if isinstance(key_or_job, Job):
-            return key_or_job if key_or_job.state in ("pending", "failed") else None
+            waiting = key_or_job.state in ("pending", "failed")
+            between_runs = key_or_job._series is not None and key_or_job.state == "running"
+            return key_or_job if waiting or between_runs else None
         if isinstance(key_or_job, str):
             return self._keyed.get(key_or_job)
         raise TypeError(f"{argument} must be a key (str) or a Job, got {type(key_or_job).__name__}")
@@ -353,7 +431,11 @@ class Engine:
     def cancel(self, key_or_job: str | Job) -> bool:
         """Remove a pending job; True if it was pending."""
         job = self._job_of(key_or_job)
-        if job is None or not self._wheel_of(job).cancel(job._timer):
+        if job is None:
+            return False
+        if job.state == "running":
+            pass  # a series waiting for its run to finish: marking it cancelled stops it
+        elif not self._wheel_of(job).cancel(job._timer):
             return False
         job.state = "cancelled"
         self._counts["cancelled"] += 1
@@ -372,6 +454,8 @@ class Engine:
             return False
         job._due_tick = tick
         job._due_wall = self._clock.wall() + seconds
+        if job._series is not None:
+            job._series.nominal = job._due_wall
         if tick < self._sleep_tick:
             self._wake()
         return True
@@ -510,10 +594,13 @@ class Engine:
                     continue
                 jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
                 for job in jobs:
+                    if job._series is not None:
+                        self._fire_series(job, pool)
+                        continue
                     if job.key is not None and self._keyed.get(job.key) is job:
                         del self._keyed[job.key]
                     pool.put_nowait(job)
-                self._counts["fired"] += len(jobs)
+                    self._counts["fired"] += 1
                 busy = busy or len(jobs) == room
             if busy or due:
                 await asyncio.sleep(0)  # let the loop breathe between batches
@@ -572,6 +659,8 @@ class Engine:
             job.error = None
             job.traceback = None
             self._counts["succeeded"] += 1
+        if job._parent is not None and job.state in ("succeeded", "dead"):
+            self._run_finished(job._parent)
 
     async def _attempt(self, spec: TaskSpec, job: Job) -> None:
         """Call the task: async on the loop, sync in a thread; cancel it at its timeout."""
@@ -604,6 +693,71 @@ class Engine:
         else:
             call = functools.partial(spec.func, *job.args, **job.kwargs)
             await anyio.to_thread.run_sync(call, limiter=self._pools[spec.pool].threads, abandon_on_cancel=True)
+
+    def _fire_series(self, job: Job, pool: Pool) -> None:
+        """A recurring job came due: start its run(s) per the misfire policy, file the next."""
+        series = job._series
+        assert series is not None
+        now = self._clock.wall()
+        next_run = series.recurrence.next_after(series.nominal, series.anchor)
+        if next_run > now and now - series.nominal <= series.grace + series.recurrence.jitter:
+            # On time, the usual case (also for a run that reschedule moved off the grid).
+            fire = [series.nominal]
+        else:
+            fire, next_run = plan_misfire(
+                series.recurrence,
+                series.nominal,
+                now,
+                anchor=series.anchor,
+                misfire=series.misfire,
+                misfire_grace=series.grace,
+            )
+        # Catch-up runs of one plan do not overlap each other; only a run
+        # still going from before makes the overlap policy apply.
+        overlapping = series.active > 0
+        for nominal in fire:
+            self._start_run(job, pool, nominal, overlapping)
+        if series.after_finish and series.active:
+            job.state = "running"  # the next run is timed from this one's end
+        else:
+            self._refile(job, next_run)
+
+    def _start_run(self, job: Job, pool: Pool, nominal: float, overlapping: bool) -> None:
+        series = job._series
+        assert series is not None
+        if overlapping and series.overlap != "allow":
+            if series.overlap == "queue" and series.waiting is None:
+                series.waiting = nominal
+            else:
+                self._counts["skipped"] += 1
+            return
+        run = Job(uuid.uuid4().hex, None, job.task, job.args, job.kwargs, job.priority, nominal, self._current_tick())
+        run._parent = job
+        series.active += 1
+        pool.put_nowait(run)
+        self._counts["fired"] += 1
+
+    def _run_finished(self, job: Job) -> None:
+        """A run of a recurring job is over: start the queued one, or time the next from now."""
+        series = job._series
+        assert series is not None
+        series.active -= 1
+        if job.state == "cancelled" or self._closed:
+            return
+        pool = self._pools[self._tasks[job.task].pool]
+        if series.waiting is not None:
+            nominal, series.waiting = series.waiting, None
+            self._start_run(job, pool, nominal, overlapping=False)
+        elif series.after_finish and job.state == "running":
+            now = self._clock.wall()
+            self._refile(job, series.recurrence.next_after(now, series.anchor))
+
+    def _refile(self, job: Job, nominal: float) -> None:
+        series = job._series
+        assert series is not None
+        series.nominal = nominal
+        job.state = "pending"
+        self._file_job(job, self._until(nominal, series))
 
     def _failed(self, spec: TaskSpec, job: Job, error: Exception) -> None:
         job.error = error

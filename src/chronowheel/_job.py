@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     from ._engine import Engine
     from ._retry import Retry
+    from ._series import Series
 
 __all__ = ["Job", "JobState", "TaskSpec", "TimerHandle"]
 
@@ -55,6 +56,8 @@ class Job:
     __slots__ = (
         "_due_tick",
         "_due_wall",
+        "_parent",
+        "_series",
         "_timer",
         "args",
         "attempt",
@@ -92,6 +95,8 @@ class Job:
         self._due_wall = due_wall
         self._due_tick = due_tick
         self._timer: Any = None
+        self._series: Series | None = None  # set on a recurring job
+        self._parent: Job | None = None  # set on each run of a recurring job
 
     @property
     def deadline(self) -> datetime:

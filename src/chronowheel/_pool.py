@@ -96,7 +96,7 @@ class Pool:
         for worker in self._workers:
             if worker not in self._busy:
                 worker.cancel()
-        if self._busy:
+        if self._busy and grace > 0:
             loop = asyncio.get_running_loop()
             expired: asyncio.Future[None] = loop.create_future()
 
@@ -110,8 +110,8 @@ class Pool:
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             timer.cancel()
             expired.cancel()
-            for worker in self._busy:
-                worker.cancel()
+        for worker in self._busy:
+            worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         left: list[Job] = []
         while not self._queue.empty():

@@ -18,7 +18,7 @@ re-filed when the wheel's top-level window rolls over.
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from typing import Any, Final
 
 __all__ = ["TimerWheel"]
@@ -134,6 +134,11 @@ class TimerWheel:
             # Later: lazy. The old slot comes up first and re-files it then.
             self._state[handle] = deadline << _WHERE_BITS | where
             return True
+        if where == _DUE:
+            # Its batch entry carries the old deadline: take it out, or the
+            # drain would hand the timer out from its old place.
+            entry = (state >> _WHERE_BITS, self._priority.get(handle, 0), handle)
+            del self._due[bisect_left(self._due, entry, lo=self._due_at)]
         self._file(handle, deadline, self._take(handle, where))
         return True
 

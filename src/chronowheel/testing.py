@@ -36,6 +36,9 @@ class VirtualClock:
     ``advance`` walks time forward through every wake-up due on the way, in
     order, and after each lets the event loop run ``settle_rounds`` rounds so
     the engine and the jobs it started catch up, without any real sleep.
+    Time passes for nothing else: ``engine.stop(grace=10)`` with jobs still
+    running waits for ten virtual seconds, so advance the clock meanwhile or
+    stop with ``grace=0``.
     """
 
     def __init__(self, start: float = 0.0, *, wall: float = 1_767_225_600.0, settle_rounds: int = 32) -> None:

@@ -1,0 +1,632 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The hierarchical timing wheel in C: a drop-in for ``chronowheel._wheel.TimerWheel``.
+
+Same algorithm, same outputs (see the pure module for the design); only the
+storage differs. Every timer is a 48-byte C struct in one growable slab, linked
+into an intrusive doubly-linked list: a wheel slot's, the overflow list, or the
+due batch. Its payload is the only Python object the wheel keeps per timer; the
+slab is allocated with ``PyMem_Raw*`` so ``tracemalloc`` sees it.
+
+A handle is the int ``seq << 32 | index``: ``seq`` is the timer's insertion
+sequence number, unique for the wheel's life, so a handle to a fired or
+cancelled timer never matches the timer that later reuses its slab entry.
+
+Due batch: the timers fired and not yet handed out, in (deadline, priority,
+seq) order. Cancelling one leaves a tombstone in its place, as the pure wheel
+leaves a stale entry in its ``_due`` list (it keeps the batch "under way" until
+the drain passes it); rescheduling one takes it out of the batch and files it
+afresh.
+
+The type is GC-tracked and its traverse visits the payloads, so a cycle
+through a payload (wheel -> payload -> owner of the wheel) is collected just as
+with the pure wheel's dicts.
+"""
+
+cimport cython
+from cpython.exc cimport PyErr_Clear, PyErr_Occurred
+from cpython.long cimport PyLong_Check, PyLong_FromUnsignedLongLong
+from cpython.pyport cimport PY_SSIZE_T_MAX
+from cpython.ref cimport PyObject
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport qsort
+
+cdef extern from "Python.h":
+    void* PyMem_RawMalloc(size_t n) nogil
+    void* PyMem_RawRealloc(void* p, size_t n) nogil
+    void PyMem_RawFree(void* p) nogil
+    void cw_incref "Py_INCREF"(PyObject* o) noexcept
+    void cw_decref "Py_DECREF"(PyObject* o) noexcept
+    int cw_list_append "PyList_Append"(object lst, PyObject* item) except -1
+    # Errors are checked by hand (_lookup must not raise): no ``except`` clause.
+    unsigned long long cw_as_u64 "PyLong_AsUnsignedLongLong"(object o) noexcept
+    ctypedef int (*visitproc)(PyObject*, void*)
+    ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
+    ctypedef int (*inquiry)(PyObject*)
+    ctypedef struct _TypeSlots "PyTypeObject":
+        const char* tp_name
+        traverseproc tp_traverse
+        inquiry tp_clear
+
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #include <intrin.h>
+    static __inline int cw_ctz64(unsigned long long x) { unsigned long i; _BitScanForward64(&i, x); return (int)i; }
+    static __inline int cw_bitlen64(unsigned long long x) {
+        unsigned long i; if (!x) return 0; _BitScanReverse64(&i, x); return (int)i + 1;
+    }
+    #else
+    #define cw_ctz64(x) __builtin_ctzll(x)
+    #define cw_bitlen64(x) ((x) ? 64 - __builtin_clzll(x) : 0)
+    #endif
+    """
+    int cw_ctz64(unsigned long long x) nogil
+    int cw_bitlen64(unsigned long long x) nogil
+
+cdef enum:
+    BITS = 6
+    SLOTS = 64
+    SLOT_MASK = 63
+    MAX_LEVELS = 10
+    ALL_SLOTS = 640  # MAX_LEVELS * SLOTS
+    # ``where``: level * 64 + slot while filed in the wheel, then:
+    W_OVERFLOW = 1022  # waiting beyond the top level
+    W_DUE = 1023  # fired, in the due batch, not yet handed out
+    W_TOMB = 1024  # cancelled while due: a tombstone in the due batch
+    W_FREE = 1025  # on the free list
+
+cdef uint32_t NIL = 0xFFFFFFFFu
+cdef uint32_t MAX_TIMERS = 0xFFFFFFFEu
+
+ctypedef struct Timer:
+    int64_t deadline
+    int64_t priority
+    uint64_t seq  # 0 while free
+    PyObject* payload  # owned reference; NULL when free or a tombstone
+    uint32_t next  # list links (next doubles as the free-list link)
+    uint32_t prev
+    uint32_t where
+
+
+cdef inline bint _before(const Timer* a, const Timer* b) noexcept nogil:
+    """(deadline, priority, seq) of ``a`` < that of ``b``."""
+    if a.deadline != b.deadline:
+        return a.deadline < b.deadline
+    if a.priority != b.priority:
+        return a.priority < b.priority
+    return a.seq < b.seq
+
+
+cdef int _cmp_timers(const void* x, const void* y) noexcept nogil:
+    cdef const Timer* a = (<const Timer**>x)[0]
+    cdef const Timer* b = (<const Timer**>y)[0]
+    if _before(a, b):
+        return -1
+    if _before(b, a):
+        return 1
+    return 0
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class TimerWheel:
+    """Hierarchical timing wheel: O(1) add, cancel and reschedule.
+
+    ``advance(now)`` hands out every payload whose deadline is ``<= now``, in
+    (deadline, priority, insertion) order, lower priority values first; a
+    deadline already in the past is due at the next ``advance``. Handles
+    returned by :meth:`add` are opaque: pass them back to :meth:`cancel` and
+    :meth:`reschedule`. Ticks, deadlines and priorities are signed 64-bit.
+    """
+
+    cdef Timer* timers
+    cdef uint32_t cap  # entries allocated
+    cdef uint32_t used  # entries ever handed out (high-water mark)
+    cdef uint32_t free_head
+    cdef Py_ssize_t size  # pending timers: filed, overflowing or due (not tombstones)
+    cdef int nlevels
+    cdef int64_t now_
+    cdef uint64_t seq
+    cdef uint64_t masks[MAX_LEVELS]
+    cdef uint32_t heads[ALL_SLOTS]
+    cdef uint32_t tails[ALL_SLOTS]
+    cdef uint32_t ov_head, ov_tail
+    cdef uint32_t due_head, due_tail
+    cdef Timer** scratch  # the level-0 batch being sorted
+    cdef Py_ssize_t scratch_cap
+    cdef object _gc_anchor  # always None: it only makes Cython emit a GC-tracked type (see the end)
+
+    def __cinit__(self, *args, **kwargs):
+        self.timers = NULL
+        self.cap = 0
+        self.scratch = NULL
+        self.scratch_cap = 0
+        self._reset()
+
+    def __init__(self, levels=6, *, start=0):
+        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS:
+            raise ValueError(f"levels must be an int from 1 to {MAX_LEVELS}, got {levels!r}")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(f"start must be a non-negative int, got {start!r}")
+        cdef int64_t first = start
+        if self.used:
+            self._release_all()
+        self.nlevels = levels
+        self.now_ = first
+        self.seq = 0
+
+    def __dealloc__(self):
+        self._release_all()
+        PyMem_RawFree(self.scratch)
+        self.scratch = NULL
+
+    cdef void _reset(self) noexcept:
+        """An empty wheel (the slab pointer is the caller's business)."""
+        cdef int i
+        self.used = 0
+        self.free_head = NIL
+        self.size = 0
+        for i in range(MAX_LEVELS):
+            self.masks[i] = 0
+        for i in range(ALL_SLOTS):
+            self.heads[i] = NIL
+            self.tails[i] = NIL
+        self.ov_head = self.ov_tail = NIL
+        self.due_head = self.due_tail = NIL
+
+    cdef void _release_all(self) noexcept:
+        """Drop every timer. The wheel is empty and consistent before any payload is released."""
+        cdef Timer* old = self.timers
+        cdef uint32_t n = self.used
+        cdef uint32_t i
+        cdef PyObject* p
+        self.timers = NULL
+        self.cap = 0
+        self._reset()
+        for i in range(n):
+            p = old[i].payload
+            if p != NULL:
+                old[i].payload = NULL
+                cw_decref(p)  # may run a finalizer that uses this (now empty) wheel
+        PyMem_RawFree(old)
+
+    # -- the public surface ------------------------------------------------------
+
+    @property
+    def now(self):
+        """The tick the wheel has advanced to."""
+        return self.now_
+
+    @property
+    def levels(self):
+        return self.nlevels
+
+    def __len__(self):
+        """Timers added and not yet handed out or cancelled."""
+        return self.size
+
+    def __repr__(self):
+        return f"<TimerWheel levels={self.nlevels} now={self.now_} pending={self.size}>"
+
+    def add(self, int64_t deadline, object payload, int64_t priority=0):
+        """File ``payload`` to fire at tick ``deadline``; return its handle."""
+        cdef uint32_t idx
+        cdef uint64_t seq = self.seq + 1
+        cdef object handle
+        # Everything that can fail comes before the first change.
+        cdef bint recycled = self.free_head != NIL
+        if recycled:
+            idx = self.free_head
+        else:
+            if self.used == self.cap:
+                self._grow()
+            idx = self.used
+        if seq >> 32:
+            handle = (PyLong_FromUnsignedLongLong(seq) << 32) | idx
+        else:
+            handle = PyLong_FromUnsignedLongLong(seq << 32 | idx)
+        if recycled:
+            self.free_head = self.timers[idx].next
+        else:
+            self.used += 1
+        self.seq = seq
+        cdef Timer* t = &self.timers[idx]
+        t.seq = seq
+        t.priority = priority
+        t.payload = <PyObject*>payload
+        cw_incref(t.payload)
+        self.size += 1
+        self._file(idx, deadline)
+        return handle
+
+    def cancel(self, handle):
+        """Remove a pending timer. False if it already fired or was cancelled."""
+        cdef uint32_t idx = self._lookup(handle)
+        if idx == NIL:
+            return False
+        cdef Timer* t = &self.timers[idx]
+        cdef PyObject* payload = t.payload
+        t.payload = NULL
+        if t.where == W_DUE:
+            t.where = W_TOMB  # the drain frees it when it gets there
+        else:
+            self._unlink(idx)
+            self._free(idx)
+        self.size -= 1
+        cw_decref(payload)  # last: a finalizer may use the wheel
+        return True
+
+    def reschedule(self, handle, int64_t deadline):
+        """Move a pending timer to ``deadline``. False if it is no longer pending."""
+        cdef uint32_t idx = self._lookup(handle)
+        if idx == NIL:
+            return False
+        cdef Timer* t = &self.timers[idx]
+        if t.where != W_DUE and deadline >= t.deadline:
+            # Later: lazy. The old slot comes up first and re-files it then.
+            t.deadline = deadline
+            return True
+        self._unlink(idx)
+        self._file(idx, deadline)
+        return True
+
+    def next_expiry(self):
+        """The earliest tick at which :meth:`advance` may have work, or None.
+
+        Never later than the earliest deadline; may be earlier when a timer
+        was lazily moved later (the wheel then wakes once to re-file it).
+        """
+        cdef uint32_t where = 0
+        cdef uint64_t start = 0
+        if self.due_head != NIL:
+            return self.now_
+        if self._next_slot(&where, &start):
+            return start
+        if self.ov_head != NIL:
+            return self._next_window()
+        return None
+
+    def advance(self, int64_t now, limit=None):
+        """Move to tick ``now`` and return the payloads due by then.
+
+        With ``limit``, return at most that many; call again with the same
+        ``now`` for the rest. Ticks never go backwards: a ``now`` behind the
+        wheel's hands out what is due at the wheel's own tick.
+        """
+        cdef Py_ssize_t lim = -1
+        cdef Py_ssize_t count = 0
+        cdef uint32_t idx
+        cdef Timer* t
+        cdef PyObject* payload
+        if limit is not None:
+            if limit <= 0:
+                raise ValueError(f"limit must be positive, got {limit!r}")
+            if limit < <object>PY_SSIZE_T_MAX:
+                lim = limit
+        if now < self.now_:
+            now = self.now_
+        cdef list out = []
+        while True:
+            # Hand out what has already fired, freeing tombstones on the way.
+            while self.due_head != NIL and count != lim:
+                idx = self.due_head
+                t = &self.timers[idx]
+                self.due_head = t.next
+                if t.next != NIL:
+                    self.timers[t.next].prev = NIL
+                else:
+                    self.due_tail = NIL
+                payload = t.payload
+                self._free(idx)
+                if payload == NULL:
+                    continue  # a tombstone
+                self.size -= 1
+                try:
+                    cw_list_append(out, payload)
+                finally:
+                    cw_decref(payload)  # the list holds it now
+                count += 1
+            if count == lim:
+                return out
+            if not self._fire_next(now):
+                self.now_ = now
+                return out
+
+    # -- internals -----------------------------------------------------------
+
+    cdef uint32_t _lookup(self, object handle) noexcept:
+        """The slab index of the pending timer ``handle`` names, or NIL."""
+        cdef uint64_t h, seq
+        cdef uint32_t idx
+        if not PyLong_Check(handle):
+            return NIL
+        h = cw_as_u64(handle)
+        if h == <uint64_t>-1 and PyErr_Occurred():
+            PyErr_Clear()
+            return self._lookup_big(handle)
+        idx = <uint32_t>(h & 0xFFFFFFFFu)
+        seq = h >> 32
+        if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
+            return NIL
+        return idx
+
+    cdef uint32_t _lookup_big(self, object handle) noexcept:
+        """``_lookup`` for handles past 64 bits (sequence numbers past 2**32)."""
+        cdef uint64_t seq
+        cdef uint32_t idx
+        try:
+            if handle < 0:
+                return NIL
+            seq = handle >> 32
+            idx = handle & 0xFFFFFFFF
+        except Exception:  # OverflowError: no handle of ours is that large
+            return NIL
+        if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
+            return NIL
+        return idx
+
+    cdef int _grow(self) except -1:
+        cdef uint64_t cap = self.cap
+        cap = 64 if cap < 64 else cap * 2
+        if cap > MAX_TIMERS:
+            cap = MAX_TIMERS
+        if cap <= self.cap:
+            raise OverflowError("a TimerWheel holds at most 2**32 - 2 timers")
+        cdef Timer* grown = <Timer*>PyMem_RawRealloc(self.timers, cap * sizeof(Timer))
+        if grown == NULL:
+            raise MemoryError()
+        self.timers = grown
+        self.cap = <uint32_t>cap
+        return 0
+
+    cdef inline void _free(self, uint32_t idx) noexcept:
+        cdef Timer* t = &self.timers[idx]
+        t.seq = 0
+        t.payload = NULL
+        t.where = W_FREE
+        t.prev = NIL
+        t.next = self.free_head
+        self.free_head = idx
+
+    cdef inline void _append(self, uint32_t* head, uint32_t* tail, uint32_t idx) noexcept:
+        cdef Timer* t = &self.timers[idx]
+        t.next = NIL
+        t.prev = tail[0]
+        if tail[0] != NIL:
+            self.timers[tail[0]].next = idx
+        else:
+            head[0] = idx
+        tail[0] = idx
+
+    cdef inline void _remove(self, uint32_t* head, uint32_t* tail, uint32_t idx) noexcept:
+        cdef Timer* t = &self.timers[idx]
+        if t.prev != NIL:
+            self.timers[t.prev].next = t.next
+        else:
+            head[0] = t.next
+        if t.next != NIL:
+            self.timers[t.next].prev = t.prev
+        else:
+            tail[0] = t.prev
+
+    cdef void _unlink(self, uint32_t idx) noexcept:
+        """Take a pending timer out of whichever list holds it."""
+        cdef uint32_t where = self.timers[idx].where
+        if where < W_OVERFLOW:
+            self._remove(&self.heads[where], &self.tails[where], idx)
+            if self.heads[where] == NIL:
+                self.masks[where >> BITS] &= ~(<uint64_t>1 << (where & SLOT_MASK))
+        elif where == W_OVERFLOW:
+            self._remove(&self.ov_head, &self.ov_tail, idx)
+        else:
+            self._remove(&self.due_head, &self.due_tail, idx)
+
+    cdef void _file(self, uint32_t idx, int64_t deadline) noexcept:
+        """Put a timer where its deadline belongs, seen from the current tick."""
+        cdef Timer* t = &self.timers[idx]
+        cdef int64_t now = self.now_
+        cdef int level, slot
+        cdef uint32_t where, cur
+        t.deadline = deadline
+        if deadline <= now:
+            if self.due_head != NIL:
+                # A drain is under way: join it in fire order, after its equals (as insort).
+                t.where = W_DUE
+                cur = self.due_tail
+                while cur != NIL and _before(t, &self.timers[cur]):
+                    cur = self.timers[cur].prev
+                t.prev = cur
+                if cur == NIL:
+                    t.next = self.due_head
+                    self.due_head = idx
+                else:
+                    t.next = self.timers[cur].next
+                    self.timers[cur].next = idx
+                if t.next == NIL:
+                    self.due_tail = idx
+                else:
+                    self.timers[t.next].prev = idx
+                return
+            level = 0
+            slot = <int>(now & SLOT_MASK)
+        else:
+            level = (cw_bitlen64((<uint64_t>deadline ^ <uint64_t>now) | SLOT_MASK) - 1) // BITS
+            if level >= self.nlevels:
+                t.where = W_OVERFLOW
+                self._append(&self.ov_head, &self.ov_tail, idx)
+                return
+            slot = <int>((<uint64_t>deadline >> (level * BITS)) & SLOT_MASK)
+        where = level * SLOTS + slot
+        t.where = where
+        self._append(&self.heads[where], &self.tails[where], idx)
+        self.masks[level] |= <uint64_t>1 << slot
+
+    cdef bint _next_slot(self, uint32_t* where_out, uint64_t* start_out) noexcept:
+        """The earliest occupied slot and its start tick; False if the wheel is empty."""
+        cdef uint64_t now = <uint64_t>self.now_
+        cdef uint64_t mask, ahead
+        cdef int level, shift, digit, slot
+        for level in range(self.nlevels):
+            mask = self.masks[level]
+            if not mask:
+                continue
+            shift = level * BITS
+            digit = <int>((now >> shift) & SLOT_MASK)
+            ahead = mask >> digit
+            if ahead:
+                slot = digit + cw_ctz64(ahead)
+            else:  # a slot behind the hand: never happens; take the first one rather than read out of range
+                slot = cw_ctz64(mask)
+            where_out[0] = level * SLOTS + slot
+            start_out[0] = (now & ~((<uint64_t>1 << (shift + BITS)) - 1)) + (<uint64_t>slot << shift)
+            return True
+        return False
+
+    cdef inline uint64_t _next_window(self) noexcept:
+        """First tick of the next top-level window, when overflow comes in range."""
+        cdef int span = BITS * self.nlevels
+        return ((<uint64_t>self.now_ >> span) + 1) << span
+
+    cdef int _fire_next(self, int64_t now) except -1:
+        """Process the next slot due by ``now``; 0 if there is none.
+
+        A level-0 slot fills the due batch; a higher slot cascades its timers
+        down; crossing into a new top-level window brings overflow in.
+        """
+        cdef uint32_t where = 0
+        cdef uint32_t idx, nxt
+        cdef uint64_t start = 0
+        cdef uint64_t window
+        cdef int64_t lowest
+        cdef int span
+        cdef uint32_t prev
+        cdef Py_ssize_t n, i, j
+        cdef Timer* t
+        cdef Timer** grown
+        if not self._next_slot(&where, &start):
+            if self.ov_head == NIL:
+                return 0
+            start = self._next_window()
+            if start > <uint64_t>now:
+                return 0
+            # The pure wheel steps one window at a time, filing everything
+            # back into overflow until a window holds a deadline: jump there.
+            span = BITS * self.nlevels
+            idx = self.ov_head
+            lowest = self.timers[idx].deadline
+            while idx != NIL:
+                if self.timers[idx].deadline < lowest:
+                    lowest = self.timers[idx].deadline
+                idx = self.timers[idx].next
+            window = (<uint64_t>lowest >> span) << span
+            if window > start:
+                if window > <uint64_t>now:
+                    return 0
+                start = window
+            self.now_ = <int64_t>start
+            idx = self.ov_head
+            self.ov_head = self.ov_tail = NIL
+            while idx != NIL:
+                nxt = self.timers[idx].next
+                self._file(idx, self.timers[idx].deadline)
+                idx = nxt
+            return 1
+        if start > <uint64_t>now:
+            return 0
+        if <int64_t>start > self.now_:
+            self.now_ = <int64_t>start
+        if where >= SLOTS:
+            idx = self.heads[where]
+            self.heads[where] = self.tails[where] = NIL
+            self.masks[where >> BITS] &= ~(<uint64_t>1 << (where & SLOT_MASK))
+            while idx != NIL:
+                nxt = self.timers[idx].next
+                self._file(idx, self.timers[idx].deadline)
+                idx = nxt
+            return 1
+        # Level 0: size the sort buffer before touching anything.
+        n = 0
+        idx = self.heads[where]
+        while idx != NIL:
+            n += 1
+            idx = self.timers[idx].next
+        if n > self.scratch_cap:
+            grown = <Timer**>PyMem_RawRealloc(self.scratch, n * sizeof(Timer*))
+            if grown == NULL:
+                raise MemoryError()
+            self.scratch = grown
+            self.scratch_cap = n
+        idx = self.heads[where]
+        self.heads[where] = self.tails[where] = NIL
+        self.masks[0] &= ~(<uint64_t>1 << where)
+        n = 0
+        while idx != NIL:
+            t = &self.timers[idx]
+            nxt = t.next
+            if t.deadline <= <int64_t>start:
+                self.scratch[n] = t
+                n += 1
+            else:  # moved later while filed here: file it again
+                self._file(idx, t.deadline)
+            idx = nxt
+        if n == 0:
+            return 1
+        if n <= 16:  # insertion sort: most batches are a timer or two
+            for i in range(1, n):
+                t = self.scratch[i]
+                j = i - 1
+                while j >= 0 and _before(t, self.scratch[j]):
+                    self.scratch[j + 1] = self.scratch[j]
+                    j -= 1
+                self.scratch[j + 1] = t
+        else:
+            qsort(self.scratch, n, sizeof(Timer*), _cmp_timers)
+        # The due batch is empty here (advance drained it): link the batch in order.
+        prev = NIL
+        for i in range(n):
+            t = self.scratch[i]
+            idx = <uint32_t>(t - self.timers)
+            t.where = W_DUE
+            t.prev = prev
+            t.next = NIL
+            if prev == NIL:
+                self.due_head = idx
+            else:
+                self.timers[prev].next = idx
+            prev = idx
+        self.due_tail = prev
+        if self.scratch_cap > 65536:  # do not keep a huge buffer after a huge batch
+            PyMem_RawFree(self.scratch)
+            self.scratch = NULL
+            self.scratch_cap = 0
+        return 1
+
+
+# -- garbage collection ----------------------------------------------------------
+# Cython only emits traverse/clear for object attributes (hence _gc_anchor);
+# the payloads live in the C slab, so the type gets its own pair.
+
+cdef int _traverse(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef TimerWheel wheel = <TimerWheel><object>o
+    cdef uint32_t i
+    cdef int rc
+    cdef PyObject* p
+    for i in range(wheel.used):
+        p = wheel.timers[i].payload
+        if p != NULL:
+            rc = visit(p, arg)
+            if rc:
+                return rc
+    return 0
+
+
+cdef int _clear(PyObject* o) noexcept:
+    (<TimerWheel><object>o)._release_all()
+    return 0
+
+
+(<_TypeSlots*><PyObject*>TimerWheel).tp_traverse = _traverse
+(<_TypeSlots*><PyObject*>TimerWheel).tp_clear = _clear
+# The package re-homes its public classes to ``chronowheel``; a static type's
+# module comes from its tp_name, so say it here (its __module__ is read-only).
+(<_TypeSlots*><PyObject*>TimerWheel).tp_name = b"chronowheel.TimerWheel"

@@ -1,0 +1,225 @@
+"""Recurring jobs through the engine: Every and Cron, overlap and misfire policies."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from chronowheel import Cron, Engine, Every
+from chronowheel.testing import VirtualClock
+from helpers import Runner
+
+
+async def virtual_sleep(engine: Engine, seconds: float) -> None:
+    done = asyncio.Event()
+    engine.call_later(seconds, done.set)
+    await done.wait()
+
+
+def test_fixed_rate_does_not_drift_over_10000_runs(run: Runner) -> None:
+    async def main() -> None:
+        clock = VirtualClock(settle_rounds=6)
+        engine = Engine(clock=clock)
+        starts: list[float] = []
+
+        @engine.task
+        async def poll() -> None:
+            starts.append(clock.time())
+            await virtual_sleep(engine, 0.37)  # run time must not push later runs back
+
+        async with engine:
+            job = await engine.schedule(poll, every=Every(1.0))
+            assert len(engine) == 1  # one wheel entry for the whole series
+            await clock.advance(10_000)
+            assert job.state == "pending"
+            await engine.stop(grace=0)  # the run started at 10,000 s is still going
+        assert len(starts) == 10_000
+        assert all(abs(start - (k + 1)) < 1e-6 for k, start in enumerate(starts))
+
+    run(main)
+
+
+def test_fixed_delay_waits_the_period_after_each_run(run: Runner) -> None:
+    async def main() -> None:
+        clock = VirtualClock()
+        engine = Engine(clock=clock)
+        starts: list[float] = []
+
+        @engine.task
+        async def poll() -> None:
+            starts.append(clock.time())
+            await virtual_sleep(engine, 5)
+
+        async with engine:
+            await engine.schedule(poll, every=Every(10, fixed="delay"), key="poll")
+            await clock.advance(60)
+            assert engine.cancel("poll") is True  # cancelled between runs: no more runs
+            await clock.advance(60)  # the run of 55 s ends at 60 s and files nothing
+        assert starts == [10.0, 25.0, 40.0, 55.0]
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("overlap", "expected"),
+    [
+        ("skip", [10.0, 40.0, 70.0]),
+        ("queue", [10.0, 35.0, 60.0, 85.0]),
+        ("allow", [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]),
+    ],
+)
+def test_overlap_policies(run: Runner, overlap: str, expected: list[float]) -> None:
+    async def main() -> None:
+        clock = VirtualClock()
+        engine = Engine(clock=clock)
+        starts: list[float] = []
+
+        @engine.task
+        async def slow() -> None:
+            starts.append(clock.time())
+            await virtual_sleep(engine, 25)
+
+        async with engine:
+            await engine.schedule(slow, every=Every(10), overlap=overlap)
+            await clock.advance(95)
+            if overlap == "skip":
+                assert engine.stats()["skipped"] == 6
+            await engine.stop(grace=0)
+        assert starts == expected
+
+    run(main)
+
+
+@pytest.mark.parametrize(("misfire", "expected_now"), [("fire_once", 1), ("fire_all", 10), ("skip", 0)])
+def test_misfire_policies_after_downtime(run: Runner, misfire: str, expected_now: int) -> None:
+    """A series due every 10 s, whose engine only starts 100 s later."""
+
+    async def main() -> None:
+        clock = VirtualClock()
+        engine = Engine(clock=clock)
+        starts: list[float] = []
+
+        @engine.task
+        async def tick() -> None:
+            starts.append(clock.time())
+
+        await engine.schedule(tick, every=Every(10), misfire=misfire, misfire_grace=1.0)
+        await clock.advance(105)
+        async with engine:
+            await clock.advance(0)
+            assert starts == [105.0] * expected_now
+            await clock.advance(10)
+        assert starts == [105.0] * expected_now + [110.0]
+
+    run(main)
+
+
+def test_runs_within_misfire_grace_are_not_missed(run: Runner) -> None:
+    async def main() -> None:
+        clock = VirtualClock()
+        engine = Engine(clock=clock)
+        starts: list[float] = []
+
+        @engine.task
+        async def tick() -> None:
+            starts.append(clock.time())
+
+        await engine.schedule(tick, every=Every(10), misfire="skip", misfire_grace=30.0)
+        await clock.advance(25)
+        async with engine:
+            await clock.advance(0)
+        assert starts == [25.0, 25.0]  # the runs of 10 s and 20 s were late, not missed
+
+    run(main)
+
+
+def test_cron_runs_in_its_time_zone(run: Runner) -> None:
+    async def main() -> None:
+        berlin = ZoneInfo("Europe/Berlin")
+        start = datetime(2026, 3, 27, 12, 0, tzinfo=berlin)  # spring forward is on the 29th
+        clock = VirtualClock(wall=start.timestamp())
+        engine = Engine(clock=clock)
+        runs: list[datetime] = []
+
+        @engine.task
+        async def report() -> None:
+            runs.append(datetime.fromtimestamp(clock.wall(), berlin))
+
+        async with engine:
+            job = await engine.schedule(report, cron=Cron("30 2 * * *", tz="Europe/Berlin"), key="report")
+            assert job.deadline == datetime(2026, 3, 28, 2, 30, tzinfo=berlin).astimezone(UTC)
+            await clock.advance(4 * 86_400)
+        local = [(run.day, run.hour, run.minute) for run in runs]
+        # 02:30 does not exist on the 29th: it runs once, at 03:00.
+        assert local == [(28, 2, 30), (29, 3, 0), (30, 2, 30), (31, 2, 30)]
+
+    run(main)
+
+
+def test_reschedule_moves_the_next_run_and_cancel_stops_the_series(run: Runner) -> None:
+    async def main() -> None:
+        clock = VirtualClock()
+        engine = Engine(clock=clock)
+        starts: list[float] = []
+
+        @engine.task
+        async def tick() -> None:
+            starts.append(clock.time())
+
+        async with engine:
+            await engine.schedule(tick, every=Every(10), key="t")
+            await clock.advance(10)
+            assert engine.reschedule("t", delay=5) is True  # next run at 15, then back on the grid
+            await clock.advance(20)
+            assert engine.cancel("t") is True
+            await clock.advance(100)
+        assert starts == [10.0, 15.0, 20.0, 30.0]
+
+    run(main)
+
+
+def test_keyed_series_is_idempotent_at_boot(run: Runner) -> None:
+    async def main() -> None:
+        engine = Engine(clock=VirtualClock())
+
+        @engine.task
+        async def report() -> None:
+            pass
+
+        async with engine:
+            first = await engine.schedule(report, cron=Cron("0 9 * * 1-5"), key="daily", if_exists="keep")
+            again = await engine.schedule(report, cron=Cron("0 9 * * 1-5"), key="daily", if_exists="keep")
+            assert again is first
+            replaced = await engine.schedule(report, cron=Cron("0 10 * * *"), key="daily", if_exists="replace")
+            assert replaced is not first
+            assert len(engine) == 1
+
+    run(main)
+
+
+def test_recurrence_arguments_are_checked() -> None:
+    engine = Engine(clock=VirtualClock())
+
+    @engine.task
+    async def job() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="every"):
+        engine.schedule_nowait(job, every=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cron"):
+        engine.schedule_nowait(job, cron="* * * * *")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="every= and cron="):
+        engine.schedule_nowait(job, every=Every(1), cron=Cron("* * * * *"))
+    with pytest.raises(ValueError, match="overlap"):
+        engine.schedule_nowait(job, every=Every(1), overlap="sometimes")
+    with pytest.raises(ValueError, match="misfire"):
+        engine.schedule_nowait(job, every=Every(1), misfire="never")
+    with pytest.raises(ValueError, match="misfire_grace"):
+        engine.schedule_nowait(job, every=Every(1), misfire_grace=-1)
+    with pytest.raises(ValueError, match="expr"):
+        Cron("61 * * * *")
+    with pytest.raises(ValueError, match="tz"):
+        Cron("* * * * *", tz="Mars/Olympus")
