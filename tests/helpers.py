@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from chronowheel import Engine
 from chronowheel.testing import VirtualClock
 
 Runner = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
@@ -33,3 +34,10 @@ class CountingClock(VirtualClock):
     def call_at(self, when: float, callback: Callable[[], None]) -> Any:
         self.alarms += 1
         return super().call_at(when, callback)
+
+
+async def virtual_sleep(engine: Engine, seconds: float) -> None:
+    """Sleep on the engine's clock: how a test job takes time without real waiting."""
+    done = asyncio.Event()
+    engine.call_later(seconds, done.set)
+    await done.wait()

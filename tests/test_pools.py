@@ -15,14 +15,7 @@ import pytest
 
 from chronowheel import Engine, Retry
 from chronowheel.testing import VirtualClock
-from helpers import Runner
-
-
-async def virtual_sleep(engine: Engine, seconds: float) -> None:
-    """Sleep on the engine's clock: how a test job takes time without real waiting."""
-    done = asyncio.Event()
-    engine.call_later(seconds, done.set)
-    await done.wait()
+from helpers import Runner, virtual_sleep
 
 
 def test_equal_priority_runs_in_due_order_when_saturated(run: Runner) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -10,13 +9,7 @@ import pytest
 
 from chronowheel import Cron, Engine, Every
 from chronowheel.testing import VirtualClock
-from helpers import Runner
-
-
-async def virtual_sleep(engine: Engine, seconds: float) -> None:
-    done = asyncio.Event()
-    engine.call_later(seconds, done.set)
-    await done.wait()
+from helpers import Runner, virtual_sleep
 
 
 def test_fixed_rate_does_not_drift_over_10000_runs(run: Runner) -> None:
