@@ -110,6 +110,31 @@ def test_misfire_policies_after_downtime(run: Runner, misfire: str, expected_now
     run(main)
 
 
+def test_catch_up_burst_into_a_small_pool_loses_nothing(run: Runner) -> None:
+    """fire_all may queue more runs at once than max_queued: they all run, the driver survives."""
+
+    async def main() -> None:
+        clock = VirtualClock()
+        engine = Engine(clock=clock)
+        engine.add_pool("tiny", concurrency=1, max_queued=2)
+        starts: list[float] = []
+
+        @engine.task(pool="tiny")
+        async def tick() -> None:
+            starts.append(clock.time())
+
+        await engine.schedule(tick, every=Every(10), misfire="fire_all")
+        await engine.schedule(tick, delay=101)  # a one-shot job behind the burst
+        await clock.advance(100)
+        async with engine:
+            await clock.advance(0)
+            assert starts == [100.0] * 10
+            await clock.advance(10)
+        assert starts == [100.0] * 10 + [101.0, 110.0]
+
+    run(main)
+
+
 def test_runs_within_misfire_grace_are_not_missed(run: Runner) -> None:
     async def main() -> None:
         clock = VirtualClock()

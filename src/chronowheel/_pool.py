@@ -38,7 +38,9 @@ class Pool:
         self.concurrency = concurrency
         self.max_queued = max_queued
         self.threads = anyio.CapacityLimiter(concurrency)
-        self._queue: asyncio.PriorityQueue[_Ready] = asyncio.PriorityQueue(max_queued or 0)
+        # Unbounded here: room() enforces max_queued, so a catch-up burst of a
+        # recurring job (at most max_catch_up runs) can never raise QueueFull.
+        self._queue: asyncio.PriorityQueue[_Ready] = asyncio.PriorityQueue()
         self._arrival = itertools.count()
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
@@ -59,7 +61,7 @@ class Pool:
         """How many more jobs the ready queue takes now (a batch's worth when unbounded)."""
         if self.max_queued is None:
             return _UNBOUNDED_BATCH
-        room = self.max_queued - self._queue.qsize()
+        room = max(0, self.max_queued - self._queue.qsize())
         self._full = room == 0
         return room
 
