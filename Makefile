@@ -23,8 +23,11 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check src tests bench examples
 	$(PY) -m mypy
 
+# The wheel tests cover both wheels in one run; the engine-level tests run
+# again with the native wheel switched off, so the pure fallback is proven too.
 test: $(STAMP) lint
 	$(PY) -m pytest
+	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_docs.py
 
 clean:
 	rm -rf $(VENV) build src/chronowheel/*.so native/*.c
