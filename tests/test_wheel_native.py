@@ -36,12 +36,6 @@ def test_ci_builds_the_native_wheel() -> None:
     assert chronowheel.WHEEL == "native"
 
 
-# -- the oracle --------------------------------------------------------------------
-
-
-Oracle: Any = PureWheel
-
-
 # -- the differential test ---------------------------------------------------------
 
 near = st.one_of(
@@ -70,7 +64,7 @@ class Pair:
     """One operation stream, fed to the oracle and the native wheel; every output compared."""
 
     def __init__(self, levels: int) -> None:
-        self.pure: Any = Oracle(levels)
+        self.pure: Any = PureWheel(levels)
         self.native: Any = NativeWheel(levels)
         self.pure_handles: list[Any] = []
         self.native_handles: list[Any] = []
