@@ -241,3 +241,31 @@ def test_recurrence_arguments_are_checked() -> None:
         Cron("61 * * * *")
     with pytest.raises(ValueError, match="tz"):
         Cron("* * * * *", tz="Mars/Olympus")
+
+
+def test_a_dead_run_redriven_does_not_stall_a_fixed_delay_series(run: Runner) -> None:
+    async def main() -> None:
+        clock = VirtualClock()
+        engine = Engine(clock=clock)
+        starts: list[float] = []
+
+        @engine.task
+        async def sync_feeds() -> None:
+            starts.append(clock.time())
+            if len(starts) == 1:
+                raise OSError("feed down")
+            await virtual_sleep(engine, 5)
+
+        async with engine:
+            await engine.schedule(sync_feeds, every=Every(10, fixed="delay"))
+            await clock.advance(10)
+            (dead,) = engine.dead_letters()
+            engine.redrive(dead)
+            await clock.advance(5)
+            assert dead.state == "succeeded"
+            await clock.advance(40)
+        # The series went on from the failed run's end, each next run 10 s after the
+        # previous one finished; the redriven run was an extra, outside the series.
+        assert starts == [10.0, 10.0, 20.0, 35.0, 50.0]
+
+    run(main)

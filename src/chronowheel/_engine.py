@@ -476,6 +476,7 @@ class Engine:
         if job.key is not None and job.key in self._keyed:
             raise DuplicateKey(f"job: another job with key {job.key!r} is pending")
         del self._dead[job.id]
+        job._parent = None  # a redriven run of a series stands alone: the series moved on
         job.attempt = 0
         job.state = "pending"
         self._file_job(job, seconds)
