@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import math
+import os
 import random
 import traceback
 import uuid
@@ -13,13 +14,15 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 import anyio
+import orjson
 
 from ._clock import Cancellable, Clock, SystemClock
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
 from ._job import Job, TaskSpec, TimerHandle
+from ._journal_records import job_from_record, job_record
 from ._pool import Pool
 from ._recurrence import (
     DEFAULT_MISFIRE,
@@ -36,6 +39,9 @@ from ._retry import Retry
 from ._selection import TimerWheel
 from ._series import Series
 
+if TYPE_CHECKING:
+    from ._journal import Journal
+
 __all__ = ["Engine"]
 
 logger = logging.getLogger("chronowheel")
@@ -49,6 +55,9 @@ _BATCH: Final = 1024  # due items handed out per driver step before yielding to 
 _MAX_DELAY: Final = 1e12  # seconds; far beyond any wheel, small enough to stay an exact tick count
 _LATENESS_SAMPLES: Final = 4096
 _IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
+_SNAPSHOT_CHUNK: Final = 2048  # jobs encoded per loop turn while a snapshot is written
+# Only what JSON holds round-trips; datetimes and dataclasses would come back as strings and dicts.
+_JSON_ONLY: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def _check_seconds(name: str, value: object) -> float:
@@ -65,6 +74,15 @@ class Engine:
     ``tick`` is the wheel's resolution in seconds: timers fire on the first
     tick at or after their deadline, never early. ``clock`` defaults to the
     system clocks; tests pass :class:`chronowheel.testing.VirtualClock`.
+
+    With ``journal`` (a file path) every job is journaled and recovered by
+    :meth:`start` (see docs/durability.md): ``fsync`` is when an awaited
+    :meth:`schedule` returns (``"always"``: after fsync; ``"interval"``: after
+    the write, fsynced every ``fsync_interval`` seconds; ``"never"``: after the
+    write). ``on_corrupt="truncate"`` recovers from a damaged log by dropping
+    everything from the damage on, instead of raising :class:`JournalCorrupt`;
+    ``unknown_tasks="park"`` sets aside journaled jobs whose task is no longer
+    registered (see :meth:`parked`) instead of raising :class:`UnknownTask`.
     """
 
     def __init__(
@@ -74,13 +92,33 @@ class Engine:
         journal: str | None = None,
         fsync: Literal["always", "interval", "never"] = "always",
         clock: Clock | None = None,
+        fsync_interval: float = 0.1,
+        on_corrupt: Literal["error", "truncate"] = "error",
+        unknown_tasks: Literal["error", "park"] = "error",
     ) -> None:
         if isinstance(tick, bool) or not isinstance(tick, int | float) or not 1e-6 <= tick <= 60:
             raise ValueError(f"tick must be a number of seconds from 1e-6 to 60, got {tick!r}")
-        if journal is not None:
-            raise NotImplementedError("journal: durable engines are not available yet; pass journal=None")
+        if journal is not None and not isinstance(journal, str | os.PathLike):
+            raise TypeError(f"journal must be a file path or None, got {type(journal).__name__}")
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"fsync must be 'always', 'interval' or 'never', got {fsync!r}")
+        fsync_interval = _check_seconds("fsync_interval", fsync_interval)
+        if fsync_interval == 0:
+            raise ValueError("fsync_interval must be > 0 seconds, got 0")
+        if on_corrupt not in ("error", "truncate"):
+            raise ValueError(f"on_corrupt must be 'error' or 'truncate', got {on_corrupt!r}")
+        if unknown_tasks not in ("error", "park"):
+            raise ValueError(f"unknown_tasks must be 'error' or 'park', got {unknown_tasks!r}")
+        self._journal: Journal | None = None
+        if journal is not None:
+            from ._journal import Journal  # POSIX only (flock, directory fsync): imported when asked for
+
+            self._journal = Journal(os.fspath(journal), fsync, fsync_interval)
+        self._on_corrupt = on_corrupt
+        self._unknown_tasks = unknown_tasks
+        self._durable: dict[str, Job] = {}  # journaled jobs not yet acknowledged or cancelled, by id
+        self._parked: dict[str, dict[str, Any]] = {}  # journal records of tasks not registered
+        self._compaction: asyncio.Task[None] | None = None
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._time = self._clock.time
         self._rate = 1.0 / tick
@@ -283,8 +321,11 @@ class Engine:
         misfire: str = DEFAULT_MISFIRE,
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
     ) -> Job:
-        """Schedule a job of a registered task; see :meth:`schedule_nowait`."""
-        return self.schedule_nowait(
+        """Schedule a job of a registered task; see :meth:`schedule_nowait`.
+
+        With a journal, returns once the job is durable under the fsync policy.
+        """
+        job = self.schedule_nowait(
             task,
             args=args,
             kwargs=kwargs,
@@ -299,6 +340,9 @@ class Engine:
             misfire=misfire,
             misfire_grace=misfire_grace,
         )
+        if self._journal is not None:
+            await self._journal.commit()
+        return job
 
     def schedule_nowait(
         self,
@@ -328,9 +372,14 @@ class Engine:
         With a ``key``, ``if_exists`` says what happens when a job with that
         key is already pending: ``"error"`` raises :class:`DuplicateKey`,
         ``"keep"`` returns the pending job, ``"replace"`` cancels it first.
+
+        With a journal the job is durable at the next group commit; ``args``
+        and ``kwargs`` must be what JSON holds (tuples come back as lists).
         """
         if self._closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
+        if self._journal is not None and self._state == "new":
+            raise RuntimeError("schedule: start the engine first; a journaled engine recovers its jobs in start()")
         spec = self._spec(task)
         if not isinstance(args, tuple | list):
             raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
@@ -352,11 +401,15 @@ class Engine:
                 return self._keyed[key]
             if if_exists == "error":
                 raise DuplicateKey(f"key: a job with key {key!r} is already pending")
-            self.cancel(key)
 
         job = Job(uuid.uuid4().hex, key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
         job._series = series
-        self._file_job(job, seconds)
+        self._set_due(job, seconds)
+        payload = self._encode(job)  # before anything changes: args JSON cannot hold raise here
+        if key is not None and key in self._keyed:
+            self.cancel(key)
+        self._journal_job(job, payload)
+        self._place(job)
         return job
 
     def _series_of(
@@ -394,15 +447,144 @@ class Engine:
         return max(0.0, jittered(nominal, series.recurrence.jitter, self._rng) - self._clock.wall())
 
     def _file_job(self, job: Job, seconds: float) -> None:
-        """Put a job in the wheel ``seconds`` from now: a new job, a retry or a redrive."""
-        tick = self._tick_after(seconds)
-        job._due_tick = tick
+        """Journal a job and put it in the wheel ``seconds`` from now: a retry, a redrive, a next run."""
+        self._set_due(job, seconds)
+        self._journal_job(job)
+        self._place(job)
+
+    def _set_due(self, job: Job, seconds: float) -> None:
+        job._due_tick = self._tick_after(seconds)
         job._due_wall = self._clock.wall() + seconds
+
+    def _place(self, job: Job) -> None:
+        tick = job._due_tick
         job._timer = self._wheel_of(job).add(tick, job, -job.priority)
         if job.key is not None:
             self._keyed.setdefault(job.key, job)
         if tick < self._sleep_tick:
             self._wake()
+
+    # -- the journal ---------------------------------------------------------------
+
+    def _encode(self, job: Job) -> bytes | None:
+        """The job's journal record, or None for an in-memory engine."""
+        if self._journal is None:
+            return None
+        try:
+            return orjson.dumps(job_record(job), option=_JSON_ONLY)
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise TypeError(f"args and kwargs of a journaled job must be JSON values: {exc}") from None
+
+    def _journal_job(self, job: Job, payload: bytes | None = None) -> None:
+        """Journal a job's whole state (nothing for an in-memory engine)."""
+        if self._journal is None:
+            return
+        self._durable[job.id] = job
+        self._journal_append(payload or self._encode(job))  # type: ignore[arg-type]
+
+    def _journal_gone(self, job: Job, kind: Literal["ack", "cancel"]) -> None:
+        """Journal that a job ran to success or was cancelled: it is no longer live."""
+        if self._durable.pop(job.id, None) is not None:
+            self._journal_append(orjson.dumps({"t": kind, "id": job.id}))
+
+    def _journal_append(self, payload: bytes) -> None:
+        journal = self._journal
+        assert journal is not None
+        journal.append(payload)
+        live = len(self._durable) + len(self._parked)
+        if (
+            self._compaction is None
+            and self._state == "running"
+            and journal.log_records > journal.compact_factor * max(live, journal.compact_min)
+        ):
+            self._compaction = asyncio.create_task(self._compact(), name="chronowheel journal compaction")
+
+    async def _compact(self) -> None:
+        """Snapshot the live jobs and start a new log, a chunk per loop turn: timers keep firing.
+
+        The snapshot is taken after the new log begins, so every change made
+        while it is written is in the new log too; records set state outright,
+        so replaying such a change over the snapshot is harmless.
+        """
+        journal = self._journal
+        assert journal is not None
+        try:
+            await journal.rotate()
+            jobs = list(self._durable.values())
+            count = 0
+            for start in range(0, len(jobs), _SNAPSHOT_CHUNK):
+                chunk = jobs[start : start + _SNAPSHOT_CHUNK]
+                payloads = [self._encode(job) for job in chunk if self._durable.get(job.id) is job]
+                journal.add_to_snapshot(payloads)  # type: ignore[arg-type]
+                count += len(payloads)
+                await asyncio.sleep(0)
+            parked = [orjson.dumps(record) for record in self._parked.values()]
+            journal.add_to_snapshot(parked)
+            await journal.finish_snapshot(count + len(parked))
+        except asyncio.CancelledError:
+            journal.abandon_snapshot()
+            raise
+        except OSError:
+            return  # the journal has failed and logged it; every durable call raises from now on
+        finally:
+            self._compaction = None
+
+    def _restore(self, live: dict[str, dict[str, Any]]) -> None:
+        """Put the journal's live jobs back: in the wheel, in the dead letters, or parked."""
+        unknown = sorted({record["task"] for record in live.values()} - self._tasks.keys())
+        if unknown and self._unknown_tasks == "error":
+            raise UnknownTask(
+                f"journal: it holds jobs of tasks that are not registered: {', '.join(map(repr, unknown))};"
+                " register them before start(), or pass Engine(unknown_tasks='park')"
+            )
+        jobs: dict[str, Job] = {}
+        for job_id, record in live.items():
+            if record["task"] in self._tasks:
+                jobs[job_id] = job_from_record(record)
+            else:
+                self._parked[job_id] = record
+        self._durable.update(jobs)
+        for job_id, job in jobs.items():  # a run of a recurring job finds its series again
+            parent = jobs.get(live[job_id].get("parent", ""))
+            if parent is not None and parent._series is not None:
+                job._parent = parent
+                parent._series.active += 1
+        now = self._clock.wall()
+        for job in jobs.values():
+            series = job._series
+            if job.state == "dead":
+                self._dead[job.id] = job
+            elif job.state == "running":  # a fixed-delay series waiting for its run to end
+                assert series is not None
+                if not series.active:  # the run ended, its next time did not make it to the log
+                    self._refile(job, series.recurrence.next_after(now, series.anchor))
+            else:
+                deadline = job._due_wall  # overdue jobs are due now; recurring ones apply their misfire policy
+                self._set_due(job, max(0.0, deadline - now))
+                job._due_wall = deadline
+                self._place(job)
+        if self._parked:
+            logger.warning(
+                "chronowheel: journal: parked %d jobs of tasks that are not registered: %s",
+                len(self._parked),
+                ", ".join(unknown),
+            )
+
+    async def flush(self) -> None:
+        """Make every journal record so far durable (written and fsynced), whatever the fsync policy."""
+        if self._journal is not None and self._state == "running":
+            await self._journal.sync()
+
+    def parked(self) -> list[Job]:
+        """Journaled jobs whose task is not registered (``unknown_tasks="park"``).
+
+        They stay in the journal untouched and come back at the next start
+        that has their task registered.
+        """
+        jobs = [job_from_record(record) for record in self._parked.values()]
+        for job in jobs:
+            job.state = "parked"
+        return jobs
 
     def _wheel_of(self, job: Job) -> TimerWheel:
         return self._pools[self._tasks[job.task].pool].wheel
@@ -441,6 +623,7 @@ class Engine:
         self._counts["cancelled"] += 1
         if job.key is not None and self._keyed.get(job.key) is job:
             del self._keyed[job.key]
+        self._journal_gone(job, "cancel")
         return True
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -456,6 +639,8 @@ class Engine:
         job._due_wall = self._clock.wall() + seconds
         if job._series is not None:
             job._series.nominal = job._due_wall
+        if job.id in self._durable:
+            self._journal_append(orjson.dumps({"t": "move", "id": job.id, "due": job._due_wall}))
         if tick < self._sleep_tick:
             self._wake()
         return True
@@ -520,9 +705,17 @@ class Engine:
         await self.stop()
 
     async def start(self) -> None:
-        """Start the driver and the pools' workers."""
+        """Recover the journal's jobs, if there is a journal; start the driver and the pools' workers."""
         if self._state != "new":
             raise RuntimeError(f"start: the engine is {self._state}; an engine starts once")
+        if self._journal is not None:
+            live = await asyncio.to_thread(self._journal.recover, truncate_corrupt=self._on_corrupt == "truncate")
+            try:
+                self._restore(live)
+            except BaseException:
+                await self._journal.close()
+                raise
+            self._journal.open(asyncio.get_running_loop())
         self._state = "running"
         for pool in self._pools.values():
             pool.start(self._run_job)
@@ -543,20 +736,26 @@ class Engine:
         unfinished: list[Job] = []
         for pool in self._pools.values():
             unfinished += await pool.stop(grace, self._clock)
-        if self._driver is not None:
-            self._driver.cancel()
-            await asyncio.gather(self._driver, return_exceptions=True)
+        for task in (self._driver, self._compaction):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         unfinished += (job for job in self._interrupted if job.state == "pending")
         self._unfinished(unfinished)
+        if self._journal is not None:
+            await self._journal.close()
 
     def _unfinished(self, jobs: list[Job]) -> None:
         """Jobs that were due but did not complete by the end of ``stop()``.
 
-        The seam for durability: a journaled engine leaves them unacknowledged
-        in the log so they run again after a restart. An in-memory engine can
-        only say so.
+        A journaled engine has not acknowledged them, so they run again after
+        a restart. An in-memory engine can only say they are lost.
         """
-        if jobs:
+        if jobs and self._journal is not None:
+            logger.info(
+                "chronowheel: %d due jobs did not complete before stop; they run again at the next start", len(jobs)
+            )
+        elif jobs:
             logger.warning(
                 "chronowheel: %d due jobs did not complete before stop and are lost (in-memory engine): %s",
                 len(jobs),
@@ -660,6 +859,7 @@ class Engine:
             job.error = None
             job.traceback = None
             self._counts["succeeded"] += 1
+            self._journal_gone(job, "ack")
         if job._parent is not None and job.state in ("succeeded", "dead"):
             self._run_finished(job._parent)
 
@@ -720,6 +920,7 @@ class Engine:
             self._start_run(job, pool, nominal, overlapping)
         if series.after_finish and series.active:
             job.state = "running"  # the next run is timed from this one's end
+            self._journal_job(job)
         else:
             self._refile(job, next_run)
 
@@ -735,6 +936,7 @@ class Engine:
         run = Job(uuid.uuid4().hex, None, job.task, job.args, job.kwargs, job.priority, nominal, self._current_tick())
         run._parent = job
         series.active += 1
+        self._journal_job(run)
         pool.put_nowait(run)
         self._counts["fired"] += 1
 
@@ -765,11 +967,19 @@ class Engine:
         job.traceback = "".join(traceback.format_exception(error))
         self._counts["failed"] += 1
         retry = spec.retry
-        if retry is not None and retry.should_retry(error, job.attempt) and not self._closed:
+        if (
+            retry is not None
+            and retry.should_retry(error, job.attempt)
+            and not (self._closed and self._journal is None)
+        ):
             delay = retry.delay(job.attempt, self._rng)
             job.state = "failed"
             self._counts["retried"] += 1
-            self._file_job(job, delay)
+            if self._closed:  # stopping: the journal keeps the retry for after the restart
+                self._set_due(job, delay)
+                self._journal_job(job)
+            else:
+                self._file_job(job, delay)
             logger.warning(
                 "chronowheel: job %s of task %r failed (attempt %d of %d); retrying in %.3fs",
                 job.id,
@@ -782,6 +992,7 @@ class Engine:
             return
         job.state = "dead"
         self._dead[job.id] = job
+        self._journal_job(job)
         logger.error(
             "chronowheel: job %s of task %r failed (attempt %d); moved to the dead letters",
             job.id,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Job", "JobState", "TaskSpec", "TimerHandle"]
 
-JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled"]
+JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked"]
 
 
 class TaskSpec:

@@ -1,0 +1,482 @@
+"""The journal's files: recovery, and one writer thread that batches, fsyncs and compacts.
+
+Files, for ``journal="var/timers.log"``:
+
+* ``timers.log`` -- the log being appended to (generation ``g``);
+* ``timers.log.snapshot`` -- every live job as of the start of generation
+  ``s``; logs of generations below ``s`` are already in it;
+* ``timers.log.old`` -- the previous log, while a snapshot is being written;
+* ``*.tmp`` -- files being born; never read, removed at recovery;
+* ``timers.log.lock`` -- held (``flock``) while an engine has the journal open.
+
+Every rename is followed by an fsync of the directory, and a snapshot is
+renamed into place only when complete and fsynced, so a crash at any point
+leaves a set of files that recovery reads correctly. The event loop thread
+only encodes payloads and appends them to a list; this thread frames,
+writes, fsyncs and renames, and tells the loop when a batch is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any, Final, Literal
+
+import orjson
+
+from ._errors import JournalCorrupt
+from ._journal_format import LOG, SNAPSHOT, Decoder, Ending, Header, encode_header, frame
+from ._journal_records import apply
+
+__all__ = ["FsyncPolicy", "Journal", "JournalFile"]
+
+logger = logging.getLogger("chronowheel")
+
+FsyncPolicy = Literal["always", "interval", "never"]
+
+_READ_SIZE: Final = 1 << 20
+_END: Final = "end"  # a snapshot's last record: {"t": "end", "count": n}
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _create(path: str, kind: bytes, generation: int, body: Iterable[bytes] = ()) -> None:
+    """Write a whole file under a temporary name, fsync it, and rename it into place."""
+    temporary = path + ".tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, encode_header(kind, generation))
+        for chunk in body:
+            _write_all(fd, chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    _fsync_directory(path)
+
+
+class JournalFile:
+    """One journal file read front to back: iterate ``records()``, then look at ``ending``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.header: Header | None = None
+        self.ending: Ending | None = None
+
+    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        decoder = Decoder()
+        with open(self.path, "rb") as file:
+            while chunk := file.read(_READ_SIZE):
+                records = decoder.feed(chunk)
+                self.header = decoder.header
+                yield from records
+        self.header = decoder.header
+        self.ending = decoder.finish()
+
+
+class Journal:
+    """The durable side of an engine: recover once, then append until closed.
+
+    Loop-thread methods: :meth:`append`, :meth:`commit`, :meth:`sync`,
+    :meth:`rotate`, :meth:`add_to_snapshot`, :meth:`finish_snapshot`,
+    :meth:`close`. The writer thread owns the file descriptors.
+    """
+
+    compact_factor = 4.0  # compact when the log holds this many records per live job...
+    compact_min = 10_000  # ...and more than this many records
+
+    def __init__(self, path: str, fsync: FsyncPolicy, interval: float) -> None:
+        self.path = os.path.abspath(path)
+        self.snapshot_path = self.path + ".snapshot"
+        self.old_path = self.path + ".old"
+        self._policy = fsync
+        self._interval = interval
+        self.generation = 0
+        self.log_records = 0  # records in the current log: what compaction weighs against the live set
+        self._lock_fd: int | None = None
+        self._fd = -1
+        self._snapshot_fd = -1
+        self._dirty = False
+        self._last_fsync = 0.0
+        # Shared between the threads, under _lock:
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._queue: list[Any] = []  # payload bytes, or operation tuples, in order
+        self._appended = 0
+        self._closing = False
+        self._idle = False
+        # Loop thread only:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._durable = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._operations: set[asyncio.Future[None]] = set()
+        self._failure: BaseException | None = None
+
+    # -- recovery (blocking: the engine runs it in a thread) ------------------------
+
+    def recover(self, *, truncate_corrupt: bool) -> dict[str, dict[str, Any]]:
+        """Take the lock, read snapshot and logs, and leave one clean log to append to.
+
+        Returns the live set: job id -> that job's last ``job`` record.
+        """
+        self._take_lock()
+        try:
+            return self._recover(truncate_corrupt)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(f"journal: {self.path} is open in another engine or process") from None
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _recover(self, truncate_corrupt: bool) -> dict[str, dict[str, Any]]:
+        for leftover in (self.path + ".tmp", self.snapshot_path + ".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        live: dict[str, dict[str, Any]] = {}
+        floor = generation = 0
+        if os.path.exists(self.snapshot_path):
+            floor = generation = self._load_snapshot(live)
+        current: Header | None = None
+        for path in (self.old_path, self.path):
+            if not os.path.exists(path):
+                continue
+            header, count = self._replay_log(path, live, floor, truncate_corrupt)
+            if header is not None:
+                generation = max(generation, header.generation)
+            if path == self.path:
+                current, self.log_records = header, count
+        if current is None or current.generation < floor or os.path.exists(self.old_path):
+            # A compaction was cut short, or there is no usable log: finish the job now.
+            self.generation = generation + 1
+            self._write_snapshot_file(live)
+            _create(self.path, LOG, self.generation)
+            self._remove_old_log()
+            self.log_records = 0
+        else:
+            self.generation = current.generation
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        return live
+
+    def _load_snapshot(self, live: dict[str, dict[str, Any]]) -> int:
+        """Load the snapshot into ``live``; its generation. A snapshot is whole or it is corrupt."""
+        snapshot = JournalFile(self.snapshot_path)
+        count = 0
+        end: dict[str, Any] | None = None
+        for offset, record in snapshot.records():
+            if end is not None or record["t"] not in ("job", _END):
+                raise JournalCorrupt(f"journal: snapshot {self.snapshot_path}: unexpected record", offset)
+            if record["t"] == _END:
+                end = record
+            else:
+                live[record["id"]] = record
+                count += 1
+        ending = snapshot.ending
+        assert ending is not None
+        if ending.status != "clean" or snapshot.header is None or snapshot.header.kind != SNAPSHOT:
+            reason = ending.reason or "not a snapshot"
+            raise JournalCorrupt(f"journal: snapshot {self.snapshot_path}: {reason}", ending.offset)
+        if end is None or end.get("count") != count:
+            raise JournalCorrupt(f"journal: snapshot {self.snapshot_path} is incomplete", ending.offset)
+        return snapshot.header.generation
+
+    def _replay_log(
+        self, path: str, live: dict[str, dict[str, Any]], floor: int, truncate_corrupt: bool
+    ) -> tuple[Header | None, int]:
+        """Replay one log onto ``live`` unless the snapshot already holds it; cut a torn tail."""
+        log = JournalFile(path)
+        target: dict[str, dict[str, Any]] | None = None
+        count = 0
+        for offset, record in log.records():
+            if target is None:  # the header has been read: replay for real, or only check the records
+                assert log.header is not None
+                if log.header.kind != LOG:
+                    raise JournalCorrupt(f"journal: {path} is not a journal log", 0)
+                target = live if log.header.generation >= floor else {}
+            try:
+                apply(target, record)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise JournalCorrupt(f"journal: {path}: unreadable record ({exc!r})", offset) from None
+            count += 1
+        ending = log.ending
+        assert ending is not None
+        if ending.status == "corrupt" and not truncate_corrupt:
+            raise JournalCorrupt(
+                f"journal: {path}: {ending.reason}; records follow it, so this is damage, not a torn write"
+                " (Engine(on_corrupt='truncate') drops everything from here on)",
+                ending.offset,
+            )
+        if ending.status != "clean":
+            dropped = os.path.getsize(path) - ending.offset
+            log_at = logger.error if ending.status == "corrupt" else logger.warning
+            log_at("chronowheel: journal %s: %s; dropping its last %d bytes", path, ending.reason, dropped)
+            if log.header is None:
+                return None, 0  # the header itself was cut short: nothing here was ever acknowledged
+            with open(path, "r+b") as file:
+                file.truncate(ending.offset)
+                os.fsync(file.fileno())
+        header = log.header
+        if header is not None and header.kind != LOG:
+            raise JournalCorrupt(f"journal: {path} is not a journal log", 0)
+        return header, count
+
+    def _write_snapshot_file(self, live: dict[str, dict[str, Any]]) -> None:
+        def body() -> Iterator[bytes]:
+            records = list(live.values())
+            for start in range(0, len(records), 4096):
+                yield b"".join(frame(orjson.dumps(record)) for record in records[start : start + 4096])
+            yield frame(orjson.dumps({"t": _END, "count": len(records)}))
+
+        _create(self.snapshot_path, SNAPSHOT, self.generation, body())
+
+    def _remove_old_log(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.old_path)
+            _fsync_directory(self.path)
+
+    # -- the loop side ---------------------------------------------------------------
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the writer thread; records appended before this wait for it."""
+        self._loop = loop
+        self._thread = threading.Thread(target=self._write_loop, name=f"chronowheel journal {self.path}", daemon=True)
+        self._thread.start()
+
+    def _enqueue(self, item: Any, *, record: bool = False) -> None:
+        if self._failure is not None:
+            raise OSError(f"journal: writing {self.path} failed earlier; restart to recover") from self._failure
+        with self._lock:
+            self._queue.append(item)
+            if record:
+                self._appended += 1
+            if self._idle:
+                self._ready.notify()
+
+    def append(self, payload: bytes) -> None:
+        """Queue one record; it is durable once a later :meth:`commit` returns."""
+        self._enqueue(payload, record=True)
+        self.log_records += 1
+
+    async def commit(self) -> None:
+        """Wait until every record appended so far is durable under the fsync policy."""
+        if self._durable >= self._appended:
+            if self._failure is not None:
+                raise OSError(f"journal: writing {self.path} failed") from self._failure
+            return
+        assert self._loop is not None
+        future = self._loop.create_future()
+        self._waiters.append((self._appended, future))
+        await future
+
+    async def _operation(self, name: str, *args: Any) -> None:
+        assert self._loop is not None
+        future = self._loop.create_future()
+        self._operations.add(future)
+        self._enqueue((name, future, *args))
+        try:
+            await future
+        finally:
+            self._operations.discard(future)
+
+    async def sync(self) -> None:
+        """Wait until every record appended so far is written and fsynced, whatever the policy."""
+        await self._operation("sync")
+
+    async def rotate(self) -> None:
+        """Start a new log; records appended from now on go to it."""
+        self.log_records = 0
+        await self._operation("rotate")
+
+    def add_to_snapshot(self, payloads: list[bytes]) -> None:
+        """Queue ``job`` records for the snapshot begun by :meth:`rotate`."""
+        self._enqueue(("snapshot", None, payloads))
+
+    async def finish_snapshot(self, count: int) -> None:
+        """Seal the snapshot of ``count`` records, put it in place, drop the old log."""
+        await self._operation("seal", count)
+
+    def abandon_snapshot(self) -> None:
+        with contextlib.suppress(OSError):
+            self._enqueue(("abandon", None))
+
+    async def close(self) -> None:
+        """Write out what is queued (fsynced unless the policy is ``never``), stop the thread."""
+        if self._thread is not None:
+            with self._lock:
+                self._closing = True
+                self._ready.notify()
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        else:
+            self._close_files()
+        self._release_lock()
+        if self._failure is not None:
+            raise OSError(f"journal: writing {self.path} failed") from self._failure
+
+    def _reached(self, appended: int) -> None:
+        """Loop thread: records up to ``appended`` are durable; wake their committers."""
+        self._durable = max(self._durable, appended)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= appended:
+            future = waiters.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+
+    def _failed(self, error: BaseException) -> None:
+        """Loop thread: the writer gave up. Never retry a failed fsync: fail loudly, recover at restart."""
+        self._failure = error
+        logger.error("chronowheel: journal %s failed; durable operations now raise", self.path, exc_info=error)
+        futures = [future for _, future in self._waiters] + list(self._operations)
+        self._waiters.clear()
+        for future in futures:
+            if not future.done():
+                future.set_exception(OSError(f"journal: writing {self.path} failed: {error}"))
+
+    def _done(self, future: asyncio.Future[None] | None) -> None:
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    # -- the writer thread -------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        reported = 0
+        try:
+            while True:
+                with self._lock:
+                    while not self._queue and not self._closing:
+                        wait = self._fsync_due_in()
+                        if wait is not None and wait <= 0:
+                            break
+                        self._idle = True
+                        self._ready.wait(wait)
+                        self._idle = False
+                    items, self._queue = self._queue, []
+                    appended, closing = self._appended, self._closing
+                self._process(items, loop)
+                if self._dirty and self._owes_fsync(closing):
+                    self._fsync()
+                if appended > reported:
+                    reported = appended
+                    loop.call_soon_threadsafe(self._reached, appended)
+                if closing and not items:
+                    break
+        except BaseException as error:  # report every failure to the loop; the thread ends here
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(self._failed, error)
+        finally:
+            self._close_files()
+
+    def _owes_fsync(self, closing: bool) -> bool:
+        if self._policy == "always":
+            return True
+        if self._policy == "interval":
+            return closing or self._last_fsync + self._interval <= time.monotonic()
+        return False
+
+    def _fsync_due_in(self) -> float | None:
+        """Seconds until the interval policy owes an fsync; None if it owes none."""
+        if self._policy != "interval" or not self._dirty:
+            return None
+        return self._last_fsync + self._interval - time.monotonic()
+
+    def _process(self, items: list[Any], loop: asyncio.AbstractEventLoop) -> None:
+        batch: list[bytes] = []
+        for item in items:
+            if item.__class__ is bytes:
+                batch.append(frame(item))
+                continue
+            if batch:
+                self._write(b"".join(batch))
+                batch = []
+            name, future, *args = item
+            getattr(self, f"_do_{name}")(*args)
+            if future is not None:
+                loop.call_soon_threadsafe(self._done, future)
+        if batch:
+            self._write(b"".join(batch))
+
+    def _write(self, data: bytes) -> None:
+        _write_all(self._fd, data)
+        self._dirty = True
+
+    def _fsync(self) -> None:
+        os.fsync(self._fd)
+        self._dirty = False
+        self._last_fsync = time.monotonic()
+
+    def _do_sync(self) -> None:
+        if self._dirty:
+            self._fsync()
+
+    def _do_rotate(self) -> None:
+        self._do_sync()
+        os.close(self._fd)
+        self._fd = -1
+        os.replace(self.path, self.old_path)
+        _fsync_directory(self.path)
+        self.generation += 1
+        _create(self.path, LOG, self.generation)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    def _do_snapshot(self, payloads: list[bytes]) -> None:
+        if self._snapshot_fd < 0:
+            temporary = self.snapshot_path + ".tmp"
+            self._snapshot_fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            _write_all(self._snapshot_fd, encode_header(SNAPSHOT, self.generation))
+        _write_all(self._snapshot_fd, b"".join(map(frame, payloads)))
+
+    def _do_seal(self, count: int) -> None:
+        self._do_snapshot([orjson.dumps({"t": _END, "count": count})])
+        os.fsync(self._snapshot_fd)
+        os.close(self._snapshot_fd)
+        self._snapshot_fd = -1
+        os.replace(self.snapshot_path + ".tmp", self.snapshot_path)
+        _fsync_directory(self.path)
+        self._remove_old_log()
+
+    def _do_abandon(self) -> None:
+        if self._snapshot_fd >= 0:
+            os.close(self._snapshot_fd)
+            self._snapshot_fd = -1
+            os.unlink(self.snapshot_path + ".tmp")
+
+    def _close_files(self) -> None:
+        for fd in (self._fd, self._snapshot_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._snapshot_fd = -1
