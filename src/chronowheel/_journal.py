@@ -32,7 +32,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from ._errors import JournalCorrupt
-from ._journal_format import LOG, SNAPSHOT, Decoder, Ending, Header, encode_header, frame
+from ._journal_format import LOG, SNAPSHOT, Decoder, Ending, Header, Record, encode_header, frame
 from ._journal_records import apply
 
 __all__ = ["FsyncPolicy", "Journal", "JournalFile"]
@@ -82,7 +82,7 @@ class JournalFile:
         self.header: Header | None = None
         self.ending: Ending | None = None
 
-    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+    def records(self) -> Iterator[Record]:
         decoder = Decoder()
         with open(self.path, "rb") as file:
             while chunk := file.read(_READ_SIZE):

@@ -1,0 +1,592 @@
+"""A journaled engine across restarts: what comes back, when it fires, and what runs again.
+
+Each test runs an engine on a virtual clock, stops it (or lets it fail), and
+starts a new engine on the same journal with the wall clock moved on, as a
+deploy or a crash would. The journal's bytes are tested in
+test_journal_format.py and real crashes in test_crash.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chronowheel import Cron, DuplicateKey, Engine, Every, Retry, UnknownTask
+from chronowheel._journal import Journal, JournalFile
+from chronowheel.testing import VirtualClock
+from helpers import Runner
+
+HOUR = 3600.0
+
+
+class Harness:
+    """Engines on one journal, one after another, each with a task that records its runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path / "timers.log")
+        self.ran: list[Any] = []
+        self.wall = 1_767_225_600.0
+
+    def engine(self, *, later: float = 0.0, register: bool = True, **options: Any) -> tuple[Engine, VirtualClock]:
+        """A new engine on the journal, its wall clock ``later`` seconds after the last one's."""
+        self.wall += later
+        clock = VirtualClock(wall=self.wall)
+        engine = Engine(journal=self.path, clock=clock, **options)
+        if register:
+
+            @engine.task(name="remind")
+            async def remind(user: int) -> None:
+                self.ran.append(user)
+
+        return engine, clock
+
+    def finished(self, clock: VirtualClock) -> None:
+        self.wall = clock.wall()
+
+    def records(self, suffix: str = "") -> list[dict[str, Any]]:
+        return [record.payload for record in JournalFile(self.path + suffix).records()]
+
+    def has(self, suffix: str) -> bool:
+        return os.path.exists(self.path + suffix)
+
+    def flip_bit(self, offset: int) -> None:
+        with open(self.path, "r+b") as file:
+            file.seek(offset)
+            byte = file.read(1)[0]
+            file.seek(offset)
+            file.write(bytes([byte ^ 0x10]))
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return Harness(tmp_path)
+
+
+def test_pending_jobs_come_back_with_their_wall_clock_deadlines(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            job = await engine.schedule("remind", args=(1,), delay=HOUR, key="remind:1")
+            await engine.schedule("remind", args=(2,), delay=2 * HOUR)
+            await clock.advance(600)
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=1200)  # 10 minutes run, 20 down: 30 minutes to go
+        async with engine:
+            again = engine.get("remind:1")
+            assert again is not None
+            assert (again.id, again.deadline, again.args) == (job.id, job.deadline, (1,))
+            assert len(engine) == 2
+            await clock.advance(30 * 60 - 0.01)
+            assert harness.ran == []
+            await clock.advance(0.01)
+            assert harness.ran == [1]
+            await clock.advance(HOUR)
+            assert harness.ran == [1, 2]
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_overdue_one_shot_jobs_run_at_once_after_a_restart(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=60)
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=HOUR)
+        async with engine:
+            await clock.advance(0.001)
+            assert harness.ran == [1]
+            await engine.stop(grace=0)
+        assert engine.stats()["pending"] == 0
+
+    run(main)
+
+
+@pytest.mark.parametrize(("misfire", "runs"), [("fire_once", 1), ("fire_all", 10), ("skip", 0)])
+def test_overdue_recurring_jobs_follow_their_misfire_policy(
+    run: Runner, harness: Harness, misfire: str, runs: int
+) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(7,), every=Every(60), misfire=misfire, key="tick")
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=10 * 60 + 30)  # ten runs missed while down
+        async with engine:
+            await clock.advance(1)
+            assert harness.ran == [7] * runs
+            series = engine.get("tick")
+            assert series is not None
+            assert series.deadline.timestamp() == harness.wall + 30  # back on its grid: 11 min after the first
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_a_job_interrupted_by_stop_runs_again_after_the_restart(run: Runner, harness: Harness) -> None:
+    """At-least-once: a run that never acknowledged is run again; one that did is not."""
+    started = asyncio.Event()
+
+    async def main() -> None:
+        engine, clock = harness.engine()
+
+        @engine.task(name="slow")
+        async def slow(n: int) -> None:
+            started.set()
+            await asyncio.Event().wait()  # never finishes by itself
+
+        async with engine:
+            await engine.schedule("slow", args=(1,), delay=1)
+            await engine.schedule("remind", args=(2,), delay=1)
+            await clock.advance(1)
+            await started.wait()
+            assert harness.ran == [2]
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=5)
+        reruns: list[int] = []
+
+        @engine.task(name="slow")
+        async def slow_again(n: int) -> None:
+            reruns.append(n)
+
+        async with engine:
+            await clock.advance(0.001)
+            assert reruns == [1]
+            assert harness.ran == [2]  # acknowledged before the stop: not run twice
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_retries_and_dead_letters_survive_a_restart(run: Runner, harness: Harness) -> None:
+    calls: list[int] = []
+
+    def register(engine: Engine) -> None:
+        @engine.task(name="flaky", retry=Retry(3, backoff=10.0, jitter=False))
+        async def flaky(n: int) -> None:
+            calls.append(n)
+            raise RuntimeError(f"boom {n}")
+
+    async def main() -> None:
+        engine, clock = harness.engine()
+        register(engine)
+        async with engine:
+            await engine.schedule("flaky", args=(1,), delay=1)
+            await clock.advance(1)  # attempt 1 fails, retry in 10 s
+            assert calls == [1]
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=2)
+        register(engine)
+        async with engine:
+            (job,) = [record for record in harness.records() if record.get("state") == "failed"]
+            assert job["att"] == 1
+            await clock.advance(8)  # attempt 2, on its retry deadline
+            assert calls == [1, 1]
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=1)
+        register(engine)
+        async with engine:
+            await clock.advance(20)  # attempt 3, the last
+            assert calls == [1, 1, 1]
+            (dead,) = engine.dead_letters()
+            assert dead.attempt == 3
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=1)
+        register(engine)
+        async with engine:
+            (dead,) = engine.dead_letters()
+            assert (dead.state, dead.attempt, dead.args) == ("dead", 3, (1,))
+            assert "boom 1" in (dead.traceback or "")
+            engine.redrive(dead)
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=1)
+        register(engine)
+        async with engine:
+            assert engine.dead_letters() == []
+            await clock.advance(0.001)
+            assert calls == [1, 1, 1, 1]  # the redrive, with a fresh set of attempts
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_cancel_and_reschedule_are_journaled(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=HOUR, key="a")
+            await engine.schedule("remind", args=(2,), delay=HOUR, key="b")
+            assert engine.cancel("a")
+            assert engine.reschedule("b", delay=10)
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine()
+        async with engine:
+            assert engine.get("a") is None
+            assert len(engine) == 1
+            await clock.advance(10)
+            assert harness.ran == [2]
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+@pytest.mark.parametrize("if_exists", ["keep", "replace"])
+def test_registering_a_keyed_job_at_every_boot_behaves_the_same_after_a_restart(
+    run: Runner, harness: Harness, if_exists: Any
+) -> None:
+    """``key="daily-report"`` registered at each start: one job, whether or not the process restarted."""
+
+    async def boot(later: float) -> tuple[str, int]:
+        engine, clock = harness.engine(later=later)
+        async with engine:
+            job = await engine.schedule(
+                "remind", args=(9,), cron=Cron("0 9 * * *"), key="daily-report", if_exists=if_exists
+            )
+            again = await engine.schedule(
+                "remind", args=(9,), cron=Cron("0 9 * * *"), key="daily-report", if_exists=if_exists
+            )
+            if if_exists == "keep":
+                assert again is job
+            count = len(engine)
+            await engine.stop(grace=0)
+        harness.finished(clock)
+        return job.id, count
+
+    async def main() -> None:
+        first, count = await boot(0)
+        assert count == 1
+        second, count = await boot(60)
+        assert count == 1
+        assert (second == first) == (if_exists == "keep")
+        live = {record["id"] for record in harness.records() if record["t"] == "job"}
+        acked = {record["id"] for record in harness.records() if record["t"] in ("cancel", "ack")}
+        assert len(live - acked) == 1
+
+    run(main)
+
+
+def test_a_journaled_task_no_longer_registered_is_an_error_naming_it(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+
+        @engine.task(name="retired")
+        async def retired() -> None: ...
+
+        async with engine:
+            await engine.schedule("retired", delay=HOUR)
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine()
+        with pytest.raises(UnknownTask, match="'retired'"):
+            await engine.start()
+
+        @engine.task(name="retired")
+        async def back() -> None: ...
+
+        await engine.start()  # registering it and starting again recovers the job
+        assert len(engine) == 1
+        await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_parked_jobs_stay_in_the_journal_until_their_task_is_back(
+    run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+
+        @engine.task(name="retired")
+        async def retired(n: int) -> None:
+            harness.ran.append(("retired", n))
+
+        async with engine:
+            await engine.schedule("retired", args=(5,), delay=10, key="old")
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        monkeypatch.setattr(Journal, "compact_min", 2)
+        engine, clock = harness.engine(unknown_tasks="park")
+        async with engine:
+            (parked,) = engine.parked()
+            assert (parked.task, parked.state, parked.args, parked.key) == ("retired", "parked", (5,), "old")
+            assert len(engine) == 0
+            for n in range(10):  # enough records to compact: the snapshot must keep the parked job
+                await engine.schedule("remind", args=(n,), delay=1)
+                await clock.advance(1)
+            await engine.flush()
+            assert harness.has(".snapshot")
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=60)
+
+        @engine.task(name="retired")
+        async def retired_again(n: int) -> None:
+            harness.ran.append(("retired", n))
+
+        async with engine:
+            await clock.advance(0.001)
+            assert ("retired", 5) in harness.ran
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_args_json_cannot_hold_are_a_type_error_at_schedule_time(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        engine, _ = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
+            with pytest.raises(TypeError, match="args and kwargs"):
+                await engine.schedule("remind", args=(object(),), delay=HOUR, key="k", if_exists="replace")
+            with pytest.raises(TypeError, match="args and kwargs"):
+                await engine.schedule("remind", kwargs={"when": __import__("datetime").datetime.now()}, delay=1)
+            assert engine.get("k") is not None  # the failed replace left the pending job alone
+            assert len(engine) == 1
+            await engine.stop(grace=0)
+        assert [record["t"] for record in harness.records()] == ["job"]
+
+    run(main)
+
+
+def test_a_journaled_engine_takes_jobs_only_once_started(harness: Harness) -> None:
+    engine, _ = harness.engine()
+    with pytest.raises(RuntimeError, match="start the engine first"):
+        engine.schedule_nowait("remind", args=(1,), delay=1)
+
+
+def test_a_journal_is_open_in_one_engine_at_a_time(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        first, _ = harness.engine()
+        second, _ = harness.engine()
+        async with first:
+            with pytest.raises(RuntimeError, match="open in another engine"):
+                await second.start()
+            await first.stop(grace=0)
+        await second.start()  # the lock went with the first engine
+        await second.stop(grace=0)
+
+    run(main)
+
+
+@pytest.mark.parametrize("fsync", ["always", "interval", "never"])
+def test_every_fsync_policy_recovers_after_a_clean_stop(run: Runner, harness: Harness, fsync: str) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine(fsync=fsync, fsync_interval=0.01)
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=HOUR)
+            engine.schedule_nowait("remind", args=(2,), delay=HOUR)
+            await engine.stop(grace=0)
+        harness.finished(clock)
+        engine, clock = harness.engine(fsync=fsync)
+        async with engine:
+            assert len(engine) == 2
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_concurrent_schedules_share_fsyncs_and_none_runs_on_the_loop_thread(
+    run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: 1,000 concurrent awaited schedules, far fewer fsyncs, all off the event loop."""
+    fsync_threads: list[str] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        fsync_threads.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    async def main() -> None:
+        engine, _ = harness.engine()
+        async with engine:
+            monkeypatch.setattr(os, "fsync", counting_fsync)
+            loop_thread = threading.current_thread().name
+            await asyncio.gather(*(engine.schedule("remind", args=(n,), delay=HOUR) for n in range(1000)))
+            assert 1 <= len(fsync_threads) < 100
+            assert loop_thread not in fsync_threads
+            await engine.stop(grace=0)
+        assert len(harness.records()) == 1000
+
+    run(main)
+
+
+def test_a_failed_fsync_fails_loudly_and_is_never_retried(
+    run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=HOUR)
+            monkeypatch.setattr(os, "fsync", broken_fsync)
+            with pytest.raises(OSError, match="Input/output error"):
+                await engine.schedule("remind", args=(2,), delay=HOUR)
+            with pytest.raises(OSError, match="failed earlier"):
+                engine.schedule_nowait("remind", args=(3,), delay=HOUR)
+            fired: list[bool] = []
+            engine.call_later(1, fired.append, True)  # volatile timers carry on
+            await clock.advance(1)
+            assert fired == [True]
+            with pytest.raises(OSError, match="failed"):
+                await engine.stop(grace=0)
+        monkeypatch.undo()
+        harness.finished(clock)
+        engine, clock = harness.engine()
+        async with engine:  # what was fsynced is there; the unacknowledged schedule may or may not be
+            assert 1 <= len(engine) <= 2
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_compaction_while_running_keeps_the_live_set_and_timers_firing(
+    run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Journal, "compact_min", 50)
+
+    async def main() -> None:
+        engine, clock = harness.engine()
+        fired: list[float] = []
+        async with engine:
+            for n in range(20):
+                await engine.schedule("remind", args=(n,), delay=HOUR + n, key=f"keep:{n}")
+            for _ in range(400):  # short jobs: each a job record and an ack
+                engine.schedule_nowait("remind", args=(-1,), delay=0.5)
+                engine.call_later(0.25, fired.append, clock.time())
+                await clock.advance(1)
+            await engine.flush()
+            assert len(engine) == 20
+            assert len(fired) == 400
+            assert not harness.has(".old")
+            await engine.stop(grace=0)
+        harness.finished(clock)
+        log_records = harness.records()
+        assert len(log_records) < 4 * 50 + 10  # compacted: the log holds only what came after the snapshot
+        snapshot = harness.records(".snapshot")
+        assert snapshot[-1]["t"] == "end"
+
+        engine, clock = harness.engine()
+        async with engine:
+            assert all(engine.get(f"keep:{n}") is not None for n in range(20))
+            assert len(engine) == 20
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_a_recurring_job_waiting_for_its_run_is_not_doubled_by_a_restart(run: Runner, harness: Harness) -> None:
+    """A fixed-delay series whose run was interrupted: after the restart the run repeats once, then the series."""
+    started = asyncio.Event()
+
+    async def main() -> None:
+        engine, clock = harness.engine()
+
+        @engine.task(name="report")
+        async def report() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        async with engine:
+            await engine.schedule("report", every=Every(60, fixed="delay"), key="report")
+            await clock.advance(60)
+            await started.wait()
+            await engine.stop(grace=0)
+        harness.finished(clock)
+
+        engine, clock = harness.engine(later=5)
+        runs: list[float] = []
+
+        @engine.task(name="report")
+        async def report_again() -> None:
+            runs.append(clock.time())
+
+        async with engine:
+            await clock.advance(59)
+            assert runs == [0.0]  # the interrupted run, once; the series waited for it
+            await clock.advance(1)
+            assert runs == [0.0, 60.0]  # then the series, 60 s after that run ended
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_a_bad_record_in_the_middle_stops_the_start_unless_told_to_truncate(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            for n in range(3):
+                await engine.schedule("remind", args=(n,), delay=HOUR)
+            await engine.stop(grace=0)
+        harness.finished(clock)
+        second = [record.offset for record in JournalFile(harness.path).records()][1]
+        harness.flip_bit(second + 12)
+
+        from chronowheel import JournalCorrupt
+
+        engine, clock = harness.engine()
+        with pytest.raises(JournalCorrupt) as caught:
+            await engine.start()
+        assert caught.value.offset == second
+
+        engine, clock = harness.engine(on_corrupt="truncate")
+        async with engine:
+            assert len(engine) == 1  # the first job; the damaged one and all after it are dropped
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_engine_journal_arguments_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="journal"):
+        Engine(journal=42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fsync_interval"):
+        Engine(journal=str(tmp_path / "j"), fsync_interval=0)
+    with pytest.raises(ValueError, match="on_corrupt"):
+        Engine(journal=str(tmp_path / "j"), on_corrupt="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown_tasks"):
+        Engine(journal=str(tmp_path / "j"), unknown_tasks="drop")  # type: ignore[arg-type]
+
+
+def test_duplicate_key_after_restart(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
+            await engine.stop(grace=0)
+        harness.finished(clock)
+        engine, clock = harness.engine()
+        async with engine:
+            with pytest.raises(DuplicateKey):
+                await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
+            await engine.stop(grace=0)
+
+    run(main)
