@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench soak lint clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard native/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ lint: $(STAMP)
 # again with the native wheel switched off, so the pure fallback is proven too.
 test: $(STAMP) lint
 	$(PY) -m pytest
-	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_docs.py
+	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest tests/test_engine.py tests/test_pools.py tests/test_recurring.py \
+		tests/test_journal.py tests/test_docs.py
+
+# The crash tests, long: hundreds of SIGKILL cycles instead of the suite's few dozen.
+soak: $(STAMP)
+	CHRONOWHEEL_CRASH_CYCLES=500 $(PY) -m pytest tests/test_crash.py
 
 clean:
 	rm -rf $(VENV) build src/chronowheel/*.so native/*.c

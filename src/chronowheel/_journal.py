@@ -178,6 +178,8 @@ class Journal:
                 generation = max(generation, header.generation)
             if path == self.path:
                 current, self.log_records = header, count
+            elif header is not None and header.generation < floor:
+                self._remove_old_log()  # a compaction ended between sealing its snapshot and this unlink
         if current is None or current.generation < floor or os.path.exists(self.old_path):
             # A compaction was cut short, or there is no usable log: finish the job now.
             self.generation = generation + 1
@@ -291,9 +293,9 @@ class Journal:
 
     async def commit(self) -> None:
         """Wait until every record appended so far is durable under the fsync policy."""
+        if self._failure is not None:
+            raise OSError(f"journal: writing {self.path} failed") from self._failure
         if self._durable >= self._appended:
-            if self._failure is not None:
-                raise OSError(f"journal: writing {self.path} failed") from self._failure
             return
         assert self._loop is not None
         future = self._loop.create_future()
