@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import os
 from typing import Any
 
 import pytest
@@ -26,3 +28,17 @@ def wheel_factory(request: pytest.FixtureRequest) -> Any:
 def run(request: pytest.FixtureRequest) -> Runner:
     """Run a test's coroutine on stock asyncio and on uvloop."""
     return run_on(request.param)
+
+
+@pytest.fixture(autouse=True)
+def fsync_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test in which an fsync runs on an event loop's thread: a slow disk would stall every timer."""
+    real_fsync = os.fsync
+
+    def guarded_fsync(fd: int) -> None:
+        with contextlib.suppress(RuntimeError):  # no running loop in this thread: fine
+            asyncio.get_running_loop()
+            raise AssertionError("os.fsync called on the event loop thread")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", guarded_fsync)
