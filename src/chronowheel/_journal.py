@@ -27,22 +27,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import orjson
 
-from ._errors import JournalCorrupt
-from ._journal_format import LOG, SNAPSHOT, Decoder, Ending, Header, Record, encode_header, frame
-from ._journal_records import apply
+from ._journal_format import LOG, SNAPSHOT, encode_header, frame
+from ._recovery import END, JournalFile, plan
 
-__all__ = ["FsyncPolicy", "Journal", "JournalFile"]
+__all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in _recovery
 
 logger = logging.getLogger("chronowheel")
 
 FsyncPolicy = Literal["always", "interval", "never"]
-
-_READ_SIZE: Final = 1 << 20
-_END: Final = "end"  # a snapshot's last record: {"t": "end", "count": n}
 
 
 def _fsync_directory(path: str) -> None:
@@ -72,25 +68,6 @@ def _create(path: str, kind: bytes, generation: int, body: Iterable[bytes] = ())
         os.close(fd)
     os.replace(temporary, path)
     _fsync_directory(path)
-
-
-class JournalFile:
-    """One journal file read front to back: iterate ``records()``, then look at ``ending``."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.header: Header | None = None
-        self.ending: Ending | None = None
-
-    def records(self) -> Iterator[Record]:
-        decoder = Decoder()
-        with open(self.path, "rb") as file:
-            while chunk := file.read(_READ_SIZE):
-                records = decoder.feed(chunk)
-                self.header = decoder.header
-                yield from records
-        self.header = decoder.header
-        self.ending = decoder.finish()
 
 
 class Journal:
@@ -162,104 +139,41 @@ class Journal:
             self._lock_fd = None
 
     def _recover(self, truncate_corrupt: bool) -> dict[str, dict[str, Any]]:
-        for leftover in (self.path + ".tmp", self.snapshot_path + ".tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-        live: dict[str, dict[str, Any]] = {}
-        floor = generation = 0
-        if os.path.exists(self.snapshot_path):
-            floor = generation = self._load_snapshot(live)
-        current: Header | None = None
-        for path in (self.old_path, self.path):
-            if not os.path.exists(path):
-                continue
-            header, count = self._replay_log(path, live, floor, truncate_corrupt)
-            if header is not None:
-                generation = max(generation, header.generation)
-            if path == self.path:
-                current, self.log_records = header, count
-            elif header is not None and header.generation < floor:
-                self._remove_old_log()  # a compaction ended between sealing its snapshot and this unlink
-        if current is None or current.generation < floor or os.path.exists(self.old_path):
-            # A compaction was cut short, or there is no usable log: finish the job now.
-            self.generation = generation + 1
-            self._write_snapshot_file(live)
+        found = plan(self.path, truncate_corrupt=truncate_corrupt)
+        if found.problem is not None:
+            raise found.problem
+        for leftover in found.leftovers:
+            os.unlink(leftover)
+        for verdict in found.files:
+            if verdict.dropped:
+                assert verdict.ending is not None
+                log_at = logger.error if verdict.ending.status == "corrupt" else logger.warning
+                log_at(
+                    "chronowheel: journal %s: %s; dropping its last %d bytes",
+                    verdict.path,
+                    verdict.ending.reason,
+                    verdict.dropped,
+                )
+        for path, offset in found.truncate:
+            with open(path, "r+b") as file:
+                file.truncate(offset)
+                os.fsync(file.fileno())
+        if found.remove_old:
+            self._remove_old_log()
+        self.generation, self.log_records = found.generation, found.log_records
+        if found.compact:  # finish the cut-short compaction now
+            self._write_snapshot_file(found.live)
             _create(self.path, LOG, self.generation)
             self._remove_old_log()
-            self.log_records = 0
-        else:
-            self.generation = current.generation
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        return live
-
-    def _load_snapshot(self, live: dict[str, dict[str, Any]]) -> int:
-        """Load the snapshot into ``live``; its generation. A snapshot is whole or it is corrupt."""
-        snapshot = JournalFile(self.snapshot_path)
-        count = 0
-        end: dict[str, Any] | None = None
-        for offset, record in snapshot.records():
-            if end is not None or record["t"] not in ("job", _END):
-                raise JournalCorrupt(f"journal: snapshot {self.snapshot_path}: unexpected record", offset)
-            if record["t"] == _END:
-                end = record
-            else:
-                live[record["id"]] = record
-                count += 1
-        ending = snapshot.ending
-        assert ending is not None
-        if ending.status != "clean" or snapshot.header is None or snapshot.header.kind != SNAPSHOT:
-            reason = ending.reason or "not a snapshot"
-            raise JournalCorrupt(f"journal: snapshot {self.snapshot_path}: {reason}", ending.offset)
-        if end is None or end.get("count") != count:
-            raise JournalCorrupt(f"journal: snapshot {self.snapshot_path} is incomplete", ending.offset)
-        return snapshot.header.generation
-
-    def _replay_log(
-        self, path: str, live: dict[str, dict[str, Any]], floor: int, truncate_corrupt: bool
-    ) -> tuple[Header | None, int]:
-        """Replay one log onto ``live`` unless the snapshot already holds it; cut a torn tail."""
-        log = JournalFile(path)
-        target: dict[str, dict[str, Any]] | None = None
-        count = 0
-        for offset, record in log.records():
-            if target is None:  # the header has been read: replay for real, or only check the records
-                assert log.header is not None
-                if log.header.kind != LOG:
-                    raise JournalCorrupt(f"journal: {path} is not a journal log", 0)
-                target = live if log.header.generation >= floor else {}
-            try:
-                apply(target, record)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise JournalCorrupt(f"journal: {path}: unreadable record ({exc!r})", offset) from None
-            count += 1
-        ending = log.ending
-        assert ending is not None
-        if ending.status == "corrupt" and not truncate_corrupt:
-            raise JournalCorrupt(
-                f"journal: {path}: {ending.reason}; records follow it, so this is damage, not a torn write"
-                " (Engine(on_corrupt='truncate') drops everything from here on)",
-                ending.offset,
-            )
-        if ending.status != "clean":
-            dropped = os.path.getsize(path) - ending.offset
-            log_at = logger.error if ending.status == "corrupt" else logger.warning
-            log_at("chronowheel: journal %s: %s; dropping its last %d bytes", path, ending.reason, dropped)
-            if log.header is None:
-                return None, 0  # the header itself was cut short: nothing here was ever acknowledged
-            with open(path, "r+b") as file:
-                file.truncate(ending.offset)
-                os.fsync(file.fileno())
-        header = log.header
-        if header is not None and header.kind != LOG:
-            raise JournalCorrupt(f"journal: {path} is not a journal log", 0)
-        return header, count
+        return found.live
 
     def _write_snapshot_file(self, live: dict[str, dict[str, Any]]) -> None:
         def body() -> Iterator[bytes]:
             records = list(live.values())
             for start in range(0, len(records), 4096):
                 yield b"".join(frame(orjson.dumps(record)) for record in records[start : start + 4096])
-            yield frame(orjson.dumps({"t": _END, "count": len(records)}))
+            yield frame(orjson.dumps({"t": END, "count": len(records)}))
 
         _create(self.snapshot_path, SNAPSHOT, self.generation, body())
 
@@ -462,7 +376,7 @@ class Journal:
         _write_all(self._snapshot_fd, b"".join(map(frame, payloads)))
 
     def _do_seal(self, count: int) -> None:
-        self._do_snapshot([orjson.dumps({"t": _END, "count": count})])
+        self._do_snapshot([orjson.dumps({"t": END, "count": count})])
         os.fsync(self._snapshot_fd)
         os.close(self._snapshot_fd)
         self._snapshot_fd = -1

@@ -156,7 +156,8 @@ class Decoder:
         rest = self._buffer[offset - self._base :]
         if not rest.strip(b"\0"):
             return Ending("torn", offset, f"{reason}; only zeros follow")
-        if offset and self._reaches_end(rest) and not self._complete_frame_after(rest):
+        # Zeros after an unfinished record: the file grew before its data landed (a tear, too).
+        if offset and self._reaches_end(rest.rstrip(b"\0")) and not self._complete_frame_after(rest):
             return Ending("torn", offset, reason)
         return Ending("corrupt", offset, reason)
 
