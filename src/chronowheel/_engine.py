@@ -558,6 +558,8 @@ class Engine:
                 assert series is not None
                 if not series.active:  # the run ended, its next time did not make it to the log
                     self._refile(job, series.recurrence.next_after(now, series.anchor))
+                elif job.key is not None:  # its run goes on: the key stays taken, as before the restart
+                    self._keyed.setdefault(job.key, job)
             else:
                 deadline = job._due_wall  # overdue jobs are due now; recurring ones apply their misfire policy
                 self._set_due(job, max(0.0, deadline - now))
