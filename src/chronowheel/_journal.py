@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -39,6 +39,10 @@ __all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in _rec
 logger = logging.getLogger("chronowheel")
 
 FsyncPolicy = Literal["always", "interval", "never"]
+
+_HANDOVER_MAX: Final = 4096  # records appended in one loop turn before they go to the writer mid-turn
+_SNAPSHOT_IN_FLIGHT: Final = 2  # snapshot chunks queued to the writer before the compaction waits
+_SNAPSHOT_SYNC_BYTES: Final = 16 << 20  # snapshot bytes written between fsyncs
 
 
 def _fsync_directory(path: str) -> None:
@@ -92,16 +96,21 @@ class Journal:
         self._lock_fd: int | None = None
         self._fd = -1
         self._snapshot_fd = -1
+        self._snapshot_unsynced = 0  # snapshot bytes written since its last fsync
         self._dirty = False
         self._last_fsync = 0.0
         # Shared between the threads, under _lock:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._queue: list[Any] = []  # payload bytes, or operation tuples, in order
-        self._appended = 0
+        self._handed = 0  # records handed to the writer thread
         self._closing = False
         self._idle = False
         # Loop thread only:
+        self._appended = 0
+        self._pending: list[Any] = []  # appended this loop turn: handed to the writer together
+        self._handing = False
+        self._chunks: deque[asyncio.Future[None]] = deque()  # snapshot chunks not yet written
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._durable = 0
@@ -193,10 +202,24 @@ class Journal:
     def _enqueue(self, item: Any, *, record: bool = False) -> None:
         if self._failure is not None:
             raise OSError(f"journal: writing {self.path} failed earlier; restart to recover") from self._failure
+        self._pending.append(item)
+        if record:
+            self._appended += 1
+        if self._loop is None or len(self._pending) >= _HANDOVER_MAX:
+            self._hand_over()
+        elif not self._handing:
+            self._handing = True
+            self._loop.call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        """Give the writer what this loop turn appended: one lock and one wake-up per turn, not per record."""
+        self._handing = False
+        items, self._pending = self._pending, []
+        if not items:
+            return
         with self._lock:
-            self._queue.append(item)
-            if record:
-                self._appended += 1
+            self._queue += items
+            self._handed = self._appended
             if self._idle:
                 self._ready.notify()
 
@@ -235,9 +258,21 @@ class Journal:
         self.log_records = 0
         await self._operation("rotate")
 
-    def add_to_snapshot(self, payloads: list[bytes]) -> None:
-        """Queue ``job`` records for the snapshot begun by :meth:`rotate`."""
-        self._enqueue(("snapshot", None, payloads))
+    async def add_to_snapshot(self, payloads: list[bytes]) -> None:
+        """Queue ``job`` records for the snapshot begun by :meth:`rotate`.
+
+        Waits while more than ``_SNAPSHOT_IN_FLIGHT`` chunks are unwritten, so
+        that log records, and the commits waiting on them, queue behind a few
+        chunks rather than behind the whole snapshot.
+        """
+        assert self._loop is not None
+        future = self._loop.create_future()
+        self._operations.add(future)
+        future.add_done_callback(self._operations.discard)
+        self._enqueue(("snapshot", future, payloads))
+        self._chunks.append(future)
+        while len(self._chunks) > _SNAPSHOT_IN_FLIGHT:
+            await self._chunks.popleft()
 
     async def finish_snapshot(self, count: int) -> None:
         """Seal the snapshot of ``count`` records, put it in place, drop the old log."""
@@ -249,6 +284,7 @@ class Journal:
 
     async def close(self) -> None:
         """Write out what is queued (fsynced unless the policy is ``never``), stop the thread."""
+        self._hand_over()
         if self._thread is not None:
             with self._lock:
                 self._closing = True
@@ -301,7 +337,7 @@ class Journal:
                         self._ready.wait(wait)
                         self._idle = False
                     items, self._queue = self._queue, []
-                    appended, closing = self._appended, self._closing
+                    appended, closing = self._handed, self._closing
                 self._process(items, loop)
                 if self._dirty and self._owes_fsync(closing):
                     self._fsync()
@@ -373,7 +409,13 @@ class Journal:
             temporary = self.snapshot_path + ".tmp"
             self._snapshot_fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             _write_all(self._snapshot_fd, encode_header(SNAPSHOT, self.generation))
-        _write_all(self._snapshot_fd, b"".join(map(frame, payloads)))
+            self._snapshot_unsynced = 0
+        data = b"".join(map(frame, payloads))
+        _write_all(self._snapshot_fd, data)
+        self._snapshot_unsynced += len(data)
+        if self._snapshot_unsynced >= _SNAPSHOT_SYNC_BYTES:  # a little at a time: the seal's fsync stays short
+            os.fsync(self._snapshot_fd)
+            self._snapshot_unsynced = 0
 
     def _do_seal(self, count: int) -> None:
         self._do_snapshot([orjson.dumps({"t": END, "count": count})])

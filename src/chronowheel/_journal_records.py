@@ -17,9 +17,10 @@ survive a restart. Sans-IO: plain dicts in and out.
 
 from __future__ import annotations
 
-from typing import Any, Final
+import sys
+from typing import Any, Final, cast
 
-from ._job import Job
+from ._job import Job, JobState
 from ._recurrence import recurrence_from_spec
 from ._series import Series
 
@@ -68,11 +69,15 @@ def job_record(job: Job) -> dict[str, Any]:
 
 
 def job_from_record(record: dict[str, Any]) -> Job:
-    """A job rebuilt from its ``job`` record (JSON turned its tuples into lists)."""
+    """A job rebuilt from its ``job`` record (JSON turned its tuples into lists).
+
+    Task names and states are interned: a million recovered jobs share a
+    handful of strings instead of holding a copy each.
+    """
     job = Job(
         record["id"],
         record.get("key"),
-        record["task"],
+        sys.intern(record["task"]),
         tuple(record["args"]),
         record["kwargs"],
         record["prio"],
@@ -80,7 +85,7 @@ def job_from_record(record: dict[str, Any]) -> Job:
         0,
     )
     job.attempt = record["att"]
-    job.state = record["state"]
+    job.state = cast(JobState, sys.intern(record["state"]))
     job.traceback = record.get("err")
     spec = record.get("series")
     if spec is not None:
