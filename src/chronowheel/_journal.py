@@ -279,6 +279,7 @@ class Journal:
         await self._operation("seal", count)
 
     def abandon_snapshot(self) -> None:
+        self._chunks.clear()
         with contextlib.suppress(OSError):
             self._enqueue(("abandon", None))
 
