@@ -538,16 +538,20 @@ class Engine:
                 " register them before start(), or pass Engine(unknown_tasks='park')"
             )
         jobs: dict[str, Job] = {}
-        for job_id, record in live.items():
-            if record["task"] in self._tasks:
-                jobs[job_id] = job_from_record(record)
-            else:
+        parents: dict[str, str] = {}  # run id -> its series' id
+        for job_id in list(live):
+            record = live.pop(job_id)  # freed as it goes: each job reuses the memory of a record before it
+            if record["task"] not in self._tasks:
                 self._parked[job_id] = record
+                continue
+            jobs[job_id] = job_from_record(record)
+            if "parent" in record:
+                parents[job_id] = record["parent"]
         self._durable.update(jobs)
-        for job_id, job in jobs.items():  # a run of a recurring job finds its series again
-            parent = jobs.get(live[job_id].get("parent", ""))
+        for job_id, parent_id in parents.items():  # a run of a recurring job finds its series again
+            parent = jobs.get(parent_id)
             if parent is not None and parent._series is not None:
-                job._parent = parent
+                jobs[job_id]._parent = parent
                 parent._series.active += 1
         now = self._clock.wall()
         for job in jobs.values():
