@@ -437,6 +437,63 @@ def test_concurrent_schedules_share_fsyncs_and_none_runs_on_the_loop_thread(
     run(main)
 
 
+@pytest.mark.parametrize(("fsync", "fsyncs_per_schedule"), [("always", 1), ("interval", 0), ("never", 0)])
+def test_only_always_waits_for_an_fsync_and_flush_fsyncs_under_every_policy(
+    run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch, fsync: str, fsyncs_per_schedule: int
+) -> None:
+    """``interval`` (with an interval longer than the test) and ``never`` return after the write alone."""
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    async def main() -> None:
+        engine, _ = harness.engine(fsync=fsync, fsync_interval=3600)
+        async with engine:
+            monkeypatch.setattr(os, "fsync", counting_fsync)
+            for n in range(5):
+                await engine.schedule("remind", args=(n,), delay=HOUR)
+            assert len(calls) == 5 * fsyncs_per_schedule
+            assert len(harness.records()) == 5  # written, whatever the policy
+            await engine.flush()  # fsyncs what is written and not yet fsynced: nothing, under "always"
+            assert len(calls) == 5 * fsyncs_per_schedule + (fsync != "always")
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_a_failed_write_fails_loudly_and_what_was_durable_survives(
+    run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+
+    def full_disk(fd: int, data: Any) -> int:
+        if threading.current_thread().name.startswith("chronowheel journal"):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=HOUR, key="durable")
+            monkeypatch.setattr(os, "write", full_disk)
+            with pytest.raises(OSError, match="No space left"):
+                await engine.schedule("remind", args=(2,), delay=HOUR, key="lost")
+            with pytest.raises(OSError, match="failed"):
+                await engine.stop(grace=0)
+        monkeypatch.undo()
+        harness.finished(clock)
+        engine, clock = harness.engine()
+        async with engine:
+            assert engine.get("durable") is not None
+            assert engine.get("lost") is None  # never written, never acknowledged
+            await engine.stop(grace=0)
+
+    run(main)
+
+
 def test_a_failed_fsync_fails_loudly_and_is_never_retried(
     run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

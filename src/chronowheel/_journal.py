@@ -196,6 +196,7 @@ class Journal:
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the writer thread; records appended before this wait for it."""
         self._loop = loop
+        self._last_fsync = time.monotonic()  # the interval policy's first fsync comes one interval after this
         self._thread = threading.Thread(target=self._write_loop, name=f"chronowheel journal {self.path}", daemon=True)
         self._thread.start()
 
