@@ -20,6 +20,7 @@ import anyio
 import orjson
 
 from ._clock import Cancellable, Clock, SystemClock
+from ._durability import compact, restore
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
 from ._job import Job, TaskSpec, TimerHandle, new_job_id
 from ._journal_records import job_from_record, job_record
@@ -55,7 +56,6 @@ _BATCH: Final = 1024  # due items handed out per driver step before yielding to 
 _MAX_DELAY: Final = 1e12  # seconds; far beyond any wheel, small enough to stay an exact tick count
 _LATENESS_SAMPLES: Final = 4096
 _IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
-_SNAPSHOT_CHUNK: Final = 2048  # jobs encoded per loop turn while a snapshot is written
 # Only what JSON holds round-trips; datetimes and dataclasses would come back as strings and dicts.
 _JSON_ONLY: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
@@ -497,84 +497,7 @@ class Engine:
             and self._state == "running"
             and journal.log_records > journal.compact_factor * max(live, journal.compact_min)
         ):
-            self._compaction = asyncio.create_task(self._compact(), name="chronowheel journal compaction")
-
-    async def _compact(self) -> None:
-        """Snapshot the live jobs and start a new log, a chunk per loop turn: timers keep firing.
-
-        The snapshot is taken after the new log begins, so every change made
-        while it is written is in the new log too; records set state outright,
-        so replaying such a change over the snapshot is harmless.
-        """
-        journal = self._journal
-        assert journal is not None
-        try:
-            await journal.rotate()
-            jobs = list(self._durable.values())
-            count = 0
-            for start in range(0, len(jobs), _SNAPSHOT_CHUNK):
-                chunk = jobs[start : start + _SNAPSHOT_CHUNK]
-                payloads = [self._encode(job) for job in chunk if self._durable.get(job.id) is job]
-                await journal.add_to_snapshot(payloads)  # type: ignore[arg-type]
-                count += len(payloads)
-                await asyncio.sleep(0)
-            parked = [orjson.dumps(record) for record in self._parked.values()]
-            await journal.add_to_snapshot(parked)
-            await journal.finish_snapshot(count + len(parked))
-        except asyncio.CancelledError:
-            journal.abandon_snapshot()
-            raise
-        except OSError:
-            return  # the journal has failed and logged it; every durable call raises from now on
-        finally:
-            self._compaction = None
-
-    def _restore(self, live: dict[str, dict[str, Any]]) -> None:
-        """Put the journal's live jobs back: in the wheel, in the dead letters, or parked."""
-        unknown = sorted({record["task"] for record in live.values()} - self._tasks.keys())
-        if unknown and self._unknown_tasks == "error":
-            raise UnknownTask(
-                f"journal: it holds jobs of tasks that are not registered: {', '.join(map(repr, unknown))};"
-                " register them before start(), or pass Engine(unknown_tasks='park')"
-            )
-        jobs: dict[str, Job] = {}
-        parents: dict[str, str] = {}  # run id -> its series' id
-        for job_id in list(live):
-            record = live.pop(job_id)  # freed as it goes: each job reuses the memory of a record before it
-            if record["task"] not in self._tasks:
-                self._parked[job_id] = record
-                continue
-            jobs[job_id] = job_from_record(record)
-            if "parent" in record:
-                parents[job_id] = record["parent"]
-        self._durable.update(jobs)
-        for job_id, parent_id in parents.items():  # a run of a recurring job finds its series again
-            parent = jobs.get(parent_id)
-            if parent is not None and parent._series is not None:
-                jobs[job_id]._parent = parent
-                parent._series.active += 1
-        now = self._clock.wall()
-        for job in jobs.values():
-            series = job._series
-            if job.state == "dead":
-                self._dead[job.id] = job
-            elif job.state == "running":  # a fixed-delay series waiting for its run to end
-                assert series is not None
-                if not series.active:  # the run ended, its next time did not make it to the log
-                    self._refile(job, series.recurrence.next_after(now, series.anchor))
-                elif job.key is not None:  # its run goes on: the key stays taken, as before the restart
-                    self._keyed.setdefault(job.key, job)
-            else:
-                deadline = job._due_wall  # overdue jobs are due now; recurring ones apply their misfire policy
-                self._set_due(job, max(0.0, deadline - now))
-                job._due_wall = deadline
-                self._place(job)
-        if self._parked:
-            logger.warning(
-                "chronowheel: journal: parked %d jobs of tasks that are not registered: %s",
-                len(self._parked),
-                ", ".join(unknown),
-            )
+            self._compaction = asyncio.create_task(compact(self), name="chronowheel journal compaction")
 
     async def flush(self) -> None:
         """Make every journal record so far durable (written and fsynced), whatever the fsync policy."""
@@ -722,7 +645,7 @@ class Engine:
             try:
                 live = await asyncio.to_thread(self._journal.recover, truncate_corrupt=self._on_corrupt == "truncate")
                 try:
-                    self._restore(live)
+                    restore(self, live)
                 except BaseException:
                     await self._journal.close()
                     raise
