@@ -26,7 +26,6 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
 from typing import Any, Final, Literal
 
 import orjson
@@ -43,6 +42,7 @@ FsyncPolicy = Literal["always", "interval", "never"]
 _HANDOVER_MAX: Final = 4096  # records appended in one loop turn before they go to the writer mid-turn
 _SNAPSHOT_IN_FLIGHT: Final = 2  # snapshot chunks queued to the writer before the compaction waits
 _SNAPSHOT_SYNC_BYTES: Final = 16 << 20  # snapshot bytes written between fsyncs
+_SNAPSHOT_CHUNK: Final = 4096  # records per write when recovery finishes a compaction itself
 
 
 def _fsync_directory(path: str) -> None:
@@ -59,14 +59,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _create(path: str, kind: bytes, generation: int, body: Iterable[bytes] = ()) -> None:
-    """Write a whole file under a temporary name, fsync it, and rename it into place."""
+def _create_log(path: str, generation: int) -> None:
+    """Write an empty log under a temporary name, fsync it, and rename it into place."""
     temporary = path + ".tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        _write_all(fd, encode_header(kind, generation))
-        for chunk in body:
-            _write_all(fd, chunk)
+        _write_all(fd, encode_header(LOG, generation))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -171,20 +169,14 @@ class Journal:
             self._remove_old_log()
         self.generation, self.log_records = found.generation, found.log_records
         if found.compact:  # finish the cut-short compaction now
-            self._write_snapshot_file(found.live)
-            _create(self.path, LOG, self.generation)
-            self._remove_old_log()
+            # The writer thread's own steps, in this thread: it has not started yet.
+            records = list(found.live.values())
+            for start in range(0, len(records), _SNAPSHOT_CHUNK):
+                self._do_snapshot([orjson.dumps(record) for record in records[start : start + _SNAPSHOT_CHUNK]])
+            self._do_seal(len(records))  # the logs are stale from here on: the snapshot holds them
+            _create_log(self.path, self.generation)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         return found.live
-
-    def _write_snapshot_file(self, live: dict[str, dict[str, Any]]) -> None:
-        def body() -> Iterator[bytes]:
-            records = list(live.values())
-            for start in range(0, len(records), 4096):
-                yield b"".join(frame(orjson.dumps(record)) for record in records[start : start + 4096])
-            yield frame(orjson.dumps({"t": END, "count": len(records)}))
-
-        _create(self.snapshot_path, SNAPSHOT, self.generation, body())
 
     def _remove_old_log(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -240,15 +232,17 @@ class Journal:
         self._waiters.append((self._appended, future))
         await future
 
-    async def _operation(self, name: str, *args: Any) -> None:
+    def _submit(self, name: str, *args: Any) -> asyncio.Future[None]:
+        """Queue an operation for the writer thread; the future is done when it has run."""
         assert self._loop is not None
         future = self._loop.create_future()
         self._operations.add(future)
+        future.add_done_callback(self._operations.discard)
         self._enqueue((name, future, *args))
-        try:
-            await future
-        finally:
-            self._operations.discard(future)
+        return future
+
+    async def _operation(self, name: str, *args: Any) -> None:
+        await self._submit(name, *args)
 
     async def sync(self) -> None:
         """Wait until every record appended so far is written and fsynced, whatever the policy."""
@@ -266,12 +260,7 @@ class Journal:
         that log records, and the commits waiting on them, queue behind a few
         chunks rather than behind the whole snapshot.
         """
-        assert self._loop is not None
-        future = self._loop.create_future()
-        self._operations.add(future)
-        future.add_done_callback(self._operations.discard)
-        self._enqueue(("snapshot", future, payloads))
-        self._chunks.append(future)
+        self._chunks.append(self._submit("snapshot", payloads))
         while len(self._chunks) > _SNAPSHOT_IN_FLIGHT:
             await self._chunks.popleft()
 
@@ -403,7 +392,7 @@ class Journal:
         os.replace(self.path, self.old_path)
         _fsync_directory(self.path)
         self.generation += 1
-        _create(self.path, LOG, self.generation)
+        _create_log(self.path, self.generation)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def _do_snapshot(self, payloads: list[bytes]) -> None:
