@@ -43,7 +43,7 @@ async def compact(engine: Engine) -> None:
         for start in range(0, len(jobs), SNAPSHOT_CHUNK):
             chunk = jobs[start : start + SNAPSHOT_CHUNK]
             payloads = [engine._encode(job) for job in chunk if engine._durable.get(job.id) is job]
-            await journal.add_to_snapshot(payloads)  # type: ignore[arg-type]
+            await journal.add_to_snapshot(payloads)
             count += len(payloads)
             await asyncio.sleep(0)
         parked = [orjson.dumps(record) for record in engine._parked.values()]

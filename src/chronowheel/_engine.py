@@ -405,7 +405,8 @@ class Engine:
         job = Job(new_job_id(), key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
         job._series = series
         self._set_due(job, seconds)
-        payload = self._encode(job)  # before anything changes: args JSON cannot hold raise here
+        # Encoded before anything changes: args that JSON cannot hold raise here.
+        payload = self._encode(job) if self._journal is not None else None
         if key is not None and key in self._keyed:
             self.cancel(key)
         self._journal_job(job, payload)
@@ -466,10 +467,8 @@ class Engine:
 
     # -- the journal ---------------------------------------------------------------
 
-    def _encode(self, job: Job) -> bytes | None:
-        """The job's journal record, or None for an in-memory engine."""
-        if self._journal is None:
-            return None
+    def _encode(self, job: Job) -> bytes:
+        """The job's journal record."""
         try:
             return orjson.dumps(job_record(job), option=_JSON_ONLY)
         except TypeError as exc:  # orjson.JSONEncodeError
@@ -480,7 +479,7 @@ class Engine:
         if self._journal is None:
             return
         self._durable[job.id] = job
-        self._journal_append(payload or self._encode(job))  # type: ignore[arg-type]
+        self._journal_append(payload or self._encode(job))
 
     def _journal_gone(self, job: Job, kind: Literal["ack", "cancel"]) -> None:
         """Journal that a job ran to success or was cancelled: it is no longer live."""
