@@ -120,11 +120,11 @@ def inspect_journal(path: str, *, records: bool = False) -> Report:
         report.files.append(_file_report(verdict, counted[verdict.role], found))
     for leftover in found.leftovers:
         report.actions.append(f"delete {leftover} (a file that was being written)")
-    for file in report.files:
-        if file.status == "torn" and file.kind is not None:
-            report.actions.append(
-                f"truncate {file.path} to {file.offset} bytes (drop a torn tail of {file.dropped} bytes)"
-            )
+    dropped = {verdict.path: verdict.dropped for verdict in found.files}
+    for truncated, offset in found.truncate:
+        report.actions.append(
+            f"truncate {truncated} to {offset} bytes (drop a torn tail of {dropped[truncated]} bytes)"
+        )
     if found.remove_old:
         report.actions.append(f"delete {paths['old']} (its records are in the snapshot)")
     if found.compact:
