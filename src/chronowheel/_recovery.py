@@ -152,29 +152,31 @@ def _replay_log(
     verdict = FileVerdict(role, path, os.path.getsize(path))
     result.files.append(verdict)
     log = JournalFile(path)
+
+    def read_header() -> dict[str, dict[str, Any]]:
+        """Check the header; where its records go: the live set, or nowhere if the snapshot holds them."""
+        assert log.header is not None
+        verdict.header = log.header
+        if log.header.kind != LOG:
+            raise JournalCorrupt(f"journal: {path} is not a journal log", 0)
+        verdict.replayed = log.header.generation >= floor
+        return result.live if verdict.replayed else {}
+
     target: dict[str, dict[str, Any]] | None = None
     for record in log.records():
         if on_record is not None:
             on_record(role, record)
-        if target is None:  # the header has been read: replay for real, or only check the records
-            assert log.header is not None
-            verdict.header = log.header
-            if log.header.kind != LOG:
-                raise JournalCorrupt(f"journal: {path} is not a journal log", 0)
-            verdict.replayed = log.header.generation >= floor
-            target = result.live if verdict.replayed else {}
+        if target is None:
+            target = read_header()
         try:
             apply(target, record.payload)
         except (KeyError, TypeError, ValueError) as exc:
             raise JournalCorrupt(f"journal: {path}: unreadable record ({exc!r})", record.offset) from None
         verdict.records += 1
-    ending = log.ending
+    if target is None and log.header is not None:  # a log with no records
+        read_header()
+    ending = verdict.ending = log.ending
     assert ending is not None
-    verdict.header, verdict.ending = log.header, ending
-    if verdict.header is not None and verdict.header.kind != LOG:
-        raise JournalCorrupt(f"journal: {path} is not a journal log", 0)
-    if verdict.header is not None and target is None:  # a log with no records
-        verdict.replayed = verdict.header.generation >= floor
     if ending.status == "corrupt" and verdict.header is None:  # never cut away: a whole file is not a tail
         raise JournalCorrupt(f"journal: {path}: {ending.reason}", ending.offset)
     if ending.status == "corrupt" and not truncate_corrupt:
