@@ -178,7 +178,7 @@ class Decoder:
             if (
                 0 < length <= MAX_PAYLOAD
                 and end <= len(rest)
-                and _crc(rest[start : start + 4], rest[start + 8 : end]) == crc
+                and _crc(rest[start : start + 4], rest[start + _FRAME_SIZE : end]) == crc
             ):
                 return True
         return False
