@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench soak lint clean
+.PHONY: demo test bench bench-micro soak lint clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard native/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_timers.py
 
+# The hot paths under pytest-benchmark; results saved per commit in bench/.results (compare with
+# `.venv/bin/pytest-benchmark --storage bench/.results compare`).
+bench-micro: $(STAMP)
+	$(PY) -m pytest bench/micro --benchmark-only --benchmark-autosave --benchmark-storage=bench/.results
+
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m ruff format --check src tests bench examples
@@ -26,13 +31,14 @@ lint: $(STAMP)
 # The wheel tests cover both wheels in one run; the engine-level tests run
 # again with the native wheel switched off, so the pure fallback is proven too.
 test: $(STAMP) lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
 	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest tests/test_engine.py tests/test_pools.py tests/test_recurring.py \
 		tests/test_journal.py tests/test_docs.py
 
-# The crash tests, long: hundreds of SIGKILL cycles instead of the suite's few dozen.
+# The long runs: hundreds of SIGKILL cycles instead of the suite's few dozen, and every `slow` test.
 soak: $(STAMP)
-	CHRONOWHEEL_CRASH_CYCLES=500 $(PY) -m pytest tests/test_crash.py
+	CHRONOWHEEL_CRASH_CYCLES=500 $(PY) -m pytest --timeout=3600 tests/test_crash.py
+	$(PY) -m pytest --timeout=3600 -m slow
 
 clean:
 	rm -rf $(VENV) build src/chronowheel/*.so native/*.c
