@@ -140,7 +140,10 @@ class TimerHandle(int):
 
     def cancel(self) -> bool:
         """Stop the timer; True if it was still pending."""
-        return bool(self._engine._wheel.cancel(self))
+        engine = self._engine
+        if engine._guard:  # sync jobs run in threads (or stopped): refuse a call from one of them
+            engine._check_thread("cancel")
+        return bool(engine._wheel.cancel(self))
 
     def reschedule(self, delay: float) -> bool:
         """Move the timer to ``delay`` seconds from now (the session-expiry touch); True if pending.
@@ -149,6 +152,8 @@ class TimerHandle(int):
         old slot comes due.
         """
         engine = self._engine
+        if engine._guard:
+            engine._check_thread("reschedule")
         tick = engine._tick_after(delay)
         if not engine._wheel.reschedule(self, tick):
             return False
