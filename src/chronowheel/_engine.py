@@ -24,7 +24,7 @@ import orjson
 from ._clock import Cancellable, Clock, SystemClock
 from ._durability import compact, restore
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
-from ._job import Job, TaskSpec, TimerHandle, new_job_id
+from ._job import CHECKED_HANDLE_METHODS, Job, TaskSpec, TimerHandle, new_job_id
 from ._journal_records import job_from_record, job_record
 from ._pool import Pool
 from ._recurrence import (
@@ -745,7 +745,8 @@ class Engine:
         grace = _check_seconds("grace", grace)
         if self._state == "stopped":
             return
-        self._closed = self._guard = True
+        self._closed = True
+        self._set_guard()
         self._state = "stopped"
         pools = list(self._pools.values())
         for pool in pools:  # all at once, so no pool starts jobs during another's grace period
@@ -1007,7 +1008,7 @@ class Engine:
             target=_in_thread, args=(call, loop, done), name=f"chronowheel job {job.id}", daemon=True
         )
         self._threads += 1
-        self._guard = True
+        self._set_guard()
         done.add_done_callback(self._thread_returned)
         try:
             thread.start()
@@ -1024,7 +1025,25 @@ class Engine:
 
     def _thread_returned(self, done: asyncio.Future[tuple[bool, Any]]) -> None:
         self._threads -= 1
-        self._guard = self._closed or self._threads > 0
+        self._set_guard()
+
+    def _set_guard(self) -> None:
+        """Raise the guard while stopped or while sync jobs run in threads, lower it otherwise.
+
+        While it is up, the hot calls (``call_later``, ``call_at``, handle
+        methods) check which thread calls them; the rest of the time they
+        check nothing more than whether it is up (handles, not even that:
+        their checked methods are put on the engine's handle class).
+        """
+        guard = self._closed or self._threads > 0
+        if guard == self._guard:
+            return
+        self._guard = guard
+        for name, method in CHECKED_HANDLE_METHODS.items():
+            if guard:
+                setattr(self._handle_type, name, method)
+            else:
+                delattr(self._handle_type, name)
 
     def _fire_series(self, job: Job, pool: Pool) -> None:
         """A recurring job came due: start its run(s) per the misfire policy, file the next."""

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._retry import Retry
     from ._series import Series
 
-__all__ = ["Job", "JobState", "TaskSpec", "TimerHandle", "new_job_id"]
+__all__ = ["CHECKED_HANDLE_METHODS", "Job", "JobState", "TaskSpec", "TimerHandle", "new_job_id"]
 
 JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked"]
 
@@ -140,10 +140,7 @@ class TimerHandle(int):
 
     def cancel(self) -> bool:
         """Stop the timer; True if it was still pending."""
-        engine = self._engine
-        if engine._guard:  # sync jobs run in threads (or stopped): refuse a call from one of them
-            engine._check_thread("cancel")
-        return bool(engine._wheel.cancel(self))
+        return bool(self._engine._wheel.cancel(self))
 
     def reschedule(self, delay: float) -> bool:
         """Move the timer to ``delay`` seconds from now (the session-expiry touch); True if pending.
@@ -152,8 +149,6 @@ class TimerHandle(int):
         old slot comes due.
         """
         engine = self._engine
-        if engine._guard:
-            engine._check_thread("reschedule")
         tick = engine._tick_after(delay)
         if not engine._wheel.reschedule(self, tick):
             return False
@@ -163,3 +158,18 @@ class TimerHandle(int):
 
     def __repr__(self) -> str:
         return f"<TimerHandle {int(self)}>"
+
+
+def _checked_cancel(handle: TimerHandle) -> bool:
+    handle._engine._check_thread("cancel")
+    return TimerHandle.cancel(handle)
+
+
+def _checked_reschedule(handle: TimerHandle, delay: float) -> bool:
+    handle._engine._check_thread("reschedule")
+    return TimerHandle.reschedule(handle, delay)
+
+
+# What an engine's handle class does instead while sync jobs run in threads: refuse calls from them.
+# Put on the class then, not checked in the methods, so the methods cost nothing more the rest of the time.
+CHECKED_HANDLE_METHODS: Final = {"cancel": _checked_cancel, "reschedule": _checked_reschedule}
