@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import gc
 import logging
 import math
 import os
 import random
+import threading
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
-import anyio
 import orjson
 
 from ._clock import Cancellable, Clock, SystemClock
 from ._durability import compact, restore
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
-from ._job import Job, TaskSpec, TimerHandle, new_job_id
+from ._job import CHECKED_HANDLE_METHODS, Job, TaskSpec, TimerHandle, new_job_id
 from ._journal_records import job_from_record, job_record
 from ._pool import Pool
 from ._recurrence import (
@@ -56,6 +58,7 @@ _BATCH: Final = 1024  # due items handed out per driver step before yielding to 
 _MAX_DELAY: Final = 1e12  # seconds; far beyond any wheel, small enough to stay an exact tick count
 _LATENESS_SAMPLES: Final = 4096
 _IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
+_CANCEL_WAIT: Final = 1.0  # seconds stop() waits for cancelled jobs to end before it gives up on them
 # Only what JSON holds round-trips; datetimes and dataclasses would come back as strings and dicts.
 _JSON_ONLY: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
@@ -66,6 +69,33 @@ def _check_seconds(name: str, value: object) -> float:
     if not 0 <= value <= _MAX_DELAY:
         raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
     return float(value)
+
+
+def _in_thread(
+    call: Callable[[], object], loop: asyncio.AbstractEventLoop, done: asyncio.Future[tuple[bool, Any]]
+) -> None:
+    """A sync job's thread: run it and hand the loop its outcome, a value or whatever it raised."""
+    try:
+        outcome = (True, call())
+    except BaseException as exc:  # the job's to report, whatever it is: this thread only carries it
+        outcome = (False, exc)
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this job any more
+        loop.call_soon_threadsafe(done.set_result, outcome)
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    """Mark a replaced driver's exception as seen: it went on to the loop's caller already."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _ids(jobs: list[Job]) -> str:
+    return ", ".join(job.id for job in jobs[:10]) + (" ..." if len(jobs) > 10 else "")
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Engine:
@@ -139,6 +169,11 @@ class Engine:
         self._interrupted: list[Job] = []
         self._rng = random.Random()
         self._lateness: deque[float] = deque(maxlen=_LATENESS_SAMPLES)
+        # Not thread-safe: calls come from the loop's thread. The hot calls check that only while
+        # _guard is up (stopped, or sync jobs running in threads), so they cost nothing more otherwise.
+        self._loop_thread: int | None = None
+        self._threads = 0  # sync jobs' threads running
+        self._guard = False
         self.add_pool("default", concurrency=10)
 
     # -- time ------------------------------------------------------------------
@@ -180,8 +215,8 @@ class Engine:
                 raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
         except TypeError:
             raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}") from None
-        if self._closed:
-            raise EngineClosed("the engine is stopped; it takes no more timers")
+        if self._guard:  # stopped, or sync jobs run in threads: one check for both rare cases
+            self._check_caller("call_later")
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         tick = _ceil((self._time() - self._epoch + delay) * self._rate)
@@ -201,15 +236,34 @@ class Engine:
         return self._add_timer(self._deadline_tick(when), callback, args)
 
     def _add_timer(self, tick: int, callback: Callable[..., object], args: tuple[Any, ...]) -> TimerHandle:
-        if self._closed:
-            raise EngineClosed("the engine is stopped; it takes no more timers")
+        if self._guard:
+            self._check_caller("call_at")
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         # The payload is the callback itself when there are no args: nothing allocated.
-        handle = self._handle_type(self._wheel.add(tick, (callback, args) if args else callback))
+        return self._file_timer(tick, (callback, args) if args else callback)
+
+    def _file_timer(self, tick: int, payload: Any) -> TimerHandle:
+        """Put a volatile timer in the wheel; the engine's own (job timeouts) come here directly."""
+        handle = self._handle_type(self._wheel.add(tick, payload))
         if tick < self._sleep_tick:
             self._wake()
         return handle
+
+    def _check_caller(self, call: str) -> None:
+        """Refuse a timer from another thread than the loop's, or once the engine is stopped."""
+        self._check_thread(call)
+        if self._closed:
+            raise EngineClosed("the engine is stopped; it takes no more timers")
+
+    def _check_thread(self, call: str) -> None:
+        """Refuse a call from another thread (a sync job's): the engine is not thread-safe."""
+        if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
+            raise RuntimeError(
+                f"{call}: called from thread {threading.current_thread().name!r}, but the engine is not "
+                "thread-safe and runs on its event loop's thread; from another thread, pass the call to "
+                "loop.call_soon_threadsafe(...)"
+            )
 
     # -- tasks and pools -----------------------------------------------------------
 
@@ -376,6 +430,7 @@ class Engine:
         With a journal the job is durable at the next group commit; ``args``
         and ``kwargs`` must be what JSON holds (tuples come back as lists).
         """
+        self._check_thread("schedule_nowait")
         if self._closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
         if self._journal is not None and self._state == "new":
@@ -447,10 +502,10 @@ class Engine:
         """Seconds from now to a run's nominal time, plus the recurrence's jitter."""
         return max(0.0, jittered(nominal, series.recurrence.jitter, self._rng) - self._clock.wall())
 
-    def _file_job(self, job: Job, seconds: float) -> None:
+    def _file_job(self, job: Job, seconds: float, *, own: bool = False) -> None:
         """Journal a job and put it in the wheel ``seconds`` from now: a retry, a redrive, a next run."""
         self._set_due(job, seconds)
-        self._journal_job(job)
+        self._journal_job(job, own=own)
         self._place(job)
 
     def _set_due(self, job: Job, seconds: float) -> None:
@@ -474,22 +529,34 @@ class Engine:
         except TypeError as exc:  # orjson.JSONEncodeError
             raise TypeError(f"args and kwargs of a journaled job must be JSON values: {exc}") from None
 
-    def _journal_job(self, job: Job, payload: bytes | None = None) -> None:
-        """Journal a job's whole state (nothing for an in-memory engine)."""
+    def _journal_job(self, job: Job, payload: bytes | None = None, *, own: bool = False) -> None:
+        """Journal a job's whole state (nothing for an in-memory engine); ``own``: see :meth:`_journal_append`."""
         if self._journal is None:
             return
         self._durable[job.id] = job
-        self._journal_append(payload or self._encode(job))
+        self._journal_append(payload or self._encode(job), own=own)
 
-    def _journal_gone(self, job: Job, kind: Literal["ack", "cancel"]) -> None:
+    def _journal_gone(self, job: Job, kind: Literal["ack", "cancel"], *, own: bool = False) -> None:
         """Journal that a job ran to success or was cancelled: it is no longer live."""
         if self._durable.pop(job.id, None) is not None:
-            self._journal_append(orjson.dumps({"t": kind, "id": job.id}))
+            self._journal_append(orjson.dumps({"t": kind, "id": job.id}), own=own)
 
-    def _journal_append(self, payload: bytes) -> None:
+    def _journal_append(self, payload: bytes, *, own: bool = False) -> None:
+        """Queue a record; after a failed write the journal refuses it with OSError.
+
+        A user's call gets that error. The engine's ``own`` bookkeeping (an
+        ack, a run, a retry, a dead letter) carries on in memory instead: the
+        journal reported its failure when it happened, and a restart recovers
+        from what reached the disk.
+        """
         journal = self._journal
         assert journal is not None
-        journal.append(payload)
+        try:
+            journal.append(payload)
+        except OSError:
+            if not own:
+                raise
+            return
         live = len(self._durable) + len(self._parked)
         if (
             self._compaction is None
@@ -540,6 +607,7 @@ class Engine:
 
     def cancel(self, key_or_job: str | Job) -> bool:
         """Remove a pending job; True if it was pending."""
+        self._check_thread("cancel")
         job = self._job_of(key_or_job)
         if job is None:
             return False
@@ -556,6 +624,7 @@ class Engine:
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
         """Move a pending job's deadline; True if it was pending."""
+        self._check_thread("reschedule")
         seconds = self._delay_of(delay, at)
         job = self._job_of(key_or_job)
         if job is None:
@@ -579,6 +648,7 @@ class Engine:
 
     def redrive(self, job: Job, *, delay: float = 0.0) -> Job:
         """Give a dead job a fresh set of attempts, ``delay`` seconds from now."""
+        self._check_thread("redrive")
         if not isinstance(job, Job):
             raise TypeError(f"job must be a Job, got {type(job).__name__}")
         if self._dead.get(job.id) is not job:
@@ -655,14 +725,20 @@ class Engine:
                     gc.collect()
             self._journal.open(asyncio.get_running_loop())
         self._state = "running"
+        self._loop_thread = threading.get_ident()
         for pool in self._pools.values():
             pool.start(self._run_job)
-        self._driver = asyncio.create_task(self._drive(), name="chronowheel driver")
+        self._driver = asyncio.create_task(self._drive([]), name="chronowheel driver")
 
     async def stop(self, grace: float = 10.0) -> None:
         """Take no more work; let running jobs finish for ``grace`` seconds, then cancel them.
 
         Timers keep firing during the grace period (job timeouts among them).
+        A job that does not end within ``_CANCEL_WAIT`` seconds of its
+        cancellation is given up on (logged; it runs on, unacknowledged), so
+        ``stop()`` returns within ``grace`` plus that. A job that calls
+        ``stop()`` itself is taken as finishing: not waited for, not cancelled,
+        and acknowledged, or it would stop the engine again at every start.
         Jobs that were due but had not started, and jobs cancelled at the end
         of the grace period, are handed to :meth:`_unfinished`.
         """
@@ -670,24 +746,56 @@ class Engine:
         if self._state == "stopped":
             return
         self._closed = True
+        self._set_guard()
         self._state = "stopped"
-        unfinished: list[Job] = []
-        for pool in self._pools.values():
-            unfinished += await pool.stop(grace, self._clock)
+        pools = list(self._pools.values())
+        for pool in pools:  # all at once, so no pool starts jobs during another's grace period
+            pool.close()
+        caller = asyncio.current_task()
+        running: dict[asyncio.Task[None], Job] = {}
+        for pool in pools:
+            for worker, job in pool._busy.items():
+                if worker is caller:
+                    self._journal_gone(job, "ack", own=True)
+                else:
+                    running[worker] = job
+        await self._wait(running, grace)
+        for worker in running:
+            worker.cancel()
+        await self._wait(running, _CANCEL_WAIT)
+        idle = [worker for pool in pools for worker in pool._workers if worker not in running and worker is not caller]
+        await asyncio.gather(*idle, return_exceptions=True)
+        unfinished = [job for pool in pools for job in pool.drain()]
         for task in (self._driver, self._compaction):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         unfinished += (job for job in self._interrupted if job.state == "pending")
-        self._unfinished(unfinished)
+        self._unfinished(unfinished, [job for worker, job in running.items() if not worker.done()])
         if self._journal is not None:
             await self._journal.close()
 
-    def _unfinished(self, jobs: list[Job]) -> None:
-        """Jobs that were due but did not complete by the end of ``stop()``.
+    async def _wait(self, workers: Collection[asyncio.Task[None]], seconds: float) -> None:
+        """Wait until the workers are done, or for ``seconds`` on the engine clock."""
+        busy = [worker for worker in workers if not worker.done()]
+        if not busy or seconds == 0:
+            return
+        expired: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        alarm = self._clock.call_at(self._clock.time() + seconds, functools.partial(_settle, expired))
+        finished = asyncio.gather(*busy, return_exceptions=True)
+        try:
+            await asyncio.wait((finished, expired), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            alarm.cancel()
+            expired.cancel()
+
+    def _unfinished(self, jobs: list[Job], abandoned: list[Job]) -> None:
+        """Jobs that were due but did not complete by the end of ``stop()``, and those it gave up on.
 
         A journaled engine has not acknowledged them, so they run again after
-        a restart. An in-memory engine can only say they are lost.
+        a restart. An in-memory engine can only say they are lost. A job given
+        up on did not end when cancelled: it runs on, and nothing it does is
+        recorded any more.
         """
         if jobs and self._journal is not None:
             logger.info(
@@ -697,7 +805,16 @@ class Engine:
             logger.warning(
                 "chronowheel: %d due jobs did not complete before stop and are lost (in-memory engine): %s",
                 len(jobs),
-                ", ".join(job.id for job in jobs[:10]) + (" ..." if len(jobs) > 10 else ""),
+                _ids(jobs),
+            )
+        if abandoned:
+            logger.error(
+                "chronowheel: stop gave up on %d jobs that did not end within %gs of their cancellation "
+                "(they run on, unrecorded%s): %s",
+                len(abandoned),
+                _CANCEL_WAIT,
+                "; they run again at the next start" if self._journal is not None else "",
+                _ids(abandoned),
             )
 
     # -- the driver ------------------------------------------------------------------
@@ -708,7 +825,7 @@ class Engine:
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
 
-    async def _drive(self) -> None:
+    async def _drive(self, left: list[Any]) -> None:
         """Sleep until the next expiry, fire what is due, repeat. Tickless when idle.
 
         Volatile timers have their own wheel and always fire. Each pool's jobs
@@ -716,15 +833,30 @@ class Engine:
         room: a full pool leaves its due jobs in its wheel (backpressure, seen
         as lateness) while timers and the other pools carry on, and the pool
         wakes the driver when a worker frees a place.
+
+        A callback's SystemExit or KeyboardInterrupt goes on to the loop's
+        caller, as from asyncio's own callbacks; a new driver takes over, and
+        fires the rest of that batch (``left``) first, should the loop run on.
         """
         loop = asyncio.get_running_loop()
         timers = self._wheel
         pools = list(self._pools.values())
         while True:
             now = self._current_tick()
-            due = timers.advance(now, _BATCH)
-            for payload in due:
-                self._fire_timer(payload, loop)
+            if left:
+                due, left = left, []
+            else:
+                due = timers.advance(now, _BATCH)
+            firing = iter(due)
+            try:
+                for payload in firing:
+                    self._fire_timer(payload, loop)
+            except BaseException:  # only SystemExit and KeyboardInterrupt get out of _fire_timer
+                driver = asyncio.current_task()
+                assert driver is not None
+                driver.add_done_callback(_consume)
+                self._driver = asyncio.create_task(self._drive(list(firing)), name="chronowheel driver")
+                raise
             busy = len(due) == _BATCH
             for pool in pools:
                 room = pool.room()
@@ -732,13 +864,16 @@ class Engine:
                     continue
                 jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
                 for job in jobs:
-                    if job._series is not None:
-                        self._fire_series(job, pool)
-                        continue
-                    if job.key is not None and self._keyed.get(job.key) is job:
-                        del self._keyed[job.key]
-                    pool.put_nowait(job)
-                    self._counts["fired"] += 1
+                    try:
+                        if job._series is not None:
+                            self._fire_series(job, pool)
+                            continue
+                        if job.key is not None and self._keyed.get(job.key) is job:
+                            del self._keyed[job.key]
+                        pool.put_nowait(job)
+                        self._counts["fired"] += 1
+                    except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
+                        self._undeliverable(job, exc, loop)
                 busy = busy or len(jobs) == room
             if busy or due:
                 await asyncio.sleep(0)  # let the loop breathe between batches
@@ -766,40 +901,72 @@ class Engine:
         return min((tick for tick in ticks if tick is not None), default=None)
 
     def _fire_timer(self, payload: Any, loop: asyncio.AbstractEventLoop) -> None:
-        """Run a volatile timer's callback; its errors go to the loop's exception handler."""
+        """Run a volatile timer's callback, as asyncio's ``Handle._run`` does.
+
+        SystemExit and KeyboardInterrupt go on to the loop's caller; anything
+        else it raises (CancelledError included) goes to the loop's exception
+        handler, and the driver carries on.
+        """
         self._counts["fired"] += 1
         try:
             if payload.__class__ is tuple:
                 payload[0](*payload[1])
             else:
                 payload()
-        except Exception as exc:
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
             loop.call_exception_handler(
                 {"message": f"chronowheel: timer callback {payload!r} raised", "exception": exc}
             )
 
+    def _undeliverable(self, job: Job, error: Exception, loop: asyncio.AbstractEventLoop) -> None:
+        """The engine failed to start a due job (a fault of its own): the job goes to the dead letters."""
+        job.state = "dead"
+        job.error = error
+        job.traceback = "".join(traceback.format_exception(error))
+        self._dead[job.id] = job
+        self._journal_job(job, own=True)
+        loop.call_exception_handler(
+            {"message": f"chronowheel: job {job.id} of task {job.task!r} could not be started", "exception": error}
+        )
+
     async def _run_job(self, job: Job) -> None:
-        """Run one attempt of a job; on failure, retry it through the wheel or bury it."""
+        """Run one attempt of a job; on failure, retry it through the wheel or bury it.
+
+        Whatever the task raises is a failed attempt, any BaseException:
+        CancelledError too, unless the worker itself is being cancelled
+        (``stop()``), which leaves the job pending. KeyboardInterrupt and
+        SystemExit are recorded, then go on to the loop's caller.
+        """
         spec = self._tasks[job.task]
         job.state = "running"
         job.attempt += 1
         self._lateness.append(max(0.0, self._time() - self._epoch - job._due_tick / self._rate))
         try:
             await self._attempt(spec, job)
-        except asyncio.CancelledError:
-            job.state = "pending"  # interrupted by stop(): it did not complete
-            self._interrupted.append(job)
+        except asyncio.CancelledError as exc:
+            worker = asyncio.current_task()
+            assert worker is not None
+            if worker.cancelling():  # cut off by stop(): it did not complete
+                job.state = "pending"
+                self._interrupted.append(job)
+                raise
+            self._failed(spec, job, exc)  # raised by the task itself
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._failed(spec, job, exc)
             raise
-        except Exception as exc:
+        except BaseException as exc:
             self._failed(spec, job, exc)
         else:
             job.state = "succeeded"
             job.error = None
             job.traceback = None
             self._counts["succeeded"] += 1
-            self._journal_gone(job, "ack")
-        if job._parent is not None and job.state in ("succeeded", "dead"):
-            self._run_finished(job._parent)
+            self._journal_gone(job, "ack", own=True)
+        finally:
+            if job._parent is not None and job.state in ("succeeded", "dead"):
+                self._run_finished(job._parent)
 
     async def _attempt(self, spec: TaskSpec, job: Job) -> None:
         """Call the task: async on the loop, sync in a thread; cancel it at its timeout."""
@@ -815,7 +982,8 @@ class Engine:
             expired = True
             task.cancel()
 
-        alarm = self.call_later(spec.timeout, expire)
+        # The engine's own timer, not call_later's: it must work through stop()'s grace period.
+        alarm = self._file_timer(self._tick_after(spec.timeout), expire)
         try:
             await self._invoke(spec, job)
         except asyncio.CancelledError:
@@ -829,9 +997,53 @@ class Engine:
     async def _invoke(self, spec: TaskSpec, job: Job) -> None:
         if spec.is_async:
             await spec.func(*job.args, **job.kwargs)
-        else:
-            call = functools.partial(spec.func, *job.args, **job.kwargs)
-            await anyio.to_thread.run_sync(call, limiter=self._pools[spec.pool].threads, abandon_on_cancel=True)
+            return
+        # A sync job runs on a daemon thread of its own: one given up on (timed out, or cut off by
+        # stop()) cannot keep the process from exiting, and its worker waits for it before taking
+        # another job, so the pool never runs more than its concurrency.
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+        call = functools.partial(contextvars.copy_context().run, spec.func, *job.args, **job.kwargs)
+        thread = threading.Thread(
+            target=_in_thread, args=(call, loop, done), name=f"chronowheel job {job.id}", daemon=True
+        )
+        self._threads += 1
+        self._set_guard()
+        done.add_done_callback(self._thread_returned)
+        try:
+            thread.start()
+        except BaseException:  # no thread to be had: the attempt fails, as the job cannot run
+            self._thread_returned(done)
+            raise
+        try:
+            ok, outcome = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            self._pools[spec.pool].hold(done)
+            raise
+        if not ok:
+            raise outcome
+
+    def _thread_returned(self, done: asyncio.Future[tuple[bool, Any]]) -> None:
+        self._threads -= 1
+        self._set_guard()
+
+    def _set_guard(self) -> None:
+        """Raise the guard while stopped or while sync jobs run in threads, lower it otherwise.
+
+        While it is up, the hot calls (``call_later``, ``call_at``, handle
+        methods) check which thread calls them; the rest of the time they
+        check nothing more than whether it is up (handles, not even that:
+        their checked methods are put on the engine's handle class).
+        """
+        guard = self._closed or self._threads > 0
+        if guard == self._guard:
+            return
+        self._guard = guard
+        for name, method in CHECKED_HANDLE_METHODS.items():
+            if guard:
+                setattr(self._handle_type, name, method)
+            else:
+                delattr(self._handle_type, name)
 
     def _fire_series(self, job: Job, pool: Pool) -> None:
         """A recurring job came due: start its run(s) per the misfire policy, file the next."""
@@ -858,7 +1070,7 @@ class Engine:
             self._start_run(job, pool, nominal, overlapping)
         if series.after_finish and series.active:
             job.state = "running"  # the next run is timed from this one's end
-            self._journal_job(job)
+            self._journal_job(job, own=True)
         else:
             self._refile(job, next_run)
 
@@ -874,7 +1086,7 @@ class Engine:
         run = Job(new_job_id(), None, job.task, job.args, job.kwargs, job.priority, nominal, self._current_tick())
         run._parent = job
         series.active += 1
-        self._journal_job(run)
+        self._journal_job(run, own=True)
         pool.put_nowait(run)
         self._counts["fired"] += 1
 
@@ -898,9 +1110,9 @@ class Engine:
         assert series is not None
         series.nominal = nominal
         job.state = "pending"
-        self._file_job(job, self._until(nominal, series))
+        self._file_job(job, self._until(nominal, series), own=True)
 
-    def _failed(self, spec: TaskSpec, job: Job, error: Exception) -> None:
+    def _failed(self, spec: TaskSpec, job: Job, error: BaseException) -> None:
         job.error = error
         job.traceback = "".join(traceback.format_exception(error))
         self._counts["failed"] += 1
@@ -915,9 +1127,9 @@ class Engine:
             self._counts["retried"] += 1
             if self._closed:  # stopping: the journal keeps the retry for after the restart
                 self._set_due(job, delay)
-                self._journal_job(job)
+                self._journal_job(job, own=True)
             else:
-                self._file_job(job, delay)
+                self._file_job(job, delay, own=True)
             logger.warning(
                 "chronowheel: job %s of task %r failed (attempt %d of %d); retrying in %.3fs",
                 job.id,
@@ -930,7 +1142,7 @@ class Engine:
             return
         job.state = "dead"
         self._dead[job.id] = job
-        self._journal_job(job)
+        self._journal_job(job, own=True)
         logger.error(
             "chronowheel: job %s of task %r failed (attempt %d); moved to the dead letters",
             job.id,

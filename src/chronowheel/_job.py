@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._retry import Retry
     from ._series import Series
 
-__all__ = ["Job", "JobState", "TaskSpec", "TimerHandle", "new_job_id"]
+__all__ = ["CHECKED_HANDLE_METHODS", "Job", "JobState", "TaskSpec", "TimerHandle", "new_job_id"]
 
 JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked"]
 
@@ -158,3 +158,18 @@ class TimerHandle(int):
 
     def __repr__(self) -> str:
         return f"<TimerHandle {int(self)}>"
+
+
+def _checked_cancel(handle: TimerHandle) -> bool:
+    handle._engine._check_thread("cancel")
+    return TimerHandle.cancel(handle)
+
+
+def _checked_reschedule(handle: TimerHandle, delay: float) -> bool:
+    handle._engine._check_thread("reschedule")
+    return TimerHandle.reschedule(handle, delay)
+
+
+# What an engine's handle class does instead while sync jobs run in threads: refuse calls from them.
+# Put on the class then, not checked in the methods, so the methods cost nothing more the rest of the time.
+CHECKED_HANDLE_METHODS: Final = {"cancel": _checked_cancel, "reschedule": _checked_reschedule}

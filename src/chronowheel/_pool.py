@@ -7,18 +7,21 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from ._selection import TimerWheel
 
 if TYPE_CHECKING:
-    from ._clock import Clock
     from ._job import Job
 
 __all__ = ["Pool"]
 
 _Ready = tuple[int, int, int, "Job"]
 _UNBOUNDED_BATCH = 1024  # due jobs moved per driver step into a pool without max_queued
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a replaced worker's exception as seen: it went on to the loop's caller already."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Pool:
@@ -37,13 +40,14 @@ class Pool:
         self._full = False
         self.concurrency = concurrency
         self.max_queued = max_queued
-        self.threads = anyio.CapacityLimiter(concurrency)
         # Unbounded here: room() enforces max_queued, so a catch-up burst of a
         # recurring job (at most max_catch_up runs) can never raise QueueFull.
         self._queue: asyncio.PriorityQueue[_Ready] = asyncio.PriorityQueue()
         self._arrival = itertools.count()
+        self._run: Callable[[Job], Awaitable[None]] | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._busy: set[asyncio.Task[None]] = set()
+        self._busy: dict[asyncio.Task[None], Job] = {}  # workers running a job, and the job
+        self._owed: dict[asyncio.Task[None], asyncio.Future[Any]] = {}  # workers whose sync job's thread runs on
         self._closing = False
 
     @property
@@ -58,7 +62,9 @@ class Pool:
         return f"<Pool {self.name!r} concurrency={self.concurrency} queued={self.queued} running={self.running}>"
 
     def room(self) -> int:
-        """How many more jobs the ready queue takes now (a batch's worth when unbounded)."""
+        """How many more jobs the ready queue takes now (a batch's worth when unbounded; none once closing)."""
+        if self._closing:
+            return 0
         if self.max_queued is None:
             return _UNBOUNDED_BATCH
         room = max(0, self.max_queued - self._queue.qsize())
@@ -69,52 +75,62 @@ class Pool:
         self._queue.put_nowait((-job.priority, job._due_tick, next(self._arrival), job))
 
     def start(self, run: Callable[[Job], Awaitable[None]]) -> None:
-        self._workers = [
-            asyncio.create_task(self._work(run), name=f"chronowheel pool {self.name!r} worker {i}")
-            for i in range(self.concurrency)
-        ]
+        self._run = run
+        self._workers = [self._worker(i) for i in range(self.concurrency)]
 
-    async def _work(self, run: Callable[[Job], Awaitable[None]]) -> None:
+    def _worker(self, number: int) -> asyncio.Task[None]:
+        return asyncio.create_task(self._work(), name=f"chronowheel pool {self.name!r} worker {number}")
+
+    async def _work(self) -> None:
         me = asyncio.current_task()
+        run = self._run
         assert me is not None
+        assert run is not None
         queue = self._queue
         while not self._closing:
             *_, job = await queue.get()
             if self._full:
                 self._full = False
                 self._on_room()  # the driver left due jobs in our wheel for want of room
-            self._busy.add(me)
+            self._busy[me] = job
             try:
                 await run(job)
+            except (KeyboardInterrupt, SystemExit):
+                # run() recorded the job; the exception goes on to the loop's caller, as asyncio
+                # lets it. Should the loop run on, a new worker keeps the pool at strength.
+                self._replace(me)
+                raise
+            except Exception as exc:  # run() records whatever a job raises: this is the engine's own failure
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": f"chronowheel: pool {self.name!r} failed to record job {job.id}", "exception": exc}
+                )
             finally:
-                self._busy.discard(me)
+                del self._busy[me]
+            thread = self._owed.pop(me, None)
+            if thread is not None and not self._closing:
+                await asyncio.wait((thread,))  # the slot stays taken until the abandoned thread returns
 
-    async def stop(self, grace: float, clock: Clock) -> list[Job]:
-        """Stop taking jobs; give running ones ``grace`` seconds, then cancel them.
+    def _replace(self, worker: asyncio.Task[None]) -> None:
+        worker.add_done_callback(_retrieve)
+        if not self._closing:
+            index = self._workers.index(worker)
+            self._workers[index] = self._worker(index)
 
-        Returns the jobs that were queued and never started.
-        """
+    def hold(self, thread: asyncio.Future[Any]) -> None:
+        """The current worker's sync job was given up on while its thread runs on: no next job until it returns."""
+        worker = asyncio.current_task()
+        assert worker is not None
+        self._owed[worker] = thread
+
+    def close(self) -> None:
+        """Take no more jobs: idle workers end now, busy ones once their job is over."""
         self._closing = True
         for worker in self._workers:
             if worker not in self._busy:
                 worker.cancel()
-        if self._busy and grace > 0:
-            loop = asyncio.get_running_loop()
-            expired: asyncio.Future[None] = loop.create_future()
 
-            def expire() -> None:
-                if not expired.done():
-                    expired.set_result(None)
-
-            timer = clock.call_at(clock.time() + grace, expire)
-            finished = asyncio.gather(*self._busy, return_exceptions=True)
-            either: list[asyncio.Future[Any]] = [finished, expired]
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            timer.cancel()
-            expired.cancel()
-        for worker in self._busy:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+    def drain(self) -> list[Job]:
+        """The jobs that were queued and never started."""
         left: list[Job] = []
         while not self._queue.empty():
             *_, job = self._queue.get_nowait()
