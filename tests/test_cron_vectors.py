@@ -399,7 +399,7 @@ def test_agrees_with_croniter_where_cron_and_croniter_agree(pair: tuple[str, str
 def declared_floor() -> str:
     """The croniter version pyproject.toml declares as the least it needs."""
     with open(Path(__file__).parent.parent / "pyproject.toml", "rb") as file:
-        dependencies = tomllib.load(file)["project"]["dependencies"]
+        dependencies: list[str] = tomllib.load(file)["project"]["dependencies"]
     (floor,) = (spec.removeprefix("croniter>=") for spec in dependencies if spec.startswith("croniter"))
     return floor
 

@@ -363,9 +363,12 @@ class Cron(_Frozen):
 
     ``expr`` has 5 fields (``minute hour day-of-month month day-of-week``) or
     6 with *seconds first* (``second minute hour day-of-month month
-    day-of-week``); field syntax is croniter's (ranges, steps, names, ``L``,
-    ``#``), day-of-month and day-of-week are OR-ed as in Vixie cron, and the
-    aliases ``@yearly @annually @monthly @weekly @daily @midnight @hourly`` are
+    day-of-week``). Fields are read as crontab(5) says (lists, ranges, steps,
+    names; ``a-a`` is ``a``), plus ``a/step`` (from ``a`` to the field's end),
+    wrapping ranges (``22-2``) and croniter's ``L``, ``n#k`` and ``Ln``. As in
+    Vixie cron, day-of-month and day-of-week are OR-ed when both are
+    restricted and AND-ed when either starts with ``*``. The aliases
+    ``@yearly @annually @monthly @weekly @daily @midnight @hourly`` are
     accepted. croniter's ``R`` and ``H`` fields are rejected: they are not a
     function of the expression alone. An invalid expression, one that can never
     match (``0 0 30 2 *``) or an unknown zone raises ``ValueError`` naming
