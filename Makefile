@@ -4,6 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The croniter floor pyproject.toml declares, with its own dependencies, to put first on the path:
+# the cron tests run again on it, so the floor is proven, not assumed.
+CRONITER_FLOOR := $(shell sed -n 's/^ *"croniter>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+FLOOR := .floor/.installed
+
 .PHONY: demo test bench bench-micro soak lint clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard native/*.pyx)
@@ -30,10 +35,17 @@ lint: $(STAMP)
 
 # The wheel tests cover both wheels in one run; the engine-level tests run
 # again with the native wheel switched off, so the pure fallback is proven too.
-test: $(STAMP) lint
+test: $(STAMP) lint $(FLOOR)
 	$(PY) -m pytest -m "not slow"
 	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest -m "not slow" tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py \
 		tests/test_journal.py tests/test_docs.py
+	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \
+		tests/test_recurrence.py
+
+$(FLOOR): pyproject.toml $(STAMP)
+	rm -rf .floor
+	$(PY) -m pip install --quiet --target .floor 'croniter==$(CRONITER_FLOOR)'
+	touch $(FLOOR)
 
 # The long runs: hundreds of SIGKILL cycles instead of the suite's few dozen, and every `slow` test.
 soak: $(STAMP)
@@ -41,4 +53,4 @@ soak: $(STAMP)
 	$(PY) -m pytest --timeout=3600 -m slow
 
 clean:
-	rm -rf $(VENV) build src/chronowheel/*.so native/*.c
+	rm -rf $(VENV) .floor build src/chronowheel/*.so native/*.c

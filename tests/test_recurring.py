@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from chronowheel import Cron, Engine, Every
+from chronowheel._recurrence import jittered
 from chronowheel.testing import VirtualClock
 from helpers import Runner, virtual_sleep
 
@@ -267,5 +269,91 @@ def test_a_dead_run_redriven_does_not_stall_a_fixed_delay_series(run: Runner) ->
         # The series went on from the failed run's end, each next run 10 s after the
         # previous one finished; the redriven run was an extra, outside the series.
         assert starts == [10.0, 10.0, 20.0, 35.0, 50.0]
+
+    run(main)
+
+
+class CreepingClock(VirtualClock):
+    """A virtual clock whose wall time moves 10 us at every read, as a real one does between two reads."""
+
+    def __init__(self, wall: float) -> None:
+        super().__init__(wall=wall)
+        self.reads = 0
+
+    def wall(self) -> float:
+        self.reads += 1
+        return super().wall() + self.reads * 1e-5
+
+
+@pytest.mark.parametrize("wall", [1_767_225_600.0, 1_767_225_600.123457, 1_781_000_000.999_9, 1_781_000_000.3])
+def test_a_recurring_jobs_deadline_is_its_nominal_instant(run: Runner, wall: float) -> None:
+    async def main() -> None:
+        clock = CreepingClock(wall)
+        engine = Engine(clock=clock)
+
+        @engine.task
+        async def tick() -> None:
+            pass
+
+        async with engine:
+            every_second = await engine.schedule(tick, cron=Cron("* * * * * *"))
+            rate = await engine.schedule(tick, every=Every(0.1))
+            series = rate._series
+            assert series is not None
+            dues: list[float] = []
+            for _ in range(30):
+                due = every_second._due_wall
+                assert due.is_integer()  # exactly the cron instant: 09:00:39.000000, not .000010
+                assert every_second.deadline == datetime.fromtimestamp(due, UTC)
+                dues.append(due)
+                assert rate._due_wall == series.nominal  # on the grid from the first run, exactly
+                k = round((series.nominal - series.anchor) / 0.1)
+                assert series.nominal == series.anchor + k * 0.1
+                await clock.advance(0.1)
+            seconds = sorted(set(dues))
+            assert seconds == [seconds[0] + k for k in range(len(seconds))]  # each second in turn
+            assert len(seconds) >= 3
+
+    run(main)
+
+
+def test_a_recurring_jobs_deadline_is_exact_on_the_real_clock(run: Runner) -> None:
+    async def main() -> None:
+        engine = Engine()
+
+        @engine.task
+        async def tick() -> None:
+            pass
+
+        async with engine:
+            job = await engine.schedule(tick, cron=Cron("* * * * * *"))
+            assert job.deadline.microsecond == 0
+
+    run(main)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_jittered_deadline_is_the_nominal_instant_plus_the_jitter_drawn(run: Runner, seed: int) -> None:
+    async def main() -> None:
+        clock = CreepingClock(1_767_225_600.0)
+        engine = Engine(clock=clock)
+        engine._rng = random.Random(seed)
+        draws = random.Random(seed)
+        starts: list[float] = []
+
+        @engine.task
+        async def tick() -> None:
+            starts.append(clock.wall())
+
+        async with engine:
+            job = await engine.schedule(tick, cron=Cron("0 * * * *", jitter=30.0))
+            for hour in range(1, 4):
+                nominal = 1_767_225_600.0 + hour * 3600
+                deadline = jittered(nominal, 30.0, draws)
+                assert job._due_wall == deadline
+                assert job.deadline == datetime.fromtimestamp(deadline, UTC)
+                await clock.advance(deadline - clock.wall() + 0.01)
+                assert deadline <= starts[-1] < deadline + 0.01  # it ran at the deadline shown
+                assert len(starts) == hour
 
     run(main)

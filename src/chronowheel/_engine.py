@@ -449,7 +449,7 @@ class Engine:
         elif isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(f"priority must be an int or None, got {type(priority).__name__}")
         series = self._series_of(every, cron, delay, at, overlap, misfire, misfire_grace)
-        seconds = self._delay_of(delay, at) if series is None else self._until(series.nominal, series)
+        seconds, deadline = (self._delay_of(delay, at), None) if series is None else self._due(series.nominal, series)
 
         if key is not None and key in self._keyed:
             if if_exists == "keep":
@@ -459,7 +459,7 @@ class Engine:
 
         job = Job(new_job_id(), key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
         job._series = series
-        self._set_due(job, seconds)
+        self._set_due(job, seconds, deadline)
         # Encoded before anything changes: args that JSON cannot hold raise here.
         payload = self._encode(job) if self._journal is not None else None
         if key is not None and key in self._keyed:
@@ -498,19 +498,25 @@ class Engine:
             first = now + self._delay_of(delay, at)
         return Series(recurrence, first, first, misfire, grace, overlap)
 
-    def _until(self, nominal: float, series: Series) -> float:
-        """Seconds from now to a run's nominal time, plus the recurrence's jitter."""
-        return max(0.0, jittered(nominal, series.recurrence.jitter, self._rng) - self._clock.wall())
+    def _due(self, nominal: float, series: Series) -> tuple[float, float]:
+        """Seconds from now to a run's deadline, and the deadline: its nominal time plus the jitter drawn."""
+        deadline = jittered(nominal, series.recurrence.jitter, self._rng)
+        return max(0.0, deadline - self._clock.wall()), deadline
 
-    def _file_job(self, job: Job, seconds: float, *, own: bool = False) -> None:
+    def _file_job(self, job: Job, seconds: float, deadline: float | None = None, *, own: bool = False) -> None:
         """Journal a job and put it in the wheel ``seconds`` from now: a retry, a redrive, a next run."""
-        self._set_due(job, seconds)
+        self._set_due(job, seconds, deadline)
         self._journal_job(job, own=own)
         self._place(job)
 
-    def _set_due(self, job: Job, seconds: float) -> None:
+    def _set_due(self, job: Job, seconds: float, deadline: float | None = None) -> None:
+        """Due in ``seconds``; ``job.deadline`` is ``deadline`` when it is an exact instant (a recurring run's).
+
+        Now plus ``seconds`` would be off by the time between two clock reads
+        and by rounding: a cron job due at 09:00:00 would show 09:00:00.000010.
+        """
         job._due_tick = self._tick_after(seconds)
-        job._due_wall = self._clock.wall() + seconds
+        job._due_wall = self._clock.wall() + seconds if deadline is None else deadline
 
     def _place(self, job: Job) -> None:
         tick = job._due_tick
@@ -1110,7 +1116,7 @@ class Engine:
         assert series is not None
         series.nominal = nominal
         job.state = "pending"
-        self._file_job(job, self._until(nominal, series), own=True)
+        self._file_job(job, *self._due(nominal, series), own=True)
 
     def _failed(self, spec: TaskSpec, job: Job, error: BaseException) -> None:
         job.error = error

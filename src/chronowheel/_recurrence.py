@@ -104,6 +104,112 @@ _ALIASES: Final[Mapping[str, str]] = {
 _NONDETERMINISTIC: Final = re.compile(r"(?<![A-Za-z])[RrHh](?![A-Za-z])")
 
 
+class _Field(NamedTuple):
+    """One cron field: its name (for errors), its bounds, and the names it accepts."""
+
+    name: str
+    low: int
+    high: int  # the top of ``*`` and of ``a/step``
+    top: int  # the largest value that may be written (7 is Sunday in day-of-week)
+    names: Mapping[str, int]
+
+
+_MONTHS: Final = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_FIELDS: Final = (
+    _Field("second", 0, 59, 59, {}),
+    _Field("minute", 0, 59, 59, {}),
+    _Field("hour", 0, 23, 23, {}),
+    _Field("day-of-month", 1, 31, 31, {}),
+    _Field("month", 1, 12, 12, {name: k for k, name in enumerate(_MONTHS, 1)}),
+    _Field("day-of-week", 0, 6, 7, {name: k for k, name in enumerate(_DAYS)}),
+)
+_DOM: Final = 3
+_DOW: Final = 5
+_TERM: Final = re.compile(r"(?:(?P<star>\*)|(?P<lo>[a-z0-9]+)(?:-(?P<hi>[a-z0-9]+))?)(?:/(?P<step>[0-9]+))?")
+# Passed to croniter as written: the last day of the month, the n-th or the last given weekday of the month.
+_SPECIAL: Final = {_DOM: re.compile(r"l"), _DOW: re.compile(r"[0-7]#[1-5]|l[0-7]")}
+
+
+def _canonical(fields: list[str], expr: str) -> tuple[str, bool]:
+    """croniter's expression for ``fields`` (seconds first, if six) and its ``day_or``.
+
+    Every field is expanded here to an explicit list of numbers, so croniter
+    only ever matches lists: ``a-a`` is ``a`` and ``59/15`` is ``59`` whatever
+    croniter's version reads them as. The day rule is Vixie cron's: when
+    day-of-month or day-of-week starts with ``*``, the two are AND-ed (so a
+    plain ``*`` leaves the other field alone), otherwise they are OR-ed.
+    """
+    six = fields if len(fields) == 6 else ["0", *fields]
+    sets = [_field(text, field, index, expr) for index, (text, field) in enumerate(zip(six, _FIELDS, strict=True))]
+    day_or = not (six[_DOM][0] in "*?" or six[_DOW][0] in "*?")
+    if day_or and "*" in (sets[_DOM], sets[_DOW]):  # OR with a field that is every day: every day
+        sets[_DOM] = sets[_DOW] = "*"
+    second, *rest = sets
+    return " ".join(rest if len(fields) == 5 else [*rest, second]), day_or  # croniter puts seconds last
+
+
+def _field(text: str, field: _Field, index: int, expr: str) -> str:
+    """One field as croniter should read it: ``*`` when it is every value, else a sorted list."""
+    if text in ("*", "?"):
+        if text == "?" and index not in (_DOM, _DOW):
+            raise ValueError(f"invalid cron expr {expr!r}: '?' is only for day-of-month and day-of-week")
+        return "*"
+    values: set[int] = set()
+    special: list[str] = []
+    for term in text.lower().split(","):
+        pattern = _SPECIAL.get(index)
+        if pattern is not None and pattern.fullmatch(term):
+            special.append(term)
+            continue
+        values.update(_term(term, field, expr))
+    if index == _DOW and 7 in values:  # 7 is Sunday, as 0 is
+        values.discard(7)
+        values.add(0)
+    if not special and values.issuperset(range(field.low, field.high + 1)):
+        return "*"
+    return ",".join([*map(str, sorted(values)), *special])
+
+
+def _term(term: str, field: _Field, expr: str) -> range | list[int]:
+    """The values of one list element: ``a``, ``a-b``, ``*``, each with an optional ``/step``.
+
+    ``a-a`` is ``a``, as in every cron; ``a/step`` runs from ``a`` to the
+    field's end; ``a-b`` with ``a > b`` wraps around the field's end.
+    """
+    where = f"invalid cron expr {expr!r}: {field.name} {term!r}"
+    match = _TERM.fullmatch(term)
+    if match is None:
+        raise ValueError(where)
+    step = int(match["step"] or 1)
+    if step == 0:
+        raise ValueError(f"{where}: the step must be at least 1")
+    if match["star"]:
+        lo, hi = field.low, field.high
+    else:
+        lo = _value(match["lo"], field, where)
+        if match["hi"] is not None:
+            hi = _value(match["hi"], field, where)
+        elif match["step"] is not None:
+            hi = max(lo, field.high)
+        else:
+            hi = lo
+    if lo <= hi:
+        return range(lo, hi + 1, step)
+    return [*range(lo, field.high + 1), *range(field.low, hi + 1)][::step]  # 22-2 is 22, 23, 0, 1, 2
+
+
+def _value(text: str, field: _Field, where: str) -> int:
+    value = field.names.get(text)
+    if value is None:
+        if not text.isdigit():
+            raise ValueError(f"{where}: {text!r} is not a number{' or name' if field.names else ''}")
+        value = int(text)
+    if not field.low <= value <= field.top:
+        raise ValueError(f"{where}: {value} is out of range {field.low}-{field.top}")
+    return value
+
+
 def _number(value: object, name: str, *, positive: bool) -> float:
     """A finite float from a real number, or an error naming the argument."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -257,9 +363,12 @@ class Cron(_Frozen):
 
     ``expr`` has 5 fields (``minute hour day-of-month month day-of-week``) or
     6 with *seconds first* (``second minute hour day-of-month month
-    day-of-week``); field syntax is croniter's (ranges, steps, names, ``L``,
-    ``#``), day-of-month and day-of-week are OR-ed as in Vixie cron, and the
-    aliases ``@yearly @annually @monthly @weekly @daily @midnight @hourly`` are
+    day-of-week``). Fields are read as crontab(5) says (lists, ranges, steps,
+    names; ``a-a`` is ``a``), plus ``a/step`` (from ``a`` to the field's end),
+    wrapping ranges (``22-2``) and croniter's ``L``, ``n#k`` and ``Ln``. As in
+    Vixie cron, day-of-month and day-of-week are OR-ed when both are
+    restricted and AND-ed when either starts with ``*``. The aliases
+    ``@yearly @annually @monthly @weekly @daily @midnight @hourly`` are
     accepted. croniter's ``R`` and ``H`` fields are rejected: they are not a
     function of the expression alone. An invalid expression, one that can never
     match (``0 0 30 2 *``) or an unknown zone raises ``ValueError`` naming
@@ -305,8 +414,9 @@ class Cron(_Frozen):
         if _NONDETERMINISTIC.search(" ".join(fields)):
             raise ValueError(f"expr {expr!r}: random (R) and hashed (H) fields are not supported")
         zone = _zone(tz)
+        canonical, day_or = _canonical(fields, expr)
         try:
-            template = croniter(" ".join(fields), _VALIDATION_WALL, second_at_beginning=len(fields) == 6)
+            template = croniter(canonical, _VALIDATION_WALL, day_or=day_or)
         except (ValueError, TypeError, KeyError, IndexError) as exc:  # croniter's errors are ValueErrors
             raise ValueError(f"invalid cron expr {expr!r}: {exc}") from exc
         try:
@@ -380,7 +490,13 @@ class Cron(_Frozen):
             width *= 8
 
     def _offset(self, instant: float) -> float:
-        offset = _dt.datetime.fromtimestamp(instant, self._zone).utcoffset()
+        """The UTC offset at ``instant`` exactly.
+
+        Offsets change on whole seconds, so the offset at ``instant`` is the
+        one at its floor; ``fromtimestamp(instant)`` itself rounds to the
+        microsecond and reads an instant 0.4 us before a change as after it.
+        """
+        offset = _dt.datetime.fromtimestamp(math.floor(instant), self._zone).utcoffset()
         assert offset is not None  # a ZoneInfo always has one
         return offset.total_seconds()
 
