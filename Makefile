@@ -27,7 +27,7 @@ lint: $(STAMP)
 # again with the native wheel switched off, so the pure fallback is proven too.
 test: $(STAMP) lint
 	$(PY) -m pytest
-	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest tests/test_engine.py tests/test_pools.py tests/test_recurring.py \
+	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_validation.py \
 		tests/test_journal.py tests/test_docs.py
 
 # The crash tests, long: hundreds of SIGKILL cycles instead of the suite's few dozen.
