@@ -179,7 +179,7 @@ class Engine:
         """
         try:
             if not 0 <= delay <= MAX_DELAY:
-                raise ValueError(f"delay must be a finite number of seconds from 0 to {MAX_DELAY:g}, got {delay!r}")
+                raise ValueError(f"delay must be a number of seconds from 0 to {MAX_DELAY:g}, got {delay!r}")
             if delay is True or delay is False:
                 raise TypeError
             return _ceil((self._time() - self._epoch + delay) * self._rate)
@@ -191,7 +191,7 @@ class Engine:
         # _tick_after and _add_timer, inlined: this is the call a million timers make.
         try:
             if not 0 <= delay <= MAX_DELAY:
-                raise ValueError(f"delay must be a finite number of seconds from 0 to {MAX_DELAY:g}, got {delay!r}")
+                raise ValueError(f"delay must be a number of seconds from 0 to {MAX_DELAY:g}, got {delay!r}")
             if delay is True or delay is False:
                 raise TypeError
             tick = _ceil((self._time() - self._epoch + delay) * self._rate)

@@ -46,7 +46,7 @@ def check_seconds(name: str, value: object, *, low: float = 0.0, high: float = M
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
     number = cast(float, value)  # a Real compares with floats (numbers.Real does not declare it)
     if not low <= number <= high:  # before float(): an int or Fraction too large for a float is out of range
-        raise ValueError(f"{name} must be a finite number of seconds from {low:g} to {high:g}, got {value!r}")
+        raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, got {value!r}")
     return abs(float(number))  # abs: -0.0 is 0.0
 
 
