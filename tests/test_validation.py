@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,7 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chronowheel import Engine, EngineClosed, Every, Job, Retry, UnknownTask
+from chronowheel import Cron, Engine, EngineClosed, Every, Job, Retry, UnknownTask
 from chronowheel._clock import SystemClock
 from chronowheel._limits import EARLIEST, LATEST, MAX_DELAY, MAX_PRIORITY, MIN_PERIOD
 from chronowheel.testing import VirtualClock
@@ -512,6 +513,57 @@ def test_every_jitter_carried_out(run: Runner, value: Any) -> None:
         await world.engine.stop(grace=0)
 
     run(main)
+
+
+class _Draws(random.Random):
+    """A random source that draws what it is told to."""
+
+    def __init__(self, draws: list[float]) -> None:
+        super().__init__()
+        self.draws = draws
+
+    def uniform(self, a: float, b: float) -> float:
+        return self.draws.pop(0)
+
+
+def test_longest_period_and_jitter_survive_a_wall_clock_stepped_back(run: Runner) -> None:
+    """Re-filing from the driver cannot fail: a period and a jitter at their bounds, the wall clock a day back."""
+
+    async def main() -> None:
+        clock = VirtualClock()
+        runs: list[float] = []
+        fired: list[str] = []
+        async with Engine(clock=clock) as engine:
+
+            @engine.task(name="t")
+            async def t() -> None:
+                runs.append(clock.time())
+
+            engine._rng = _Draws([0.0, MAX_DELAY])  # the worst case: no jitter first, all of it next
+            job = engine.schedule_nowait("t", every=Every(MAX_DELAY, jitter=MAX_DELAY), delay=0, key="k")
+            wait = job.deadline.timestamp() - clock.wall()  # the first run is jittered too
+            clock._wall_offset -= 86_400  # NTP, a VM restore: the wall clock goes back under a waiting job
+            await clock.advance(wait + TICK)
+            assert len(runs) == 1
+            # Re-filed over two bounds (and the day) ahead of the wall clock: within what the wheels hold.
+            assert engine.get("k") is job
+            assert job.state == "pending"
+            assert job.deadline.year < 10_000
+            engine.call_later(1, fired.append, "alive")
+            await clock.advance(1 + TICK)
+            assert fired == ["alive"]
+
+    run(main)
+
+
+def test_cron_jitter_is_bounded_at_schedule_time() -> None:
+    engine = Engine(clock=VirtualClock())
+    engine.task(name="t")(print)
+    with pytest.raises(ValueError, match="cron: jitter"):
+        engine.schedule_nowait("t", cron=Cron("* * * * *", jitter=AFTER_MAX), key="k")
+    assert len(engine) == 0
+    assert engine.get("k") is None
+    engine.schedule_nowait("t", cron=Cron("* * * * *", jitter=MAX_DELAY), key="k")
 
 
 @pytest.mark.parametrize("argument", ["backoff", "max_backoff"])

@@ -24,7 +24,7 @@ from ._durability import compact, restore
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
 from ._job import Job, TaskSpec, TimerHandle, new_job_id
 from ._journal_records import job_from_record, job_record
-from ._limits import MAX_DELAY, check_priority, check_seconds
+from ._limits import MAX_AHEAD, MAX_DELAY, check_priority, check_seconds
 from ._pool import Pool
 from ._recurrence import (
     DEFAULT_MISFIRE,
@@ -54,7 +54,6 @@ IfExists = Literal["error", "keep", "replace"]
 
 _IF_EXISTS: Final = ("error", "keep", "replace")
 _BATCH: Final = 1024  # due items handed out per driver step before yielding to the loop
-_MAX_AHEAD: Final = 2 * MAX_DELAY  # the farthest a job is filed: a delay or a period, plus a jitter
 _LATENESS_SAMPLES: Final = 4096
 _IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
 # Only what JSON holds round-trips; datetimes and dataclasses would come back as strings and dicts.
@@ -487,8 +486,8 @@ class Engine:
         self._place(job)
 
     def _set_due(self, job: Job, seconds: float) -> None:
-        """Date a job ``seconds`` from now; checked arguments keep ``seconds`` within ``_MAX_AHEAD``."""
-        if not 0 <= seconds <= _MAX_AHEAD:  # only a journal from a laxer version gets here
+        """Date a job ``seconds`` from now: checked arguments keep it within ``MAX_AHEAD``."""
+        if not 0 <= seconds <= MAX_AHEAD:  # only a journal from a laxer version gets here
             raise ValueError(f"job {job.id}: a deadline {seconds!r}s away is beyond what the engine can file")
         job._due_tick = _ceil((self._time() - self._epoch + seconds) * self._rate)
         job._due_wall = self._clock.wall() + seconds

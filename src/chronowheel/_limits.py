@@ -12,7 +12,16 @@ import numbers
 from datetime import UTC, datetime
 from typing import Final, cast
 
-__all__ = ["EARLIEST", "LATEST", "MAX_DELAY", "MAX_PRIORITY", "MIN_PERIOD", "check_priority", "check_seconds"]
+__all__ = [
+    "EARLIEST",
+    "LATEST",
+    "MAX_AHEAD",
+    "MAX_DELAY",
+    "MAX_PRIORITY",
+    "MIN_PERIOD",
+    "check_priority",
+    "check_seconds",
+]
 
 MAX_DELAY: Final = 1e10
 """The longest duration any argument takes, in seconds (about 317 years).
@@ -22,6 +31,13 @@ jitter), so its deadline stays a ``datetime`` (below ``datetime.max``, about
 2.5e11 s of POSIX time) for any wall clock before the year 9000, and its tick
 count (at the finest tick, 1e-6 s: at most 2e16) stays far inside the native
 wheel's int64. The journal stores deadlines as JSON floats, which hold it all.
+"""
+
+MAX_AHEAD: Final = 1e12
+"""The farthest the engine files anything, in seconds: 1e18 ticks at the finest tick, within int64.
+
+Checked arguments stay within ``2 * MAX_DELAY``; the margin above that is for
+a wall clock stepped back while a far job waits, so re-filing it cannot fail.
 """
 
 MIN_PERIOD: Final = 1e-6
