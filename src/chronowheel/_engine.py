@@ -571,7 +571,7 @@ class Engine:
         """The job if it waits in the wheel: pending, or failed and waiting for its retry.
 
         A Job of another engine is refused: its wheel handle would name one of
-        this engine's own jobs.
+        this engine's own jobs. So is any change once :meth:`stop` has begun.
         """
         if self._closed:
             raise EngineClosed("the engine is stopped; its jobs can no longer be cancelled or moved")
@@ -607,7 +607,7 @@ class Engine:
         return True
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
-        """Move a pending job's deadline; True if it was pending. :class:`EngineClosed` as :meth:`cancel`."""
+        """Move a pending job's deadline; True if it was pending. Once :meth:`stop` has begun, :class:`EngineClosed`."""
         job = self._job_of(key_or_job)
         seconds = self._delay_of(delay, at)
         if job is None:
