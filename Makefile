@@ -37,7 +37,7 @@ lint: $(STAMP)
 # again with the native wheel switched off, so the pure fallback is proven too.
 test: $(STAMP) lint $(FLOOR)
 	$(PY) -m pytest -m "not slow"
-	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest -m "not slow" tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py \
+	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest -m "not slow" tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
 		tests/test_journal.py tests/test_docs.py
 	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \
 		tests/test_recurrence.py

@@ -73,7 +73,8 @@ def restore(engine: Engine, live: dict[str, dict[str, Any]]) -> None:
         if record["task"] not in engine._tasks:
             engine._parked[job_id] = record
             continue
-        jobs[job_id] = job_from_record(record)
+        job = jobs[job_id] = job_from_record(record)
+        job._engine = engine
         if "parent" in record:
             parents[job_id] = record["parent"]
     engine._durable.update(jobs)

@@ -26,6 +26,7 @@ from ._durability import compact, restore
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
 from ._job import CHECKED_HANDLE_METHODS, Job, TaskSpec, TimerHandle, new_job_id
 from ._journal_records import job_from_record, job_record
+from ._limits import MAX_AHEAD, MAX_DELAY, check_priority, check_seconds
 from ._pool import Pool
 from ._recurrence import (
     DEFAULT_MISFIRE,
@@ -55,7 +56,6 @@ IfExists = Literal["error", "keep", "replace"]
 
 _IF_EXISTS: Final = ("error", "keep", "replace")
 _BATCH: Final = 1024  # due items handed out per driver step before yielding to the loop
-_MAX_DELAY: Final = 1e12  # seconds; far beyond any wheel, small enough to stay an exact tick count
 _LATENESS_SAMPLES: Final = 4096
 _IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
 _CANCEL_WAIT: Final = 1.0  # seconds stop() waits for cancelled jobs to end before it gives up on them
@@ -63,12 +63,7 @@ _CANCEL_WAIT: Final = 1.0  # seconds stop() waits for cancelled jobs to end befo
 _JSON_ONLY: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
-def _check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not 0 <= value <= _MAX_DELAY:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
+_CLOCK_METHODS: Final = ("time", "wall", "call_at")
 
 
 def _in_thread(
@@ -126,13 +121,15 @@ class Engine:
         on_corrupt: Literal["error", "truncate"] = "error",
         unknown_tasks: Literal["error", "park"] = "error",
     ) -> None:
-        if isinstance(tick, bool) or not isinstance(tick, int | float) or not 1e-6 <= tick <= 60:
-            raise ValueError(f"tick must be a number of seconds from 1e-6 to 60, got {tick!r}")
-        if journal is not None and not isinstance(journal, str | os.PathLike):
-            raise TypeError(f"journal must be a file path or None, got {type(journal).__name__}")
+        tick = check_seconds("tick", tick, low=1e-6, high=60)
+        path = None if journal is None else self._journal_path(journal)
+        if clock is not None and (
+            isinstance(clock, type) or not all(callable(getattr(clock, name, None)) for name in _CLOCK_METHODS)
+        ):
+            raise TypeError(f"clock must have time(), wall() and call_at() methods, got {type(clock).__name__}")
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"fsync must be 'always', 'interval' or 'never', got {fsync!r}")
-        fsync_interval = _check_seconds("fsync_interval", fsync_interval)
+        fsync_interval = check_seconds("fsync_interval", fsync_interval)
         if fsync_interval == 0:
             raise ValueError("fsync_interval must be > 0 seconds, got 0")
         if on_corrupt not in ("error", "truncate"):
@@ -140,10 +137,10 @@ class Engine:
         if unknown_tasks not in ("error", "park"):
             raise ValueError(f"unknown_tasks must be 'error' or 'park', got {unknown_tasks!r}")
         self._journal: Journal | None = None
-        if journal is not None:
+        if path is not None:
             from ._journal import Journal  # POSIX only (flock, directory fsync): imported when asked for
 
-            self._journal = Journal(os.fspath(journal), fsync, fsync_interval)
+            self._journal = Journal(path, fsync, fsync_interval)
         self._on_corrupt = on_corrupt
         self._unknown_tasks = unknown_tasks
         self._durable: dict[str, Job] = {}  # journaled jobs not yet acknowledged or cancelled, by id
@@ -176,15 +173,23 @@ class Engine:
         self._guard = False
         self.add_pool("default", concurrency=10)
 
+    @staticmethod
+    def _journal_path(journal: object) -> str:
+        """The journal's path, checked here: start() would create ``<path>.lock`` before failing on it."""
+        if not isinstance(journal, str | os.PathLike):
+            raise TypeError(f"journal must be a file path or None, got {type(journal).__name__}")
+        path = os.fspath(journal)
+        if not isinstance(path, str):
+            raise TypeError(f"journal must be a str path, got a {type(path).__name__} path")
+        if not path or path.endswith(os.sep) or os.path.isdir(path):
+            raise ValueError(f"journal must be the path of a file (it need not exist yet), got {path!r}")
+        return path
+
     # -- time ------------------------------------------------------------------
 
     def time(self) -> float:
         """The engine clock, in seconds; ``call_at`` takes times on it."""
         return self._time()
-
-    def _deadline_tick(self, when: float) -> int:
-        """The first tick at or after ``when``: a timer filed there is never early."""
-        return max(0, math.ceil((when - self._epoch) * self._rate))
 
     def _current_tick(self) -> int:
         return int((self._time() - self._epoch) * self._rate)
@@ -199,27 +204,37 @@ class Engine:
     # -- volatile timers ---------------------------------------------------------
 
     def _tick_after(self, delay: float) -> int:
-        """The deadline tick ``delay`` seconds from now, checking ``delay`` on the way."""
+        """The deadline tick ``delay`` seconds from now, checking ``delay`` on the way.
+
+        The checks cost nothing when they pass: a bool is refused by two
+        identity tests, anything that is not a number fails the comparison
+        or the arithmetic (a ``Decimal`` only the latter, a NaN ``Decimal``
+        the former with an ArithmeticError), all inside one ``try``.
+        """
         try:
-            if not 0 <= delay <= _MAX_DELAY:
-                raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-        except TypeError:
+            if not 0 <= delay <= MAX_DELAY:
+                raise ValueError(f"delay must be a number of seconds from 0 to {MAX_DELAY:g}, got {delay!r}")
+            if delay is True or delay is False:
+                raise TypeError
+            return _ceil((self._time() - self._epoch + delay) * self._rate)
+        except (TypeError, ArithmeticError):
             raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}") from None
-        return _ceil((self._time() - self._epoch + delay) * self._rate)
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
         """Call ``callback(*args)`` after ``delay`` seconds; never journaled."""
         # _tick_after and _add_timer, inlined: this is the call a million timers make.
         try:
-            if not 0 <= delay <= _MAX_DELAY:
-                raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-        except TypeError:
+            if not 0 <= delay <= MAX_DELAY:
+                raise ValueError(f"delay must be a number of seconds from 0 to {MAX_DELAY:g}, got {delay!r}")
+            if delay is True or delay is False:
+                raise TypeError
+            tick = _ceil((self._time() - self._epoch + delay) * self._rate)
+        except (TypeError, ArithmeticError):
             raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}") from None
         if self._guard:  # stopped, or sync jobs run in threads: one check for both rare cases
             self._check_caller("call_later")
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        tick = _ceil((self._time() - self._epoch + delay) * self._rate)
         # The payload is the callback itself when there are no args: nothing allocated.
         handle = self._handle_type(self._wheel.add(tick, (callback, args) if args else callback))
         if tick < self._sleep_tick:
@@ -227,13 +242,23 @@ class Engine:
         return handle
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
-        """Call ``callback(*args)`` when :meth:`time` reaches ``when``; never journaled."""
+        """Call ``callback(*args)`` when :meth:`time` reaches ``when``; never journaled.
+
+        A ``when`` in the past is due at once; one more than ``MAX_DELAY``
+        seconds ahead is refused, as that delay is by ``call_later``.
+        """
         try:
-            if not -_MAX_DELAY <= when <= _MAX_DELAY:
-                raise ValueError(f"when must be a finite time on the engine clock, got {when!r}")
-        except TypeError:
+            if not -math.inf < when <= self._time() + MAX_DELAY:
+                raise ValueError(
+                    f"when must be a finite time on the engine clock at most {MAX_DELAY:g}s ahead, got {when!r}"
+                )
+            if when is True or when is False:
+                raise TypeError
+            # Far in the past is due at once, as at the engine's first tick: no tick count overflows.
+            tick = _ceil((when - self._epoch) * self._rate) if when > self._epoch else 0
+        except (TypeError, ArithmeticError):
             raise TypeError(f"when must be a number, got {type(when).__name__}") from None
-        return self._add_timer(self._deadline_tick(when), callback, args)
+        return self._add_timer(tick, callback, args)
 
     def _add_timer(self, tick: int, callback: Callable[..., object], args: tuple[Any, ...]) -> TimerHandle:
         if self._guard:
@@ -320,12 +345,11 @@ class Engine:
             raise ValueError(f"name must be a non-empty string or None, got {name!r}")
         if pool not in self._pools:
             raise ValueError(f"pool: no pool named {pool!r}; add it with add_pool() first")
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"priority must be an int, got {type(priority).__name__}")
+        check_priority("priority", priority)
         if retry is not None and not isinstance(retry, Retry):
             raise TypeError(f"retry must be a Retry or None, got {type(retry).__name__}")
         if timeout is not None:
-            timeout = _check_seconds("timeout", timeout)
+            timeout = check_seconds("timeout", timeout)
             if timeout == 0:
                 raise ValueError("timeout must be > 0 seconds, got 0")
 
@@ -440,14 +464,14 @@ class Engine:
             raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
         if kwargs is not None and not isinstance(kwargs, dict):
             raise TypeError(f"kwargs must be a dict or None, got {type(kwargs).__name__}")
+        for name in kwargs or ():
+            if not isinstance(name, str):
+                raise TypeError(f"kwargs keys must be str (they are keyword argument names), got {name!r}")
         if key is not None and (not isinstance(key, str) or not key):
             raise ValueError(f"key must be a non-empty string or None, got {key!r}")
         if if_exists not in _IF_EXISTS:
             raise ValueError(f"if_exists must be one of {', '.join(map(repr, _IF_EXISTS))}; got {if_exists!r}")
-        if priority is None:
-            priority = spec.priority
-        elif isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"priority must be an int or None, got {type(priority).__name__}")
+        priority = spec.priority if priority is None else check_priority("priority", priority)
         series = self._series_of(every, cron, delay, at, overlap, misfire, misfire_grace)
         seconds, deadline = (self._delay_of(delay, at), None) if series is None else self._due(series.nominal, series)
 
@@ -458,6 +482,7 @@ class Engine:
                 raise DuplicateKey(f"key: a job with key {key!r} is already pending")
 
         job = Job(new_job_id(), key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
+        job._engine = self
         job._series = series
         self._set_due(job, seconds, deadline)
         # Encoded before anything changes: args that JSON cannot hold raise here.
@@ -488,9 +513,16 @@ class Engine:
         if cron is not None and not isinstance(cron, Cron):
             raise TypeError(f"cron must be a Cron, got {type(cron).__name__}")
         recurrence: Every | Cron = every if every is not None else cron  # type: ignore[assignment]
+        argument = "every" if every is not None else "cron"
+        if isinstance(recurrence, Every) and recurrence.seconds * self._rate < 1:
+            raise ValueError(
+                f"every: a period of {recurrence.seconds!r}s is shorter than this engine's tick ({1 / self._rate:g}s)"
+            )
+        if recurrence.jitter > MAX_DELAY:  # Every checks its own; a Cron's is checked here
+            raise ValueError(f"{argument}: jitter must be at most {MAX_DELAY:g}s, got {recurrence.jitter!r}")
         check_overlap(overlap)
         check_misfire(misfire)
-        grace = _check_seconds("misfire_grace", misfire_grace)
+        grace = check_seconds("misfire_grace", misfire_grace)
         now = self._clock.wall()
         if delay is None and at is None:
             first = recurrence.next_after(now, now)
@@ -514,8 +546,11 @@ class Engine:
 
         Now plus ``seconds`` would be off by the time between two clock reads
         and by rounding: a cron job due at 09:00:00 would show 09:00:00.000010.
+        Checked arguments keep ``seconds`` within ``MAX_AHEAD``.
         """
-        job._due_tick = self._tick_after(seconds)
+        if not 0 <= seconds <= MAX_AHEAD:  # only a journal from a laxer version gets here
+            raise ValueError(f"job {job.id}: a deadline {seconds!r}s away is beyond what the engine can file")
+        job._due_tick = _ceil((self._time() - self._epoch + seconds) * self._rate)
         job._due_wall = self._clock.wall() + seconds if deadline is None else deadline
 
     def _place(self, job: Job) -> None:
@@ -585,6 +620,7 @@ class Engine:
         jobs = [job_from_record(record) for record in self._parked.values()]
         for job in jobs:
             job.state = "parked"
+            job._engine = self  # a copy of this engine's record: cancel() says False, not "another engine's"
         return jobs
 
     def _wheel_of(self, job: Job) -> TimerWheel:
@@ -594,25 +630,41 @@ class Engine:
         if (delay is None) == (at is None):
             raise ValueError("pass exactly one of delay= and at=")
         if delay is not None:
-            return _check_seconds("delay", delay)
+            return check_seconds("delay", delay)
         if not isinstance(at, datetime):
             raise TypeError(f"at must be an aware datetime, got {type(at).__name__}")
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValueError(f"at must be an aware datetime (with tzinfo), got naive {at!r}")
-        return max(0.0, at.timestamp() - self._clock.wall())
+        seconds = at.timestamp() - self._clock.wall()
+        if seconds > MAX_DELAY:
+            raise ValueError(f"at must be at most {MAX_DELAY:g}s from now, got {at.isoformat()}")
+        return max(0.0, seconds)
 
-    def _job_of(self, key_or_job: str | Job, argument: str = "key_or_job") -> Job | None:
-        """The job if it waits in the wheel: pending, or failed and waiting for its retry."""
+    def _job_of(self, key_or_job: str | Job) -> Job | None:
+        """The job if it waits in the wheel: pending, or failed and waiting for its retry.
+
+        A Job of another engine is refused: its wheel handle would name one of
+        this engine's own jobs. So is any change once :meth:`stop` has begun.
+        """
+        if self._closed:
+            raise EngineClosed("the engine is stopped; its jobs can no longer be cancelled or moved")
         if isinstance(key_or_job, Job):
+            if key_or_job._engine is not self:
+                raise ValueError(f"key_or_job: job {key_or_job.id} is not a job of this engine")
             waiting = key_or_job.state in ("pending", "failed")
             between_runs = key_or_job._series is not None and key_or_job.state == "running"
             return key_or_job if waiting or between_runs else None
         if isinstance(key_or_job, str):
             return self._keyed.get(key_or_job)
-        raise TypeError(f"{argument} must be a key (str) or a Job, got {type(key_or_job).__name__}")
+        raise TypeError(f"key_or_job must be a key (str) or a Job, got {type(key_or_job).__name__}")
 
     def cancel(self, key_or_job: str | Job) -> bool:
-        """Remove a pending job; True if it was pending."""
+        """Remove a pending job; True if it was pending.
+
+        Once :meth:`stop` has begun this raises :class:`EngineClosed`, journal
+        or not: a change the engine cannot carry out (or journal) is never
+        reported as made.
+        """
         self._check_thread("cancel")
         job = self._job_of(key_or_job)
         if job is None:
@@ -629,10 +681,10 @@ class Engine:
         return True
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
-        """Move a pending job's deadline; True if it was pending."""
+        """Move a pending job's deadline; True if it was pending. Once :meth:`stop` has begun, :class:`EngineClosed`."""
         self._check_thread("reschedule")
-        seconds = self._delay_of(delay, at)
         job = self._job_of(key_or_job)
+        seconds = self._delay_of(delay, at)
         if job is None:
             return False
         tick = self._tick_after(seconds)
@@ -661,7 +713,7 @@ class Engine:
             raise ValueError(f"job: {job.id} is not in the dead letters (state {job.state!r})")
         if self._closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
-        seconds = _check_seconds("delay", delay)
+        seconds = check_seconds("delay", delay)
         if job.key is not None and job.key in self._keyed:
             raise DuplicateKey(f"job: another job with key {job.key!r} is pending")
         del self._dead[job.id]
@@ -748,7 +800,7 @@ class Engine:
         Jobs that were due but had not started, and jobs cancelled at the end
         of the grace period, are handed to :meth:`_unfinished`.
         """
-        grace = _check_seconds("grace", grace)
+        grace = check_seconds("grace", grace)
         if self._state == "stopped":
             return
         self._closed = True
@@ -1090,6 +1142,7 @@ class Engine:
                 self._counts["skipped"] += 1
             return
         run = Job(new_job_id(), None, job.task, job.args, job.kwargs, job.priority, nominal, self._current_tick())
+        run._engine = self
         run._parent = job
         series.active += 1
         self._journal_job(run, own=True)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
+from ._limits import EARLIEST, LATEST
+
 if TYPE_CHECKING:
     from ._engine import Engine
     from ._retry import Retry
@@ -75,6 +77,7 @@ class Job:
     __slots__ = (
         "_due_tick",
         "_due_wall",
+        "_engine",
         "_parent",
         "_series",
         "_timer",
@@ -114,12 +117,18 @@ class Job:
         self._due_wall = due_wall
         self._due_tick = due_tick
         self._timer: Any = None
+        self._engine: Engine | None = None  # the engine that holds it: cancel() and reschedule() check it
         self._series: Series | None = None  # set on a recurring job
         self._parent: Job | None = None  # set on each run of a recurring job
 
     @property
     def deadline(self) -> datetime:
-        return datetime.fromtimestamp(self._due_wall, UTC)
+        """When it is due, as an aware UTC datetime.
+
+        Clamped to what a datetime can show: only a wall clock set near the
+        year 10000 files a job past it (see ``_limits.MAX_DELAY``).
+        """
+        return datetime.fromtimestamp(min(max(self._due_wall, EARLIEST), LATEST), UTC)
 
     def __repr__(self) -> str:
         key = f" key={self.key!r}" if self.key is not None else ""

@@ -30,6 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from ._limits import MIN_PERIOD, check_seconds
+
 __all__ = [
     "DEFAULT_MAX_CATCH_UP",
     "DEFAULT_MISFIRE",
@@ -282,6 +284,10 @@ class Every(_Frozen):
 
     ``jitter`` is the most random delay (uniform in ``[0, jitter]``) the engine
     adds to each run via :func:`jittered`; it never makes a run early.
+
+    ``seconds`` is from 1e-6 (the finest tick) to 1e10, ``jitter`` from 0 to
+    1e10 (``_limits.MAX_DELAY``): every run stays one the engine can file.
+    An engine also refuses a period shorter than its own tick.
     """
 
     __slots__ = ("fixed", "jitter", "seconds")
@@ -291,9 +297,9 @@ class Every(_Frozen):
     jitter: float
 
     def __init__(self, seconds: float, *, fixed: str = "rate", jitter: float = 0.0) -> None:
-        object.__setattr__(self, "seconds", _number(seconds, "seconds", positive=True))
+        object.__setattr__(self, "seconds", check_seconds("seconds", seconds, low=MIN_PERIOD))
         object.__setattr__(self, "fixed", _choice(fixed, "fixed", FIXED))
-        object.__setattr__(self, "jitter", _number(jitter, "jitter", positive=False))
+        object.__setattr__(self, "jitter", check_seconds("jitter", jitter))
 
     def next_after(self, after: float, anchor: float | None = None) -> float:
         """The next nominal run time, strictly greater than ``after``.
@@ -316,7 +322,14 @@ class Every(_Frozen):
         return anchor + self._index(after, anchor, strict=True) * self.seconds
 
     def _index(self, bound: float, anchor: float, *, strict: bool) -> int:
-        """Smallest ``k >= 0`` with ``anchor + k*seconds`` ``> bound`` (strict) or ``>= bound``."""
+        """Smallest ``k >= 0`` with ``anchor + k*seconds`` ``> bound`` (strict) or ``>= bound``.
+
+        One division gives ``k`` up to float rounding. The rounded grid point
+        never decreases as ``k`` grows, but far from 0 several ``k`` can round
+        to the same float, so the estimate is corrected by a search that
+        doubles its step, then bisects: a few dozen steps at most, never one
+        per ``k``.
+        """
         period = self.seconds
 
         def past(k: int) -> bool:
@@ -325,12 +338,28 @@ class Every(_Frozen):
 
         if past(0):
             return 0
-        k = max(1, math.floor((bound - anchor) / period))
-        while k > 1 and past(k - 1):
-            k -= 1
-        while not past(k):
-            k += 1
-        return k
+        estimate = (bound - anchor) / period
+        if not math.isfinite(estimate):
+            raise ValueError(f"anchor ({anchor!r}) and {bound!r} are too far apart for a period of {period!r}s")
+        k = max(1, math.floor(estimate))
+        step = 1
+        if past(k):  # the answer is k or below: find a `lo` that is not past
+            hi, lo = k, k - 1
+            while lo > 0 and past(lo):
+                hi, step = lo, step * 2
+                lo = max(0, hi - step)
+        else:  # the answer is above k: find a `hi` that is past
+            lo, hi = k, k + 1
+            while not past(hi):
+                lo, step = hi, step * 2
+                hi = lo + step
+        while hi - lo > 1:  # past(lo) is False (or lo == 0, not past), past(hi) is True
+            mid = (lo + hi) // 2
+            if past(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
 
     def _runs(self, lo: float, hi: float, anchor: float, limit: int) -> list[float]:
         """The last ``limit`` grid points in ``[lo, hi)``, by arithmetic (no enumeration of the rest)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import random
+
+from ._limits import check_seconds
 
 __all__ = ["Retry"]
 
@@ -15,7 +16,8 @@ class Retry:
     failure the job waits ``min(max_backoff, backoff * 2**(n-1))`` seconds,
     or with ``jitter`` a uniform draw from zero to that, which spreads a
     thundering herd of retries. Exceptions of a ``non_retryable`` type go
-    straight to the dead letters.
+    straight to the dead letters. ``backoff`` and ``max_backoff`` are at
+    most ``MAX_DELAY`` (1e10 s), so every delay is one the engine can file.
     """
 
     __slots__ = ("attempts", "backoff", "jitter", "max_backoff", "non_retryable")
@@ -29,11 +31,12 @@ class Retry:
         jitter: bool = True,
         non_retryable: tuple[type[BaseException], ...] = (),
     ) -> None:
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            raise TypeError(f"attempts must be an int, got {type(attempts).__name__}")
+        if attempts < 1:
             raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
-        for name, value in (("backoff", backoff), ("max_backoff", max_backoff)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        backoff = check_seconds("backoff", backoff)
+        max_backoff = check_seconds("max_backoff", max_backoff)
         if max_backoff < backoff:
             raise ValueError(f"max_backoff ({max_backoff!r}) must be >= backoff ({backoff!r})")
         if not isinstance(jitter, bool):
@@ -43,8 +46,8 @@ class Retry:
         ):
             raise TypeError(f"non_retryable must be a tuple of exception types, got {non_retryable!r}")
         self.attempts = attempts
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
         self.jitter = jitter
         self.non_retryable = non_retryable
 
