@@ -42,7 +42,7 @@ async def compact(engine: Engine) -> None:
         count = 0
         for start in range(0, len(jobs), SNAPSHOT_CHUNK):
             chunk = jobs[start : start + SNAPSHOT_CHUNK]
-            payloads = [engine._encode(job) for job in chunk if engine._durable.get(job.id) is job]
+            payloads = [engine._encode(job, new=False) for job in chunk if engine._durable.get(job.id) is job]
             await journal.add_to_snapshot(payloads)
             count += len(payloads)
             await asyncio.sleep(0)
@@ -60,6 +60,8 @@ async def compact(engine: Engine) -> None:
 
 def restore(engine: Engine, live: dict[str, dict[str, Any]]) -> None:
     """Put the journal's live jobs back: in the wheel, in the dead letters, or parked."""
+    from ._engine import _MAX_DELAY  # here, not at the top: the engine imports this module
+
     unknown = sorted({record["task"] for record in live.values()} - engine._tasks.keys())
     if unknown and engine._unknown_tasks == "error":
         raise UnknownTask(
@@ -95,7 +97,9 @@ def restore(engine: Engine, live: dict[str, dict[str, Any]]) -> None:
                 engine._keyed.setdefault(job.key, job)
         else:
             deadline = job._due_wall  # overdue jobs are due now; recurring ones apply their misfire policy
-            engine._set_due(job, max(0.0, deadline - now))
+            # A record's deadline is within TIME_MAX; one further out than the wheel reaches from now (only
+            # a hand-made record, or a clock set back by ages) fires at the wheel's farthest, 1e12 s out.
+            engine._set_due(job, min(max(0.0, deadline - now), _MAX_DELAY))
             job._due_wall = deadline
             engine._place(job)
     if engine._parked:

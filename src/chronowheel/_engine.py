@@ -23,7 +23,7 @@ from ._clock import Cancellable, Clock, SystemClock
 from ._durability import compact, restore
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
 from ._job import Job, TaskSpec, TimerHandle, new_job_id
-from ._journal_records import job_from_record, job_record
+from ._journal_records import encode_job, job_from_record
 from ._pool import Pool
 from ._recurrence import (
     DEFAULT_MISFIRE,
@@ -56,8 +56,6 @@ _BATCH: Final = 1024  # due items handed out per driver step before yielding to 
 _MAX_DELAY: Final = 1e12  # seconds; far beyond any wheel, small enough to stay an exact tick count
 _LATENESS_SAMPLES: Final = 4096
 _IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
-# Only what JSON holds round-trips; datetimes and dataclasses would come back as strings and dicts.
-_JSON_ONLY: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def _check_seconds(name: str, value: object) -> float:
@@ -467,19 +465,16 @@ class Engine:
 
     # -- the journal ---------------------------------------------------------------
 
-    def _encode(self, job: Job) -> bytes:
-        """The job's journal record."""
-        try:
-            return orjson.dumps(job_record(job), option=_JSON_ONLY)
-        except TypeError as exc:  # orjson.JSONEncodeError
-            raise TypeError(f"args and kwargs of a journaled job must be JSON values: {exc}") from None
+    def _encode(self, job: Job, *, new: bool = True) -> bytes:
+        """The job's journal record; a ``new`` job's args must read back as themselves (see encode_job)."""
+        return encode_job(job, new=new)
 
     def _journal_job(self, job: Job, payload: bytes | None = None) -> None:
         """Journal a job's whole state (nothing for an in-memory engine)."""
         if self._journal is None:
             return
         self._durable[job.id] = job
-        self._journal_append(payload or self._encode(job))
+        self._journal_append(payload or self._encode(job, new=False))
 
     def _journal_gone(self, job: Job, kind: Literal["ack", "cancel"]) -> None:
         """Journal that a job ran to success or was cancelled: it is no longer live."""
