@@ -289,7 +289,7 @@ def _ending_text(file: FileReport) -> str:
             return f"torn at offset {file.offset}: {file.reason}; recovery ignores the whole file ({file.size} bytes)"
         return f"torn tail at offset {file.offset}: {file.reason}; recovery drops the last {file.dropped} bytes"
     return (
-        f"CORRUPT at offset {file.offset}: {file.reason}; records follow the damage, so recovery refuses it"
+        f"CORRUPT at offset {file.offset}: {file.reason}; damage, not a torn write, so recovery refuses it"
         f" (Engine(on_corrupt='truncate') would drop the last {file.dropped} bytes)"
     )
 
@@ -348,7 +348,9 @@ def render_text(report: Report) -> str:
     if report.records is not None:
         lines += ["", f"records ({len(report.records)})"]
         for record in report.records:
-            fields = [f"{record['file']:<8}", f"{record['offset']:>10}", f"{record['type']:<6}", _word(record["id"])]
+            number = "" if record["seq"] is None else f"#{record['seq']}"
+            fields = [f"{record['file']:<8}", f"{record['offset']:>10}", f"{number:>6}", f"{record['type']:<6}"]
+            fields.append(_word(record["id"]))
             for name in ("task", "key", "due", "state", "attempt", "parent", "count"):
                 if name in record:
                     fields.append(f"{name}={record[name] if name == 'due' else _word(record[name])}")
