@@ -77,15 +77,19 @@ def build_v1(payloads: list[dict[str, Any]], kind: bytes = LOG, generation: int 
     return Layout(bytes(data), offsets, payloads, 20, 8)
 
 
-def next_frames(path: Path, payloads: list[dict[str, Any]]) -> bytes:
-    """What appending ``payloads`` to the version-2 log at ``path`` writes: numbered on, seeded by its header."""
+def next_frames(path: Path, payloads: list[dict[str, Any]], *, raw: list[bytes] | None = None) -> bytes:
+    """What appending ``payloads`` (or ``raw`` payload bytes) to the version-2 log at ``path`` writes.
+
+    Numbered on from its last record, the CRCs seeded by its header: as the writer would.
+    """
     data = path.read_bytes()
     decoder = Decoder()
     decoder.feed(data)
     header = decoder.header
-    assert header is not None and header.version == 2
+    assert header is not None
+    assert header.version == 2
     encoder = Encoder(header.kind, header.identity, header.generation, header.seq, decoder.next_seq)
-    return encoder.frames(orjson.dumps(payload) for payload in payloads)
+    return encoder.frames(raw if raw is not None else [orjson.dumps(payload) for payload in payloads])
 
 
 def append(path: Path, *payloads: dict[str, Any]) -> None:

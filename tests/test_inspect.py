@@ -328,7 +328,11 @@ def test_agrees_with_recovery_on_damaged_journals(tmp_path: Path) -> None:
     identity = identity_of(engine_log)
     log_1 = Decoder()
     log_1.feed(engine_data)
-    after = [{"t": "cancel", "id": ids["c"]}, {"t": "move", "id": ids["flaky"], "due": WALL + 7}, job("late", WALL + 8)]
+    after: list[dict[str, Any]] = [
+        {"t": "cancel", "id": ids["c"]},
+        {"t": "move", "id": ids["flaky"], "due": WALL + 7},
+        job("late", WALL + 8),
+    ]
     pristine = {
         ".snapshot": build([{"t": "end", "count": 0}], SNAPSHOT, 1, 1, identity).data,
         ".old": engine_data,
