@@ -28,11 +28,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest
 	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest tests/test_engine.py tests/test_pools.py tests/test_recurring.py \
-		tests/test_journal.py tests/test_docs.py
+		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py
 
-# The crash tests, long: hundreds of SIGKILL cycles instead of the suite's few dozen.
+# The crash tests, long: hundreds of SIGKILL cycles instead of the suite's few dozen; the journal fuzz, long.
 soak: $(STAMP)
 	CHRONOWHEEL_CRASH_CYCLES=500 $(PY) -m pytest tests/test_crash.py
+	CHRONOWHEEL_FUZZ_EXAMPLES=5000 $(PY) -m pytest tests/test_journal_integrity.py -k damaged_journals
 
 clean:
 	rm -rf $(VENV) build src/chronowheel/*.so native/*.c
