@@ -632,3 +632,12 @@ def test_a_rewrite_of_a_version_1_journal_cut_short_is_finished(tmp_path: Path) 
     outcome = outcome_of(path, tmp_path / "mixed-copy")
     assert isinstance(outcome, tuple)
     assert "a log of format version 1 in a journal of version 2" in outcome[0]
+
+
+def test_a_deadline_beyond_the_wheels_reach_starts_rather_than_stops_the_start(tmp_path: Path) -> None:
+    """A sound record further out than the wheel reaches from now (a clock set back by ages) is held, not refused."""
+    path = tmp_path / "timers.log"
+    clean_journal(path)
+    append(path, job("far", due=TIME_MAX, key="far"))
+    assert command(str(path))[0] == 0
+    assert start_outcome(path) == {"k", "far"}
