@@ -38,7 +38,7 @@ lint: $(STAMP)
 test: $(STAMP) lint $(FLOOR)
 	$(PY) -m pytest -m "not slow"
 	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest -m "not slow" tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
-		tests/test_journal.py tests/test_docs.py
+		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py
 	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \
 		tests/test_recurrence.py
 
@@ -47,9 +47,11 @@ $(FLOOR): pyproject.toml $(STAMP)
 	$(PY) -m pip install --quiet --target .floor 'croniter==$(CRONITER_FLOOR)'
 	touch $(FLOOR)
 
-# The long runs: hundreds of SIGKILL cycles instead of the suite's few dozen, and every `slow` test.
+# The long runs: hundreds of SIGKILL cycles instead of the suite's few dozen, the journal fuzz at
+# 5,000 examples, and every `slow` test.
 soak: $(STAMP)
 	CHRONOWHEEL_CRASH_CYCLES=500 $(PY) -m pytest --timeout=3600 tests/test_crash.py
+	CHRONOWHEEL_FUZZ_EXAMPLES=5000 $(PY) -m pytest --timeout=3600 tests/test_journal_integrity.py -k damaged_journals
 	$(PY) -m pytest --timeout=3600 -m slow
 
 clean:

@@ -14,16 +14,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from chronowheel import Engine, Every, JournalCorrupt, Retry
 from chronowheel.__main__ import main
 from chronowheel._inspect import command, inspect_journal, iso
 from chronowheel._journal import Journal
-from chronowheel._journal_format import LOG, SNAPSHOT, encode_header, frame
+from chronowheel._journal_format import LOG, SNAPSHOT, Decoder
 from chronowheel.testing import VirtualClock
 from helpers import Runner, run_on
+from journal_files import IDENTITY, build
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 WALL = 1_767_225_600.0  # VirtualClock's wall time at 0: 2026-01-01T00:00:00Z
@@ -101,16 +101,23 @@ def recover_copy(path: Path, tmp_path: Path) -> dict[str, dict[str, Any]]:
     return live
 
 
+def identity_of(path: Path) -> bytes:
+    decoder = Decoder()
+    decoder.feed(path.read_bytes()[:44])
+    assert decoder.header is not None
+    return decoder.header.identity
+
+
 def record_offsets(path: Path) -> list[tuple[int, str]]:
     report = inspect_journal(str(path), records=True)
     assert report.records is not None
     return [(line["offset"], line["type"]) for line in report.records if line["file"] == "log"]
 
 
-def job(job_id: str, due: float, task: str = "t") -> bytes:
-    """A framed ``job`` record, for journals built by hand."""
+def job(job_id: str, due: float, task: str = "t") -> dict[str, Any]:
+    """A ``job`` record, for journals built by hand."""
     record = {"t": "job", "id": job_id, "task": task, "args": [], "kwargs": {}, "due": due, "prio": 0}
-    return frame(orjson.dumps({**record, "att": 0, "state": "pending"}))
+    return {**record, "att": 0, "state": "pending"}
 
 
 def test_engine_journal_text_records_and_json(run: Runner, tmp_path: Path) -> None:
@@ -139,17 +146,19 @@ def test_engine_journal_text_records_and_json(run: Runner, tmp_path: Path) -> No
 
     status, out, _ = command(str(path), records=True)
     assert status == 0
+    out_text = out
     lines = out.split("records (", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     log_lines = [line.split() for line in lines if line.split()[0] == "log"]
-    kinds = [(fields[2], fields[3]) for fields in log_lines]
+    assert [fields[2] for fields in log_lines] == [f"#{n}" for n in range(1, len(log_lines) + 1)]
+    kinds = [(fields[3], fields[4]) for fields in log_lines]
     assert kinds[:6] == [("job", ids[name]) for name in ("a", "b", "c", "flaky", "doomed", "hourly")]
     assert ("cancel", ids["b"]) in kinds
     assert ("move", ids["c"]) in kinds
     assert ("ack", ids["a"]) in kinds
     assert kinds.index(("cancel", ids["b"])) < kinds.index(("move", ids["c"])) < kinds.index(("ack", ids["a"]))
     first = log_lines[0]
-    assert first[1] == "20"  # right after the 20-byte header
-    assert first[4:] == ["task=email", "key=a", f"due={iso(WALL + 10)}", "state=pending", "attempt=0"]
+    assert first[1] == "44"  # right after the 44-byte header
+    assert first[5:] == ["task=email", "key=a", f"due={iso(WALL + 10)}", "state=pending", "attempt=0"]
     # The job record of c is listed as written, not as the later move left it in the live set.
     assert f"due={iso(WALL + 30)}" in next(line for line in lines if ids["c"] in line and " job " in line)
     assert f"due={iso(WALL + 100)}" in next(line for line in lines if ids["c"] in line and " move " in line)
@@ -170,12 +179,15 @@ def test_engine_journal_text_records_and_json(run: Runner, tmp_path: Path) -> No
     assert [job["id"] for job in live["next_due"]] == [ids["c"], ids["flaky"], ids["hourly"]]
     assert live["next_due"][0]["due_unix"] == WALL + 100
     roles = [(file["role"], file["kind"], file["replayed"], file["ending"]["status"]) for file in data["files"]]
-    assert roles == [("snapshot", "snapshot", True, "clean"), ("log", "log", True, "clean")]
-    log_file = data["files"][1]
+    assert roles == [("log", "log", True, "clean")]  # a new journal has no snapshot until it compacts
+    [log_file] = data["files"]
     assert log_file["size"] == len(before["timers.log"])
     assert log_file["records"] == len(kinds)
+    assert (log_file["version"], log_file["generation"], log_file["seq"]) == (2, 1, 1)
+    assert log_file["identity"] == identity_of(path).hex()
+    assert f"format version 2, journal {log_file['identity']}, records numbered from 1" in out_text
     assert [(r["type"], r["id"]) for r in data["records"] if r["file"] == "log"] == kinds
-    assert data["records"][0] == {"file": "snapshot", "offset": 20, "type": "end", "id": None, "count": 0}
+    assert data["records"][0]["seq"] == 1
 
     # The report is what recovery really rebuilds, and nothing was touched.
     assert snapshot_files(path) == before
@@ -224,7 +236,7 @@ def test_corruption_exit_1_reports_offset_changes_nothing(run: Runner, tmp_path:
 
     status, out, err = command(str(path))
     assert (status, err) == (1, "")
-    assert f"CORRUPT at offset {middle}: CRC mismatch; records follow the damage, so recovery refuses it" in out
+    assert f"CORRUPT at offset {middle}: CRC mismatch; damage, not a torn write, so recovery refuses it" in out
     assert "would FAIL with JournalCorrupt (exit status 1)" in out
     assert f"at byte offset {middle}" in out
     assert "live set: 2 jobs, 0 recurring (recovery would refuse this journal" in out  # a and b, before the damage
@@ -250,23 +262,23 @@ def test_corruption_exit_1_reports_offset_changes_nothing(run: Runner, tmp_path:
 def test_stale_log_is_skipped_and_leftovers_are_listed(tmp_path: Path) -> None:
     """A compaction that sealed its snapshot (generation 2) but did not remove the previous log (1)."""
     path = tmp_path / "j.log"
-
-    snapshot = job("x", WALL + 1) + job("y", WALL + 2) + frame(orjson.dumps({"t": "end", "count": 2}))
-    (tmp_path / "j.log.snapshot").write_bytes(encode_header(SNAPSHOT, 2) + snapshot)
-    stale = job("gone", WALL) + frame(orjson.dumps({"t": "cancel", "id": "x"}))
-    (tmp_path / "j.log.old").write_bytes(encode_header(LOG, 1) + stale)
-    (tmp_path / "j.log").write_bytes(encode_header(LOG, 2) + frame(orjson.dumps({"t": "ack", "id": "y"})))
+    end = {"t": "end", "count": 2}
+    # log 1 holds records 1 and 2; the snapshot of generation 2 holds them, and log 2 goes on from 3.
+    (tmp_path / "j.log.snapshot").write_bytes(build([job("x", WALL + 1), job("y", WALL + 2), end], SNAPSHOT, 2, 3).data)
+    (tmp_path / "j.log.old").write_bytes(build([job("gone", WALL), {"t": "cancel", "id": "x"}], LOG, 1, 1).data)
+    (tmp_path / "j.log").write_bytes(build([{"t": "ack", "id": "y"}], LOG, 2, 3).data)
     (tmp_path / "j.log.snapshot.tmp").write_bytes(b"half a snapshot")
     before = snapshot_files(path)
 
     status, out, _ = command(str(path), records=True)
     assert status == 0
     assert "skipped: generation 1 < snapshot generation 2, already in the snapshot" in out
+    assert "covers the records before number 3" in out
     assert f"leftover {path}.snapshot.tmp" in out
     assert "live set: 1 job, 0 recurring" in out
     assert f"would delete {path}.old (its records are in the snapshot)" in out
     assert "finish a compaction" not in out
-    assert re.search(r"old\s+20\s+job\s+gone", out)
+    assert re.search(r"old\s+44\s+#1\s+job\s+gone", out)
     data = json.loads(command(str(path), as_json=True)[1])
     assert [(f["role"], f["generation"], f["replayed"]) for f in data["files"]] == [
         ("snapshot", 2, True),
@@ -281,11 +293,9 @@ def test_stale_log_is_skipped_and_leftovers_are_listed(tmp_path: Path) -> None:
 def test_compaction_cut_short_is_finished_by_recovery(tmp_path: Path) -> None:
     """Rotated to log 2, snapshot not sealed: both logs replay, recovery writes snapshot and log 3."""
     path = tmp_path / "j.log"
-    (tmp_path / "j.log.snapshot").write_bytes(
-        encode_header(SNAPSHOT, 1) + job("x", WALL + 1) + frame(orjson.dumps({"t": "end", "count": 1}))
-    )
-    (tmp_path / "j.log.old").write_bytes(encode_header(LOG, 1) + job("y", WALL + 2, "u"))
-    (tmp_path / "j.log").write_bytes(encode_header(LOG, 2) + frame(orjson.dumps({"t": "cancel", "id": "x"})))
+    (tmp_path / "j.log.snapshot").write_bytes(build([job("x", WALL + 1), {"t": "end", "count": 1}], SNAPSHOT).data)
+    (tmp_path / "j.log.old").write_bytes(build([job("y", WALL + 2, "u")], LOG, 1, 1).data)
+    (tmp_path / "j.log").write_bytes(build([{"t": "cancel", "id": "x"}], LOG, 2, 2).data)
     before = snapshot_files(path)
 
     status, out, _ = command(str(path))
@@ -300,6 +310,11 @@ def test_compaction_cut_short_is_finished_by_recovery(tmp_path: Path) -> None:
     assert "append to log generation 3" in out
     assert snapshot_files(path) == before
     assert set(recover_copy(path, tmp_path)) == {"y"}
+    files = snapshot_files(tmp_path / "copy" / "j.log")
+    assert sorted(files) == ["j.log", "j.log.lock", "j.log.snapshot"]
+    snapshot = Decoder()
+    snapshot.feed(files["j.log.snapshot"])
+    assert snapshot.header == (SNAPSHOT, 3, IDENTITY, 3, 2)  # it covers records 1 and 2, the log goes on from 3
 
 
 def test_agrees_with_recovery_on_damaged_journals(tmp_path: Path) -> None:
@@ -307,13 +322,21 @@ def test_agrees_with_recovery_on_damaged_journals(tmp_path: Path) -> None:
     engine_log = tmp_path / "engine" / "timers.log"
     engine_log.parent.mkdir()
     ids = write_journal(run_on("asyncio"), engine_log).ids
+    # A compaction rotated log 1 (the engine's) to .old, its snapshot not sealed; the snapshot before it is the
+    # first one: generation 1, covering nothing.
+    engine_data = engine_log.read_bytes()
+    identity = identity_of(engine_log)
+    log_1 = Decoder()
+    log_1.feed(engine_data)
+    after: list[dict[str, Any]] = [
+        {"t": "cancel", "id": ids["c"]},
+        {"t": "move", "id": ids["flaky"], "due": WALL + 7},
+        job("late", WALL + 8),
+    ]
     pristine = {
-        ".snapshot": (tmp_path / "engine" / "timers.log.snapshot").read_bytes(),  # generation 1
-        ".old": engine_log.read_bytes(),  # generation 1: a compaction rotated, its snapshot not sealed
-        "": encode_header(LOG, 2)
-        + frame(orjson.dumps({"t": "cancel", "id": ids["c"]}))
-        + frame(orjson.dumps({"t": "move", "id": ids["flaky"], "due": WALL + 7}))
-        + job("late", WALL + 8),
+        ".snapshot": build([{"t": "end", "count": 0}], SNAPSHOT, 1, 1, identity).data,
+        ".old": engine_data,
+        "": build(after, LOG, 2, log_1.next_seq, identity).data,
     }
     rng = random.Random(20260101)
     verdicts: Counter[tuple[str, str]] = Counter()
@@ -350,14 +373,9 @@ def test_agrees_with_recovery_on_damaged_journals(tmp_path: Path) -> None:
             assert report.problem is not None, (case, refused)
             assert (report.problem.problem, report.problem.problem_offset) == refused
         verdicts[damaged, "ok" if refused is None else "corrupt"] += 1
-    # A snapshot is whole or corrupt; the logs were cut (torn) as well as damaged in the middle.
-    assert verdicts.keys() == {
-        (".snapshot", "corrupt"),
-        (".old", "ok"),
-        (".old", "corrupt"),
-        ("", "ok"),
-        ("", "corrupt"),
-    }
+    # A snapshot is whole or corrupt; so is the .old log now: the log after it begins at the record after its
+    # last, so a tail cut off it is a gap. The log was cut (torn) as well as damaged in the middle.
+    assert verdicts.keys() == {(".snapshot", "corrupt"), (".old", "corrupt"), ("", "ok"), ("", "corrupt")}
 
 
 def test_missing_journal_and_usage_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,15 +9,25 @@ test_journal_format.py and real crashes in test_crash.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import decimal
+import enum
+import math
 import os
+import re
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from chronowheel import Cron, DuplicateKey, Engine, Every, Retry, UnknownTask
+from chronowheel import Cron, DuplicateKey, Engine, Every, Retry, UnknownTask, _journal_format, _journal_records
+from chronowheel._job import Job
 from chronowheel._journal import Journal, JournalFile
+from chronowheel._journal_records import NEW_RECORD_MAX
 from chronowheel.testing import VirtualClock
 from helpers import Runner
 
@@ -371,6 +381,258 @@ def test_args_json_cannot_hold_are_a_type_error_at_schedule_time(run: Runner, ha
             assert len(engine) == 1
             await engine.stop(grace=0)
         assert [record["t"] for record in harness.records()] == ["job"]
+
+    run(main)
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
+class Mode(enum.StrEnum):
+    FAST = "fast"
+
+
+class Perm(enum.IntFlag):
+    READ = 4
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+class Text(str):
+    pass
+
+
+class Number(int):
+    pass
+
+
+class Real(float):  # how numpy.float64 is built: a float subclass
+    pass
+
+
+class Items(list[int]):
+    pass
+
+
+class Table(dict[str, int]):
+    pass
+
+
+# Every kind of value orjson serializes natively (its "Types": str, dict, list, tuple, int, float, bool, None,
+# dataclass, datetime/date/time, enum, uuid, numpy with an option, subclasses of str/int/list/dict, Fragment),
+# and the edges of each. Those JSON would hand back as something else are refused at schedule():
+REFUSED = [
+    pytest.param(math.nan, id="nan"),
+    pytest.param(math.inf, id="inf"),
+    pytest.param(-math.inf, id="-inf"),
+    pytest.param(uuid.UUID(int=7), id="uuid"),
+    pytest.param(Color.RED, id="enum"),
+    pytest.param(Level.HIGH, id="int-enum"),
+    pytest.param(Mode.FAST, id="str-enum"),
+    pytest.param(Perm.READ, id="int-flag"),
+    pytest.param(orjson.Fragment(b'{"a":1}'), id="orjson-fragment"),
+    pytest.param(Point(1), id="dataclass"),
+    pytest.param(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), id="datetime"),
+    pytest.param(datetime.date(2026, 1, 1), id="date"),
+    pytest.param(datetime.time(12, 0), id="time"),
+    pytest.param(Text("x"), id="str-subclass"),
+    pytest.param(Number(1), id="int-subclass"),
+    pytest.param(Real(1.5), id="float-subclass"),
+    pytest.param(Items([1]), id="list-subclass"),
+    pytest.param(Table(a=1), id="dict-subclass"),
+    pytest.param(2**64, id="int-over-64-bits"),
+    pytest.param(-(2**63) - 1, id="int-under-64-bits"),
+    pytest.param("\ud800", id="lone-surrogate"),
+    pytest.param({1: "a"}, id="int-key"),
+    pytest.param({Text("k"): 1}, id="str-subclass-key"),
+    pytest.param({"nested": [1, {"deep": math.nan}]}, id="nested-nan"),
+    pytest.param(decimal.Decimal(1), id="decimal"),
+    pytest.param(b"bytes", id="bytes"),
+    pytest.param({1, 2}, id="set"),
+    pytest.param(1j, id="complex"),
+    pytest.param(object(), id="object"),
+]
+# ... and those it hands back as themselves come back exactly, types included, after a restart:
+EXACT = [
+    pytest.param("", id="empty-str"),
+    pytest.param("好 🐈 \x00 \n \"'\\", id="unicode-and-escapes"),
+    pytest.param(0, id="zero"),
+    pytest.param(2**64 - 1, id="u64-max"),
+    pytest.param(-(2**63), id="i64-min"),
+    pytest.param(2**53 + 1, id="beyond-double"),
+    pytest.param(-0.0, id="negative-zero"),
+    pytest.param(5e-324, id="subnormal"),
+    pytest.param(1.7976931348623157e308, id="max-float"),
+    pytest.param(0.1, id="tenth"),
+    pytest.param(True, id="true"),
+    pytest.param(False, id="false"),
+    pytest.param(None, id="none"),
+    pytest.param([], id="empty-list"),
+    pytest.param({}, id="empty-dict"),
+    pytest.param({"a": [1, 2.5, None, {"b": [True, "x"]}]}, id="nested"),
+]
+
+
+def same(value: Any, back: Any) -> bool:
+    """Equal, with the same types all the way down (nested tuples aside: they come back as lists, as documented)."""
+    if isinstance(value, tuple):
+        return type(back) is list and len(value) == len(back) and all(map(same, value, back))
+    if type(value) is not type(back):
+        return False
+    if isinstance(value, list):
+        return len(value) == len(back) and all(map(same, value, back))
+    if isinstance(value, dict):
+        return value.keys() == back.keys() and all(same(value[k], back[k]) for k in value)
+    if isinstance(value, float):
+        return math.copysign(1.0, value) == math.copysign(1.0, back) and value == back
+    return bool(value == back)
+
+
+@pytest.mark.parametrize("value", REFUSED)
+def test_args_json_would_change_are_a_type_error_before_anything_changes(
+    run: Runner, harness: Harness, value: Any
+) -> None:
+    async def main() -> None:
+        engine, _ = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
+            for args, kwargs in (((value,), None), ((), {"v": value}), (([0, (value,)],), None)):
+                with pytest.raises(TypeError, match="args and kwargs of a journaled job must be JSON values"):
+                    await engine.schedule("remind", args=args, kwargs=kwargs, delay=HOUR, key="k", if_exists="replace")
+            assert engine.get("k") is not None  # the failed replace left the pending job alone
+            assert len(engine) == 1
+            await engine.stop(grace=0)
+        assert [record["t"] for record in harness.records()] == ["job"]
+
+    run(main)
+
+
+def test_a_refused_value_is_named_with_where_it_is_and_what_it_would_become(run: Runner, harness: Harness) -> None:
+    async def main() -> None:
+        engine, _ = harness.engine()
+        async with engine:
+            with pytest.raises(TypeError) as caught:
+                await engine.schedule("remind", args=(1, [2, Color.RED]), delay=HOUR)
+            assert str(caught.value).startswith(
+                "args[1][1] is <Color.RED: 'red'> (Color), which would come back from the journal as 'red'"
+            )
+            with pytest.raises(TypeError) as caught:
+                await engine.schedule("remind", kwargs={"user": {"id": uuid.UUID(int=7)}}, delay=HOUR)
+            assert str(caught.value).startswith(
+                "kwargs['user']['id'] is UUID('00000000-0000-0000-0000-000000000007') (UUID), which would come back"
+                " from the journal as '00000000-0000-0000-0000-000000000007'"
+            )
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+@pytest.mark.parametrize("value", EXACT)
+def test_json_values_come_back_exactly_after_a_restart(run: Runner, harness: Harness, value: Any) -> None:
+    async def main() -> None:
+        engine, clock = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(value, (value,)), kwargs={"v": value}, delay=HOUR, key="k")
+            await engine.stop(grace=0)
+        harness.finished(clock)
+        engine, _ = harness.engine(later=1)
+        async with engine:
+            job = engine.get("k")
+            assert job is not None
+            assert type(job.args) is tuple  # the top level is a tuple again; nested tuples are lists
+            assert same((value, (value,)), list(job.args)), job.args
+            assert same({"v": value}, job.kwargs), job.kwargs
+            await engine.stop(grace=0)
+
+    run(main)
+
+
+def test_a_record_the_decoder_could_not_read_back_is_refused_before_anything_changes(
+    run: Runner, harness: Harness
+) -> None:
+    """D5 at its real size: 65 MiB of args; nothing is journaled, the keyed job it would replace stays."""
+
+    async def main() -> None:
+        engine, _ = harness.engine()
+        async with engine:
+            await engine.schedule("remind", args=(1,), delay=HOUR, key="big")
+            big = "x" * (65 << 20)
+            for args, kwargs in (((big,), None), ((), {"text": big})):
+                with pytest.raises(ValueError, match="args and kwargs of a journaled job must fit") as caught:
+                    await engine.schedule(
+                        "remind", args=args, kwargs=kwargs, delay=HOUR, key="big", if_exists="replace"
+                    )
+                size = re.search(
+                    r"this job's record takes ([\d,]+) bytes, over the limit of ([\d,]+)", str(caught.value)
+                )
+                assert size is not None
+                assert len(big) < int(size[1].replace(",", "")) < len(big) + 1000
+                assert int(size[2].replace(",", "")) == NEW_RECORD_MAX
+            kept = engine.get("big")
+            assert kept is not None
+            assert kept.args == (1,)
+            await engine.schedule("remind", delay=HOUR, key="after")
+            await engine.stop(grace=0)
+        assert [record.get("key") for record in harness.records()] == ["big", "after"]
+
+    run(main)
+
+
+@pytest.fixture
+def small_records(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A decoder limit of 256 KiB instead of 64 MiB (the same rules, records a test can afford): the limit."""
+    limit = 256 << 10
+    monkeypatch.setattr(_journal_format, "MAX_PAYLOAD", limit)
+    monkeypatch.setattr(_journal_records, "MAX_PAYLOAD", limit)
+    monkeypatch.setattr(_journal_records, "NEW_RECORD_MAX", limit - _journal_records._GROWTH)
+    return limit
+
+
+def test_every_record_of_a_job_at_the_size_limit_reads_back(run: Runner, harness: Harness, small_records: int) -> None:
+    """A new record at the limit is taken, one byte over is refused; its retry's record, error text and all, fits."""
+    new_max = small_records - _journal_records._GROWTH
+    calls: list[int] = []
+
+    def register(engine: Engine) -> None:
+        @engine.task(name="flaky", retry=Retry(3, backoff=10.0, jitter=False))
+        async def flaky(text: str) -> None:
+            calls.append(len(text))
+            raise RuntimeError("\x01" * 100_000 + " the end")  # escaped as \u0001: 6 bytes a character
+
+    async def main() -> None:
+        engine, clock = harness.engine()
+        register(engine)
+        async with engine:
+            padding = new_max - len(engine._encode(Job("0" * 32, "k", "flaky", ("",), {}, 0, clock.wall() + 1, 0)))
+            with pytest.raises(ValueError, match=f"takes {new_max + 1:,} bytes, over the limit of {new_max:,}"):
+                await engine.schedule("flaky", args=("x" * (padding + 1),), delay=1, key="k")
+            job = await engine.schedule("flaky", args=("x" * padding,), delay=1, key="k")
+            assert len(engine._encode(job)) == new_max
+            await clock.advance(1)  # attempt 1 fails: its record carries the error text
+            assert calls == [padding]
+            await engine.stop(grace=0)
+        harness.finished(clock)
+        records = harness.records()  # every record was read back, through the decoder and its limit
+        assert [record["state"] for record in records] == ["pending", "failed"]
+        error = records[-1]["err"]
+        assert len(error) == _journal_records.ERR_MAX + 4
+        assert error.startswith("...\n")
+        assert error.endswith(" the end\n")
+
+        engine, clock = harness.engine(later=1)
+        register(engine)
+        async with engine:
+            await clock.advance(10)  # attempt 2, from the recovered retry
+            assert calls == [padding, padding]
+            await engine.stop(grace=0)
 
     run(main)
 

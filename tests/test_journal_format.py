@@ -16,23 +16,23 @@ What this file proves, on the decoder alone and then on real files through
 * a damaged file header is corrupt at offset 0; an unknown version says so;
 * a snapshot is whole or corrupt, never torn.
 
-The sample log is built with ``frame`` from records shaped like the engine's;
-one test has a real engine write, lose and append to its journal.
+The sample log is built (tests/journal_files.py, format version 2) from
+records shaped like the engine's; one test has a real engine write, lose and
+append to its journal. Record numbers, identities and schemas are
+tests/test_journal_integrity.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import copy
 import itertools
 import logging
 import os
 import struct
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import pytest
@@ -41,25 +41,17 @@ from hypothesis import strategies as st
 
 from chronowheel import Engine, JournalCorrupt
 from chronowheel._journal import Journal, JournalFile
-from chronowheel._journal_format import (
-    HEADER_SIZE,
-    LOG,
-    MAX_PAYLOAD,
-    SNAPSHOT,
-    Decoder,
-    Ending,
-    Header,
-    Record,
-    encode_header,
-    frame,
-)
+from chronowheel._journal_format import LOG, MAX_PAYLOAD, SNAPSHOT, Decoder, Ending, Header, Record
 from chronowheel._journal_records import KINDS, apply
 from chronowheel.testing import VirtualClock
 from helpers import Runner
+from journal_files import IDENTITY, Layout, build
 
 HOUR = 3600.0
 WALL = 1_767_225_600.0
-FRAME_SIZE = 8  # u32 length | u32 crc32
+HEADER_SIZE = 44  # magic, version, identity, generation, seq, crc32
+FRAME_SIZE = 16  # u32 crc32 | u32 length | u64 seq
+LENGTH = 4  # where a frame's length field starts
 
 
 def job(job_id: str, due: float) -> dict[str, Any]:
@@ -75,29 +67,6 @@ def job(job_id: str, due: float) -> dict[str, Any]:
         "att": 0,
         "state": "pending",
     }
-
-
-class Layout(NamedTuple):
-    data: bytes
-    offsets: list[int]  # where each record's frame starts
-    payloads: list[dict[str, Any]]
-
-    def end_of(self, index: int) -> int:
-        """Where record ``index``'s frame ends."""
-        return self.offsets[index + 1] if index + 1 < len(self.offsets) else len(self.data)
-
-    def record_at(self, position: int) -> int:
-        """The index of the record whose frame holds byte ``position`` (-1: the file header)."""
-        return bisect.bisect_right(self.offsets, position) - 1
-
-
-def build(payloads: list[dict[str, Any]], kind: bytes = LOG, generation: int = 1) -> Layout:
-    data = bytearray(encode_header(kind, generation))
-    offsets = []
-    for payload in payloads:
-        offsets.append(len(data))
-        data += frame(orjson.dumps(payload))
-    return Layout(bytes(data), offsets, payloads)
 
 
 # Every record type; the middle one has records after it, the last one changes the live set.
@@ -138,7 +107,7 @@ def flip(data: bytes, bit: int) -> bytes:
 
 def with_length(data: bytes, offset: int, length: int) -> bytes:
     """``data`` with the length field of the frame at ``offset`` overwritten (its CRC left as it was)."""
-    return data[:offset] + struct.pack("<I", length) + data[offset + 4 :]
+    return data[: offset + LENGTH] + struct.pack("<I", length) + data[offset + LENGTH + 4 :]
 
 
 def bits_of(start: int, end: int) -> range:
@@ -172,7 +141,7 @@ async def recover_and_append(path: Path, payload: dict[str, Any]) -> dict[str, d
 
 def read_log(path: Path) -> tuple[list[Record], Ending]:
     log = JournalFile(str(path))
-    records = [Record(*record) for record in log.records()]
+    records = list(log.records())
     assert log.ending is not None
     return records, log.ending
 
@@ -181,12 +150,15 @@ def read_log(path: Path) -> tuple[list[Record], Ending]:
 
 
 def test_decoder_reads_a_whole_file_fed_at_once_or_byte_by_byte() -> None:
-    expected = [Record(offset, payload) for offset, payload in zip(SAMPLE.offsets, SAMPLE.payloads, strict=True)]
+    expected = [
+        Record(offset, payload, seq)
+        for seq, (offset, payload) in enumerate(zip(SAMPLE.offsets, SAMPLE.payloads, strict=True), start=1)
+    ]
     for pieces in ([SAMPLE.data], [SAMPLE.data[i : i + 1] for i in range(len(SAMPLE.data))]):
         decoder = Decoder()
         records = [record for piece in pieces for record in decoder.feed(piece)]
         assert records == expected
-        assert decoder.header == Header(LOG, 1)
+        assert decoder.header == Header(LOG, 1, IDENTITY, 1)
         assert decoder.finish() == Ending("clean", len(SAMPLE.data), "")
 
 
@@ -202,18 +174,27 @@ payloads_strategy = st.lists(
 )
 
 
-@given(payloads=payloads_strategy, generation=st.integers(0, 2**64 - 1), data=st.data())
+@given(
+    payloads=payloads_strategy,
+    generation=st.integers(0, 2**64 - 1),
+    seq=st.integers(0, 2**64 - 13),
+    data=st.data(),
+)
 def test_decoder_yields_the_same_records_however_the_bytes_are_split(
-    payloads: list[dict[str, Any]], generation: int, data: st.DataObject
+    payloads: list[dict[str, Any]], generation: int, seq: int, data: st.DataObject
 ) -> None:
-    layout = build(payloads, generation=generation)
+    layout = build(payloads, generation=generation, seq=seq)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(layout.data)), max_size=30), label="cuts"))
     bounds = [0, *cuts, len(layout.data)]
     pieces = [layout.data[start:end] for start, end in itertools.pairwise(bounds)]
     decoder = Decoder()
     records = [record for piece in pieces for record in decoder.feed(piece)]
-    assert records == [Record(offset, payload) for offset, payload in zip(layout.offsets, payloads, strict=True)]
-    assert decoder.header == Header(LOG, generation)
+    assert records == [
+        Record(offset, payload, number)
+        for number, (offset, payload) in enumerate(zip(layout.offsets, payloads, strict=True), start=seq)
+    ]
+    assert decoder.header == Header(LOG, generation, IDENTITY, seq)
+    assert decoder.next_seq == seq + len(payloads)
     assert decoder.finish() == Ending("clean", len(layout.data), "")
 
 
@@ -432,7 +413,7 @@ def test_a_bit_flip_in_the_last_record_is_taken_for_a_torn_write(tmp_path: Path)
     """
     path = tmp_path / "timers.log"
     start = SAMPLE.offsets[LAST]
-    for bit in bits_of(start + 4, len(SAMPLE.data)):
+    for bit in [*bits_of(start, start + LENGTH), *bits_of(start + LENGTH + 4, len(SAMPLE.data))]:
         damaged = flip(SAMPLE.data, bit)
         records, ending = decode([damaged])
         assert [record.offset for record in records] == SAMPLE.offsets[:LAST], bit
@@ -453,9 +434,9 @@ def test_a_flipped_length_in_the_last_record_is_torn_only_if_it_reaches_the_end(
     """
     start = SAMPLE.offsets[LAST]
     length = SAMPLE.end_of(LAST) - start - FRAME_SIZE
-    for bit in bits_of(start, start + 4):
+    for bit in bits_of(start + LENGTH, start + LENGTH + 4):
         damaged = flip(SAMPLE.data, bit)
-        flipped = length ^ (1 << (bit - start * 8))
+        flipped = length ^ (1 << (bit - (start + LENGTH) * 8))
         records, ending = decode([damaged])
         assert [record.offset for record in records] == SAMPLE.offsets[:LAST], bit
         expected = "torn" if length < flipped <= MAX_PAYLOAD else "corrupt"
@@ -466,16 +447,19 @@ def test_a_flipped_length_in_the_last_record_is_torn_only_if_it_reaches_the_end(
 
 
 def test_any_flipped_bit_in_the_file_header_is_corrupt_at_offset_zero(tmp_path: Path) -> None:
+    """A flip in the version field names the version it makes; any other, the header."""
     path = tmp_path / "timers.log"
     header_only = SAMPLE.data[:HEADER_SIZE]
     for bit in bits_of(0, HEADER_SIZE):
+        in_version = 4 <= bit // 8 < 8
+        reason = f"unsupported journal format version {2 ^ (1 << (bit - 32))}" if in_version else "bad file header"
         for data in (SAMPLE.data, header_only):
             damaged = flip(data, bit)
             records, ending = decode([damaged])
             assert records == []
-            assert ending == Ending("corrupt", 0, "bad file header"), bit
+            assert ending == Ending("corrupt", 0, reason), bit
             path.write_bytes(damaged)
-            with pytest.raises(JournalCorrupt, match="bad file header") as caught:
+            with pytest.raises(JournalCorrupt, match=reason) as caught:
                 recover(path)
             assert caught.value.offset == 0
             assert path.read_bytes() == damaged
@@ -485,7 +469,7 @@ def test_any_flipped_bit_in_the_file_header_is_corrupt_at_offset_zero(tmp_path: 
     "foreign",
     [
         pytest.param(b"timers: not a journal at all\n", id="text"),
-        pytest.param(frame(orjson.dumps(job("a", WALL))), id="one-record-no-header"),
+        pytest.param(SAMPLE.frame(0), id="one-record-no-header"),
         pytest.param(SAMPLE.data[HEADER_SIZE:], id="records-no-header"),
     ],
 )
@@ -503,20 +487,19 @@ def test_a_file_without_a_journal_header_is_corrupt_at_offset_zero(tmp_path: Pat
 
 
 def future_version_log() -> bytes:
-    """The sample log as a later chronowheel (format version 2) might write it: a sound header."""
-    head = struct.pack("<4sIQ", LOG, 2, 1)
-    return head + struct.pack("<I", zlib.crc32(head)) + SAMPLE.data[HEADER_SIZE:]
+    """The sample log as a later chronowheel (format version 3) might write it: a header of a size not known here."""
+    return struct.pack("<4sI", LOG, 3) + SAMPLE.data[8:]
 
 
 def test_an_unsupported_format_version_is_refused_by_name(tmp_path: Path) -> None:
     data = future_version_log()
     records, ending = decode([data])
     assert records == []
-    assert ending == Ending("corrupt", 0, "unsupported journal format version 2")
+    assert ending == Ending("corrupt", 0, "unsupported journal format version 3")
 
     path = tmp_path / "timers.log"
     path.write_bytes(data)
-    with pytest.raises(JournalCorrupt, match="unsupported journal format version 2") as caught:
+    with pytest.raises(JournalCorrupt, match="unsupported journal format version 3") as caught:
         recover(path)
     assert caught.value.offset == 0
     assert path.read_bytes() == data
@@ -530,7 +513,7 @@ def test_an_unsupported_format_version_is_refused_even_when_told_to_truncate(tmp
     data = future_version_log()
     path = tmp_path / "timers.log"
     path.write_bytes(data)
-    with pytest.raises(JournalCorrupt, match="unsupported journal format version 2"):
+    with pytest.raises(JournalCorrupt, match="unsupported journal format version 3"):
         recover(path, truncate_corrupt=True)
     assert path.read_bytes() == data
 
@@ -538,8 +521,9 @@ def test_an_unsupported_format_version_is_refused_even_when_told_to_truncate(tmp
 # -- snapshots: whole or corrupt ---------------------------------------------------------------
 
 SNAPSHOT_JOBS = [job("x", WALL + HOUR), job("y", WALL + 2 * HOUR), job("z", WALL + 3 * HOUR)]
-SNAPSHOT_FILE = build([*SNAPSHOT_JOBS, {"t": "end", "count": len(SNAPSHOT_JOBS)}], SNAPSHOT, generation=2)
-SNAPSHOT_LOG = build([job("w", WALL + 4 * HOUR), {"t": "cancel", "id": "x"}], LOG, generation=2)
+# The snapshot of generation 2 holds the records before number 10; the log of generation 2 goes on from there.
+SNAPSHOT_FILE = build([*SNAPSHOT_JOBS, {"t": "end", "count": len(SNAPSHOT_JOBS)}], SNAPSHOT, generation=2, seq=10)
+SNAPSHOT_LOG = build([job("w", WALL + 4 * HOUR), {"t": "cancel", "id": "x"}], LOG, generation=2, seq=10)
 
 
 def snapshot_journal(tmp_path: Path, snapshot: bytes) -> tuple[Path, Path]:
@@ -581,8 +565,9 @@ def test_a_snapshot_without_its_end_record_or_missing_a_record_is_corrupt(tmp_pa
     second, third = SNAPSHOT_FILE.offsets[1:3]
     missing_one = SNAPSHOT_FILE.data[:second] + SNAPSHOT_FILE.data[third:]  # a whole frame lost
     snapshot_path.write_bytes(missing_one)
-    with pytest.raises(JournalCorrupt, match="incomplete"):
+    with pytest.raises(JournalCorrupt, match="record number 2 where 1 was expected") as caught:
         recover(path)
+    assert caught.value.offset == second
 
 
 @pytest.mark.parametrize("zeros", [1, 4096])

@@ -16,6 +16,7 @@ import orjson
 from ._errors import UnknownTask
 from ._job import Job
 from ._journal_records import job_from_record
+from ._limits import MAX_AHEAD
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -42,7 +43,7 @@ async def compact(engine: Engine) -> None:
         count = 0
         for start in range(0, len(jobs), SNAPSHOT_CHUNK):
             chunk = jobs[start : start + SNAPSHOT_CHUNK]
-            payloads = [engine._encode(job) for job in chunk if engine._durable.get(job.id) is job]
+            payloads = [engine._encode(job, new=False) for job in chunk if engine._durable.get(job.id) is job]
             await journal.add_to_snapshot(payloads)
             count += len(payloads)
             await asyncio.sleep(0)
@@ -96,7 +97,9 @@ def restore(engine: Engine, live: dict[str, dict[str, Any]]) -> None:
                 engine._keyed.setdefault(job.key, job)
         else:
             deadline = job._due_wall  # overdue jobs are due now; recurring ones apply their misfire policy
-            engine._set_due(job, max(0.0, deadline - now))
+            # A record's deadline is within TIME_MAX; one further out than the wheel reaches from now (only
+            # a hand-made record, or a clock set back by ages) fires at the wheel's farthest, 1e12 s out.
+            engine._set_due(job, min(max(0.0, deadline - now), MAX_AHEAD))
             job._due_wall = deadline
             engine._place(job)
     if engine._parked:

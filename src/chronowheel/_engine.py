@@ -25,7 +25,7 @@ from ._clock import Cancellable, Clock, SystemClock
 from ._durability import compact, restore
 from ._errors import DuplicateKey, EngineClosed, UnknownTask
 from ._job import CHECKED_HANDLE_METHODS, Job, TaskSpec, TimerHandle, new_job_id
-from ._journal_records import job_from_record, job_record
+from ._journal_records import encode_job, job_from_record
 from ._limits import MAX_AHEAD, MAX_DELAY, check_priority, check_seconds
 from ._pool import Pool
 from ._recurrence import (
@@ -59,8 +59,6 @@ _BATCH: Final = 1024  # due items handed out per driver step before yielding to 
 _LATENESS_SAMPLES: Final = 4096
 _IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
 _CANCEL_WAIT: Final = 1.0  # seconds stop() waits for cancelled jobs to end before it gives up on them
-# Only what JSON holds round-trips; datetimes and dataclasses would come back as strings and dicts.
-_JSON_ONLY: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 _CLOCK_METHODS: Final = ("time", "wall", "call_at")
@@ -563,19 +561,16 @@ class Engine:
 
     # -- the journal ---------------------------------------------------------------
 
-    def _encode(self, job: Job) -> bytes:
-        """The job's journal record."""
-        try:
-            return orjson.dumps(job_record(job), option=_JSON_ONLY)
-        except TypeError as exc:  # orjson.JSONEncodeError
-            raise TypeError(f"args and kwargs of a journaled job must be JSON values: {exc}") from None
+    def _encode(self, job: Job, *, new: bool = True) -> bytes:
+        """The job's journal record; a ``new`` job's args must read back as themselves (see encode_job)."""
+        return encode_job(job, new=new)
 
     def _journal_job(self, job: Job, payload: bytes | None = None, *, own: bool = False) -> None:
         """Journal a job's whole state (nothing for an in-memory engine); ``own``: see :meth:`_journal_append`."""
         if self._journal is None:
             return
         self._durable[job.id] = job
-        self._journal_append(payload or self._encode(job), own=own)
+        self._journal_append(payload or self._encode(job, new=False), own=own)
 
     def _journal_gone(self, job: Job, kind: Literal["ack", "cancel"], *, own: bool = False) -> None:
         """Journal that a job ran to success or was cancelled: it is no longer live."""

@@ -55,6 +55,9 @@ class FileReport:
     size: int
     kind: str | None = None  # "log" or "snapshot" per its header; None if the header is unreadable
     generation: int | None = None
+    version: int | None = None  # the format version of its header
+    identity: str | None = None  # the journal identity in its header, as hex (None in version 1)
+    seq: int | None = None  # its header's record number: a log's first, the first a snapshot does not cover
     records: int = 0  # well-formed records before the ending
     replayed: bool = False  # False: skipped (already in the snapshot) or unreadable
     note: str = ""  # why it is skipped, or what recovery does with it
@@ -112,7 +115,7 @@ def inspect_journal(path: str, *, records: bool = False) -> Report:
 
     def seen(role: Role, record: Record) -> None:
         counted[role] += 1
-        _keep(report, role, record.offset, record.payload)
+        _keep(report, role, record.offset, record.seq, record.payload)
 
     found = plan(base, on_record=seen)
     report.live, report.leftovers, report.generation = found.live, found.leftovers, found.generation
@@ -125,15 +128,22 @@ def inspect_journal(path: str, *, records: bool = False) -> Report:
         report.actions.append(
             f"truncate {truncated} to {offset} bytes (drop a torn tail of {dropped[truncated]} bytes)"
         )
-    if found.remove_old:
-        report.actions.append(f"delete {paths['old']} (its records are in the snapshot)")
     if found.compact:
-        old_left = os.path.exists(paths["old"]) and not found.remove_old
+        upgrade = found.identity is None and any(verdict.header is not None for verdict in found.files)
         report.actions.append(
-            f"finish a compaction: write a snapshot of generation {report.generation} holding the"
-            f" {len(report.live)} live jobs, start an empty log of that generation"
-            + (f", delete {paths['old']}" if old_left else "")
+            ("rewrite the journal in format version 2" if upgrade else "finish a compaction")
+            + f": write a snapshot of generation {report.generation} holding the {len(report.live)} live jobs,"
+            " start an empty log of that generation"
+            + (f", delete {paths['old']}" if os.path.exists(paths["old"]) else "")
         )
+    elif found.new_log:
+        report.actions.append(
+            f"start an empty log of generation {report.generation}"
+            + (", a new journal" if found.identity is None else "")
+            + (f", then delete {paths['old']} (its records are in the snapshot)" if found.remove_old else "")
+        )
+    elif found.remove_old:
+        report.actions.append(f"delete {paths['old']} (its records are in the snapshot)")
     return report
 
 
@@ -143,8 +153,10 @@ def _file_report(verdict: FileVerdict, records: int, found: RecoveryPlan) -> Fil
     header = verdict.header
     if header is not None:
         file.kind = _KINDS.get(header.kind)
-        file.generation = header.generation
-    problem = found.problem if verdict is found.files[-1] else None
+        file.generation, file.version = header.generation, header.version
+        if header.version >= 2:
+            file.identity, file.seq = header.identity.hex(), header.seq
+    problem = found.problem if verdict.path == found.problem_path else None
     if verdict.ending is not None:
         file.status, file.offset, file.reason = verdict.ending
         file.dropped = verdict.dropped
@@ -168,11 +180,11 @@ def _file_report(verdict: FileVerdict, records: int, found: RecoveryPlan) -> Fil
     return file
 
 
-def _keep(report: Report, role: Role, offset: int, record: dict[str, Any]) -> None:
+def _keep(report: Report, role: Role, offset: int, seq: int | None, record: dict[str, Any]) -> None:
     """List a record, summarised before ``apply`` can change it (a move edits the job record in place)."""
     if report.records is None:
         return
-    line: dict[str, Any] = {"file": role, "offset": offset, "type": record["t"], "id": record.get("id")}
+    line: dict[str, Any] = {"file": role, "offset": offset, "seq": seq, "type": record["t"], "id": record.get("id")}
     for name, source in (("task", "task"), ("key", "key"), ("state", "state"), ("attempt", "att")):
         if source in record:
             line[name] = record[source]
@@ -277,9 +289,20 @@ def _ending_text(file: FileReport) -> str:
             return f"torn at offset {file.offset}: {file.reason}; recovery ignores the whole file ({file.size} bytes)"
         return f"torn tail at offset {file.offset}: {file.reason}; recovery drops the last {file.dropped} bytes"
     return (
-        f"CORRUPT at offset {file.offset}: {file.reason}; records follow the damage, so recovery refuses it"
+        f"CORRUPT at offset {file.offset}: {file.reason}; damage, not a torn write, so recovery refuses it"
         f" (Engine(on_corrupt='truncate') would drop the last {file.dropped} bytes)"
     )
+
+
+def _identity_text(file: FileReport) -> str:
+    if file.identity is None:
+        return f"format version {file.version} (no journal identity, no record numbers)"
+    numbers = (
+        f"covers the records before number {file.seq}"
+        if file.kind == "snapshot"
+        else f"records numbered from {file.seq}"
+    )
+    return f"format version {file.version}, journal {file.identity}, {numbers}"
 
 
 def render_text(report: Report) -> str:
@@ -295,6 +318,8 @@ def render_text(report: Report) -> str:
             f"    {kind}, generation {generation}, {_count(file.size, 'byte')}, {_count(file.records, 'record')};"
             f" {file.note}"
         )
+        if file.version is not None:
+            lines.append(f"    {_identity_text(file)}")
         lines.append(f"    ending: {_ending_text(file)}")
         if file.problem is not None and file.status != "corrupt":
             lines.append(f"    problem: {file.problem}")
@@ -323,7 +348,9 @@ def render_text(report: Report) -> str:
     if report.records is not None:
         lines += ["", f"records ({len(report.records)})"]
         for record in report.records:
-            fields = [f"{record['file']:<8}", f"{record['offset']:>10}", f"{record['type']:<6}", _word(record["id"])]
+            number = "" if record["seq"] is None else f"#{record['seq']}"
+            fields = [f"{record['file']:<8}", f"{record['offset']:>10}", f"{number:>6}", f"{record['type']:<6}"]
+            fields.append(_word(record["id"]))
             for name in ("task", "key", "due", "state", "attempt", "parent", "count"):
                 if name in record:
                     fields.append(f"{name}={record[name] if name == 'due' else _word(record[name])}")
@@ -361,6 +388,9 @@ def report_data(report: Report) -> dict[str, Any]:
                 "path": file.path,
                 "kind": file.kind,
                 "generation": file.generation,
+                "version": file.version,
+                "identity": file.identity,
+                "seq": file.seq,
                 "size": file.size,
                 "records": file.records,
                 "replayed": file.replayed,

@@ -30,7 +30,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from ._journal_format import LOG, SNAPSHOT, encode_header, frame
+from ._journal_format import IDENTITY_SIZE, LOG, SNAPSHOT, Encoder
 from ._recovery import END, JournalFile, plan
 
 __all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in _recovery
@@ -59,12 +59,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _create_log(path: str, generation: int) -> None:
+def _create_log(path: str, log: Encoder) -> None:
     """Write an empty log under a temporary name, fsync it, and rename it into place."""
     temporary = path + ".tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        _write_all(fd, encode_header(LOG, generation))
+        _write_all(fd, log.header)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -92,6 +92,9 @@ class Journal:
         self.generation = 0
         self.log_records = 0  # records in the current log: what compaction weighs against the live set
         self._lock_fd: int | None = None
+        # Writer thread (recovery's before it starts): how the current log and snapshot are framed.
+        self._log = Encoder(LOG, bytes(IDENTITY_SIZE), 0, 0)
+        self._snapshot: Encoder | None = None
         self._fd = -1
         self._snapshot_fd = -1
         self._snapshot_unsynced = 0  # snapshot bytes written since its last fsync
@@ -165,16 +168,20 @@ class Journal:
             with open(path, "r+b") as file:
                 file.truncate(offset)
                 os.fsync(file.fileno())
-        if found.remove_old:
-            self._remove_old_log()
+        identity = found.identity if found.identity is not None else os.urandom(IDENTITY_SIZE)
         self.generation, self.log_records = found.generation, found.log_records
-        if found.compact:  # finish the cut-short compaction now
+        self._log = Encoder(LOG, identity, found.generation, found.first_seq, found.next_seq)
+        if found.compact:  # finish the cut-short compaction now (or rewrite a version-1 journal)
             # The writer thread's own steps, in this thread: it has not started yet.
             records = list(found.live.values())
             for start in range(0, len(records), _SNAPSHOT_CHUNK):
                 self._do_snapshot([orjson.dumps(record) for record in records[start : start + _SNAPSHOT_CHUNK]])
-            self._do_seal(len(records))  # the logs are stale from here on: the snapshot holds them
-            _create_log(self.path, self.generation)
+            self._seal_snapshot(len(records))  # the logs are stale from here on: the snapshot holds them
+        if found.compact or found.new_log:
+            # Before the .old log goes: a snapshot never stands without a log or an .old log beside it.
+            _create_log(self.path, self._log)
+        if found.remove_old:
+            self._remove_old_log()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         return found.live
 
@@ -360,17 +367,17 @@ class Journal:
         batch: list[bytes] = []
         for item in items:
             if item.__class__ is bytes:
-                batch.append(frame(item))
+                batch.append(item)
                 continue
             if batch:
-                self._write(b"".join(batch))
+                self._write(self._log.frames(batch))
                 batch = []
             name, future, *args = item
             getattr(self, f"_do_{name}")(*args)
             if future is not None:
                 loop.call_soon_threadsafe(self._done, future)
         if batch:
-            self._write(b"".join(batch))
+            self._write(self._log.frames(batch))
 
     def _write(self, data: bytes) -> None:
         _write_all(self._fd, data)
@@ -392,16 +399,20 @@ class Journal:
         os.replace(self.path, self.old_path)
         _fsync_directory(self.path)
         self.generation += 1
-        _create_log(self.path, self.generation)
+        self._log = Encoder(LOG, self._log.identity, self.generation, self._log.seq)
+        _create_log(self.path, self._log)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def _do_snapshot(self, payloads: list[bytes]) -> None:
-        if self._snapshot_fd < 0:
+        """Write jobs to the snapshot of the current log's generation: it covers the records before that log."""
+        if self._snapshot is None:
+            log = self._log
+            self._snapshot = Encoder(SNAPSHOT, log.identity, log.generation, log.first)
             temporary = self.snapshot_path + ".tmp"
             self._snapshot_fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            _write_all(self._snapshot_fd, encode_header(SNAPSHOT, self.generation))
+            _write_all(self._snapshot_fd, self._snapshot.header)
             self._snapshot_unsynced = 0
-        data = b"".join(map(frame, payloads))
+        data = self._snapshot.frames(payloads)
         _write_all(self._snapshot_fd, data)
         self._snapshot_unsynced += len(data)
         if self._snapshot_unsynced >= _SNAPSHOT_SYNC_BYTES:  # a little at a time: the seal's fsync stays short
@@ -409,18 +420,22 @@ class Journal:
             self._snapshot_unsynced = 0
 
     def _do_seal(self, count: int) -> None:
+        self._seal_snapshot(count)
+        self._remove_old_log()
+
+    def _seal_snapshot(self, count: int) -> None:
+        """End the snapshot of ``count`` jobs, fsync it and rename it into place."""
         self._do_snapshot([orjson.dumps({"t": END, "count": count})])
         os.fsync(self._snapshot_fd)
         os.close(self._snapshot_fd)
-        self._snapshot_fd = -1
+        self._snapshot_fd, self._snapshot = -1, None
         os.replace(self.snapshot_path + ".tmp", self.snapshot_path)
         _fsync_directory(self.path)
-        self._remove_old_log()
 
     def _do_abandon(self) -> None:
         if self._snapshot_fd >= 0:
             os.close(self._snapshot_fd)
-            self._snapshot_fd = -1
+            self._snapshot_fd, self._snapshot = -1, None
             os.unlink(self.snapshot_path + ".tmp")
 
     def _close_files(self) -> None:

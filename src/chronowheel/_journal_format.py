@@ -1,27 +1,47 @@
 """The journal's bytes: file headers, record framing, and a sans-IO decoder.
 
-A journal file is a 20-byte header (magic, format version, generation, CRC32
-of those 16 bytes) followed by records, each ``u32 length | u32 crc32 |
-payload``, where the CRC covers the length field and the payload, and the
-payload is one orjson-encoded dict. Nothing here touches a file: the decoder
-takes bytes in any pieces and hands back records, so it is tested byte by
-byte (after h11 and LevelDB's ``log_format.md``).
+Format version 2 (written since the journal got an identity and sequence numbers):
+
+* a 44-byte file header: magic (``CWJL`` log, ``CWJS`` snapshot), format
+  version, the journal's identity (16 random bytes made when the journal was
+  created), the generation, a sequence number (a log's: the number of its
+  first record; a snapshot's: the first record it does not cover), and the
+  CRC32 of those 40 bytes;
+* then records, each ``u32 crc | u32 length | u64 sequence number | payload``,
+  where the CRC covers everything after it (length, number, payload) and is
+  seeded with the file header's CRC, so a record is bound to its file: one
+  copied from another journal, or another file of this one, fails its CRC. A
+  log's records are numbered on from the header's number without a gap; a
+  snapshot's from 0. The payload is one orjson-encoded dict.
+
+Version 1 (read, never written): a 20-byte header (magic, version,
+generation, CRC32 of those 16 bytes), records ``u32 length | u32 crc32 |
+payload`` with the CRC over the length field and the payload, no identity,
+no numbers.
+
+Nothing here touches a file: the decoder takes bytes in any pieces and hands
+back records, so it is tested byte by byte (after h11 and LevelDB's
+``log_format.md``).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 
 __all__ = [
-    "HEADER_SIZE",
+    "IDENTITY_SIZE",
     "LOG",
     "MAX_PAYLOAD",
     "SNAPSHOT",
+    "VERSION",
+    "Check",
     "Decoder",
+    "Encoder",
     "Ending",
     "Header",
     "Record",
@@ -31,24 +51,32 @@ __all__ = [
 
 LOG: Final = b"CWJL"
 SNAPSHOT: Final = b"CWJS"
-VERSION: Final = 1
+VERSION: Final = 2
 MAX_PAYLOAD: Final = 1 << 26  # 64 MiB: a longer length field is damage, not data
+IDENTITY_SIZE: Final = 16
 
-_HEADER = struct.Struct("<4sIQI")  # magic, version, generation, crc32 of the first 16 bytes
-_LENGTH = struct.Struct("<I")
-_FRAME = struct.Struct("<II")  # length, crc32(length field + payload)
-HEADER_SIZE: Final = _HEADER.size
-_FRAME_SIZE: Final = _FRAME.size
+_START = struct.Struct("<4sI")  # magic, version: what every version's header starts with
+_HEADER_1 = struct.Struct("<4sIQI")  # magic, version, generation, crc32 of the first 16 bytes
+_HEADER_2 = struct.Struct("<4sI16sQQI")  # magic, version, identity, generation, seq, crc32 of the first 40 bytes
+_HEADER_SIZES: Final = {1: _HEADER_1.size, 2: _HEADER_2.size}
+_U32 = struct.Struct("<I")
+_FRAME_1 = struct.Struct("<II")  # length, crc32(length field + payload)
+_FRAME_2 = struct.Struct("<IIQ")  # crc32(the rest, seeded with the header's crc), length, seq
+_BODY_2 = struct.Struct("<IQ")  # length, seq: what a version-2 frame's CRC covers before the payload
 
 
 class Header(NamedTuple):
     kind: bytes  # LOG or SNAPSHOT
     generation: int
+    identity: bytes = b""  # the journal's; empty in version 1
+    seq: int = 0  # a log's first record number; a snapshot's first record not in it (version 1: 0)
+    version: int = VERSION
 
 
 class Record(NamedTuple):
     offset: int  # where its frame starts in the file
     payload: dict[str, Any]
+    seq: int | None = None  # its sequence number (None in version 1)
 
 
 class Ending(NamedTuple):
@@ -63,19 +91,52 @@ class Ending(NamedTuple):
     reason: str
 
 
-def encode_header(kind: bytes, generation: int) -> bytes:
-    head = struct.pack("<4sIQ", kind, VERSION, generation)
-    return head + _LENGTH.pack(zlib.crc32(head))
+Check = Callable[[dict[str, Any]], str | None]
+"""A record's schema: None if the payload is a sound record, else what is wrong with it."""
 
 
-def _crc(length_field: bytes | bytearray, payload: bytes | bytearray) -> int:
-    return zlib.crc32(payload, zlib.crc32(length_field))
+def encode_header(kind: bytes, identity: bytes, generation: int, seq: int) -> bytes:
+    """A version-2 file header; its last 4 bytes (its CRC) seed the CRCs of the file's records."""
+    head = _HEADER_2.pack(kind, VERSION, identity, generation, seq, 0)[:-4]
+    return head + _U32.pack(zlib.crc32(head))
 
 
-def frame(payload: bytes) -> bytes:
-    """One record's bytes around an encoded payload."""
-    length_field = _LENGTH.pack(len(payload))
-    return length_field + _LENGTH.pack(_crc(length_field, payload)) + payload
+def _seed(header: bytes | bytearray) -> int:
+    seed: int = _U32.unpack_from(header, len(header) - 4)[0]
+    return seed
+
+
+def frame(payload: bytes, seq: int, seed: int) -> bytes:
+    """One version-2 record's bytes around an encoded payload."""
+    body = _BODY_2.pack(len(payload), seq)
+    return _U32.pack(zlib.crc32(payload, zlib.crc32(body, seed))) + body + payload
+
+
+class Encoder:
+    """Frames one file's records: the writer's half of :class:`Decoder`.
+
+    ``seq`` goes in the header; the records are numbered from ``next_seq``
+    (default: ``seq`` for a log, 0 for a snapshot; a log appended to again
+    goes on from its last record).
+    """
+
+    def __init__(self, kind: bytes, identity: bytes, generation: int, seq: int, next_seq: int | None = None) -> None:
+        self.header = encode_header(kind, identity, generation, seq)
+        self.identity = identity
+        self.generation = generation
+        self.first = seq
+        self.seq = (0 if kind == SNAPSHOT else seq) if next_seq is None else next_seq  # the next record's number
+        self._seed = _seed(self.header)
+
+    def frames(self, payloads: Iterable[bytes]) -> bytes:
+        crc32, pack_body, pack_crc, seed, seq = zlib.crc32, _BODY_2.pack, _U32.pack, self._seed, self.seq
+        parts: list[bytes] = []
+        for payload in payloads:
+            body = pack_body(len(payload), seq)
+            parts += (pack_crc(crc32(payload, crc32(body, seed))), body, payload)
+            seq += 1
+        self.seq = seq
+        return b"".join(parts)
 
 
 class Decoder:
@@ -85,13 +146,19 @@ class Decoder:
     first bad one; ``finish`` then tells a torn tail (a write cut short by a
     crash: nothing after it but zeros or one unfinished record) from
     corruption (damage followed by more data), which must never be replayed.
+    A record whose frame is sound (its CRC holds) but which is out of
+    sequence, or fails ``check``, was written whole: it is corrupt wherever it
+    is, never torn.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check: Check | None = None) -> None:
         self.header: Header | None = None
+        self.next_seq = 0  # the sequence number the next record must carry (version 2)
+        self._check = check
         self._buffer = bytearray()
         self._base = 0  # file offset of _buffer[0]
-        self._bad: tuple[int, str] | None = None  # (offset, reason) of the first bad frame
+        self._seed = 0
+        self._bad: tuple[int, str, bool] | None = None  # (offset, reason, whole frame) of the first bad one
 
     def feed(self, data: bytes) -> list[Record]:
         self._buffer += data
@@ -99,27 +166,62 @@ class Decoder:
             return []
         if self.header is None and not self._read_header():
             return []
+        return self._feed_2() if self.header.version == 2 else self._feed_1()  # type: ignore[union-attr]
+
+    def _feed_2(self) -> list[Record]:
+        records: list[Record] = []
+        buffer, check, crc32, loads, unpack = self._buffer, self._check, zlib.crc32, orjson.loads, _FRAME_2.unpack_from
+        seed, seq, base = self._seed, self.next_seq, self._base
+        position, size = 0, len(buffer)
+        view = memoryview(buffer)
+        try:
+            while size - position >= 16:
+                crc, length, number = unpack(buffer, position)
+                if not 0 < length <= MAX_PAYLOAD:
+                    self._bad = (base + position, f"impossible record length {length}", False)
+                    break
+                end = position + 16 + length
+                if end > size:
+                    break
+                if crc32(view[position + 4 : end], seed) != crc:
+                    self._bad = (base + position, "CRC mismatch", False)
+                    break
+                if number != seq:
+                    self._bad = (base + position, _out_of_order(number, seq), True)
+                    break
+                decoded = _problem(view[position + 16 : end], loads, check)
+                if isinstance(decoded, str):
+                    self._bad = (base + position, decoded, True)
+                    break
+                records.append(Record(base + position, decoded, seq))
+                seq += 1
+                position = end
+        finally:
+            view.release()
+        self.next_seq = seq
+        del buffer[:position]
+        self._base += position
+        return records
+
+    def _feed_1(self) -> list[Record]:
         records: list[Record] = []
         buffer = self._buffer
         position = 0
-        while self._bad is None and len(buffer) - position >= _FRAME_SIZE:
-            length, crc = _FRAME.unpack_from(buffer, position)
+        while len(buffer) - position >= 8:
+            length, crc = _FRAME_1.unpack_from(buffer, position)
             if not 0 < length <= MAX_PAYLOAD:
-                self._bad = (self._base + position, f"impossible record length {length}")
+                self._bad = (self._base + position, f"impossible record length {length}", False)
                 break
-            end = position + _FRAME_SIZE + length
+            end = position + 8 + length
             if end > len(buffer):
                 break
-            payload = buffer[position + _FRAME_SIZE : end]
-            if _crc(buffer[position : position + 4], payload) != crc:
-                self._bad = (self._base + position, "CRC mismatch")
+            payload = buffer[position + 8 : end]
+            if zlib.crc32(payload, zlib.crc32(buffer[position : position + 4])) != crc:
+                self._bad = (self._base + position, "CRC mismatch", False)
                 break
-            try:
-                decoded = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                decoded = None
-            if not isinstance(decoded, dict) or not isinstance(decoded.get("t"), str):
-                self._bad = (self._base + position, "payload is not a record")
+            decoded = _problem(payload, orjson.loads, self._check)
+            if isinstance(decoded, str):
+                self._bad = (self._base + position, decoded, True)
                 break
             records.append(Record(self._base + position, decoded))
             position = end
@@ -128,25 +230,41 @@ class Decoder:
         return records
 
     def _read_header(self) -> bool:
-        if len(self._buffer) < HEADER_SIZE:
+        buffer = self._buffer
+        if len(buffer) < _START.size:
             return False
-        magic, version, generation, crc = _HEADER.unpack_from(self._buffer)
-        if crc != zlib.crc32(self._buffer[:16]) or magic not in (LOG, SNAPSHOT):
-            self._bad = (0, "bad file header")
+        magic, version = _START.unpack_from(buffer)
+        if magic not in (LOG, SNAPSHOT):
+            self._bad = (0, "bad file header", False)
             return False
-        if version != VERSION:
-            self._bad = (0, f"unsupported journal format version {version}")
+        size = _HEADER_SIZES.get(version)
+        if size is None:
+            self._bad = (0, f"unsupported journal format version {version}", False)
             return False
-        self.header = Header(magic, generation)
-        del self._buffer[:HEADER_SIZE]
-        self._base = HEADER_SIZE
+        if len(buffer) < size:
+            return False
+        if zlib.crc32(buffer[: size - 4]) != _U32.unpack_from(buffer, size - 4)[0]:
+            self._bad = (0, "bad file header", False)
+            return False
+        if version == 1:
+            generation = _HEADER_1.unpack_from(buffer)[2]
+            self.header = Header(magic, generation, version=1)
+        else:
+            identity, generation, seq = _HEADER_2.unpack_from(buffer)[2:5]
+            self.header = Header(magic, generation, identity, seq)
+            self.next_seq = 0 if magic == SNAPSHOT else seq
+            self._seed = _seed(buffer[:size])
+        del buffer[:size]
+        self._base = size
         return True
 
     def finish(self) -> Ending:
         """The verdict on the bytes after the last good record, once all are fed."""
         end = self._base + len(self._buffer)
         if self._bad is not None:
-            offset, reason = self._bad
+            offset, reason, whole = self._bad
+            if whole:
+                return Ending("corrupt", offset, reason)
         elif self.header is None:
             return Ending("torn", 0, f"file header cut short at {end} bytes") if end else Ending("clean", 0, "")
         elif self._buffer:
@@ -161,24 +279,48 @@ class Decoder:
             return Ending("torn", offset, reason)
         return Ending("corrupt", offset, reason)
 
-    @staticmethod
-    def _reaches_end(rest: bytearray) -> bool:
-        """True if the bad frame's claimed length takes it to the end of the file (or past)."""
-        if len(rest) < _FRAME_SIZE:
-            return True
-        length: int = _LENGTH.unpack_from(rest)[0]
-        return 0 < length <= MAX_PAYLOAD and _FRAME_SIZE + length >= len(rest)
+    def _frame_at(self, data: bytearray, start: int) -> tuple[int, bool]:
+        """The length field of the frame at ``start``, and whether the whole frame is there and sound."""
+        if self.header is not None and self.header.version == 1:
+            length, crc = _FRAME_1.unpack_from(data, start)
+            end = start + 8 + length
+            sound = end <= len(data) and zlib.crc32(data[start + 8 : end], zlib.crc32(data[start : start + 4])) == crc
+        else:
+            crc, length, _ = _FRAME_2.unpack_from(data, start)
+            end = start + 16 + length
+            sound = end <= len(data) and zlib.crc32(data[start + 4 : end], self._seed) == crc
+        return length, 0 < length <= MAX_PAYLOAD and sound
 
-    @staticmethod
-    def _complete_frame_after(rest: bytearray) -> bool:
+    def _frame_size(self) -> int:
+        return 8 if self.header is not None and self.header.version == 1 else 16
+
+    def _reaches_end(self, rest: bytearray) -> bool:
+        """True if the bad frame's claimed length takes it to the end of the file (or past)."""
+        size = self._frame_size()
+        if len(rest) < size:
+            return True
+        length = self._frame_at(rest, 0)[0]
+        return 0 < length <= MAX_PAYLOAD and size + length >= len(rest)
+
+    def _complete_frame_after(self, rest: bytearray) -> bool:
         """True if a well-formed frame starts anywhere after the bad one: then it is damage, not a tear."""
-        for start in range(1, len(rest) - _FRAME_SIZE + 1):
-            length, crc = _FRAME.unpack_from(rest, start)
-            end = start + _FRAME_SIZE + length
-            if (
-                0 < length <= MAX_PAYLOAD
-                and end <= len(rest)
-                and _crc(rest[start : start + 4], rest[start + _FRAME_SIZE : end]) == crc
-            ):
-                return True
-        return False
+        return any(self._frame_at(rest, start)[1] for start in range(1, len(rest) - self._frame_size() + 1))
+
+
+def _out_of_order(number: int, expected: int) -> str:
+    return f"record number {number} where {expected} was expected: records out of order, repeated or missing"
+
+
+def _problem(payload: Any, loads: Callable[[Any], Any], check: Check | None) -> dict[str, Any] | str:
+    """The decoded record, or what is wrong with it."""
+    try:
+        decoded = loads(payload)
+    except orjson.JSONDecodeError:
+        return "payload is not a record"
+    if decoded.__class__ is not dict or decoded.get("t").__class__ is not str:
+        return "payload is not a record"
+    if check is not None:
+        reason = check(decoded)
+        if reason is not None:
+            return reason
+    return decoded

@@ -1,4 +1,4 @@
-"""What the journal says: the record types, and how replaying them rebuilds the live set.
+"""What the journal says: the record types, their schema, and how replaying them rebuilds the live set.
 
 Every record is a dict with ``"t"`` (its type) and ``"id"`` (the job's id),
 and every record sets state outright rather than changing it by a delta, so
@@ -10,6 +10,13 @@ snapshot began is in the new log too, and replaying it again is harmless.
   a recurring job filed at its next run, a run of a recurring job).
 * ``move`` -- a reschedule: the new deadline.
 * ``cancel`` / ``ack`` -- the job is gone: cancelled, or ran to success.
+* ``end`` -- a snapshot's last record: how many jobs it holds.
+
+Each type has one schema (:func:`check_log_record`,
+:func:`check_snapshot_record`): the decoder applies it to every record before
+recovery replays it, so a malformed record is damage at its offset, never a
+job rebuilt from wrong fields. Writing goes through :func:`encode_job`, which
+refuses what could not be read back as it was written.
 
 Deadlines are POSIX seconds (UTC wall clock): the monotonic clock does not
 survive a restart. Sans-IO: plain dicts in and out.
@@ -17,16 +24,46 @@ survive a restart. Sans-IO: plain dicts in and out.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Final, cast
 
+import orjson
+
 from ._job import Job, JobState
-from ._recurrence import recurrence_from_spec
+from ._journal_format import MAX_PAYLOAD
+from ._recurrence import MISFIRE, OVERLAP, recurrence_from_spec
 from ._series import Series
 
-__all__ = ["KINDS", "apply", "job_from_record", "job_record"]
+__all__ = [
+    "END",
+    "ERR_MAX",
+    "JSON_ONLY",
+    "KINDS",
+    "NEW_RECORD_MAX",
+    "PRIORITY_MAX",
+    "TIME_MAX",
+    "apply",
+    "check_log_record",
+    "check_snapshot_record",
+    "encode_job",
+    "job_from_record",
+    "job_record",
+]
 
-KINDS: Final = ("job", "move", "cancel", "ack")
+KINDS: Final = ("job", "move", "cancel", "ack")  # a log's record types
+END: Final = "end"  # a snapshot's last record: {"t": "end", "count": n}
+STATES: Final = ("pending", "failed", "dead", "running")  # a job record's states; running: a series between runs
+PRIORITY_MAX: Final = 2**63 - 1  # priorities are int64 in the wheel, negated: -PRIORITY_MAX..PRIORITY_MAX
+TIME_MAX: Final = 2e12  # POSIX seconds: beyond the farthest deadline (now + 1e12 s) of any wall clock before year 33000
+ERR_MAX: Final = 8192  # characters of a failure's traceback a record keeps: its end, where the error is
+# What a job's later records can add to its first one: the error text (at most 6 bytes a character,
+# escaped), the attempt count, a run's parent id. A new job's record leaves that much room under the limit.
+_GROWTH: Final = 6 * ERR_MAX + 16 * 1024
+NEW_RECORD_MAX: Final = MAX_PAYLOAD - _GROWTH
+# Only what JSON holds round-trips: datetimes, dataclasses and subclasses of builtins are refused by orjson
+# with these options; _exact refuses the rest (NaN, UUID, Enum members, Fragment) that orjson would change.
+JSON_ONLY: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def job_record(job: Job) -> dict[str, Any]:
@@ -53,7 +90,8 @@ def job_record(job: Job) -> dict[str, Any]:
     if job.key is not None:
         record["key"] = job.key
     if job.traceback is not None:
-        record["err"] = job.traceback
+        error = job.traceback
+        record["err"] = error if len(error) <= ERR_MAX else "...\n" + error[-ERR_MAX:]
     if job._parent is not None:
         record["parent"] = job._parent.id
     if series is not None:
@@ -66,6 +104,78 @@ def job_record(job: Job) -> dict[str, Any]:
             "overlap": series.overlap,
         }
     return record
+
+
+_ATOMS: Final = frozenset({str, int, bool, type(None)})
+
+
+def _exact(value: Any) -> bool:
+    """True if ``value`` comes back from JSON as itself: same types (but tuples, which come back as lists)."""
+    kind = value.__class__
+    if kind in _ATOMS:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list or kind is tuple:
+        return all(map(_exact, value))
+    if kind is dict:
+        return all(map(_exact, value.values()))  # orjson has refused keys that are not exactly str
+    return False
+
+
+def _first_inexact(value: Any, where: str) -> tuple[str, Any]:
+    """Where in ``value`` (known not :func:`_exact`) the first value JSON would change is, and that value."""
+    kind = value.__class__
+    items = enumerate(value) if kind is list or kind is tuple else value.items() if kind is dict else ()
+    for name, item in items:
+        if not _exact(item):
+            return _first_inexact(item, f"{where}[{name!r}]")
+    return where, value
+
+
+def _inexact(job: Job) -> str:
+    where, value = (
+        _first_inexact(list(job.args), "args")
+        if not all(map(_exact, job.args))
+        else _first_inexact(job.kwargs, "kwargs")
+    )
+    try:
+        back = repr(orjson.loads(orjson.dumps(value, option=JSON_ONLY)))
+    except orjson.JSONDecodeError:
+        back = "nothing readable"
+    return (
+        f"{where} is {_shown(value)} ({type(value).__qualname__}), which would come back from the journal as"
+        f" {back} after a restart; args and kwargs of a journaled job must be JSON values (str, int, finite"
+        " float, bool, None, and lists, tuples and str-keyed dicts of them)"
+    )
+
+
+def encode_job(job: Job, *, new: bool) -> bytes:
+    """The job's ``job`` record, encoded; raises rather than write what could not be read back.
+
+    ``new``: the job is being scheduled, so nothing has changed yet and
+    refusing is still possible: its args must come back as themselves, and
+    its record must leave room for what its later records add (an error
+    text, an attempt count), so that those never outgrow the decoder's limit.
+    """
+    try:
+        payload = orjson.dumps(job_record(job), option=JSON_ONLY)
+    except TypeError as exc:  # orjson.JSONEncodeError
+        raise TypeError(f"args and kwargs of a journaled job must be JSON values: {exc}") from None
+    if new:  # inline, scalars first: most args are a few of them, and this is every durable schedule()
+        for value in job.args:
+            if value.__class__ not in _ATOMS and not _exact(value):
+                raise TypeError(_inexact(job))
+        if job.kwargs and not _exact(job.kwargs):
+            raise TypeError(_inexact(job))
+    limit = NEW_RECORD_MAX if new else MAX_PAYLOAD
+    if len(payload) > limit:
+        raise ValueError(
+            f"args and kwargs of a journaled job must fit in one journal record: this job's record takes"
+            f" {len(payload):,} bytes, over the limit of {limit:,}"
+            + (f" (the decoder's {MAX_PAYLOAD:,}, less {_GROWTH:,} for what its later records add)" if new else "")
+        )
+    return payload
 
 
 def job_from_record(record: dict[str, Any]) -> Job:
@@ -101,7 +211,7 @@ def job_from_record(record: dict[str, Any]) -> Job:
 
 
 def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
-    """Replay one record onto the live set (job id -> its ``job`` record)."""
+    """Replay one record, checked by :func:`check_log_record`, onto the live set (job id -> its ``job`` record)."""
     kind = record["t"]
     if kind == "job":
         live[record["id"]] = record
@@ -111,7 +221,167 @@ def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
             job["due"] = record["due"]
             if "series" in job:
                 job["series"]["nominal"] = record["due"]
-    elif kind in ("cancel", "ack"):
+    else:  # cancel, ack
         live.pop(record["id"], None)
-    else:
-        raise ValueError(f"unknown record type {kind!r}")
+
+
+# -- the schema ----------------------------------------------------------------------
+
+_MISSING: Final = object()
+_JOB_FIELDS: Final = frozenset(
+    ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key", "err", "parent", "series")
+)
+_SERIES_FIELDS: Final = frozenset(("rec", "anchor", "nominal", "misfire", "grace", "overlap"))
+_GONE_FIELDS: Final = frozenset(("t", "id"))
+_MOVE_FIELDS: Final = frozenset(("t", "id", "due"))
+_sound_specs: set[bytes] = set()  # recurrence specs already rebuilt once: a cron series has a record per run
+
+
+def _shown(value: Any) -> str:
+    if value is _MISSING:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(kind: str, field: str, value: Any, must: str) -> str:
+    return f"malformed {kind} record: {field} must be {must}, got {_shown(value)}"
+
+
+def _is_time(value: Any) -> bool:
+    kind = value.__class__
+    return (kind is float or kind is int) and -TIME_MAX <= value <= TIME_MAX
+
+
+def _is_id(value: Any) -> bool:
+    return value.__class__ is str and value != ""
+
+
+_TIME: Final = f"a number of POSIX seconds within ±{TIME_MAX:g}"
+
+
+def _check_fields(kind: str, record: dict[str, Any], fields: frozenset[str]) -> str | None:
+    if record.keys() <= fields:
+        return None
+    return f"malformed {kind} record: unknown fields {sorted(record.keys() - fields)}"
+
+
+def _check_job(record: dict[str, Any]) -> str | None:
+    get = record.get
+    problem = _check_fields("job", record, _JOB_FIELDS)
+    if problem is not None:
+        return problem
+    for field in ("id", "task"):
+        if not _is_id(get(field)):
+            return _bad("job", field, get(field, _MISSING), "a non-empty string")
+    if get("args").__class__ is not list:
+        return _bad("job", "args", get("args", _MISSING), "a list")
+    if get("kwargs").__class__ is not dict:
+        return _bad("job", "kwargs", get("kwargs", _MISSING), "a dict")
+    if not _is_time(get("due")):
+        return _bad("job", "due", get("due", _MISSING), _TIME)
+    prio = get("prio")
+    if prio.__class__ is not int or not -PRIORITY_MAX <= prio <= PRIORITY_MAX:
+        return _bad("job", "prio", get("prio", _MISSING), f"an int within ±{PRIORITY_MAX}")
+    att = get("att")
+    if att.__class__ is not int or not 0 <= att <= PRIORITY_MAX:
+        return _bad("job", "att", get("att", _MISSING), "an int >= 0")
+    state = get("state")
+    if state not in STATES:
+        return _bad("job", "state", get("state", _MISSING), f"one of {', '.join(STATES)}")
+    key = get("key")
+    if key is not None and not _is_id(key):
+        return _bad("job", "key", key, "a non-empty string or null")
+    error = get("err")
+    if error is not None and error.__class__ is not str:
+        return _bad("job", "err", error, "a string or null")
+    parent, series = get("parent", _MISSING), get("series")
+    if parent is not _MISSING and not _is_id(parent):
+        return _bad("job", "parent", parent, "the id of a recurring job")
+    if series is not None:
+        if parent is not _MISSING:
+            return "malformed job record: a run of a recurring job (with a parent) has no series of its own"
+        return _check_series(series)
+    if state == "running":
+        return "malformed job record: only a recurring job (with a series) can be running between runs"
+    return None
+
+
+def _check_series(series: Any) -> str | None:
+    if series.__class__ is not dict:
+        return _bad("job", "series", series, "a dict")
+    problem = _check_fields("job series", series, _SERIES_FIELDS)
+    if problem is not None:
+        return problem
+    get: Any = series.get
+    for field in ("anchor", "nominal"):
+        if not _is_time(get(field)):
+            return _bad("job", f"series.{field}", get(field, _MISSING), _TIME)
+    grace = get("grace")
+    if not (_is_time(grace) and grace >= 0):
+        return _bad("job", "series.grace", get("grace", _MISSING), "a number of seconds >= 0")
+    for field, choices in (("misfire", MISFIRE), ("overlap", OVERLAP)):
+        if get(field) not in choices:
+            return _bad("job", f"series.{field}", get(field, _MISSING), f"one of {', '.join(choices)}")
+    spec = get("rec")
+    if spec.__class__ is not dict:
+        return _bad("job", "series.rec", get("rec", _MISSING), "a recurrence (a dict)")
+    known = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+    if known not in _sound_specs:
+        try:
+            recurrence_from_spec(spec)
+        except Exception as exc:  # whatever Every or Cron refuse: a recurrence that cannot be rebuilt
+            return f"malformed job record: series.rec {_shown(spec)} is not a recurrence: {exc}"
+        if len(_sound_specs) >= 4096:
+            _sound_specs.clear()
+        _sound_specs.add(known)
+    return None
+
+
+def _check_move(record: dict[str, Any]) -> str | None:
+    problem = _check_fields("move", record, _MOVE_FIELDS)
+    if problem is not None:
+        return problem
+    if not _is_id(record.get("id")):
+        return _bad("move", "id", record.get("id", _MISSING), "a non-empty string")
+    if not _is_time(record.get("due")):
+        return _bad("move", "due", record.get("due", _MISSING), _TIME)
+    return None
+
+
+def _check_gone(record: dict[str, Any]) -> str | None:
+    kind = record["t"]
+    problem = _check_fields(kind, record, _GONE_FIELDS)
+    if problem is not None:
+        return problem
+    if not _is_id(record.get("id")):
+        return _bad(kind, "id", record.get("id", _MISSING), "a non-empty string")
+    return None
+
+
+def check_log_record(record: dict[str, Any]) -> str | None:
+    """None if ``record`` is a sound log record (``job``, ``move``, ``cancel``, ``ack``); else what is wrong."""
+    kind = record["t"]
+    if kind == "job":
+        return _check_job(record)
+    if kind == "move":
+        return _check_move(record)
+    if kind in ("cancel", "ack"):
+        return _check_gone(record)
+    if kind == END:
+        return "an end record belongs to a snapshot, not to a log"
+    return f"unknown record type {_shown(kind)}"
+
+
+def check_snapshot_record(record: dict[str, Any]) -> str | None:
+    """None if ``record`` is a sound snapshot record (``job``, or the ``end`` record); else what is wrong."""
+    kind = record["t"]
+    if kind == "job":
+        return _check_job(record)
+    if kind == END:
+        problem = _check_fields(END, record, frozenset(("t", "count")))
+        count: Any = record.get("count", _MISSING)
+        if problem is None and (count.__class__ is not int or count < 0):
+            problem = _bad(END, "count", count, "an int >= 0")
+        return problem
+    return f"unexpected {_shown(kind)} record in a snapshot (it holds job records and an end record)"
