@@ -13,9 +13,11 @@ handle to a fired or cancelled timer never matches the timer that later reuses
 its slab entry, nor does one wheel's handle match another wheel's timer.
 
 Arguments are checked as ``chronowheel._wheel_api`` says, with the pure wheel's
-messages: an exact int (``PyLong_CheckExact``, a pointer compare) goes straight
-to ``PyLong_AsLongLongAndOverflow``; anything else takes the slow path that
-tells int subclasses from bools, floats and the rest.
+messages: an exact int of up to two digits (``PyLong_CheckExact``, a pointer
+compare, then the digits read inline: ``cw_small_int``) is in range by
+construction (handles, known to be ints by then, are read the same way); anything else takes ``_tick``, the slow path that tells int
+subclasses from bools, floats and the rest and reads big ints with
+``PyLong_AsLongLongAndOverflow``.
 
 Due batch: the timers fired and not yet handed out, in (deadline, priority,
 seq) order. Cancelling one leaves a tombstone in its place, as the pure wheel
@@ -66,9 +68,37 @@ cdef extern from *:
     #define cw_ctz64(x) __builtin_ctzll(x)
     #define cw_bitlen64(x) ((x) ? 64 - __builtin_clzll(x) : 0)
     #endif
+
+    /* The value of an int (o is a PyLong: an int or a subclass) that is cheap to read, in *out, and 1;
+       else 0 (read it the slow way). Up to two 30-bit digits on 3.11 (60 bits: always in int64),
+       compact ints on 3.12+. */
+    Py_LOCAL_INLINE(int) cw_small_long(PyObject* o, int64_t* out) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject*)o)) {
+            *out = (int64_t)PyUnstable_Long_CompactValue((PyLongObject*)o);
+            return 1;
+        }
+        return 0;
+    #else
+        const digit* d = ((PyLongObject*)o)->ob_digit;
+        switch (Py_SIZE(o)) {
+        case 0: *out = 0; return 1;
+        case 1: *out = (int64_t)d[0]; return 1;
+        case -1: *out = -(int64_t)d[0]; return 1;
+        case 2: *out = ((int64_t)d[1] << PyLong_SHIFT) | (int64_t)d[0]; return 1;
+        case -2: *out = -(((int64_t)d[1] << PyLong_SHIFT) | (int64_t)d[0]); return 1;
+        default: return 0;
+        }
+    #endif
+    }
+
+    /* cw_small_long for an exact int only (not a bool, not a subclass), o any object. */
+    #define cw_small_int(o, out) (PyLong_CheckExact(o) && cw_small_long((o), (out)))
     """
     int cw_ctz64(unsigned long long x) nogil
     int cw_bitlen64(unsigned long long x) nogil
+    bint cw_small_long(object o, int64_t* out) noexcept
+    bint cw_small_int(object o, int64_t* out) noexcept
 
 cdef enum:
     BITS = 6
@@ -90,28 +120,28 @@ cdef str RANGE = "from -(2**63 - 1) to 2**63 - 1"
 cdef uint64_t last_seq = 0  # the last sequence number handed out, by any wheel
 
 
-cdef int _refuse_int(object value, str name) except -1:
-    """The contract's TypeError or ValueError for ``value``, passed as ``name``: always raises."""
-    if PyBool_Check(value) or not PyLong_Check(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    raise ValueError(f"{name} must be an int {RANGE}, got {value!r}")
+cdef int64_t _tick(object value, str name) except? -1:
+    """``value`` as a tick or priority: an int (an int subclass, not a bool) within +-TICK_MAX.
 
-
-cdef inline int64_t _tick(object value, str name) except? -1:
-    """``value`` as a tick or priority: an int (an int subclass, not a bool) within +-TICK_MAX."""
+    The slow path: callers read a small exact int with ``cw_small_int`` first,
+    so the hot calls pass no name and check no error.
+    """
     cdef int overflow = 0
     cdef long long v
-    if not PyLong_CheckExact(value) and (PyBool_Check(value) or not PyLong_Check(value)):
-        _refuse_int(value, name)
+    if PyBool_Check(value) or not PyLong_Check(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     v = PyLong_AsLongLongAndOverflow(value, &overflow)
     if overflow or v < -TICK_MAX:
-        _refuse_int(value, name)
+        raise ValueError(f"{name} must be an int {RANGE}, got {value!r}")
     return v
 
 
-cdef inline int _check_handle(object handle) except -1:
-    """A handle is an int (what ``add`` returned, maybe in an int subclass); anything else is refused."""
-    if not PyLong_CheckExact(handle) and (PyBool_Check(handle) or not PyLong_Check(handle)):
+cdef int _check_handle(object handle) except -1:
+    """A handle is an int (what ``add`` returned, maybe in an int subclass); anything else is refused.
+
+    For what is not an exact int: callers test ``PyLong_CheckExact`` first.
+    """
+    if PyBool_Check(handle) or not PyLong_Check(handle):
         raise TypeError(f"handle must be an int returned by add(), got {type(handle).__name__}")
     return 0
 
@@ -257,8 +287,13 @@ cdef class TimerWheel:
         cdef uint64_t seq = last_seq + 1
         cdef object handle
         # Everything that can fail comes before the first change.
-        cdef int64_t d = _tick(deadline, "deadline")
-        cdef int64_t p = _tick(priority, "priority")
+        cdef int64_t d, p
+        if not cw_small_int(deadline, &d):
+            d = _tick(deadline, "deadline")
+        if priority is 0:  # the default, and what the engine passes for most jobs: the cached small int
+            p = 0
+        elif not cw_small_int(priority, &p):
+            p = _tick(priority, "priority")
         cdef bint recycled = self.free_head != NIL
         if recycled:
             idx = self.free_head
@@ -286,7 +321,8 @@ cdef class TimerWheel:
 
     def cancel(self, handle):
         """Remove a pending timer. False if it already fired or was cancelled."""
-        _check_handle(handle)
+        if not PyLong_CheckExact(handle):
+            _check_handle(handle)
         cdef uint32_t idx = self._lookup(handle)
         if idx == NIL:
             return False
@@ -304,8 +340,11 @@ cdef class TimerWheel:
 
     def reschedule(self, handle, deadline):
         """Move a pending timer to ``deadline``. False if it is no longer pending."""
-        _check_handle(handle)
-        cdef int64_t d = _tick(deadline, "deadline")
+        if not PyLong_CheckExact(handle):
+            _check_handle(handle)
+        cdef int64_t d
+        if not cw_small_int(deadline, &d):
+            d = _tick(deadline, "deadline")
         cdef uint32_t idx = self._lookup(handle)
         if idx == NIL:
             return False
@@ -341,7 +380,9 @@ cdef class TimerWheel:
         ``now`` for the rest. Ticks never go backwards: a ``now`` behind the
         wheel's hands out what is due at the wheel's own tick.
         """
-        cdef int64_t until = _tick(now, "now")
+        cdef int64_t until
+        if not cw_small_int(now, &until):
+            until = _tick(now, "now")
         cdef Py_ssize_t lim = -1
         cdef Py_ssize_t count = 0
         cdef uint32_t idx
@@ -386,15 +427,19 @@ cdef class TimerWheel:
     # -- internals -----------------------------------------------------------
 
     cdef uint32_t _lookup(self, object handle) noexcept:
-        """The slab index of the pending timer ``handle`` names, or NIL."""
+        """The slab index of the pending timer the int ``handle`` names, or NIL (callers checked it is an int)."""
         cdef uint64_t h, seq
+        cdef int64_t small
         cdef uint32_t idx
-        if not PyLong_Check(handle):
-            return NIL
-        h = cw_as_u64(handle)
-        if h == <uint64_t>-1 and PyErr_Occurred():
-            PyErr_Clear()
-            return self._lookup_big(handle)
+        if cw_small_long(handle, &small):  # up to 60 bits: every handle until 2**28 timers were added
+            if small < 0:
+                return NIL
+            h = <uint64_t>small
+        else:
+            h = cw_as_u64(handle)
+            if h == <uint64_t>-1 and PyErr_Occurred():
+                PyErr_Clear()
+                return self._lookup_big(handle)
         idx = <uint32_t>(h & 0xFFFFFFFFu)
         seq = h >> 32
         if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
