@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CRONITER_FLOOR := $(shell sed -n 's/^ *"croniter>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 FLOOR := .floor/.installed
 
-.PHONY: demo test bench bench-micro soak lint clean
+.PHONY: demo test bench bench-micro soak lint stubtest clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard native/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,14 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check src tests bench examples
 	$(PY) -m mypy
 
+# The native wheel's stub against the built extension (no allowlist: the module
+# is built with autotestdict=False, so Cython adds no __test__ dict).
+stubtest: $(STAMP)
+	$(PY) -m mypy.stubtest chronowheel._cwheel
+
 # The wheel tests cover both wheels in one run; the engine-level tests run
 # again with the native wheel switched off, so the pure fallback is proven too.
-test: $(STAMP) lint $(FLOOR)
+test: $(STAMP) lint stubtest $(FLOOR)
 	$(PY) -m pytest -m "not slow"
 	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest -m "not slow" tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
 		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, autotestdict=False
 """The hierarchical timing wheel in C: a drop-in for ``chronowheel._wheel.TimerWheel``.
 
 Same algorithm, same outputs (see the pure module for the design); only the
@@ -8,8 +8,16 @@ due batch. Its payload is the only Python object the wheel keeps per timer; the
 slab is allocated with ``PyMem_Raw*`` so ``tracemalloc`` sees it.
 
 A handle is the int ``seq << 32 | index``: ``seq`` is the timer's insertion
-sequence number, unique for the wheel's life, so a handle to a fired or
-cancelled timer never matches the timer that later reuses its slab entry.
+sequence number, drawn from one counter for every wheel in the process, so a
+handle to a fired or cancelled timer never matches the timer that later reuses
+its slab entry, nor does one wheel's handle match another wheel's timer.
+
+Arguments are checked as ``chronowheel._wheel_api`` says, with the pure wheel's
+messages: an exact int of up to two digits (``PyLong_CheckExact``, a pointer
+compare, then the digits read inline: ``cw_small_int``) is in range by
+construction (handles, known to be ints by then, are read the same way); anything else takes ``_tick``, the slow path that tells int
+subclasses from bools, floats and the rest and reads big ints with
+``PyLong_AsLongLongAndOverflow``.
 
 Due batch: the timers fired and not yet handed out, in (deadline, priority,
 seq) order. Cancelling one leaves a tombstone in its place, as the pure wheel
@@ -23,8 +31,9 @@ with the pure wheel's dicts.
 """
 
 cimport cython
+from cpython.bool cimport PyBool_Check
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
-from cpython.long cimport PyLong_Check, PyLong_FromUnsignedLongLong
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_CheckExact, PyLong_FromUnsignedLongLong
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint32_t, uint64_t
@@ -59,9 +68,37 @@ cdef extern from *:
     #define cw_ctz64(x) __builtin_ctzll(x)
     #define cw_bitlen64(x) ((x) ? 64 - __builtin_clzll(x) : 0)
     #endif
+
+    /* The value of an int (o is a PyLong: an int or a subclass) that is cheap to read, in *out, and 1;
+       else 0 (read it the slow way). Up to two 30-bit digits on 3.11 (60 bits: always in int64),
+       compact ints on 3.12+. */
+    Py_LOCAL_INLINE(int) cw_small_long(PyObject* o, int64_t* out) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject*)o)) {
+            *out = (int64_t)PyUnstable_Long_CompactValue((PyLongObject*)o);
+            return 1;
+        }
+        return 0;
+    #else
+        const digit* d = ((PyLongObject*)o)->ob_digit;
+        switch (Py_SIZE(o)) {
+        case 0: *out = 0; return 1;
+        case 1: *out = (int64_t)d[0]; return 1;
+        case -1: *out = -(int64_t)d[0]; return 1;
+        case 2: *out = ((int64_t)d[1] << PyLong_SHIFT) | (int64_t)d[0]; return 1;
+        case -2: *out = -(((int64_t)d[1] << PyLong_SHIFT) | (int64_t)d[0]); return 1;
+        default: return 0;
+        }
+    #endif
+    }
+
+    /* cw_small_long for an exact int only (not a bool, not a subclass), o any object. */
+    #define cw_small_int(o, out) (PyLong_CheckExact(o) && cw_small_long((o), (out)))
     """
     int cw_ctz64(unsigned long long x) nogil
     int cw_bitlen64(unsigned long long x) nogil
+    bint cw_small_long(object o, int64_t* out) noexcept
+    bint cw_small_int(object o, int64_t* out) noexcept
 
 cdef enum:
     BITS = 6
@@ -77,6 +114,36 @@ cdef enum:
 
 cdef uint32_t NIL = 0xFFFFFFFFu
 cdef uint32_t MAX_TIMERS = 0xFFFFFFFEu
+cdef int64_t TICK_MAX = 0x7FFFFFFFFFFFFFFF  # ticks and priorities: -TICK_MAX .. TICK_MAX
+cdef str RANGE = "from -(2**63 - 1) to 2**63 - 1"
+
+cdef uint64_t last_seq = 0  # the last sequence number handed out, by any wheel
+
+
+cdef int64_t _tick(object value, str name) except? -1:
+    """``value`` as a tick or priority: an int (an int subclass, not a bool) within +-TICK_MAX.
+
+    The slow path: callers read a small exact int with ``cw_small_int`` first,
+    so the hot calls pass no name and check no error.
+    """
+    cdef int overflow = 0
+    cdef long long v
+    if PyBool_Check(value) or not PyLong_Check(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow or v < -TICK_MAX:
+        raise ValueError(f"{name} must be an int {RANGE}, got {value!r}")
+    return v
+
+
+cdef int _check_handle(object handle) except -1:
+    """A handle is an int (what ``add`` returned, maybe in an int subclass); anything else is refused.
+
+    For what is not an exact int: callers test ``PyLong_CheckExact`` first.
+    """
+    if PyBool_Check(handle) or not PyLong_Check(handle):
+        raise TypeError(f"handle must be an int returned by add(), got {type(handle).__name__}")
+    return 0
 
 ctypedef struct Timer:
     int64_t deadline
@@ -116,7 +183,8 @@ cdef class TimerWheel:
     (deadline, priority, insertion) order, lower priority values first; a
     deadline already in the past is due at the next ``advance``. Handles
     returned by :meth:`add` are opaque: pass them back to :meth:`cancel` and
-    :meth:`reschedule`. Ticks, deadlines and priorities are signed 64-bit.
+    :meth:`reschedule`. What is accepted and how the rest is refused:
+    :class:`chronowheel._wheel_api.Wheel`.
     """
 
     cdef Timer* timers
@@ -126,7 +194,6 @@ cdef class TimerWheel:
     cdef Py_ssize_t size  # pending timers: filed, overflowing or due (not tombstones)
     cdef int nlevels
     cdef int64_t now_
-    cdef uint64_t seq
     cdef uint64_t masks[MAX_LEVELS]
     cdef uint32_t heads[ALL_SLOTS]
     cdef uint32_t tails[ALL_SLOTS]
@@ -142,18 +209,23 @@ cdef class TimerWheel:
         self.scratch = NULL
         self.scratch_cap = 0
         self._reset()
+        self.nlevels = 6  # a usable default wheel even if __init__ never runs, as the pure one
+        self.now_ = 0
 
     def __init__(self, levels=6, *, start=0):
-        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS:
+        if isinstance(levels, bool) or not isinstance(levels, int):
+            raise TypeError(f"levels must be an int, got {type(levels).__name__}")
+        if not 1 <= levels <= MAX_LEVELS:
             raise ValueError(f"levels must be an int from 1 to {MAX_LEVELS}, got {levels!r}")
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise ValueError(f"start must be a non-negative int, got {start!r}")
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise TypeError(f"start must be an int, got {type(start).__name__}")
+        if not 0 <= start <= TICK_MAX:
+            raise ValueError(f"start must be an int from 0 to 2**63 - 1, got {start!r}")
         cdef int64_t first = start
         if self.used:
             self._release_all()
         self.nlevels = levels
         self.now_ = first
-        self.seq = 0
 
     def __dealloc__(self):
         self._release_all()
@@ -208,12 +280,20 @@ cdef class TimerWheel:
     def __repr__(self):
         return f"<TimerWheel levels={self.nlevels} now={self.now_} pending={self.size}>"
 
-    def add(self, int64_t deadline, object payload, int64_t priority=0):
+    def add(self, deadline, object payload, priority=0):
         """File ``payload`` to fire at tick ``deadline``; return its handle."""
+        global last_seq
         cdef uint32_t idx
-        cdef uint64_t seq = self.seq + 1
+        cdef uint64_t seq = last_seq + 1
         cdef object handle
         # Everything that can fail comes before the first change.
+        cdef int64_t d, p
+        if not cw_small_int(deadline, &d):
+            d = _tick(deadline, "deadline")
+        if priority is 0:  # the default, and what the engine passes for most jobs: the cached small int
+            p = 0
+        elif not cw_small_int(priority, &p):
+            p = _tick(priority, "priority")
         cdef bint recycled = self.free_head != NIL
         if recycled:
             idx = self.free_head
@@ -229,18 +309,20 @@ cdef class TimerWheel:
             self.free_head = self.timers[idx].next
         else:
             self.used += 1
-        self.seq = seq
+        last_seq = seq
         cdef Timer* t = &self.timers[idx]
         t.seq = seq
-        t.priority = priority
+        t.priority = p
         t.payload = <PyObject*>payload
         cw_incref(t.payload)
         self.size += 1
-        self._file(idx, deadline)
+        self._file(idx, d)
         return handle
 
     def cancel(self, handle):
         """Remove a pending timer. False if it already fired or was cancelled."""
+        if not PyLong_CheckExact(handle):
+            _check_handle(handle)
         cdef uint32_t idx = self._lookup(handle)
         if idx == NIL:
             return False
@@ -256,18 +338,23 @@ cdef class TimerWheel:
         cw_decref(payload)  # last: a finalizer may use the wheel
         return True
 
-    def reschedule(self, handle, int64_t deadline):
+    def reschedule(self, handle, deadline):
         """Move a pending timer to ``deadline``. False if it is no longer pending."""
+        if not PyLong_CheckExact(handle):
+            _check_handle(handle)
+        cdef int64_t d
+        if not cw_small_int(deadline, &d):
+            d = _tick(deadline, "deadline")
         cdef uint32_t idx = self._lookup(handle)
         if idx == NIL:
             return False
         cdef Timer* t = &self.timers[idx]
-        if t.where != W_DUE and deadline >= t.deadline:
+        if t.where != W_DUE and d >= t.deadline:
             # Later: lazy. The old slot comes up first and re-files it then.
-            t.deadline = deadline
+            t.deadline = d
             return True
         self._unlink(idx)
-        self._file(idx, deadline)
+        self._file(idx, d)
         return True
 
     def next_expiry(self):
@@ -286,25 +373,30 @@ cdef class TimerWheel:
             return self._next_window()
         return None
 
-    def advance(self, int64_t now, limit=None):
+    def advance(self, now, limit=None):
         """Move to tick ``now`` and return the payloads due by then.
 
         With ``limit``, return at most that many; call again with the same
         ``now`` for the rest. Ticks never go backwards: a ``now`` behind the
         wheel's hands out what is due at the wheel's own tick.
         """
+        cdef int64_t until
+        if not cw_small_int(now, &until):
+            until = _tick(now, "now")
         cdef Py_ssize_t lim = -1
         cdef Py_ssize_t count = 0
         cdef uint32_t idx
         cdef Timer* t
         cdef PyObject* payload
         if limit is not None:
+            if not PyLong_CheckExact(limit) and (PyBool_Check(limit) or not PyLong_Check(limit)):
+                raise TypeError(f"limit must be an int or None, got {type(limit).__name__}")
             if limit <= 0:
                 raise ValueError(f"limit must be positive, got {limit!r}")
             if limit < <object>PY_SSIZE_T_MAX:
                 lim = limit
-        if now < self.now_:
-            now = self.now_
+        if until < self.now_:
+            until = self.now_
         cdef list out = []
         while True:
             # Hand out what has already fired, freeing tombstones on the way.
@@ -328,22 +420,26 @@ cdef class TimerWheel:
                 count += 1
             if count == lim:
                 return out
-            if not self._fire_next(now):
-                self.now_ = now
+            if not self._fire_next(until):
+                self.now_ = until
                 return out
 
     # -- internals -----------------------------------------------------------
 
     cdef uint32_t _lookup(self, object handle) noexcept:
-        """The slab index of the pending timer ``handle`` names, or NIL."""
+        """The slab index of the pending timer the int ``handle`` names, or NIL (callers checked it is an int)."""
         cdef uint64_t h, seq
+        cdef int64_t small
         cdef uint32_t idx
-        if not PyLong_Check(handle):
-            return NIL
-        h = cw_as_u64(handle)
-        if h == <uint64_t>-1 and PyErr_Occurred():
-            PyErr_Clear()
-            return self._lookup_big(handle)
+        if cw_small_long(handle, &small):  # up to 60 bits: every handle until 2**28 timers were added
+            if small < 0:
+                return NIL
+            h = <uint64_t>small
+        else:
+            h = cw_as_u64(handle)
+            if h == <uint64_t>-1 and PyErr_Occurred():
+                PyErr_Clear()
+                return self._lookup_big(handle)
         idx = <uint32_t>(h & 0xFFFFFFFFu)
         seq = h >> 32
         if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
@@ -509,8 +605,8 @@ cdef class TimerWheel:
             start = self._next_window()
             if start > <uint64_t>now:
                 return 0
-            # The pure wheel steps one window at a time, filing everything
-            # back into overflow until a window holds a deadline: jump there.
+            # Straight to the window of the earliest overflow deadline (as the
+            # pure wheel), not one window at a time.
             span = BITS * self.nlevels
             idx = self.ov_head
             lowest = self.timers[idx].deadline

@@ -2,25 +2,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import os
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from chronowheel._wheel import TimerWheel as PureWheel
+from chronowheel._wheel_api import Wheel
 from helpers import Runner, run_on
 
-WHEELS: dict[str, Any] = {"pure": PureWheel}
+# Callable[..., Wheel]: the tests also call the constructors with ill-typed arguments.
+WHEELS: dict[str, Callable[..., Wheel]] = {"pure": PureWheel}
 
-# Not built, or built with CHRONOWHEEL_NO_EXTENSIONS: the pure wheel alone. Through
-# importlib because the extension has no stub, and mypy must not need one.
-with contextlib.suppress(ImportError):
-    WHEELS["native"] = importlib.import_module("chronowheel._cwheel").TimerWheel
+try:
+    from chronowheel._cwheel import TimerWheel as NativeWheel
+except ImportError:  # not built, or built with CHRONOWHEEL_NO_EXTENSIONS: the pure wheel alone
+    pass
+else:
+    WHEELS["native"] = NativeWheel
 
 
 @pytest.fixture(params=sorted(WHEELS), scope="session")
-def wheel_factory(request: pytest.FixtureRequest) -> Any:
+def wheel_factory(request: pytest.FixtureRequest) -> Callable[..., Wheel]:
     return WHEELS[request.param]
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from chronowheel._wheel_api import TICK_MAX, TICK_MIN
 
 
 class ReferenceWheel:
@@ -56,6 +60,36 @@ operation = st.one_of(
     st.tuples(st.just("advance_edge"), st.integers(-1, 1)),
     st.tuples(st.just("advance_limited"), st.integers(0, 200), st.integers(1, 3)),
 )
+# Calls the contract refuses (chronowheel._wheel_api): they raise, and change nothing.
+not_a_tick = st.one_of(
+    st.sampled_from([None, True, False, "1", math.nan, math.inf]),
+    st.floats(-1e6, 1e6),
+    st.integers(TICK_MAX + 1, 2**70),
+    st.integers(-(2**70), TICK_MIN - 1),
+)
+refused = st.one_of(
+    st.tuples(st.just("refused_add"), not_a_tick, st.integers(-2, 2)),
+    st.tuples(st.just("refused_add_priority"), st.integers(-50, 3 * SPAN), not_a_tick),
+    st.tuples(st.just("refused_reschedule"), st.integers(0, 200), not_a_tick),
+    st.tuples(st.just("refused_handle"), st.integers(0, 200), st.sampled_from([float, bool, str])),
+    st.tuples(st.just("refused_advance"), not_a_tick),
+    st.tuples(st.just("refused_limit"), st.integers(0, 200), st.sampled_from([0, -1, 1.0, True, "2"])),
+)
+
+
+def refused_call(wheel: Any, op: tuple[Any, ...], handles: list[Any], now: int) -> tuple[Any, ...]:
+    """(method, arguments) of a call the contract refuses."""
+    kind = op[0]
+    handle = handles[op[1] % len(handles)] if handles and kind in ("refused_reschedule", "refused_handle") else 1
+    if kind in ("refused_add", "refused_add_priority"):
+        return wheel.add, (op[1], "refused", op[2])
+    if kind == "refused_reschedule":
+        return wheel.reschedule, (handle, op[2])
+    if kind == "refused_handle":
+        return wheel.cancel, (op[2](handle),)
+    if kind == "refused_advance":
+        return wheel.advance, (op[1],)
+    return wheel.advance, (now + op[1], op[2])
 
 
 def run_stream(wheel: Any, ops: list[tuple[Any, ...]]) -> None:
@@ -63,7 +97,11 @@ def run_stream(wheel: Any, ops: list[tuple[Any, ...]]) -> None:
     handles: list[Any] = []
     for op in ops:
         kind = op[0]
-        if kind in ("add", "add_near"):
+        if kind.startswith("refused"):
+            method, args = refused_call(wheel, op, handles, model.now)
+            with pytest.raises((TypeError, ValueError)):
+                method(*args)
+        elif kind in ("add", "add_near"):
             deadline = max(0, model.now + op[1]) if kind == "add_near" else max(0, op[1])
             payload = len(handles)
             handles.append(wheel.add(deadline, payload, op[2]))
@@ -113,4 +151,11 @@ def run_stream(wheel: Any, ops: list[tuple[Any, ...]]) -> None:
 @settings(max_examples=1000, deadline=None)
 @given(st.lists(operation, min_size=5, max_size=150))
 def test_wheel_matches_reference_model(wheel_factory: Any, ops: list[tuple[Any, ...]]) -> None:
+    run_stream(wheel_factory(LEVELS), ops)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(operation, refused), min_size=5, max_size=100))
+def test_refused_calls_change_nothing(wheel_factory: Any, ops: list[tuple[Any, ...]]) -> None:
+    """Every argument is checked before anything moves: the model, which never sees them, still agrees."""
     run_stream(wheel_factory(LEVELS), ops)

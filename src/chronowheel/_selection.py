@@ -1,4 +1,10 @@
-"""Pick the wheel implementation: the native one when it imports, else the pure one."""
+"""Pick the wheel implementation: the native one when it imports, else the pure one.
+
+Both implement :class:`._wheel_api.Wheel`, checked here by mypy (the native
+one through its stub, ``_cwheel.pyi``, which ``mypy.stubtest`` holds to the
+built module). The name is typed as the native class, the one in use wherever
+the extension builds; program against ``Wheel``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,11 @@ __all__ = ["WHEEL", "TimerWheel"]
 WHEEL: Literal["native", "pure"]
 
 if TYPE_CHECKING:
-    from ._wheel import TimerWheel
+    from ._cwheel import TimerWheel
+    from ._wheel import TimerWheel as _PureWheel
+    from ._wheel_api import Wheel
+
+    _TWINS: tuple[type[Wheel], ...] = (TimerWheel, _PureWheel)
 elif os.environ.get("CHRONOWHEEL_NO_EXTENSIONS"):
     from ._wheel import TimerWheel
 

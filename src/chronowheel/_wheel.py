@@ -7,26 +7,40 @@ current tick (as in Tokio), so the earliest occupied slot of the lowest
 non-empty level is always the next thing to do: ``next_expiry()`` reads one
 occupancy mask per level and never scans slots.
 
-A timer is an int handle (its insertion sequence number) and one int of state,
+A timer is an int handle (its insertion sequence number, drawn from one
+counter for every wheel in the process, so no wheel mistakes another's handle
+for its own) and one int of state,
 ``deadline << 10 | where``, so the wheel allocates no container per timer and
 adds nothing for the cyclic garbage collector to walk. Each slot is a dict
 ``{handle: payload}``, so cancel is one ``del``. Moving a deadline later is
 lazy: only the state changes, and the timer is re-filed when its old slot
 comes up. Deadlines beyond the top level wait in an overflow dict and are
 re-filed when the wheel's top-level window rolls over.
+
+What it accepts, and how it refuses the rest, is :mod:`chronowheel._wheel_api`'s
+contract; the checks cost the hot paths one ``type(x) is int`` each, and the
+range checks sit on the rarer branches (a deadline filed in the wheel's levels
+is in range by construction).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Any, Final
+from itertools import count
+from typing import Any, Final, NoReturn, Self, SupportsIndex, final
+
+from ._wheel_api import MAX_LEVELS as _MAX_LEVELS
+from ._wheel_api import TICK_MAX as _TICK_MAX
 
 __all__ = ["TimerWheel"]
 
 _BITS: Final = 6
 _SLOTS: Final = 1 << _BITS
 _SLOT_MASK: Final = _SLOTS - 1
-_MAX_LEVELS: Final = 10
+_RANGE: Final = "from -(2**63 - 1) to 2**63 - 1"
+_NAME: Final = "chronowheel.TimerWheel"  # as the native type names itself in its errors
+
+_handles = count(1)  # next(_handles): a specialised builtin call, cheaper than a bound __next__
 
 # ``where`` is ``level * 64 + slot`` while filed in the wheel, _OVERFLOW while
 # waiting beyond the top level, _DUE while fired but not yet handed out.
@@ -36,6 +50,20 @@ _OVERFLOW: Final = _WHERE_MASK - 1
 _DUE: Final = _WHERE_MASK
 
 
+def _tick(name: str, value: object) -> int:
+    """``value`` as a tick or priority, or the contract's TypeError / ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not -_TICK_MAX <= value <= _TICK_MAX:
+        raise ValueError(f"{name} must be an int {_RANGE}, got {value!r}")
+    return int(value)
+
+
+def _bad_handle(handle: object) -> TypeError:
+    return TypeError(f"handle must be an int returned by add(), got {type(handle).__name__}")
+
+
+@final
 class TimerWheel:
     """Hierarchical timing wheel: O(1) add, cancel and reschedule.
 
@@ -43,7 +71,8 @@ class TimerWheel:
     (deadline, priority, insertion) order, lower priority values first; a
     deadline already in the past is due at the next ``advance``. Handles
     returned by :meth:`add` are opaque: pass them back to :meth:`cancel` and
-    :meth:`reschedule`.
+    :meth:`reschedule`. What is accepted and how the rest is refused:
+    :class:`chronowheel._wheel_api.Wheel`.
     """
 
     __slots__ = (
@@ -55,16 +84,28 @@ class TimerWheel:
         "_now",
         "_overflow",
         "_priority",
-        "_seq",
         "_slots",
         "_state",
     )
 
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        """A default wheel even before ``__init__`` runs, as the native type's ``__cinit__`` makes it."""
+        wheel = super().__new__(cls)
+        wheel._reset(6, 0)
+        return wheel
+
     def __init__(self, levels: int = 6, *, start: int = 0) -> None:
-        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= _MAX_LEVELS:
+        if isinstance(levels, bool) or not isinstance(levels, int):
+            raise TypeError(f"levels must be an int, got {type(levels).__name__}")
+        if not 1 <= levels <= _MAX_LEVELS:
             raise ValueError(f"levels must be an int from 1 to {_MAX_LEVELS}, got {levels!r}")
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise ValueError(f"start must be a non-negative int, got {start!r}")
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise TypeError(f"start must be an int, got {type(start).__name__}")
+        if not 0 <= start <= _TICK_MAX:
+            raise ValueError(f"start must be an int from 0 to 2**63 - 1, got {start!r}")
+        self._reset(int(levels), int(start))
+
+    def _reset(self, levels: int, start: int) -> None:
         self._levels = levels
         self._now = start
         self._state: dict[int, int] = {}  # handle -> deadline << 10 | where, for every pending timer
@@ -75,7 +116,14 @@ class TimerWheel:
         self._due: list[tuple[int, int, int]] = []  # fired (deadline, priority, handle), in order
         self._due_at = 0
         self._due_payloads: dict[int, Any] = {}
-        self._seq = 0
+
+    def __init_subclass__(cls, **kwargs: object) -> NoReturn:
+        """Final, as the native type is: a subclass could not be the same on both."""
+        raise TypeError(f"type {_NAME!r} is not an acceptable base type")
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        """Not picklable or copyable, as the native type is not: payloads are the caller's objects."""
+        raise TypeError(f"cannot pickle {_NAME!r} object")
 
     @property
     def now(self) -> int:
@@ -95,18 +143,19 @@ class TimerWheel:
 
     def add(self, deadline: int, payload: object, priority: int = 0) -> int:
         """File ``payload`` to fire at tick ``deadline``; return its handle."""
-        handle = self._seq = self._seq + 1
-        if priority:
-            self._priority[handle] = priority
+        if type(deadline) is not int or type(priority) is not int:
+            deadline = _tick("deadline", deadline)
+            priority = _tick("priority", priority)
         now = self._now
-        if deadline <= now:
-            self._file(handle, deadline, payload)
-            return handle
-        # _file's common case, inlined: this is the hottest call there is.
-        level = (((deadline ^ now) | _SLOT_MASK).bit_length() - 1) // _BITS
-        if level >= self._levels:
-            self._file(handle, deadline, payload)
-            return handle
+        if deadline <= now or (level := (((deadline ^ now) | _SLOT_MASK).bit_length() - 1) // _BITS) >= self._levels:
+            return self._add(_tick("deadline", deadline), payload, _tick("priority", priority))
+        # _file's common case, inlined: this is the hottest call there is. The
+        # deadline is in range: it shares every bit from 60 up with ``now``.
+        handle = next(_handles)
+        if priority:
+            if not -_TICK_MAX <= priority <= _TICK_MAX:
+                raise ValueError(f"priority must be an int {_RANGE}, got {priority!r}")
+            self._priority[handle] = priority
         slot = (deadline >> (level * _BITS)) & _SLOT_MASK
         where = level * _SLOTS + slot
         self._state[handle] = deadline << _WHERE_BITS | where
@@ -114,8 +163,18 @@ class TimerWheel:
         self._masks[level] |= 1 << slot
         return handle
 
+    def _add(self, deadline: int, payload: object, priority: int) -> int:
+        """``add`` for a deadline due already or beyond the top level, its arguments checked."""
+        handle = next(_handles)
+        if priority:
+            self._priority[handle] = priority
+        self._file(handle, deadline, payload)
+        return handle
+
     def cancel(self, handle: int) -> bool:
         """Remove a pending timer. False if it already fired or was cancelled."""
+        if type(handle) is not int and (handle is True or handle is False or not isinstance(handle, int)):
+            raise _bad_handle(handle)
         state = self._state.pop(handle, None)
         if state is None:
             return False
@@ -126,14 +185,22 @@ class TimerWheel:
 
     def reschedule(self, handle: int, deadline: int) -> bool:
         """Move a pending timer to ``deadline``. False if it is no longer pending."""
+        if type(handle) is not int and (handle is True or handle is False or not isinstance(handle, int)):
+            raise _bad_handle(handle)
+        if type(deadline) is not int:
+            deadline = _tick("deadline", deadline)
         state = self._state.get(handle)
         if state is None:
+            _tick("deadline", deadline)  # not pending is no excuse for a bad deadline
             return False
         where = state & _WHERE_MASK
         if where != _DUE and deadline >= state >> _WHERE_BITS:
+            if deadline > _TICK_MAX:
+                _tick("deadline", deadline)
             # Later: lazy. The old slot comes up first and re-files it then.
             self._state[handle] = deadline << _WHERE_BITS | where
             return True
+        deadline = _tick("deadline", deadline)
         if where == _DUE:
             # Its batch entry carries the old deadline: take it out, or the
             # drain would hand the timer out from its old place.
@@ -164,8 +231,12 @@ class TimerWheel:
         ``now`` for the rest. Ticks never go backwards: a ``now`` behind the
         wheel's hands out what is due at the wheel's own tick.
         """
+        if type(now) is not int or not -_TICK_MAX <= now <= _TICK_MAX:
+            now = _tick("now", now)
         if limit is None:
             limit = -1
+        elif type(limit) is not int and (limit is True or limit is False or not isinstance(limit, int)):
+            raise TypeError(f"limit must be an int or None, got {type(limit).__name__}")
         elif limit <= 0:
             raise ValueError(f"limit must be positive, got {limit!r}")
         now = max(now, self._now)
@@ -263,10 +334,19 @@ class TimerWheel:
             start = self._next_window()
             if start > now:
                 return False
+            # Straight to the window of the earliest overflow deadline, as the
+            # native wheel does: stepping one window at a time would take 2**27
+            # passes to reach a deadline near 2**63 at six levels.
+            state = self._state
+            span = _BITS * self._levels
+            window = min(state[handle] for handle in self._overflow) >> _WHERE_BITS >> span << span
+            if window > start:
+                if window > now:
+                    return False
+                start = window
             self._now = start
             waiting = self._overflow
             self._overflow = {}
-            state = self._state
             for handle, payload in waiting.items():
                 self._file(handle, state[handle] >> _WHERE_BITS, payload)
             return True
