@@ -3,9 +3,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
+import uvloop
 
 from chronowheel._wheel import TimerWheel as PureWheel
 from chronowheel._wheel_api import Wheel
@@ -27,9 +28,24 @@ def wheel_factory(request: pytest.FixtureRequest) -> Callable[..., Wheel]:
     return WHEELS[request.param]
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+LOOPS: dict[str, LoopFactory] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, LoopFactory]:
+    """Every ``async def`` test runs twice, on stock asyncio and on uvloop (ids ``[asyncio]``, ``[uvloop]``).
+
+    pytest-asyncio's loop-factory hook, not an ``event_loop_policy`` override: that is deprecated since 1.4.
+    """
+    return LOOPS
+
+
+@pytest.fixture(params=sorted(LOOPS))
 def run(request: pytest.FixtureRequest) -> Runner:
-    """Run a test's coroutine on stock asyncio and on uvloop."""
+    """Run a coroutine on stock asyncio and on uvloop, for the tests that cannot be ``async def`` themselves."""
     return run_on(request.param)
 
 

@@ -27,17 +27,15 @@ KEYS = [f"k{n}" for n in range(6)]
 TICK = 0.001
 
 Op = tuple[str, int, int]
-ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("schedule"), st.integers(0, len(KEYS) - 1), st.integers(1, 90)),
-        st.tuples(st.just("cancel"), st.integers(0, len(KEYS) - 1), st.just(0)),
-        st.tuples(st.just("reschedule"), st.integers(0, len(KEYS) - 1), st.integers(1, 90)),
-        st.tuples(st.just("advance"), st.just(0), st.integers(0, 60)),
-        st.tuples(st.just("restart"), st.just(0), st.integers(0, 120)),
-    ),
-    min_size=15,
-    max_size=50,
+op = st.one_of(
+    st.tuples(st.just("schedule"), st.integers(0, len(KEYS) - 1), st.integers(1, 90)),
+    st.tuples(st.just("cancel"), st.integers(0, len(KEYS) - 1), st.just(0)),
+    st.tuples(st.just("reschedule"), st.integers(0, len(KEYS) - 1), st.integers(1, 90)),
+    st.tuples(st.just("advance"), st.just(0), st.integers(0, 60)),
+    st.tuples(st.just("restart"), st.just(0), st.integers(0, 120)),
 )
+ops = st.lists(op, min_size=15, max_size=50)
+long_ops = st.lists(op, min_size=30, max_size=100)
 
 
 class Scenario:
@@ -114,9 +112,8 @@ class Scenario:
                 assert ran_at <= due + 2 * TICK, f"job {serial} ran late without a restart to excuse it"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops)
-def test_journaled_engine_matches_the_model(steps: list[Op]) -> None:
+def run_against_the_model(steps: list[Op]) -> None:
+    """One sequence of steps on a fresh journal: the body both the suite's test and the soak's share."""
     with tempfile.TemporaryDirectory() as directory:
         scenario = Scenario(str(Path(directory) / "timers.log"))
 
@@ -127,6 +124,20 @@ def test_journaled_engine_matches_the_model(steps: list[Op]) -> None:
             await scenario.engine.stop(grace=0)
 
         asyncio.run(main())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops)
+def test_journaled_engine_matches_the_model(steps: list[Op]) -> None:
+    run_against_the_model(steps)
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(long_ops)
+def test_journaled_engine_matches_the_model_soak(steps: list[Op]) -> None:
+    """`make soak`: 20 times the examples, each up to twice as long (30 to 100 steps)."""
+    run_against_the_model(steps)
 
 
 @pytest.fixture(autouse=True)

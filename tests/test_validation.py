@@ -29,7 +29,6 @@ from chronowheel import Cron, Engine, EngineClosed, Every, Job, Retry, UnknownTa
 from chronowheel._clock import SystemClock
 from chronowheel._limits import EARLIEST, LATEST, MAX_DELAY, MAX_PRIORITY, MIN_PERIOD
 from chronowheel.testing import VirtualClock
-from helpers import Runner
 
 TICK = 0.001
 AFTER_MAX = math.nextafter(MAX_DELAY, math.inf)
@@ -156,46 +155,34 @@ async def carried_out(world: World, seconds: float) -> None:
 # -- delays: call_later, call_at, TimerHandle.reschedule -----------------------------------------------
 
 
-def test_call_later_refuses(run: Runner) -> None:
-    async def main() -> None:
-        world = await make_world()
-        await expect_refused(world, lambda v: world.engine.call_later(v, print), refused(), "delay")
-
-    run(main)
+async def test_call_later_refuses() -> None:
+    world = await make_world()
+    await expect_refused(world, lambda v: world.engine.call_later(v, print), refused(), "delay")
 
 
 @pytest.mark.parametrize("value", accepted())
-def test_call_later_carries_out(run: Runner, value: Any) -> None:
-    async def main() -> None:
-        world = await make_world()
-        world.engine.call_later(value, world.fired.append, "late")
-        await carried_out(world, float(value))
-        assert "late" in world.fired
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_call_later_carries_out(value: Any) -> None:
+    world = await make_world()
+    world.engine.call_later(value, world.fired.append, "late")
+    await carried_out(world, float(value))
+    assert "late" in world.fired
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
-def test_handle_reschedule_refuses(run: Runner) -> None:
-    async def main() -> None:
-        world = await make_world()
-        await expect_refused(world, world.handle.reschedule, refused(), "delay")
-
-    run(main)
+async def test_handle_reschedule_refuses() -> None:
+    world = await make_world()
+    await expect_refused(world, world.handle.reschedule, refused(), "delay")
 
 
 @pytest.mark.parametrize("value", accepted())
-def test_handle_reschedule_carries_out(run: Runner, value: Any) -> None:
-    async def main() -> None:
-        world = await make_world()
-        assert world.handle.reschedule(value) is True
-        await carried_out(world, float(value))
-        assert "handle" in world.fired
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_handle_reschedule_carries_out(value: Any) -> None:
+    world = await make_world()
+    assert world.handle.reschedule(value) is True
+    await carried_out(world, float(value))
+    assert "handle" in world.fired
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
 # On a clock at 0, ``when`` is a delay, except that a time in the past is due at once, however far back.
@@ -204,26 +191,20 @@ CALL_AT_REFUSED += [(v, TypeError) for v in NOT_NUMBERS]
 CALL_AT_ACCEPTED = [-1e308, -(2**63), -(10**400), -1, -0.0, 0, Fraction(1, 3), 1, BEFORE_MAX, MAX_DELAY]
 
 
-def test_call_at_refuses(run: Runner) -> None:
-    async def main() -> None:
-        world = await make_world()
-        assert world.engine.time() == 0
-        await expect_refused(world, lambda v: world.engine.call_at(v, print), CALL_AT_REFUSED, "when")
-
-    run(main)
+async def test_call_at_refuses() -> None:
+    world = await make_world()
+    assert world.engine.time() == 0
+    await expect_refused(world, lambda v: world.engine.call_at(v, print), CALL_AT_REFUSED, "when")
 
 
 @pytest.mark.parametrize("value", [pytest.param(v, id=repr(v)[:24]) for v in CALL_AT_ACCEPTED])
-def test_call_at_carries_out(run: Runner, value: Any) -> None:
-    async def main() -> None:
-        world = await make_world()
-        world.engine.call_at(value, world.fired.append, "at")
-        await carried_out(world, float(max(0, value)))
-        assert "at" in world.fired
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_call_at_carries_out(value: Any) -> None:
+    world = await make_world()
+    world.engine.call_at(value, world.fired.append, "at")
+    await carried_out(world, float(max(0, value)))
+    assert "at" in world.fired
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
 # -- job delays and times: schedule, reschedule, redrive, on both kinds of engine ----------------------------
@@ -242,12 +223,9 @@ JOB_CALLS: dict[str, Callable[[World, Any], object]] = {
 
 @pytest.mark.parametrize("journal", [False, True], ids=["memory", "journal"])
 @pytest.mark.parametrize("call", sorted(JOB_CALLS))
-def test_job_delay_refused(run: Runner, tmp_path: Path, journal: bool, call: str) -> None:
-    async def main() -> None:
-        world = await make_world(str(tmp_path / "timers.log") if journal else None)
-        await expect_refused(world, lambda v: JOB_CALLS[call](world, v), refused(), "delay")
-
-    run(main)
+async def test_job_delay_refused(tmp_path: Path, journal: bool, call: str) -> None:
+    world = await make_world(str(tmp_path / "timers.log") if journal else None)
+    await expect_refused(world, lambda v: JOB_CALLS[call](world, v), refused(), "delay")
 
 
 @pytest.mark.parametrize("call", sorted(JOB_CALLS))
@@ -256,17 +234,14 @@ def test_job_delay_refused(run: Runner, tmp_path: Path, journal: bool, call: str
     [*((v, False) for v in IN_RANGE), (0, True), (MAX_DELAY, True)],
     ids=lambda v: repr(v)[:24],
 )
-def test_job_delay_carried_out(run: Runner, tmp_path: Path, call: str, value: Any, journal: bool) -> None:
-    async def main() -> None:
-        world = await make_world(str(tmp_path / "timers.log") if journal else None)
-        JOB_CALLS[call](world, value)
-        await carried_out(world, float(value))
-        task, runs = ("fails", 2) if call == "redrive" else ("t", 1)
-        assert world.ran.count(task) == runs
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_job_delay_carried_out(tmp_path: Path, call: str, value: Any, journal: bool) -> None:
+    world = await make_world(str(tmp_path / "timers.log") if journal else None)
+    JOB_CALLS[call](world, value)
+    await carried_out(world, float(value))
+    task, runs = ("fails", 2) if call == "redrive" else ("t", 1)
+    assert world.ran.count(task) == runs
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
 _NOW = datetime.fromtimestamp(VirtualClock().wall(), UTC)
@@ -293,105 +268,81 @@ AT_CALLS: dict[str, Callable[[World, Any], object]] = {
 
 @pytest.mark.parametrize("journal", [False, True], ids=["memory", "journal"])
 @pytest.mark.parametrize("call", sorted(AT_CALLS))
-def test_at_refused(run: Runner, tmp_path: Path, journal: bool, call: str) -> None:
-    async def main() -> None:
-        world = await make_world(str(tmp_path / "timers.log") if journal else None)
-        await expect_refused(world, lambda v: AT_CALLS[call](world, v), AT_REFUSED, "at")
-
-    run(main)
+async def test_at_refused(tmp_path: Path, journal: bool, call: str) -> None:
+    world = await make_world(str(tmp_path / "timers.log") if journal else None)
+    await expect_refused(world, lambda v: AT_CALLS[call](world, v), AT_REFUSED, "at")
 
 
 @pytest.mark.parametrize("call", sorted(AT_CALLS))
 @pytest.mark.parametrize("value", AT_ACCEPTED)
-def test_at_carried_out(run: Runner, call: str, value: datetime) -> None:
-    async def main() -> None:
-        world = await make_world()
-        AT_CALLS[call](world, value)
-        await carried_out(world, value.timestamp() - world.clock.wall())
-        assert world.ran.count("t") == 1
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_at_carried_out(call: str, value: datetime) -> None:
+    world = await make_world()
+    AT_CALLS[call](world, value)
+    await carried_out(world, value.timestamp() - world.clock.wall())
+    assert world.ran.count("t") == 1
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
 # -- the other seconds arguments --------------------------------------------------------------------------
 
 
-def test_misfire_grace_refused(run: Runner) -> None:
-    async def main() -> None:
-        world = await make_world()
+async def test_misfire_grace_refused() -> None:
+    world = await make_world()
 
-        def call(value: Any) -> object:
-            return world.engine.schedule_nowait("t", every=Every(10), misfire_grace=value, key="k", if_exists="replace")
+    def call(value: Any) -> object:
+        return world.engine.schedule_nowait("t", every=Every(10), misfire_grace=value, key="k", if_exists="replace")
 
-        await expect_refused(world, call, refused(), "misfire_grace")
-
-    run(main)
+    await expect_refused(world, call, refused(), "misfire_grace")
 
 
 @pytest.mark.parametrize("value", accepted())
-def test_misfire_grace_carried_out(run: Runner, value: Any) -> None:
-    async def main() -> None:
-        world = await make_world()
-        world.engine.schedule_nowait("t", every=Every(10), misfire_grace=value, key="k", if_exists="replace")
-        await carried_out(world, 10)
-        assert world.ran.count("t") == 1
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_misfire_grace_carried_out(value: Any) -> None:
+    world = await make_world()
+    world.engine.schedule_nowait("t", every=Every(10), misfire_grace=value, key="k", if_exists="replace")
+    await carried_out(world, 10)
+    assert world.ran.count("t") == 1
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
-def test_task_timeout_refused(run: Runner) -> None:
-    async def main() -> None:
-        world = await make_world()
-        await expect_refused(world, lambda v: world.engine.task(timeout=v), refused(zero=False), "timeout")
-
-    run(main)
+async def test_task_timeout_refused() -> None:
+    world = await make_world()
+    await expect_refused(world, lambda v: world.engine.task(timeout=v), refused(zero=False), "timeout")
 
 
 @pytest.mark.parametrize("value", accepted(zero=False))
-def test_task_timeout_carried_out(run: Runner, value: Any) -> None:
-    async def main() -> None:
-        world = await make_world()
+async def test_task_timeout_carried_out(value: Any) -> None:
+    world = await make_world()
 
-        @world.engine.task(name="timed", timeout=value)
-        async def timed() -> None:
-            world.ran.append("timed")
+    @world.engine.task(name="timed", timeout=value)
+    async def timed() -> None:
+        world.ran.append("timed")
 
-        world.engine.schedule_nowait("timed", delay=1)
-        await carried_out(world, 1)
-        assert world.ran.count("timed") == 1
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+    world.engine.schedule_nowait("timed", delay=1)
+    await carried_out(world, 1)
+    assert world.ran.count("timed") == 1
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
-def test_stop_grace_refused(run: Runner) -> None:
-    async def main() -> None:
-        world = await make_world()
-        before = world.snapshot()
-        for value, error in refused():
-            with pytest.raises(error, match="grace"):
-                await world.engine.stop(grace=value)
-            assert world.snapshot() == before
-        await world.alive()  # still running
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_stop_grace_refused() -> None:
+    world = await make_world()
+    before = world.snapshot()
+    for value, error in refused():
+        with pytest.raises(error, match="grace"):
+            await world.engine.stop(grace=value)
+        assert world.snapshot() == before
+    await world.alive()  # still running
+    await world.engine.stop(grace=0)
 
 
 @pytest.mark.parametrize("value", accepted())
-def test_stop_grace_carried_out(run: Runner, value: Any) -> None:
-    async def main() -> None:
-        world = await make_world()
-        await world.engine.stop(grace=value)  # nothing is running: it returns at once, whatever the grace
-        with pytest.raises(EngineClosed):
-            world.engine.call_later(1, print)
-
-    run(main)
+async def test_stop_grace_carried_out(value: Any) -> None:
+    world = await make_world()
+    await world.engine.stop(grace=value)  # nothing is running: it returns at once, whatever the grace
+    with pytest.raises(EngineClosed):
+        world.engine.call_later(1, print)
 
 
 def test_fsync_interval() -> None:
@@ -416,22 +367,18 @@ def test_tick_refused() -> None:
 @pytest.mark.parametrize(
     ("value", "far"), [(1e-6, 1e5), (Fraction(1, 100), MAX_DELAY), (1, MAX_DELAY), (60, MAX_DELAY)]
 )
-def test_tick_carried_out(run: Runner, value: Any, far: float) -> None:
+async def test_tick_carried_out(value: Any, far: float) -> None:
     """Also the longest delay. (At a 1e-6 tick that is 1e16 ticks, past the wheel's top level 145,000 times:
     the virtual clock would take minutes to step through each re-filing, so a shorter far delay there.)"""
-
-    async def main() -> None:
-        clock = VirtualClock()
-        fired: list[float] = []
-        async with Engine(clock=clock, tick=value) as engine:
-            engine.call_later(far, fired.append, 1.0)
-            engine.call_later(0.5, fired.append, 0.5)
-            await clock.advance(60)
-            assert fired == [0.5]
-            await clock.advance(far)
-            assert fired == [0.5, 1.0]
-
-    run(main)
+    clock = VirtualClock()
+    fired: list[float] = []
+    async with Engine(clock=clock, tick=value) as engine:
+        engine.call_later(far, fired.append, 1.0)
+        engine.call_later(0.5, fired.append, 0.5)
+        await clock.advance(60)
+        assert fired == [0.5]
+        await clock.advance(far)
+        assert fired == [0.5, 1.0]
 
 
 # -- Every and Retry: built only with values the engine can carry out ------------------------------------
@@ -451,33 +398,29 @@ def test_every_seconds_refused(value: Any, error: type[Exception]) -> None:
 @pytest.mark.parametrize(
     "value", [pytest.param(v, id=repr(v)[:24]) for v in (MIN_PERIOD, Fraction(1, 1000), 1, BEFORE_MAX, MAX_DELAY)]
 )
-def test_every_seconds_carried_out(run: Runner, value: Any) -> None:
+async def test_every_seconds_carried_out(value: Any) -> None:
     """The first run, then the one the driver files after it; a 1e-6 period on a 1e-6 tick does not block the loop."""
+    clock = VirtualClock()
+    runs: list[float] = []
+    fired: list[str] = []
+    period = float(value)
+    tick = 1e-6 if period < 1 else TICK  # a 1e10 s period at a 1e-6 tick: see test_tick_carried_out
+    async with Engine(clock=clock, tick=tick) as engine:
 
-    async def main() -> None:
-        clock = VirtualClock()
-        runs: list[float] = []
-        fired: list[str] = []
-        period = float(value)
-        tick = 1e-6 if period < 1 else TICK  # a 1e10 s period at a 1e-6 tick: see test_tick_carried_out
-        async with Engine(clock=clock, tick=tick) as engine:
+        @engine.task(name="t")
+        async def t() -> None:
+            runs.append(clock.time())
 
-            @engine.task(name="t")
-            async def t() -> None:
-                runs.append(clock.time())
-
-            engine.schedule_nowait("t", every=Every(value), key="k")
-            await clock.advance(period + 3 * tick)  # a tick late at most, wall-clock rounding aside
-            first = len(runs)
-            assert first >= 1
-            await clock.advance(period + 3 * tick)
-            assert len(runs) > first
-            assert engine.cancel("k") is True  # still pending; and a 1e-6 period would run 1e6 times below
-            engine.call_later(1, fired.append, "alive")
-            await clock.advance(1 + 3 * tick)
-            assert fired == ["alive"]
-
-    run(main)
+        engine.schedule_nowait("t", every=Every(value), key="k")
+        await clock.advance(period + 3 * tick)  # a tick late at most, wall-clock rounding aside
+        first = len(runs)
+        assert first >= 1
+        await clock.advance(period + 3 * tick)
+        assert len(runs) > first
+        assert engine.cancel("k") is True  # still pending; and a 1e-6 period would run 1e6 times below
+        engine.call_later(1, fired.append, "alive")
+        await clock.advance(1 + 3 * tick)
+        assert fired == ["alive"]
 
 
 @pytest.mark.parametrize(
@@ -502,17 +445,14 @@ def test_every_jitter_refused(value: Any, error: type[Exception]) -> None:
 
 
 @pytest.mark.parametrize("value", accepted())
-def test_every_jitter_carried_out(run: Runner, value: Any) -> None:
-    async def main() -> None:
-        world = await make_world()
-        world.engine._rng.seed(7)  # the jitter draws, and with them the number of runs below, are fixed
-        world.engine.schedule_nowait("t", every=Every(60, jitter=value), key="k", if_exists="replace")
-        await carried_out(world, 60 + float(value))  # the latest the first run can be
-        assert world.ran.count("t") >= 1
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_every_jitter_carried_out(value: Any) -> None:
+    world = await make_world()
+    world.engine._rng.seed(7)  # the jitter draws, and with them the number of runs below, are fixed
+    world.engine.schedule_nowait("t", every=Every(60, jitter=value), key="k", if_exists="replace")
+    await carried_out(world, 60 + float(value))  # the latest the first run can be
+    assert world.ran.count("t") >= 1
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
 class _Draws(random.Random):
@@ -526,34 +466,30 @@ class _Draws(random.Random):
         return self.draws.pop(0)
 
 
-def test_longest_period_and_jitter_survive_a_wall_clock_stepped_back(run: Runner) -> None:
+async def test_longest_period_and_jitter_survive_a_wall_clock_stepped_back() -> None:
     """Re-filing from the driver cannot fail: a period and a jitter at their bounds, the wall clock a day back."""
+    clock = VirtualClock()
+    runs: list[float] = []
+    fired: list[str] = []
+    async with Engine(clock=clock) as engine:
 
-    async def main() -> None:
-        clock = VirtualClock()
-        runs: list[float] = []
-        fired: list[str] = []
-        async with Engine(clock=clock) as engine:
+        @engine.task(name="t")
+        async def t() -> None:
+            runs.append(clock.time())
 
-            @engine.task(name="t")
-            async def t() -> None:
-                runs.append(clock.time())
-
-            engine._rng = _Draws([0.0, MAX_DELAY])  # the worst case: no jitter first, all of it next
-            job = engine.schedule_nowait("t", every=Every(MAX_DELAY, jitter=MAX_DELAY), delay=0, key="k")
-            wait = job.deadline.timestamp() - clock.wall()  # the first run is jittered too
-            clock._wall_offset -= 86_400  # NTP, a VM restore: the wall clock goes back under a waiting job
-            await clock.advance(wait + TICK)
-            assert len(runs) == 1
-            # Re-filed over two bounds (and the day) ahead of the wall clock: within what the wheels hold.
-            assert engine.get("k") is job
-            assert job.state == "pending"
-            assert job.deadline.year < 10_000
-            engine.call_later(1, fired.append, "alive")
-            await clock.advance(1 + TICK)
-            assert fired == ["alive"]
-
-    run(main)
+        engine._rng = _Draws([0.0, MAX_DELAY])  # the worst case: no jitter first, all of it next
+        job = engine.schedule_nowait("t", every=Every(MAX_DELAY, jitter=MAX_DELAY), delay=0, key="k")
+        wait = job.deadline.timestamp() - clock.wall()  # the first run is jittered too
+        clock._wall_offset -= 86_400  # NTP, a VM restore: the wall clock goes back under a waiting job
+        await clock.advance(wait + TICK)
+        assert len(runs) == 1
+        # Re-filed over two bounds (and the day) ahead of the wall clock: within what the wheels hold.
+        assert engine.get("k") is job
+        assert job.state == "pending"
+        assert job.deadline.year < 10_000
+        engine.call_later(1, fired.append, "alive")
+        await clock.advance(1 + TICK)
+        assert fired == ["alive"]
 
 
 def test_cron_jitter_is_bounded_at_schedule_time() -> None:
@@ -576,35 +512,31 @@ def test_retry_backoff_refused(argument: str, value: Any, error: type[Exception]
 
 @pytest.mark.parametrize("argument", ["backoff", "max_backoff"])
 @pytest.mark.parametrize("value", accepted())
-def test_retry_backoff_carried_out(run: Runner, argument: str, value: Any) -> None:
+async def test_retry_backoff_carried_out(argument: str, value: Any) -> None:
     """The value as both bounds, named one way or the other: the retry waits exactly that long."""
     retry = Retry(2, jitter=False, **{argument: value, "max_backoff" if argument == "backoff" else "backoff": value})
+    clock = VirtualClock()
+    attempts: list[float] = []
+    fired: list[str] = []
+    async with Engine(clock=clock) as engine:
 
-    async def main() -> None:
-        clock = VirtualClock()
-        attempts: list[float] = []
-        fired: list[str] = []
-        async with Engine(clock=clock) as engine:
+        @engine.task(name="fails", retry=retry)
+        async def fails() -> None:
+            attempts.append(clock.time())
+            raise RuntimeError("x")
 
-            @engine.task(name="fails", retry=retry)
-            async def fails() -> None:
-                attempts.append(clock.time())
-                raise RuntimeError("x")
-
-            job = engine.schedule_nowait("fails", delay=0)
-            await clock.advance(TICK)
-            if float(value) > 1:
-                assert job.state == "failed"
-                assert len(engine) == 1  # waiting for its retry, not lost
-            await clock.advance(float(value) + TICK)
-            assert len(attempts) == 2
-            assert job.state == "dead"
-            assert attempts[1] - attempts[0] == pytest.approx(float(value), abs=2 * TICK)
-            engine.call_later(1, fired.append, "alive")
-            await clock.advance(1 + TICK)
-            assert fired == ["alive"]
-
-    run(main)
+        job = engine.schedule_nowait("fails", delay=0)
+        await clock.advance(TICK)
+        if float(value) > 1:
+            assert job.state == "failed"
+            assert len(engine) == 1  # waiting for its retry, not lost
+        await clock.advance(float(value) + TICK)
+        assert len(attempts) == 2
+        assert job.state == "dead"
+        assert attempts[1] - attempts[0] == pytest.approx(float(value), abs=2 * TICK)
+        engine.call_later(1, fired.append, "alive")
+        await clock.advance(1 + TICK)
+        assert fired == ["alive"]
 
 
 def test_retry_attempts_is_an_int() -> None:
@@ -662,37 +594,30 @@ PRIORITY_ACCEPTED = [0, 1, -1, MAX_PRIORITY, -MAX_PRIORITY]
 
 
 @pytest.mark.parametrize("journal", [False, True], ids=["memory", "journal"])
-def test_schedule_priority_refused(run: Runner, tmp_path: Path, journal: bool) -> None:
+async def test_schedule_priority_refused(tmp_path: Path, journal: bool) -> None:
     """Refused before the old keyed job is replaced and before anything is journaled (D6)."""
+    world = await make_world(str(tmp_path / "timers.log") if journal else None)
 
-    async def main() -> None:
-        world = await make_world(str(tmp_path / "timers.log") if journal else None)
+    def call(value: Any) -> object:
+        return world.engine.schedule_nowait("t", delay=1, key="k", if_exists="replace", priority=value)
 
-        def call(value: Any) -> object:
-            return world.engine.schedule_nowait("t", delay=1, key="k", if_exists="replace", priority=value)
-
-        await expect_refused(world, call, PRIORITY_REFUSED, "priority")
-
-    run(main)
+    await expect_refused(world, call, PRIORITY_REFUSED, "priority")
 
 
 @pytest.mark.parametrize("journal", [False, True], ids=["memory", "journal"])
 @pytest.mark.parametrize("value", PRIORITY_ACCEPTED)
-def test_schedule_priority_carried_out(run: Runner, tmp_path: Path, journal: bool, value: int) -> None:
-    async def main() -> None:
-        world = await make_world(str(tmp_path / "timers.log") if journal else None)
-        job = world.engine.schedule_nowait("t", delay=1, key="k", if_exists="replace", priority=value)
-        assert job.priority == value
-        if journal:  # and it comes back from the journal, on either wheel
-            recovered = await world.recovered()
-            assert recovered["keyed"] == (job.id, job.deadline)
-            return
-        await carried_out(world, 1)
-        assert world.ran.count("t") == 1
-        await world.alive()
-        await world.engine.stop(grace=0)
-
-    run(main)
+async def test_schedule_priority_carried_out(tmp_path: Path, journal: bool, value: int) -> None:
+    world = await make_world(str(tmp_path / "timers.log") if journal else None)
+    job = world.engine.schedule_nowait("t", delay=1, key="k", if_exists="replace", priority=value)
+    assert job.priority == value
+    if journal:  # and it comes back from the journal, on either wheel
+        recovered = await world.recovered()
+        assert recovered["keyed"] == (job.id, job.deadline)
+        return
+    await carried_out(world, 1)
+    assert world.ran.count("t") == 1
+    await world.alive()
+    await world.engine.stop(grace=0)
 
 
 @pytest.mark.parametrize(("value", "error"), rejects(PRIORITY_REFUSED))
@@ -711,24 +636,21 @@ def test_task_priority_accepted(value: int) -> None:
     assert engine.schedule_nowait("p", delay=1).priority == value
 
 
-def test_extreme_priorities_run_in_order(run: Runner) -> None:
-    async def main() -> None:
-        clock = VirtualClock()
-        order: list[int] = []
-        engine = Engine(clock=clock)
-        engine.add_pool("one", concurrency=1)
+async def test_extreme_priorities_run_in_order() -> None:
+    clock = VirtualClock()
+    order: list[int] = []
+    engine = Engine(clock=clock)
+    engine.add_pool("one", concurrency=1)
 
-        @engine.task(name="p", pool="one")
-        async def p(priority: int) -> None:
-            order.append(priority)
+    @engine.task(name="p", pool="one")
+    async def p(priority: int) -> None:
+        order.append(priority)
 
-        async with engine:
-            for priority in (0, -MAX_PRIORITY, MAX_PRIORITY, 1, -1):
-                engine.schedule_nowait("p", args=(priority,), delay=1, priority=priority)
-            await clock.advance(1 + TICK)
-            assert order == [MAX_PRIORITY, 1, 0, -1, -MAX_PRIORITY]
-
-    run(main)
+    async with engine:
+        for priority in (0, -MAX_PRIORITY, MAX_PRIORITY, 1, -1):
+            engine.schedule_nowait("p", args=(priority,), delay=1, priority=priority)
+        await clock.advance(1 + TICK)
+        assert order == [MAX_PRIORITY, 1, 0, -1, -MAX_PRIORITY]
 
 
 # -- deadlines a datetime can show --------------------------------------------------------------------------
@@ -742,16 +664,13 @@ def test_extreme_priorities_run_in_order(run: Runner) -> None:
     ],
     ids=["near-year-10000", "before-year-1"],
 )
-def test_deadline_is_total_on_any_clock(run: Runner, wall: float, expected: datetime) -> None:
-    async def main() -> None:
-        clock = VirtualClock(wall=wall)
-        async with Engine(clock=clock) as engine:
-            engine.task(name="t")(print)
-            job = engine.schedule_nowait("t", delay=MAX_DELAY if wall > 0 else 0)
-            assert job.deadline == expected
-            assert expected.isoformat() in repr(job)
-
-    run(main)
+async def test_deadline_is_total_on_any_clock(wall: float, expected: datetime) -> None:
+    clock = VirtualClock(wall=wall)
+    async with Engine(clock=clock) as engine:
+        engine.task(name="t")(print)
+        job = engine.schedule_nowait("t", delay=MAX_DELAY if wall > 0 else 0)
+        assert job.deadline == expected
+        assert expected.isoformat() in repr(job)
 
 
 @pytest.mark.parametrize("delay", [0, 1, 1e9, BEFORE_MAX, MAX_DELAY])
@@ -768,30 +687,27 @@ def test_deadline_of_an_accepted_delay(delay: float) -> None:
 
 
 @pytest.mark.parametrize("journal", [False, True], ids=["memory", "journal"])
-def test_a_job_of_another_engine_is_refused(run: Runner, tmp_path: Path, journal: bool) -> None:
-    async def main() -> None:
-        a = await make_world(str(tmp_path / "a.log") if journal else None)
-        b = await make_world(str(tmp_path / "b.log") if journal else None)
-        finished = a.engine.schedule_nowait("t", delay=0)
-        await a.clock.advance(TICK)
-        assert finished.state == "succeeded"
-        calls: list[Callable[[Job], object]] = [a.engine.cancel, lambda job: a.engine.reschedule(job, delay=1)]
-        for call in calls:
-            assert call(finished) is False  # a's own job, no longer pending: False, not an error
-            for theirs in (b.keyed, b.dead):
-                before_a, before_b = a.snapshot(), b.snapshot()
-                with pytest.raises(ValueError, match="not a job of this engine"):
-                    call(theirs)
-                assert (a.snapshot(), b.snapshot()) == (before_a, before_b)
-        with pytest.raises(ValueError, match="dead letters"):
-            a.engine.redrive(b.dead)
-        assert a.engine.cancel(a.keyed) is True  # its own, still found
-        assert b.keyed.state == "pending"
-        assert len(b.engine) == 2
-        await a.engine.stop(grace=0)
-        await b.engine.stop(grace=0)
-
-    run(main)
+async def test_a_job_of_another_engine_is_refused(tmp_path: Path, journal: bool) -> None:
+    a = await make_world(str(tmp_path / "a.log") if journal else None)
+    b = await make_world(str(tmp_path / "b.log") if journal else None)
+    finished = a.engine.schedule_nowait("t", delay=0)
+    await a.clock.advance(TICK)
+    assert finished.state == "succeeded"
+    calls: list[Callable[[Job], object]] = [a.engine.cancel, lambda job: a.engine.reschedule(job, delay=1)]
+    for call in calls:
+        assert call(finished) is False  # a's own job, no longer pending: False, not an error
+        for theirs in (b.keyed, b.dead):
+            before_a, before_b = a.snapshot(), b.snapshot()
+            with pytest.raises(ValueError, match="not a job of this engine"):
+                call(theirs)
+            assert (a.snapshot(), b.snapshot()) == (before_a, before_b)
+    with pytest.raises(ValueError, match="dead letters"):
+        a.engine.redrive(b.dead)
+    assert a.engine.cancel(a.keyed) is True  # its own, still found
+    assert b.keyed.state == "pending"
+    assert len(b.engine) == 2
+    await a.engine.stop(grace=0)
+    await b.engine.stop(grace=0)
 
 
 @pytest.mark.parametrize("journal", [False, True], ids=["memory", "journal"])
@@ -806,41 +722,34 @@ def test_a_job_of_another_engine_is_refused(run: Runner, tmp_path: Path, journal
     ],
     ids=["cancel-key", "cancel-job", "reschedule-key", "reschedule-job", "cancel-missing"],
 )
-def test_a_stopped_engine_refuses_changes(run: Runner, tmp_path: Path, journal: bool, call: Any) -> None:
-    async def main() -> None:
-        world = await make_world(str(tmp_path / "timers.log") if journal else None)
-        await world.engine.stop(grace=0)
-        before = world.snapshot()
-        with pytest.raises(EngineClosed):
-            call(world)
-        assert world.snapshot() == before
-        if journal:
-            again = build_engine(world.path, VirtualClock(wall=world.clock.wall()), [])
-            async with again:
-                keyed = again.get("k")
-                assert keyed is not None
-                assert keyed.deadline == world.keyed.deadline
-
-    run(main)
+async def test_a_stopped_engine_refuses_changes(tmp_path: Path, journal: bool, call: Any) -> None:
+    world = await make_world(str(tmp_path / "timers.log") if journal else None)
+    await world.engine.stop(grace=0)
+    before = world.snapshot()
+    with pytest.raises(EngineClosed):
+        call(world)
+    assert world.snapshot() == before
+    if journal:
+        again = build_engine(world.path, VirtualClock(wall=world.clock.wall()), [])
+        async with again:
+            keyed = again.get("k")
+            assert keyed is not None
+            assert keyed.deadline == world.keyed.deadline
 
 
 # -- the rest of the gaps: kwargs keys, clock=, journal= ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("journal", [False, True], ids=["memory", "journal"])
-def test_kwargs_keys_are_strings(run: Runner, tmp_path: Path, journal: bool) -> None:
+async def test_kwargs_keys_are_strings(tmp_path: Path, journal: bool) -> None:
     """Refused when scheduled, in memory too: the job would only fail when called."""
+    world = await make_world(str(tmp_path / "timers.log") if journal else None)
 
-    async def main() -> None:
-        world = await make_world(str(tmp_path / "timers.log") if journal else None)
+    def call(kwargs: Any) -> object:
+        return world.engine.schedule_nowait("t", delay=0, kwargs=kwargs, key="k", if_exists="replace")
 
-        def call(kwargs: Any) -> object:
-            return world.engine.schedule_nowait("t", delay=0, kwargs=kwargs, key="k", if_exists="replace")
-
-        cases: Refused = [(kwargs, TypeError) for kwargs in ({1: 2}, {None: 1}, {("a",): 1}, {"ok": 1, 2: 3})]
-        await expect_refused(world, call, cases, "kwargs")
-
-    run(main)
+    cases: Refused = [(kwargs, TypeError) for kwargs in ({1: 2}, {None: 1}, {("a",): 1}, {"ok": 1, 2: 3})]
+    await expect_refused(world, call, cases, "kwargs")
 
 
 class _NoCallAt:
@@ -905,10 +814,7 @@ def test_journal_path_is_checked_before_any_file_is_made(
     assert sorted(tmp_path.rglob("*")) == before
 
 
-def test_journal_path_like_is_accepted(run: Runner, tmp_path: Path) -> None:
-    async def main() -> None:
-        async with Engine(journal=tmp_path / "timers.log", clock=VirtualClock()):  # type: ignore[arg-type]
-            pass
-        assert (tmp_path / "timers.log").exists()
-
-    run(main)
+async def test_journal_path_like_is_accepted(tmp_path: Path) -> None:
+    async with Engine(journal=tmp_path / "timers.log", clock=VirtualClock()):  # type: ignore[arg-type]
+        pass
+    assert (tmp_path / "timers.log").exists()
