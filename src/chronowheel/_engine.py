@@ -23,10 +23,10 @@ import orjson
 
 from ._clock import Cancellable, Clock, SystemClock
 from ._durability import compact, restore
-from ._errors import DuplicateKey, EngineClosed, UnknownTask
+from ._errors import DuplicateKey, EngineClosed, NotStarted, UnknownTask
 from ._job import CHECKED_HANDLE_METHODS, Job, TaskSpec, TimerHandle, new_job_id
 from ._journal_records import encode_job, job_from_record
-from ._limits import MAX_AHEAD, MAX_DELAY, check_priority, check_seconds
+from ._limits import MAX_AHEAD, MAX_DELAY, check_choice, check_int, check_name, check_priority, check_seconds
 from ._pool import Pool
 from ._recurrence import (
     DEFAULT_MISFIRE,
@@ -125,15 +125,10 @@ class Engine:
             isinstance(clock, type) or not all(callable(getattr(clock, name, None)) for name in _CLOCK_METHODS)
         ):
             raise TypeError(f"clock must have time(), wall() and call_at() methods, got {type(clock).__name__}")
-        if fsync not in ("always", "interval", "never"):
-            raise ValueError(f"fsync must be 'always', 'interval' or 'never', got {fsync!r}")
-        fsync_interval = check_seconds("fsync_interval", fsync_interval)
-        if fsync_interval == 0:
-            raise ValueError("fsync_interval must be > 0 seconds, got 0")
-        if on_corrupt not in ("error", "truncate"):
-            raise ValueError(f"on_corrupt must be 'error' or 'truncate', got {on_corrupt!r}")
-        if unknown_tasks not in ("error", "park"):
-            raise ValueError(f"unknown_tasks must be 'error' or 'park', got {unknown_tasks!r}")
+        check_choice("fsync", fsync, ("always", "interval", "never"))
+        fsync_interval = check_seconds("fsync_interval", fsync_interval, positive=True)
+        check_choice("on_corrupt", on_corrupt, ("error", "truncate"))
+        check_choice("unknown_tasks", unknown_tasks, ("error", "park"))
         self._journal: Journal | None = None
         if path is not None:
             from ._journal import Journal  # POSIX only (flock, directory fsync): imported when asked for
@@ -292,16 +287,11 @@ class Engine:
 
     def add_pool(self, name: str, *, concurrency: int, max_queued: int | None = None) -> None:
         """Add a pool of ``concurrency`` workers; ``max_queued`` bounds its ready queue."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        check_name("name", name)
         if name in self._pools:
             raise ValueError(f"name: a pool {name!r} already exists")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        if max_queued is not None and (
-            isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1
-        ):
-            raise ValueError(f"max_queued must be None or an int >= 1, got {max_queued!r}")
+        check_int("concurrency", concurrency)
+        check_int("max_queued", max_queued, optional=True)
         if self._state != "new":
             raise RuntimeError("add_pool: pools are added before the engine starts")
         self._pools[name] = Pool(name, concurrency, max_queued, on_room=self._wake)
@@ -339,17 +329,14 @@ class Engine:
         """
         if callable(name):
             return self.task()(name)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        check_name("name", name, optional=True)
         if pool not in self._pools:
             raise ValueError(f"pool: no pool named {pool!r}; add it with add_pool() first")
         check_priority("priority", priority)
         if retry is not None and not isinstance(retry, Retry):
             raise TypeError(f"retry must be a Retry or None, got {type(retry).__name__}")
         if timeout is not None:
-            timeout = check_seconds("timeout", timeout)
-            if timeout == 0:
-                raise ValueError("timeout must be > 0 seconds, got 0")
+            timeout = check_seconds("timeout", timeout, positive=True)
 
         def register(func: F) -> F:
             if not callable(func):
@@ -456,7 +443,7 @@ class Engine:
         if self._closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
         if self._journal is not None and self._state == "new":
-            raise RuntimeError("schedule: start the engine first; a journaled engine recovers its jobs in start()")
+            raise NotStarted("schedule: start the engine first; a journaled engine recovers its jobs in start()")
         spec = self._spec(task)
         if not isinstance(args, tuple | list):
             raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
@@ -465,10 +452,8 @@ class Engine:
         for name in kwargs or ():
             if not isinstance(name, str):
                 raise TypeError(f"kwargs keys must be str (they are keyword argument names), got {name!r}")
-        if key is not None and (not isinstance(key, str) or not key):
-            raise ValueError(f"key must be a non-empty string or None, got {key!r}")
-        if if_exists not in _IF_EXISTS:
-            raise ValueError(f"if_exists must be one of {', '.join(map(repr, _IF_EXISTS))}; got {if_exists!r}")
+        check_name("key", key, optional=True)
+        check_choice("if_exists", if_exists, _IF_EXISTS)
         priority = spec.priority if priority is None else check_priority("priority", priority)
         series = self._series_of(every, cron, delay, at, overlap, misfire, misfire_grace)
         seconds, deadline = (self._delay_of(delay, at), None) if series is None else self._due(series.nominal, series)

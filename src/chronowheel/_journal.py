@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from ._errors import JournalFailed, JournalLocked
 from ._journal_format import IDENTITY_SIZE, LOG, SNAPSHOT, Encoder
 from ._recovery import END, JournalFile, plan
 
@@ -140,7 +141,7 @@ class Journal:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RuntimeError(f"journal: {self.path} is open in another engine or process") from None
+            raise JournalLocked(f"journal: {self.path} is open in another engine or process") from None
         self._lock_fd = fd
 
     def _release_lock(self) -> None:
@@ -201,7 +202,9 @@ class Journal:
 
     def _enqueue(self, item: Any, *, record: bool = False) -> None:
         if self._failure is not None:
-            raise OSError(f"journal: writing {self.path} failed earlier; restart to recover") from self._failure
+            raise JournalFailed(
+                f"journal: writing {self.path} failed earlier; restart to recover", self._failure
+            ) from self._failure
         self._pending.append(item)
         if record:
             self._appended += 1
@@ -231,7 +234,7 @@ class Journal:
     async def commit(self) -> None:
         """Wait until every record appended so far is durable under the fsync policy."""
         if self._failure is not None:
-            raise OSError(f"journal: writing {self.path} failed") from self._failure
+            raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
         if self._durable >= self._appended:
             return
         assert self._loop is not None
@@ -293,7 +296,7 @@ class Journal:
             self._close_files()
         self._release_lock()
         if self._failure is not None:
-            raise OSError(f"journal: writing {self.path} failed") from self._failure
+            raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
 
     def _reached(self, appended: int) -> None:
         """Loop thread: records up to ``appended`` are durable; wake their committers."""
@@ -312,7 +315,7 @@ class Journal:
         self._waiters.clear()
         for future in futures:
             if not future.done():
-                future.set_exception(OSError(f"journal: writing {self.path} failed: {error}"))
+                future.set_exception(JournalFailed(f"journal: writing {self.path} failed: {error}", error))
 
     def _done(self, future: asyncio.Future[None] | None) -> None:
         if future is not None and not future.done():

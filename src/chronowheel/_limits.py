@@ -1,14 +1,23 @@
-"""The bounds every accepted number must stay within, and the checks that name the argument.
+"""The bounds every accepted number must stay within, and the one argument validator.
 
 One place, so that a value accepted anywhere (a delay, an ``Every`` period or
 jitter, a ``Retry`` backoff, a priority) can be carried out everywhere: in both
 wheels, in ``datetime`` and in the journal. A value past a bound is refused
 when it is passed, never later in the driver or a worker.
+
+Every public call checks its arguments here, so one mistake reads the same
+wherever it is made: a value of the wrong type raises ``TypeError("<name>
+must be <what>, got <type>")``, a value of the right type out of range
+``ValueError("<name> must be <what>, got <value>")``. (The hot calls,
+``call_later``/``call_at``/``reschedule``, inline the seconds check in that
+same shape; see ``_timers.py``.)
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Final, cast
 
@@ -19,6 +28,10 @@ __all__ = [
     "MAX_DELAY",
     "MAX_PRIORITY",
     "MIN_PERIOD",
+    "check_choice",
+    "check_instant",
+    "check_int",
+    "check_name",
     "check_priority",
     "check_seconds",
 ]
@@ -52,18 +65,64 @@ EARLIEST: Final = datetime.min.replace(tzinfo=UTC).timestamp()
 LATEST: Final = datetime.max.replace(tzinfo=UTC, microsecond=0).timestamp()
 
 
-def check_seconds(name: str, value: object, *, low: float = 0.0, high: float = MAX_DELAY) -> float:
+def check_seconds(
+    name: str, value: object, *, low: float = 0.0, high: float = MAX_DELAY, positive: bool = False
+) -> float:
     """``value`` as a float if it is a real number of seconds in ``[low, high]``; else an error naming ``name``.
 
     Any ``numbers.Real`` but ``bool`` is a number here (int, float, Fraction,
     numpy scalars); ``Decimal`` is not, as it does not mix with floats.
+    ``positive`` refuses zero too (a timeout, an fsync interval).
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
     number = cast(float, value)  # a Real compares with floats (numbers.Real does not declare it)
     if not low <= number <= high:  # before float(): an int or Fraction too large for a float is out of range
         raise ValueError(f"{name} must be a number of seconds from {low:g} to {high:g}, got {value!r}")
+    if positive and number == 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
     return abs(float(number))  # abs: -0.0 is 0.0
+
+
+def check_instant(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite POSIX timestamp; NaN would silently break every comparison."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a POSIX timestamp (a number), got {type(value).__name__}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be a finite POSIX timestamp, got {value!r}")
+    return result
+
+
+def check_int(name: str, value: object, *, low: int = 1, optional: bool = False) -> int | None:
+    """``value`` if it is an int ``>= low`` (or None when ``optional``); else an error naming ``name``."""
+    if optional and value is None:
+        return None
+    what = f"{'None or ' if optional else ''}an int >= {low}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: object, allowed: Collection[str]) -> str:
+    """``value`` if it is one of ``allowed``; else a ``ValueError`` naming ``name`` and listing them."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def check_name(name: str, value: object, *, optional: bool = False) -> str | None:
+    """``value`` if it is a non-empty str (or None when ``optional``); else an error naming ``name``."""
+    if optional and value is None:
+        return None
+    what = f"a non-empty string{' or None' if optional else ''}"
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must be {what}, got ''")
+    return value
 
 
 def check_priority(name: str, value: object) -> int:

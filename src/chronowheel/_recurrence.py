@@ -20,9 +20,9 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import math
-import numbers
 import random
 import re
+import sys
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple, TypeAlias
@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from ._limits import MIN_PERIOD, check_seconds
+from ._limits import MIN_PERIOD, check_choice, check_instant, check_int, check_seconds
 
 __all__ = [
     "DEFAULT_MAX_CATCH_UP",
@@ -212,41 +212,14 @@ def _value(text: str, field: _Field, where: str) -> int:
     return value
 
 
-def _number(value: object, name: str, *, positive: bool) -> float:
-    """A finite float from a real number, or an error naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
-    result = float(value)
-    if not math.isfinite(result) or result < 0 or (positive and result == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return result
-
-
-def _instant(value: object, name: str) -> float:
-    """A finite timestamp argument; NaN would silently break every comparison."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a POSIX timestamp (a real number), not {type(value).__name__}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return result
-
-
-def _choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
-
-
 def check_overlap(value: object) -> str:
     """Return ``value`` if it is one of :data:`OVERLAP`, else raise ``ValueError`` naming ``overlap``."""
-    return _choice(value, "overlap", OVERLAP)
+    return check_choice("overlap", value, OVERLAP)
 
 
 def check_misfire(value: object) -> str:
     """Return ``value`` if it is one of :data:`MISFIRE`, else raise ``ValueError`` naming ``misfire``."""
-    return _choice(value, "misfire", MISFIRE)
+    return check_choice("misfire", value, MISFIRE)
 
 
 def jittered(nominal: float, jitter: float, rng: random.Random) -> float:
@@ -298,7 +271,7 @@ class Every(_Frozen):
 
     def __init__(self, seconds: float, *, fixed: str = "rate", jitter: float = 0.0) -> None:
         object.__setattr__(self, "seconds", check_seconds("seconds", seconds, low=MIN_PERIOD))
-        object.__setattr__(self, "fixed", _choice(fixed, "fixed", FIXED))
+        object.__setattr__(self, "fixed", check_choice("fixed", fixed, FIXED))
         object.__setattr__(self, "jitter", check_seconds("jitter", jitter))
 
     def next_after(self, after: float, anchor: float | None = None) -> float:
@@ -312,13 +285,13 @@ class Every(_Frozen):
           previous run *finished* (or the scheduling time, for the first run);
           ``anchor`` is ignored.
         """
-        after = _instant(after, "after")
+        after = check_instant("after", after)
         if self.fixed == "delay":
             result = after + self.seconds
             return result if result > after else math.nextafter(after, math.inf)
         if anchor is None:
             raise ValueError("anchor is required for Every(fixed='rate'): the grid is anchor + k * seconds")
-        anchor = _instant(anchor, "anchor")
+        anchor = check_instant("anchor", anchor)
         return anchor + self._index(after, anchor, strict=True) * self.seconds
 
     def _index(self, bound: float, anchor: float, *, strict: bool) -> int:
@@ -454,7 +427,7 @@ class Cron(_Frozen):
             raise ValueError(f"cron expr {expr!r} never matches") from exc
         object.__setattr__(self, "expr", normal)
         object.__setattr__(self, "tz", zone.key)
-        object.__setattr__(self, "jitter", _number(jitter, "jitter", positive=False))
+        object.__setattr__(self, "jitter", check_seconds("jitter", jitter, high=sys.float_info.max))
         object.__setattr__(self, "_zone", zone)
         object.__setattr__(self, "_template", template)
         object.__setattr__(self, "_follows_real_time", fields[len(fields) - 4].startswith("*"))
@@ -465,7 +438,7 @@ class Cron(_Frozen):
         ``anchor`` is accepted and ignored so that ``Every`` and ``Cron`` can be
         called alike. Results are whole seconds.
         """
-        after = _instant(after, "after")
+        after = check_instant("after", after)
         wall = self._wall(after)
         # First occurrences (and normal times, and gap ends) come in wall-time
         # order: the answer among them is the first wall time later than any
@@ -647,16 +620,15 @@ def plan_misfire(
     ``next_run`` is ``due``. Default ``"fire_once"``: see
     :data:`DEFAULT_MISFIRE`.
     """
-    due = _instant(due, "due")
-    now = _instant(now, "now")
+    due = check_instant("due", due)
+    now = check_instant("now", now)
     check_misfire(misfire)
-    grace = _number(misfire_grace, "misfire_grace", positive=False) + recurrence.jitter
-    if isinstance(max_catch_up, bool) or not isinstance(max_catch_up, int) or max_catch_up < 1:
-        raise ValueError(f"max_catch_up must be an int >= 1, got {max_catch_up!r}")
+    grace = check_seconds("misfire_grace", misfire_grace, high=sys.float_info.max) + recurrence.jitter
+    check_int("max_catch_up", max_catch_up)
     if isinstance(recurrence, Every) and recurrence.fixed == "rate":
         if anchor is None:
             raise ValueError("anchor is required for Every(fixed='rate')")
-        anchor = _instant(anchor, "anchor")
+        anchor = check_instant("anchor", anchor)
     if due > now:
         return MisfirePlan([], due)
 
