@@ -22,7 +22,7 @@ import pytest
 
 from chronowheel import Engine, Every, Job, Retry
 from chronowheel.testing import VirtualClock
-from helpers import Runner
+from helpers import Runner, journal_store
 
 
 class Custom(BaseException):
@@ -281,12 +281,11 @@ def test_after_a_failed_journal_write_jobs_finish_recur_and_timers_fire(
         ids["tick"] = (await engine.schedule("tick", every=Every(1), key="tick")).id
         fails = await engine.schedule("fails", delay=0.5)
         ids["fails"] = fails.id
-        assert engine._journal is not None
 
         def full(data: bytes) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(engine._journal, "_write", full)
+        monkeypatch.setattr(journal_store(engine).journal, "_write", full)
         with pytest.raises(OSError, match="No space left"):
             await engine.schedule("queued", delay=100)
         with pytest.raises(OSError, match="failed earlier"):
@@ -313,7 +312,7 @@ def test_after_a_failed_journal_write_jobs_finish_recur_and_timers_fire(
         engine, _ran, _release = make(VirtualClock())
         await engine.start()
         # What reached the disk: every schedule acknowledged before the failure, none of what came after.
-        assert {job.id for job in engine._durable.values()} == set(ids.values())
+        assert {job.id for job in journal_store(engine).live.values()} == set(ids.values())
         await engine.stop(grace=0)
 
     run(first)
@@ -450,7 +449,7 @@ async def main():
     if journal:
         engine, _, _ = make(VirtualClock())
         await engine.start()
-        print(sorted(job.task for job in engine._durable.values()))
+        print(sorted(job.task for job in engine._store.live.values()))
         await engine.stop(grace=0)
 
 if sys.argv[1] == "uvloop":

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import gc
 import logging
 import math
 import os
@@ -17,15 +16,11 @@ from collections import deque
 from collections.abc import Callable, Collection
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
-
-import orjson
+from typing import Any, Final, Literal, TypeVar, overload
 
 from ._clock import Cancellable, Clock, SystemClock
-from ._durability import compact, restore
 from ._errors import DuplicateKey, EngineClosed, NotStarted, UnknownTask
 from ._job import CHECKED_HANDLE_METHODS, Job, TaskSpec, TimerHandle, new_job_id
-from ._journal_records import encode_job, job_from_record
 from ._limits import MAX_AHEAD, MAX_DELAY, check_choice, check_int, check_name, check_priority, check_seconds
 from ._pool import Pool
 from ._recurrence import (
@@ -42,9 +37,7 @@ from ._recurrence import (
 from ._retry import Retry
 from ._selection import TimerWheel
 from ._series import Series
-
-if TYPE_CHECKING:
-    from ._journal import Journal
+from ._store import Gone, Store, keep
 
 __all__ = ["Engine"]
 
@@ -129,16 +122,11 @@ class Engine:
         fsync_interval = check_seconds("fsync_interval", fsync_interval, positive=True)
         check_choice("on_corrupt", on_corrupt, ("error", "truncate"))
         check_choice("unknown_tasks", unknown_tasks, ("error", "park"))
-        self._journal: Journal | None = None
+        self._store: Store | None = None  # None: in memory, nothing durable
         if path is not None:
-            from ._journal import Journal  # POSIX only (flock, directory fsync): imported when asked for
+            from .journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
-            self._journal = Journal(path, fsync, fsync_interval)
-        self._on_corrupt = on_corrupt
-        self._unknown_tasks = unknown_tasks
-        self._durable: dict[str, Job] = {}  # journaled jobs not yet acknowledged or cancelled, by id
-        self._parked: dict[str, dict[str, Any]] = {}  # journal records of tasks not registered
-        self._compaction: asyncio.Task[None] | None = None
+            self._store = JournalStore(path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._time = self._clock.time
         self._rate = 1.0 / tick
@@ -403,8 +391,8 @@ class Engine:
             misfire=misfire,
             misfire_grace=misfire_grace,
         )
-        if self._journal is not None:
-            await self._journal.commit()
+        if self._store is not None:
+            await self._store.commit()
         return job
 
     def schedule_nowait(
@@ -442,7 +430,7 @@ class Engine:
         self._check_thread("schedule_nowait")
         if self._closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
-        if self._journal is not None and self._state == "new":
+        if self._store is not None and self._state == "new":
             raise NotStarted("schedule: start the engine first; a journaled engine recovers its jobs in start()")
         spec = self._spec(task)
         if not isinstance(args, tuple | list):
@@ -468,11 +456,13 @@ class Engine:
         job._engine = self
         job._series = series
         self._set_due(job, seconds, deadline)
-        # Encoded before anything changes: args that JSON cannot hold raise here.
-        payload = self._encode(job) if self._journal is not None else None
+        store = self._store
+        # Checked before anything changes: args the store cannot keep raise here.
+        token = store.check(job) if store is not None else None
         if key is not None and key in self._keyed:
             self.cancel(key)
-        self._journal_job(job, payload)
+        if store is not None:
+            store.recorded(job, token)
         self._place(job)
         return job
 
@@ -521,7 +511,7 @@ class Engine:
     def _file_job(self, job: Job, seconds: float, deadline: float | None = None, *, own: bool = False) -> None:
         """Journal a job and put it in the wheel ``seconds`` from now: a retry, a redrive, a next run."""
         self._set_due(job, seconds, deadline)
-        self._journal_job(job, own=own)
+        self._record(job, own=own)
         self._place(job)
 
     def _set_due(self, job: Job, seconds: float, deadline: float | None = None) -> None:
@@ -544,52 +534,32 @@ class Engine:
         if tick < self._sleep_tick:
             self._wake()
 
-    # -- the journal ---------------------------------------------------------------
+    # -- the store ------------------------------------------------------------------
 
-    def _encode(self, job: Job, *, new: bool = True) -> bytes:
-        """The job's journal record; a ``new`` job's args must read back as themselves (see encode_job)."""
-        return encode_job(job, new=new)
-
-    def _journal_job(self, job: Job, payload: bytes | None = None, *, own: bool = False) -> None:
-        """Journal a job's whole state (nothing for an in-memory engine); ``own``: see :meth:`_journal_append`."""
-        if self._journal is None:
+    def _record(self, job: Job, *, own: bool = False) -> None:
+        """Hand the store a job's whole state (nothing in memory); ``own`` bookkeeping: see :func:`keep`."""
+        store = self._store
+        if store is None:
             return
-        self._durable[job.id] = job
-        self._journal_append(payload or self._encode(job, new=False), own=own)
+        if own:
+            keep(store.recorded, job)
+        else:
+            store.recorded(job)
 
-    def _journal_gone(self, job: Job, kind: Literal["ack", "cancel"], *, own: bool = False) -> None:
-        """Journal that a job ran to success or was cancelled: it is no longer live."""
-        if self._durable.pop(job.id, None) is not None:
-            self._journal_append(orjson.dumps({"t": kind, "id": job.id}), own=own)
-
-    def _journal_append(self, payload: bytes, *, own: bool = False) -> None:
-        """Queue a record; after a failed write the journal refuses it with OSError.
-
-        A user's call gets that error. The engine's ``own`` bookkeeping (an
-        ack, a run, a retry, a dead letter) carries on in memory instead: the
-        journal reported its failure when it happened, and a restart recovers
-        from what reached the disk.
-        """
-        journal = self._journal
-        assert journal is not None
-        try:
-            journal.append(payload)
-        except OSError:
-            if not own:
-                raise
+    def _gone(self, job: Job, why: Gone, *, own: bool = False) -> None:
+        """Tell the store a job ran to success or was cancelled: it is no longer live."""
+        store = self._store
+        if store is None:
             return
-        live = len(self._durable) + len(self._parked)
-        if (
-            self._compaction is None
-            and self._state == "running"
-            and journal.log_records > journal.compact_factor * max(live, journal.compact_min)
-        ):
-            self._compaction = asyncio.create_task(compact(self), name="chronowheel journal compaction")
+        if own:
+            keep(store.gone, job, why)
+        else:
+            store.gone(job, why)
 
     async def flush(self) -> None:
         """Make every journal record so far durable (written and fsynced), whatever the fsync policy."""
-        if self._journal is not None and self._state == "running":
-            await self._journal.sync()
+        if self._store is not None and self._state == "running":
+            await self._store.flush()
 
     def parked(self) -> list[Job]:
         """Journaled jobs whose task is not registered (``unknown_tasks="park"``).
@@ -597,9 +567,8 @@ class Engine:
         They stay in the journal untouched and come back at the next start
         that has their task registered.
         """
-        jobs = [job_from_record(record) for record in self._parked.values()]
+        jobs = [] if self._store is None else self._store.parked()
         for job in jobs:
-            job.state = "parked"
             job._engine = self  # a copy of this engine's record: cancel() says False, not "another engine's"
         return jobs
 
@@ -657,7 +626,7 @@ class Engine:
         self._counts["cancelled"] += 1
         if job.key is not None and self._keyed.get(job.key) is job:
             del self._keyed[job.key]
-        self._journal_gone(job, "cancel")
+        self._gone(job, "cancel")
         return True
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -674,8 +643,8 @@ class Engine:
         job._due_wall = self._clock.wall() + seconds
         if job._series is not None:
             job._series.nominal = job._due_wall
-        if job.id in self._durable:
-            self._journal_append(orjson.dumps({"t": "move", "id": job.id, "due": job._due_wall}))
+        if self._store is not None:
+            self._store.moved(job)
         if tick < self._sleep_tick:
             self._wake()
         return True
@@ -744,29 +713,40 @@ class Engine:
         """Recover the journal's jobs, if there is a journal; start the driver and the pools' workers."""
         if self._state != "new":
             raise RuntimeError(f"start: the engine is {self._state}; an engine starts once")
-        if self._journal is not None:
-            # Recovery allocates a few containers per job and frees almost none: the collector would
-            # traverse them again and again (a third of the time); it runs once at the end instead.
-            collecting = gc.isenabled()
-            gc.disable()
+        if self._store is not None:
+            jobs = await self._store.restore(self._tasks.keys())
             try:
-                live = await asyncio.to_thread(self._journal.recover, truncate_corrupt=self._on_corrupt == "truncate")
-                try:
-                    restore(self, live)
-                except BaseException:
-                    await self._journal.close()
-                    raise
-                del live
-            finally:
-                if collecting:
-                    gc.enable()
-                    gc.collect()
-            self._journal.open(asyncio.get_running_loop())
+                self._place_restored(jobs)
+            except BaseException:
+                await self._store.close()
+                raise
         self._state = "running"
         self._loop_thread = threading.get_ident()
         for pool in self._pools.values():
             pool.start(self._run_job)
         self._driver = asyncio.create_task(self._drive([]), name="chronowheel driver")
+
+    def _place_restored(self, jobs: list[Job]) -> None:
+        """Put the store's live jobs back: in the wheel, or in the dead letters."""
+        now = self._clock.wall()
+        for job in jobs:
+            job._engine = self
+            series = job._series
+            if job.state == "dead":
+                self._dead[job.id] = job
+            elif job.state == "running":  # a fixed-delay series waiting for its run to end
+                assert series is not None
+                if not series.active:  # the run ended, its next time did not make it to the log
+                    self._refile(job, series.recurrence.next_after(now, series.anchor))
+                elif job.key is not None:  # its run goes on: the key stays taken, as before the restart
+                    self._keyed.setdefault(job.key, job)
+            else:
+                deadline = job._due_wall  # overdue jobs are due now; recurring ones apply their misfire policy
+                # A record's deadline is within TIME_MAX; one further out than the wheel reaches from now (only
+                # a hand-made record, or a clock set back by ages) fires at the wheel's farthest, 1e12 s out.
+                self._set_due(job, min(max(0.0, deadline - now), MAX_AHEAD))
+                job._due_wall = deadline
+                self._place(job)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Take no more work; let running jobs finish for ``grace`` seconds, then cancel them.
@@ -794,7 +774,7 @@ class Engine:
         for pool in pools:
             for worker, job in pool._busy.items():
                 if worker is caller:
-                    self._journal_gone(job, "ack", own=True)
+                    self._gone(job, "ack", own=True)
                 else:
                     running[worker] = job
         await self._wait(running, grace)
@@ -804,14 +784,13 @@ class Engine:
         idle = [worker for pool in pools for worker in pool._workers if worker not in running and worker is not caller]
         await asyncio.gather(*idle, return_exceptions=True)
         unfinished = [job for pool in pools for job in pool.drain()]
-        for task in (self._driver, self._compaction):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._driver is not None:
+            self._driver.cancel()
+            await asyncio.gather(self._driver, return_exceptions=True)
         unfinished += (job for job in self._interrupted if job.state == "pending")
         self._unfinished(unfinished, [job for worker, job in running.items() if not worker.done()])
-        if self._journal is not None:
-            await self._journal.close()
+        if self._store is not None:
+            await self._store.close()
 
     async def _wait(self, workers: Collection[asyncio.Task[None]], seconds: float) -> None:
         """Wait until the workers are done, or for ``seconds`` on the engine clock."""
@@ -835,7 +814,7 @@ class Engine:
         up on did not end when cancelled: it runs on, and nothing it does is
         recorded any more.
         """
-        if jobs and self._journal is not None:
+        if jobs and self._store is not None:
             logger.info(
                 "chronowheel: %d due jobs did not complete before stop; they run again at the next start", len(jobs)
             )
@@ -851,7 +830,7 @@ class Engine:
                 "(they run on, unrecorded%s): %s",
                 len(abandoned),
                 _CANCEL_WAIT,
-                "; they run again at the next start" if self._journal is not None else "",
+                "; they run again at the next start" if self._store is not None else "",
                 _ids(abandoned),
             )
 
@@ -879,6 +858,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         timers = self._wheel
         pools = list(self._pools.values())
+        claim = None if self._store is None else self._store.claim
         while True:
             now = self._current_tick()
             if left:
@@ -908,6 +888,8 @@ class Engine:
                             continue
                         if job.key is not None and self._keyed.get(job.key) is job:
                             del self._keyed[job.key]
+                        if claim is not None and not claim(job):
+                            continue  # another engine's to run (a shared store): it is gone from here
                         pool.put_nowait(job)
                         self._counts["fired"] += 1
                     except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
@@ -964,7 +946,7 @@ class Engine:
         job.error = error
         job.traceback = "".join(traceback.format_exception(error))
         self._dead[job.id] = job
-        self._journal_job(job, own=True)
+        self._record(job, own=True)
         loop.call_exception_handler(
             {"message": f"chronowheel: job {job.id} of task {job.task!r} could not be started", "exception": error}
         )
@@ -1001,7 +983,7 @@ class Engine:
             job.error = None
             job.traceback = None
             self._counts["succeeded"] += 1
-            self._journal_gone(job, "ack", own=True)
+            self._gone(job, "ack", own=True)
         finally:
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
@@ -1108,7 +1090,7 @@ class Engine:
             self._start_run(job, pool, nominal, overlapping)
         if series.after_finish and series.active:
             job.state = "running"  # the next run is timed from this one's end
-            self._journal_job(job, own=True)
+            self._record(job, own=True)
         else:
             self._refile(job, next_run)
 
@@ -1125,7 +1107,7 @@ class Engine:
         run._engine = self
         run._parent = job
         series.active += 1
-        self._journal_job(run, own=True)
+        self._record(run, own=True)
         pool.put_nowait(run)
         self._counts["fired"] += 1
 
@@ -1156,17 +1138,13 @@ class Engine:
         job.traceback = "".join(traceback.format_exception(error))
         self._counts["failed"] += 1
         retry = spec.retry
-        if (
-            retry is not None
-            and retry.should_retry(error, job.attempt)
-            and not (self._closed and self._journal is None)
-        ):
+        if retry is not None and retry.should_retry(error, job.attempt) and not (self._closed and self._store is None):
             delay = retry.delay(job.attempt, self._rng)
             job.state = "failed"
             self._counts["retried"] += 1
             if self._closed:  # stopping: the journal keeps the retry for after the restart
                 self._set_due(job, delay)
-                self._journal_job(job, own=True)
+                self._record(job, own=True)
             else:
                 self._file_job(job, delay, own=True)
             logger.warning(
@@ -1181,7 +1159,7 @@ class Engine:
             return
         job.state = "dead"
         self._dead[job.id] = job
-        self._journal_job(job, own=True)
+        self._record(job, own=True)
         logger.error(
             "chronowheel: job %s of task %r failed (attempt %d); moved to the dead letters",
             job.id,

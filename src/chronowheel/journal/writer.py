@@ -30,11 +30,11 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from ._errors import JournalFailed, JournalLocked
-from ._journal_format import IDENTITY_SIZE, LOG, SNAPSHOT, Encoder
-from ._recovery import END, JournalFile, plan
+from .._errors import JournalFailed, JournalLocked
+from .format import IDENTITY_SIZE, LOG, SNAPSHOT, Encoder
+from .recovery import END, JournalFile, plan
 
-__all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in _recovery
+__all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in .recovery
 
 logger = logging.getLogger("chronowheel")
 
@@ -80,9 +80,6 @@ class Journal:
     :meth:`rotate`, :meth:`add_to_snapshot`, :meth:`finish_snapshot`,
     :meth:`close`. The writer thread owns the file descriptors.
     """
-
-    compact_factor = 4.0  # compact when the log holds this many records per live job...
-    compact_min = 10_000  # ...and more than this many records
 
     def __init__(self, path: str, fsync: FsyncPolicy, interval: float) -> None:
         self.path = os.path.abspath(path)
