@@ -43,7 +43,7 @@ stubtest: $(STAMP)
 test: $(STAMP) lint stubtest $(FLOOR)
 	$(PY) -m pytest -m "not slow"
 	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest -m "not slow" tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
-		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py
+		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py tests/test_errors.py
 	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \
 		tests/test_recurrence.py
 

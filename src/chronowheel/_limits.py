@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection
+import os
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Final, cast
 
@@ -28,12 +29,16 @@ __all__ = [
     "MAX_DELAY",
     "MAX_PRIORITY",
     "MIN_PERIOD",
+    "check_arguments",
     "check_choice",
     "check_instant",
     "check_int",
+    "check_methods",
     "check_name",
+    "check_path",
     "check_priority",
     "check_seconds",
+    "check_when",
 ]
 
 MAX_DELAY: Final = 1e10
@@ -132,3 +137,51 @@ def check_priority(name: str, value: object) -> int:
     if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
         raise ValueError(f"{name} must be an int from -(2**63 - 1) to 2**63 - 1, got {value!r}")
     return value
+
+
+def check_when(delay: object, at: object, wall: Callable[[], float]) -> float:
+    """Seconds from now for exactly one of ``delay`` (seconds) and ``at`` (an aware datetime); ``wall``: now."""
+    if (delay is None) == (at is None):
+        raise ValueError("pass exactly one of delay= and at=")
+    if delay is not None:
+        return check_seconds("delay", delay)
+    if not isinstance(at, datetime):
+        raise TypeError(f"at must be an aware datetime, got {type(at).__name__}")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"at must be an aware datetime (with tzinfo), got naive {at!r}")
+    seconds = at.timestamp() - wall()
+    if seconds > MAX_DELAY:
+        raise ValueError(f"at must be at most {MAX_DELAY:g}s from now, got {at.isoformat()}")
+    return max(0.0, seconds)
+
+
+def check_path(name: str, value: object) -> str:
+    """``value`` as a str if it is the path of a file (it need not exist yet); else an error naming ``name``."""
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{name} must be a file path or None, got {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError(f"{name} must be a str path, got a {type(path).__name__} path")
+    if not path or path.endswith(os.sep) or os.path.isdir(path):
+        raise ValueError(f"{name} must be the path of a file (it need not exist yet), got {path!r}")
+    return path
+
+
+def check_methods(name: str, value: object, methods: tuple[str, ...], *, optional: bool = False) -> None:
+    """Refuse (``TypeError`` naming ``name``) a ``value`` that is a class, or lacks one of the callable ``methods``."""
+    if optional and value is None:
+        return
+    if isinstance(value, type) or not all(callable(getattr(value, method, None)) for method in methods):
+        listed = ", ".join(f"{method}()" for method in methods[:-1]) + f" and {methods[-1]}()"
+        raise TypeError(f"{name} must have {listed} methods, got {type(value).__name__}")
+
+
+def check_arguments(args: object, kwargs: object) -> None:
+    """Refuse a job's ``args`` that are not a tuple or list, ``kwargs`` not a dict of str keys."""
+    if not isinstance(args, tuple | list):
+        raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict or None, got {type(kwargs).__name__}")
+    for name in kwargs or ():
+        if not isinstance(name, str):
+            raise TypeError(f"kwargs keys must be str (they are keyword argument names), got {name!r}")

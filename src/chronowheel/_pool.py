@@ -61,6 +61,14 @@ class Pool:
     def __repr__(self) -> str:
         return f"<Pool {self.name!r} concurrency={self.concurrency} queued={self.queued} running={self.running}>"
 
+    def running_jobs(self) -> list[tuple[asyncio.Task[None], Job]]:
+        """The workers running a job now, and their jobs."""
+        return list(self._busy.items())
+
+    @property
+    def workers(self) -> tuple[asyncio.Task[None], ...]:
+        return tuple(self._workers)
+
     def room(self) -> int:
         """How many more jobs the ready queue takes now (a batch's worth when unbounded; none once closing)."""
         if self._closing:
