@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m ruff format --check src tests bench examples
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 # The native wheel's stub against the built extension (no allowlist: the module
 # is built with autotestdict=False, so Cython adds no __test__ dict).
