@@ -245,9 +245,12 @@ class Engine:
         if self._store is not None and self._state == "new":
             raise NotStarted("schedule: start the engine first; a journaled engine recovers its jobs in start()")
         spec = self._registry.spec(task)
-        check_arguments(args, kwargs)
-        check_name("key", key, optional=True)
-        check_choice("if_exists", if_exists, _IF_EXISTS)
+        if args.__class__ is not tuple or kwargs is not None:  # the defaults need no check: the usual call
+            check_arguments(args, kwargs)
+        if key is not None:
+            check_name("key", key, optional=True)
+        if if_exists != "error":
+            check_choice("if_exists", if_exists, _IF_EXISTS)
         priority = spec.priority if priority is None else check_priority("priority", priority)
         recurring = self._recurring
         if every is None and cron is None:

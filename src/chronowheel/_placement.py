@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._limits import MAX_AHEAD
 from ._registry import Registry
-from ._store import Gone, Store, keep
+from ._store import Gone, Store
 from ._ticks import Ticks
 from ._timers import Timers
 
@@ -21,11 +21,13 @@ _ceil: Final = math.ceil
 
 
 class Placement:
-    """Puts jobs in their pool's wheel and hands their changes to the store (``None``: in memory).
+    """Puts jobs in their pool's wheel and hands the engine parts' job changes to the store (``None``: in memory).
 
     ``own`` changes are the engine's bookkeeping (an ack, a run, a retry, a
-    dead letter): they carry on in memory when the store has failed (see
-    :func:`chronowheel._store.keep`); a user's call gets the store's error.
+    dead letter): unlike a user's call, which gets the store's error, they
+    carry on in memory when the store has failed. The store reported its
+    failure when it happened, and a restart recovers from what it kept. This
+    is the one place that rule lives.
     """
 
     def __init__(self, ticks: Ticks, timers: Timers, registry: Registry, store: Store | None) -> None:
@@ -52,7 +54,8 @@ class Placement:
     def place(self, job: Job) -> None:
         """Put the job in its pool's wheel at its due tick, and index its key."""
         tick = job._due_tick
-        job._timer = self._registry.pool_of(job).wheel.add(tick, job, -job.priority)
+        registry = self._registry
+        job._timer = registry.pools[registry.tasks[job.task].pool].wheel.add(tick, job, -job.priority)  # pool_of
         if job.key is not None:
             self._registry.keyed.setdefault(job.key, job)
         if tick < self._timers.sleep_tick:
@@ -95,20 +98,22 @@ class Placement:
         store = self.store
         if store is None:
             return
-        if own:
-            keep(store.recorded, job)
-        else:
+        try:
             store.recorded(job)
+        except OSError:
+            if not own:
+                raise
 
     def gone(self, job: Job, why: Gone, *, own: bool = False) -> None:
         """Tell the store a job ran to success or was cancelled: it is no longer live."""
         store = self.store
         if store is None:
             return
-        if own:
-            keep(store.gone, job, why)
-        else:
+        try:
             store.gone(job, why)
+        except OSError:
+            if not own:
+                raise
 
     def restore(
         self, jobs: list[Job], owner: object, dead: dict[str, Job], refile: Callable[[Job, float], None]

@@ -10,15 +10,14 @@ plugged in without touching the driver: that is what :meth:`Store.claim` is for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Literal, ParamSpec, Protocol
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from ._job import Job
 
-__all__ = ["Gone", "Store", "keep"]
+__all__ = ["Gone", "Store"]
 
-P = ParamSpec("P")
 Gone = Literal["ack", "cancel"]
 
 
@@ -28,6 +27,8 @@ class Store(Protocol):
     A change the store cannot keep raises ``OSError`` (the journal's
     :class:`~chronowheel.JournalFailed`), from then on until a restart: a
     store never retries a failed write, as a failed fsync may have lost it.
+    The engine's own bookkeeping carries on in memory then (see
+    ``_placement.Placement``, the one part that hands changes to the store).
     """
 
     async def restore(self, tasks: Collection[str]) -> list[Job]:
@@ -80,16 +81,3 @@ class Store(Protocol):
     async def close(self) -> None:
         """Write out what is pending and let go of the store; raises if it failed."""
         ...
-
-
-def keep(change: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> None:
-    """Hand the store a change of the engine's own bookkeeping (an ack, a run, a retry, a dead letter).
-
-    Unlike a user's call, which gets the store's failure, this carries on in
-    memory: the store reported its failure when it happened, and a restart
-    recovers from what it kept. The one place that rule lives.
-    """
-    try:
-        change(*args, **kwargs)
-    except OSError:
-        return

@@ -101,7 +101,7 @@ class Timers:
         self._wakeup: asyncio.Future[None] | None = None
         self._loop_thread: int | None = None
         self._threads = 0  # sync jobs' threads running
-        self._closed = False
+        self.closed = False  # True once the engine is stopping
         self._guard = False
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
@@ -179,7 +179,7 @@ class Timers:
 
     def close(self) -> None:
         """The engine is stopping: timers are refused from now on."""
-        self._closed = True
+        self.closed = True
         self._set_guard()
 
     def thread_started(self) -> None:
@@ -198,11 +198,6 @@ class Timers:
         return self._threads
 
     @property
-    def closed(self) -> bool:
-        """True once the engine is stopping."""
-        return self._closed
-
-    @property
     def guarded(self) -> bool:
         """True while the hot calls check their caller (stopped, or threads running)."""
         return self._guard
@@ -210,7 +205,7 @@ class Timers:
     def _check_caller(self, call: str) -> None:
         """Refuse a timer from another thread than the loop's, or once the engine is stopped."""
         self.check_thread(call)
-        if self._closed:
+        if self.closed:
             raise EngineClosed("the engine is stopped; it takes no more timers")
 
     def check_thread(self, call: str) -> None:
@@ -230,7 +225,7 @@ class Timers:
         check nothing more than whether it is up (handles, not even that:
         their checked methods are put on the engine's handle class).
         """
-        guard = self._closed or self._threads > 0
+        guard = self.closed or self._threads > 0
         if guard == self._guard:
             return
         self._guard = guard
