@@ -40,7 +40,7 @@ from ._shutdown import drain, report_unfinished
 from ._stats import Stats
 from ._store import Store
 from ._ticks import Ticks
-from ._timers import CallTimer, Timers
+from ._timers import TimerCalls, Timers
 
 __all__ = ["Engine"]
 
@@ -68,7 +68,7 @@ class ScheduleOptions(TypedDict, total=False):
     misfire_grace: float
 
 
-class Engine:
+class Engine(TimerCalls):
     """Millions of timers in one event loop task.
 
     ``tick`` is the wheel's resolution in seconds: timers fire on the first
@@ -84,12 +84,6 @@ class Engine:
     ``unknown_tasks="park"`` sets aside journaled jobs whose task is no longer
     registered (see :meth:`parked`) instead of raising :class:`UnknownTask`.
     """
-
-    # Bound at construction to the engine's Timers, so each is one Python frame (see _timers.py).
-    call_later: CallTimer
-    """``call_later(delay, callback, *args)``: call ``callback(*args)`` after ``delay`` seconds; never journaled."""
-    call_at: CallTimer
-    """``call_at(when, callback, *args)``: the same when :meth:`time` reaches ``when`` (past: at once)."""
 
     def __init__(
         self,
@@ -118,8 +112,7 @@ class Engine:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
-        self.call_later = timers.call_later
-        self.call_at = timers.call_at
+        super().__init__(timers)  # call_later, call_at
         self._wheel = timers.wheel  # the volatile timers' wheel, for tests that look at its levels
         self._registry = registry = Registry()
         self._stats = stats = Stats()
