@@ -161,18 +161,48 @@ def test_a_journal_open_in_another_engine_is_journal_locked(run: Runner, tmp_pat
     run(main)
 
 
-async def _nowait(engine: Engine) -> object:
-    return engine.schedule_nowait("t", delay=1)
+JOB_API: dict[str, Callable[[Engine], object]] = {
+    "schedule_nowait": lambda engine: engine.schedule_nowait("t", delay=1),
+    "cancel": lambda engine: engine.cancel("k"),
+    "reschedule": lambda engine: engine.reschedule("k", delay=5),
+    "get": lambda engine: engine.get("k"),
+}
 
 
-@pytest.mark.parametrize("call", ["schedule_nowait", "schedule"])
+async def _call(call: Callable[[Engine], object], engine: Engine) -> object:
+    return call(engine)
+
+
+@pytest.mark.parametrize("call", [*JOB_API, "schedule"])
 def test_the_job_api_of_a_journaled_engine_before_start_is_not_started(run: Runner, tmp_path: Path, call: str) -> None:
+    """Until start() recovers the journal the engine cannot know its jobs: it neither finds nor changes one."""
+    path = str(tmp_path / "j.log")
+
     async def main() -> None:
-        engine = Engine(clock=VirtualClock(), journal=str(tmp_path / "j.log"))
+        first = Engine(clock=VirtualClock(), journal=path)  # a journal holding the key "k"
+        first.task(name="t")(print)
+        async with first:
+            await first.schedule("t", delay=100, key="k")
+        engine = Engine(clock=VirtualClock(), journal=path)
         engine.task(name="t")(print)
         with pytest.raises(NotStarted, match="start the engine first"):
-            await (engine.schedule("t", delay=1) if call == "schedule" else _nowait(engine))
+            await (engine.schedule("t", delay=1) if call == "schedule" else _call(JOB_API[call], engine))
         assert len(engine) == 0
+        async with engine:
+            job = engine.get("k")
+            assert job is not None
+            assert job.state == "pending"
+
+    run(main)
+
+
+def test_an_in_memory_engine_takes_the_job_api_before_start(run: Runner) -> None:
+    async def main() -> None:
+        engine = _engine()
+        engine.schedule_nowait("t", delay=1, key="k")
+        assert engine.get("k") is not None
+        assert engine.reschedule("k", delay=5)
+        assert engine.cancel("k")
 
     run(main)
 

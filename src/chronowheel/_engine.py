@@ -99,7 +99,8 @@ class Engine(TimerCalls):
         tick = check_seconds("tick", tick, low=1e-6, high=60)
         # The path is checked here: start() would create ``<path>.lock`` before failing on it.
         path = None if journal is None else check_path("journal", journal)
-        check_methods("clock", clock, ("time", "wall", "call_at"), optional=True)
+        if clock is not None:
+            check_methods("clock", clock, ("time", "wall", "call_at"))
         check_choice("fsync", fsync, ("always", "interval", "never"))
         fsync_interval = check_seconds("fsync_interval", fsync_interval, positive=True)
         check_choice("on_corrupt", on_corrupt, ("error", "truncate"))
@@ -236,7 +237,7 @@ class Engine(TimerCalls):
         if self._timers.closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
         if self._store is not None and self._state == "new":
-            raise NotStarted("schedule: start the engine first; a journaled engine recovers its jobs in start()")
+            self._not_started("schedule")
         spec = self._registry.spec(task)
         if args.__class__ is not tuple or kwargs is not None:  # the defaults need no check: the usual call
             check_arguments(args, kwargs)
@@ -280,7 +281,14 @@ class Engine(TimerCalls):
         """The job if it waits in a wheel; refused once :meth:`stop` has begun, and for another engine's job."""
         if self._timers.closed:
             raise EngineClosed("the engine is stopped; its jobs can no longer be cancelled or moved")
+        if self._store is not None and self._state == "new":
+            self._not_started("cancel and reschedule")
         return self._registry.waiting(key_or_job, self)
+
+    @staticmethod
+    def _not_started(call: str) -> None:
+        """A journaled engine's jobs are unknown until start() recovers them: none can be found or changed."""
+        raise NotStarted(f"{call}: start the engine first; a journaled engine recovers its jobs in start()")
 
     def cancel(self, key_or_job: str | Job) -> bool:
         """Remove a pending job; True if it was pending.
@@ -347,6 +355,8 @@ class Engine(TimerCalls):
         """The pending job with this key, if any."""
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
+        if self._store is not None and self._state == "new":
+            self._not_started("get")
         return self._registry.keyed.get(key)
 
     def __len__(self) -> int:

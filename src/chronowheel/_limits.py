@@ -99,14 +99,14 @@ def check_instant(name: str, value: object) -> float:
     return result
 
 
-def check_int(name: str, value: object, *, low: int = 1, optional: bool = False) -> int | None:
-    """``value`` if it is an int ``>= low`` (or None when ``optional``); else an error naming ``name``."""
+def check_int(name: str, value: object, *, optional: bool = False) -> int | None:
+    """``value`` if it is an int ``>= 1`` (a count: or None when ``optional``); else an error naming ``name``."""
     if optional and value is None:
         return None
-    what = f"{'None or ' if optional else ''}an int >= {low}"
+    what = f"{'None or ' if optional else ''}an int >= 1"
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
-    if value < low:
+    if value < 1:
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return value
 
@@ -167,10 +167,8 @@ def check_path(name: str, value: object) -> str:
     return path
 
 
-def check_methods(name: str, value: object, methods: tuple[str, ...], *, optional: bool = False) -> None:
+def check_methods(name: str, value: object, methods: tuple[str, ...]) -> None:
     """Refuse (``TypeError`` naming ``name``) a ``value`` that is a class, or lacks one of the callable ``methods``."""
-    if optional and value is None:
-        return
     if isinstance(value, type) or not all(callable(getattr(value, method, None)) for method in methods):
         listed = ", ".join(f"{method}()" for method in methods[:-1]) + f" and {methods[-1]}()"
         raise TypeError(f"{name} must have {listed} methods, got {type(value).__name__}")
