@@ -19,7 +19,7 @@ filesystem, and warns if fsync is free there, as on tmpfs).
                reports its RSS; from the page cache (warm) and after dropping
                the journal's pages with ``posix_fadvise(DONTNEED)`` (cold).
 3. compaction  with the ``--n`` jobs live, a compaction is forced (by lowering
-               ``Journal.compact_factor`` and ``compact_min``) and timed end
+               ``JournalStore.compact_factor`` and ``compact_min``) and timed end
                to end, while an engine ``call_later`` chain every millisecond
                measures how late timers fire and one caller keeps awaiting
                durable schedules; then recovery is timed again, from the
@@ -257,7 +257,7 @@ async def child_build(n: int, path: str) -> dict[str, Any]:
 
 
 async def child_recover(path: str) -> dict[str, Any]:
-    from chronowheel._journal import Journal
+    from chronowheel.journal.writer import Journal
 
     reading = MethodTimer(Journal, "recover")
     engine = make_engine(path, "always")
@@ -285,7 +285,8 @@ async def child_recover(path: str) -> dict[str, Any]:
 
 
 async def child_compact(path: str) -> dict[str, Any]:
-    from chronowheel._journal import Journal
+    from chronowheel.journal.store import JournalStore
+    from chronowheel.journal.writer import Journal
 
     fsyncs = FsyncCounter()
     rotating = MethodTimer(Journal, "_do_rotate")
@@ -321,15 +322,17 @@ async def child_compact(path: str) -> dict[str, Any]:
     calling = asyncio.create_task(caller())
     await asyncio.sleep(SETTLE_SECONDS + BASELINE_SECONDS)
 
-    factor, minimum = Journal.compact_factor, Journal.compact_min
-    Journal.compact_factor, Journal.compact_min = 0.0, 0  # the next record appended starts a compaction
+    factor, minimum = JournalStore.compact_factor, JournalStore.compact_min
+    JournalStore.compact_factor, JournalStore.compact_min = 0.0, 0  # the next record appended starts a compaction
     calls_before = fsyncs.read()[0]
     triggered = clock()
     engine.cancel(engine.schedule_nowait(noop, args=[-3], delay=delay_for(0)))
-    compaction: asyncio.Task[None] | None = engine._compaction
-    Journal.compact_factor, Journal.compact_min = factor, minimum
+    store = engine._store
+    assert isinstance(store, JournalStore)
+    compaction: asyncio.Task[None] | None = store.compaction
+    JournalStore.compact_factor, JournalStore.compact_min = factor, minimum
     if compaction is None:
-        raise RuntimeError("forcing a compaction did not start one; the trigger in _journal_append changed?")
+        raise RuntimeError("forcing a compaction did not start one; the trigger in JournalStore._append changed?")
     await compaction
     finished = clock()
     compact_fsyncs = fsyncs.read()[0] - calls_before

@@ -48,9 +48,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import chronowheel._journal as journal_module
+import chronowheel.journal.writer as journal_module
 from chronowheel import Engine, Every
-from chronowheel._journal import Journal
+from chronowheel.journal.store import JournalStore
+from chronowheel.journal.writer import Journal
 
 TASK = "crash_child:record"  # the parent recovers the journal and checks the task name
 SERIES = "crash_child:series"  # --series-crash: a fixed-delay recurring job that dies in its first run
@@ -73,7 +74,7 @@ def die(reason: str) -> None:
 
 
 class StepCounter:
-    """Stands in for ``os`` inside ``chronowheel._journal``; counts and numbers the watched steps.
+    """Stands in for ``os`` inside ``chronowheel.journal.writer``; counts and numbers the watched steps.
 
     A step is a call that changes what the files hold (see the module docstring).
     While ``active``, each is announced and the process dies before step ``crash_at``;
@@ -222,8 +223,8 @@ class Load:
 
 
 async def main(options: argparse.Namespace, keys: list[str]) -> None:
-    Journal.compact_min = 50  # compact whenever the log holds over 2 records per live job, and over 100
-    Journal.compact_factor = 2.0
+    JournalStore.compact_min = 50  # compact whenever the log holds over 2 records per live job, and over 100
+    JournalStore.compact_factor = 2.0
     counter = StepCounter(options.crash_at or options.crash_recover_at, STEP_JITTER, options.seed)
     vars(journal_module)["os"] = counter  # only the journal's own calls go through it
     if options.crash_recover_at:

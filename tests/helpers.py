@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from chronowheel import Engine
+from chronowheel.journal.store import JournalStore
 from chronowheel.testing import VirtualClock
 
 Runner = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
@@ -41,3 +42,10 @@ async def virtual_sleep(engine: Engine, seconds: float) -> None:
     done = asyncio.Event()
     engine.call_later(seconds, done.set)
     await done.wait()
+
+
+def journal_store(engine: Engine) -> JournalStore:
+    """A journaled engine's store, for tests that look at its live set or its writer."""
+    store = engine._store
+    assert isinstance(store, JournalStore)
+    return store

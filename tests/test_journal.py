@@ -24,12 +24,15 @@ from typing import Any
 import orjson
 import pytest
 
-from chronowheel import Cron, DuplicateKey, Engine, Every, Retry, UnknownTask, _journal_format, _journal_records
+from chronowheel import Cron, DuplicateKey, Engine, Every, Retry, UnknownTask
 from chronowheel._job import Job
-from chronowheel._journal import Journal, JournalFile
-from chronowheel._journal_records import NEW_RECORD_MAX
+from chronowheel.journal import format as _journal_format
+from chronowheel.journal import records as _journal_records
+from chronowheel.journal.records import NEW_RECORD_MAX, encode_job
+from chronowheel.journal.store import JournalStore
+from chronowheel.journal.writer import JournalFile
 from chronowheel.testing import VirtualClock
-from helpers import Runner
+from helpers import Runner, journal_store
 
 HOUR = 3600.0
 
@@ -340,7 +343,7 @@ def test_parked_jobs_stay_in_the_journal_until_their_task_is_back(
             await engine.stop(grace=0)
         harness.finished(clock)
 
-        monkeypatch.setattr(Journal, "compact_min", 2)
+        monkeypatch.setattr(JournalStore, "compact_min", 2)
         engine, clock = harness.engine(unknown_tasks="park")
         async with engine:
             (parked,) = engine.parked()
@@ -611,11 +614,13 @@ def test_every_record_of_a_job_at_the_size_limit_reads_back(run: Runner, harness
         engine, clock = harness.engine()
         register(engine)
         async with engine:
-            padding = new_max - len(engine._encode(Job("0" * 32, "k", "flaky", ("",), {}, 0, clock.wall() + 1, 0)))
+            padding = new_max - len(
+                encode_job(Job("0" * 32, "k", "flaky", ("",), {}, 0, clock.wall() + 1, 0), new=True)
+            )
             with pytest.raises(ValueError, match=f"takes {new_max + 1:,} bytes, over the limit of {new_max:,}"):
                 await engine.schedule("flaky", args=("x" * (padding + 1),), delay=1, key="k")
             job = await engine.schedule("flaky", args=("x" * padding,), delay=1, key="k")
-            assert len(engine._encode(job)) == new_max
+            assert len(encode_job(job, new=True)) == new_max
             await clock.advance(1)  # attempt 1 fails: its record carries the error text
             assert calls == [padding]
             await engine.stop(grace=0)
@@ -790,7 +795,7 @@ def test_a_failed_fsync_fails_loudly_and_is_never_retried(
 def test_compaction_while_running_keeps_the_live_set_and_timers_firing(
     run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Journal, "compact_min", 50)
+    monkeypatch.setattr(JournalStore, "compact_min", 50)
 
     async def main() -> None:
         engine, clock = harness.engine()
@@ -802,8 +807,9 @@ def test_compaction_while_running_keeps_the_live_set_and_timers_firing(
                 engine.schedule_nowait("remind", args=(-1,), delay=0.5)
                 engine.call_later(0.25, fired.append, clock.time())
                 await clock.advance(1)
-            if engine._compaction is not None:
-                await engine._compaction  # the last one may still be sealing its snapshot
+            compaction = journal_store(engine).compaction
+            if compaction is not None:
+                await compaction  # the last one may still be sealing its snapshot
             assert len(engine) == 20
             assert len(fired) == 400
             assert not harness.has(".old")

@@ -31,9 +31,10 @@ from hypothesis import strategies as st
 
 from chronowheel import Engine, JournalCorrupt
 from chronowheel._inspect import command, inspect_journal
-from chronowheel._journal import Journal
-from chronowheel._journal_format import LOG, SNAPSHOT, Decoder
-from chronowheel._journal_records import PRIORITY_MAX, TIME_MAX, apply
+from chronowheel.journal.format import LOG, SNAPSHOT, Decoder
+from chronowheel.journal.records import PRIORITY_MAX, TIME_MAX, apply
+from chronowheel.journal.writer import Journal
+from helpers import journal_store
 from journal_files import OTHER, append, build, build_v1, next_frames
 
 HOUR = 3600.0
@@ -71,7 +72,7 @@ def start_outcome(path: Path, **options: Any) -> tuple[str, int] | set[str]:
         engine = engine_on(path, **options)
         await engine.start()
         try:
-            return {job.key for job in engine._durable.values() if job.key is not None}
+            return {job.key for job in journal_store(engine).live.values() if job.key is not None}
         finally:
             await engine.stop(grace=0)
 
@@ -566,7 +567,7 @@ def test_a_journal_of_version_1_written_by_e312ff5_opens_and_is_rewritten_in_ver
         for name in ("email", "flaky", "doomed", "report"):
             engine.task(name=name)(lambda *args, **kwargs: None)
         async with engine:
-            assert {job.id for job in engine._durable.values()} == set(expected["live"].values())
+            assert {job.id for job in journal_store(engine).live.values()} == set(expected["live"].values())
             c = engine.get("c")
             assert c is not None
             assert (c.args, c.kwargs, c._due_wall) == ((ord("c"),), {"n2": [1, 2.5, None]}, WALL + 100)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chronowheel import Engine
-from chronowheel._journal import Journal
+from chronowheel.journal.store import JournalStore
 from chronowheel.testing import VirtualClock
 
 KEYS = [f"k{n}" for n in range(6)]
@@ -143,5 +143,5 @@ def test_journaled_engine_matches_the_model_soak(steps: list[Op]) -> None:
 @pytest.fixture(autouse=True)
 def compact_often(monkeypatch: pytest.MonkeyPatch) -> None:
     """Compaction every few records, so the sequences cross many snapshots."""
-    monkeypatch.setattr(Journal, "compact_min", 4)
-    monkeypatch.setattr(Journal, "compact_factor", 1.0)
+    monkeypatch.setattr(JournalStore, "compact_min", 4)
+    monkeypatch.setattr(JournalStore, "compact_factor", 1.0)

@@ -22,7 +22,7 @@ import pytest
 
 from chronowheel import Engine, Every, Job, Retry
 from chronowheel.testing import VirtualClock
-from helpers import Runner
+from helpers import Runner, journal_store
 
 
 class Custom(BaseException):
@@ -102,7 +102,7 @@ def one_worker_engine(clock: VirtualClock, kind: type[BaseException], is_async: 
 
 
 async def settle_threads(engine: Engine, clock: VirtualClock) -> None:
-    await until(lambda: engine._threads == 0)
+    await until(lambda: engine._timers.threads == 0)
     await clock.settle()
 
 
@@ -137,9 +137,9 @@ def test_whatever_a_job_raises_is_a_failed_attempt_and_its_worker_survives(
             assert engine.ran == [0, 1, 2]  # type: ignore[attr-defined]
             assert (stats["queued"], stats["running"], stats["pending"]) == (0, 0, 0)
             assert (stats["failed"], stats["retried"], stats["succeeded"]) == (attempts, attempts - 1, 3)
-            assert not any(worker.done() for worker in engine._pools["one"]._workers)
-            assert engine._driver is not None
-            assert not engine._driver.done()
+            assert not any(worker.done() for worker in engine._registry.pools["one"].workers)
+            assert engine._driver.task is not None
+            assert not engine._driver.task.done()
 
     run(main)
 
@@ -159,7 +159,7 @@ def test_keyboard_interrupt_and_system_exit_are_recorded_then_reach_the_loops_ca
 
     async def main() -> None:
         async with engine:
-            jobs["first worker"] = engine._pools["one"]._workers[0]
+            jobs["first worker"] = engine._registry.pools["one"].workers[0]
             jobs["bad"] = engine.schedule_nowait("bad", delay=0)
             jobs["afters"] = [engine.schedule_nowait("after", args=(n,), delay=0.5 + n) for n in range(3)]
             for _ in range(5):
@@ -172,7 +172,7 @@ def test_keyboard_interrupt_and_system_exit_are_recorded_then_reach_the_loops_ca
             assert [job.state for job in jobs["afters"]] == ["succeeded"] * 3
             assert engine.ran == [0, 1, 2]  # type: ignore[attr-defined]
             assert engine.stats()["queued"] == 0
-            workers = engine._pools["one"]._workers
+            workers = engine._registry.pools["one"].workers
             assert len(workers) == 1
             assert not workers[0].done()
 
@@ -214,8 +214,8 @@ def fire_two(backend: str, kind: type[BaseException], call_later: str) -> tuple[
             engine.call_later(1, fired.append, "same time")  # the same tick: the same batch as bad
             engine.call_later(2, fired.append, "later")
             await clock.advance(3)
-            assert engine._driver is not None
-            assert not engine._driver.done()
+            assert engine._driver.task is not None
+            assert not engine._driver.task.done()
 
     reached = run_through(backend, main, kind) if kind in FATAL else run_through(backend, main, KeyboardInterrupt)
     gc.collect()
@@ -281,12 +281,11 @@ def test_after_a_failed_journal_write_jobs_finish_recur_and_timers_fire(
         ids["tick"] = (await engine.schedule("tick", every=Every(1), key="tick")).id
         fails = await engine.schedule("fails", delay=0.5)
         ids["fails"] = fails.id
-        assert engine._journal is not None
 
         def full(data: bytes) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(engine._journal, "_write", full)
+        monkeypatch.setattr(journal_store(engine).journal, "_write", full)
         with pytest.raises(OSError, match="No space left"):
             await engine.schedule("queued", delay=100)
         with pytest.raises(OSError, match="failed earlier"):
@@ -302,9 +301,9 @@ def test_after_a_failed_journal_write_jobs_finish_recur_and_timers_fire(
         assert ran[:2] == ["long", "queued"]
         assert queued.state == "succeeded"
         assert fails.state == "dead"
-        assert engine._driver is not None
-        assert not engine._driver.done()
-        assert not engine._pools["one"]._workers[0].done()
+        assert engine._driver.task is not None
+        assert not engine._driver.task.done()
+        assert not engine._registry.pools["one"].workers[0].done()
         assert errors == []
         with pytest.raises(OSError, match="failed"):
             await engine.stop(grace=0)
@@ -313,7 +312,7 @@ def test_after_a_failed_journal_write_jobs_finish_recur_and_timers_fire(
         engine, _ran, _release = make(VirtualClock())
         await engine.start()
         # What reached the disk: every schedule acknowledged before the failure, none of what came after.
-        assert {job.id for job in engine._durable.values()} == set(ids.values())
+        assert {job.id for job in journal_store(engine).live.values()} == set(ids.values())
         await engine.stop(grace=0)
 
     run(first)
@@ -446,11 +445,11 @@ async def main():
     await clock.advance(0)
     await clock.advance(1)  # the grace period, for the long job
     await asyncio.wait_for(stopped.wait(), 30)  # closing the journal joins its thread: real time
-    print(ran, job.state, other.state, engine._driver.done(), engine._closed)
+    print(ran, job.state, other.state, engine._driver.task.done(), engine._timers.closed)
     if journal:
         engine, _, _ = make(VirtualClock())
         await engine.start()
-        print(sorted(job.task for job in engine._durable.values()))
+        print(sorted(job.task for job in engine._store.live.values()))
         await engine.stop(grace=0)
 
 if sys.argv[1] == "uvloop":
@@ -599,7 +598,7 @@ def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(run: Runner, cal
             assert len(engine) == 3
             assert late.cancel()
             await settle_threads(engine, clock)
-            assert not engine._guard  # no thread runs: the hot calls skip the check again
+            assert not engine._timers.guarded  # no thread runs: the hot calls skip the check again
 
     run(main)
 
@@ -644,7 +643,7 @@ def test_a_fault_of_the_engine_while_starting_a_job_spares_the_driver(
             def broken(job: Job, pool: Any) -> None:
                 raise RuntimeError("bug")
 
-            monkeypatch.setattr(engine, "_fire_series", broken)
+            monkeypatch.setattr(engine._driver, "_fire_series", broken)
             series = engine.schedule_nowait("t", every=Every(1))
             fired: list[int] = []
             engine.call_later(2, fired.append, 1)
@@ -682,7 +681,7 @@ def test_a_fault_of_the_engine_while_recording_a_job_spares_the_worker(
         def broken(*args: Any) -> None:
             raise RuntimeError("bug")
 
-        monkeypatch.setattr(engine, "_failed", broken)
+        monkeypatch.setattr(engine._execution, "failed", broken)
         async with engine:
             engine.schedule_nowait("fails", delay=0)
             later = engine.schedule_nowait("after", delay=1)

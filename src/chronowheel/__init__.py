@@ -9,14 +9,17 @@ from ._errors import ChronowheelError as ChronowheelError
 from ._errors import DuplicateKey as DuplicateKey
 from ._errors import EngineClosed as EngineClosed
 from ._errors import JournalCorrupt as JournalCorrupt
+from ._errors import JournalFailed as JournalFailed
+from ._errors import JournalLocked as JournalLocked
+from ._errors import NotStarted as NotStarted
 from ._errors import UnknownTask as UnknownTask
 from ._job import Job as Job
-from ._job import TimerHandle as TimerHandle
 from ._recurrence import Cron as Cron
 from ._recurrence import Every as Every
 from ._retry import Retry as Retry
 from ._selection import WHEEL as WHEEL
 from ._selection import TimerWheel as TimerWheel
+from ._timers import TimerHandle as TimerHandle
 
 __all__ = [
     "WHEEL",
@@ -29,6 +32,9 @@ __all__ = [
     "Every",
     "Job",
     "JournalCorrupt",
+    "JournalFailed",
+    "JournalLocked",
+    "NotStarted",
     "Retry",
     "SystemClock",
     "TimerHandle",

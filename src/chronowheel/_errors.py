@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ChronowheelError", "DuplicateKey", "EngineClosed", "JournalCorrupt", "UnknownTask"]
+__all__ = [
+    "ChronowheelError",
+    "DuplicateKey",
+    "EngineClosed",
+    "JournalCorrupt",
+    "JournalFailed",
+    "JournalLocked",
+    "NotStarted",
+    "UnknownTask",
+]
 
 
 class ChronowheelError(Exception):
@@ -22,6 +31,26 @@ class UnknownTask(ChronowheelError, LookupError):
 
 class EngineClosed(ChronowheelError, RuntimeError):
     """The engine has been stopped and takes no more work."""
+
+
+class NotStarted(ChronowheelError, RuntimeError):
+    """A journaled engine's job API was called before :meth:`Engine.start` recovered the journal."""
+
+
+class JournalLocked(ChronowheelError, RuntimeError):
+    """The journal is open in another engine or process (its ``.lock`` file is held)."""
+
+
+class JournalFailed(ChronowheelError, OSError):
+    """Writing or fsyncing the journal failed; every durable call raises this until a restart recovers.
+
+    An ``OSError`` with the ``errno`` of the failure that caused it (None if
+    that was not an OSError), which is also its ``__cause__``.
+    """
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.errno = getattr(cause, "errno", None)
 
 
 class JournalCorrupt(ChronowheelError):

@@ -1,4 +1,4 @@
-"""Jobs, the tasks they run, and the volatile timer handle."""
+"""Jobs and the tasks they run."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ import inspect
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._limits import EARLIEST, LATEST
 
 if TYPE_CHECKING:
-    from ._engine import Engine
     from ._retry import Retry
     from ._series import Series
 
-__all__ = ["CHECKED_HANDLE_METHODS", "Job", "JobState", "TaskSpec", "TimerHandle", "new_job_id"]
+__all__ = ["Job", "JobState", "TaskSpec", "new_job_id"]
 
 JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked"]
 
@@ -117,7 +116,7 @@ class Job:
         self._due_wall = due_wall
         self._due_tick = due_tick
         self._timer: Any = None
-        self._engine: Engine | None = None  # the engine that holds it: cancel() and reschedule() check it
+        self._engine: object = None  # the engine that holds it: cancel() and reschedule() check it
         self._series: Series | None = None  # set on a recurring job
         self._parent: Job | None = None  # set on each run of a recurring job
 
@@ -133,52 +132,3 @@ class Job:
     def __repr__(self) -> str:
         key = f" key={self.key!r}" if self.key is not None else ""
         return f"<Job {self.id}{key} task={self.task!r} state={self.state} deadline={self.deadline.isoformat()}>"
-
-
-class TimerHandle(int):
-    """A volatile timer from ``call_later`` / ``call_at``: ``cancel()`` it like asyncio's.
-
-    The handle is the wheel's own int handle. An int subclass with no
-    attributes is not tracked by the cyclic garbage collector, so a million
-    pending handles cost it nothing; the engine it belongs to is a class
-    attribute of a per-engine subclass (see ``Engine``).
-    """
-
-    __slots__ = ()
-    _engine: ClassVar[Engine]
-
-    def cancel(self) -> bool:
-        """Stop the timer; True if it was still pending."""
-        return bool(self._engine._wheel.cancel(self))
-
-    def reschedule(self, delay: float) -> bool:
-        """Move the timer to ``delay`` seconds from now (the session-expiry touch); True if pending.
-
-        Moving it later is O(1) and lazy; the wheel re-files it only when its
-        old slot comes due.
-        """
-        engine = self._engine
-        tick = engine._tick_after(delay)
-        if not engine._wheel.reschedule(self, tick):
-            return False
-        if tick < engine._sleep_tick:
-            engine._wake()
-        return True
-
-    def __repr__(self) -> str:
-        return f"<TimerHandle {int(self)}>"
-
-
-def _checked_cancel(handle: TimerHandle) -> bool:
-    handle._engine._check_thread("cancel")
-    return TimerHandle.cancel(handle)
-
-
-def _checked_reschedule(handle: TimerHandle, delay: float) -> bool:
-    handle._engine._check_thread("reschedule")
-    return TimerHandle.reschedule(handle, delay)
-
-
-# What an engine's handle class does instead while sync jobs run in threads: refuse calls from them.
-# Put on the class then, not checked in the methods, so the methods cost nothing more the rest of the time.
-CHECKED_HANDLE_METHODS: Final = {"cancel": _checked_cancel, "reschedule": _checked_reschedule}

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._selection import TimerWheel
+from ._wheel_api import Wheel
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -35,7 +36,7 @@ class Pool:
 
     def __init__(self, name: str, concurrency: int, max_queued: int | None, on_room: Callable[[], None]) -> None:
         self.name = name
-        self.wheel = TimerWheel()  # this pool's jobs, until due and there is room for them
+        self.wheel: Wheel = TimerWheel()  # this pool's jobs, until due and there is room for them
         self._on_room = on_room
         self._full = False
         self.concurrency = concurrency
@@ -60,6 +61,14 @@ class Pool:
 
     def __repr__(self) -> str:
         return f"<Pool {self.name!r} concurrency={self.concurrency} queued={self.queued} running={self.running}>"
+
+    def running_jobs(self) -> list[tuple[asyncio.Task[None], Job]]:
+        """The workers running a job now, and their jobs."""
+        return list(self._busy.items())
+
+    @property
+    def workers(self) -> tuple[asyncio.Task[None], ...]:
+        return tuple(self._workers)
 
     def room(self) -> int:
         """How many more jobs the ready queue takes now (a batch's worth when unbounded; none once closing)."""

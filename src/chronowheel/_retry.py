@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ._limits import check_seconds
+from ._limits import check_int, check_seconds
 
 __all__ = ["Retry"]
 
@@ -31,10 +31,7 @@ class Retry:
         jitter: bool = True,
         non_retryable: tuple[type[BaseException], ...] = (),
     ) -> None:
-        if isinstance(attempts, bool) or not isinstance(attempts, int):
-            raise TypeError(f"attempts must be an int, got {type(attempts).__name__}")
-        if attempts < 1:
-            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
+        check_int("attempts", attempts)
         backoff = check_seconds("backoff", backoff)
         max_backoff = check_seconds("max_backoff", max_backoff)
         if max_backoff < backoff:

@@ -2,8 +2,8 @@
 
 Both implement :class:`._wheel_api.Wheel`, checked here by mypy (the native
 one through its stub, ``_cwheel.pyi``, which ``mypy.stubtest`` holds to the
-built module). The name is typed as the native class, the one in use wherever
-the extension builds; program against ``Wheel``.
+built module). ``TimerWheel`` is typed as ``type[Wheel]``: whichever twin is
+picked, callers see only the protocol.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ __all__ = ["WHEEL", "TimerWheel"]
 WHEEL: Literal["native", "pure"]
 
 if TYPE_CHECKING:
-    from ._cwheel import TimerWheel
+    from ._cwheel import TimerWheel as _NativeWheel
     from ._wheel import TimerWheel as _PureWheel
     from ._wheel_api import Wheel
 
-    _TWINS: tuple[type[Wheel], ...] = (TimerWheel, _PureWheel)
+    _TWINS: tuple[type[Wheel], ...] = (_NativeWheel, _PureWheel)
+    TimerWheel: type[Wheel] = _NativeWheel
 elif os.environ.get("CHRONOWHEEL_NO_EXTENSIONS"):
     from ._wheel import TimerWheel
 

@@ -39,6 +39,10 @@ class Wheel(Protocol):
     :data:`TICK_MAX`.
     """
 
+    def __init__(self, levels: int = 6, *, start: int = 0) -> None:
+        """So that ``type[Wheel]`` (``chronowheel.TimerWheel``) is called as both twins are."""
+        ...
+
     @property
     def now(self) -> int:
         """The tick the wheel has advanced to: never behind ``start``, never going back."""

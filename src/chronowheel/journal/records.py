@@ -30,10 +30,10 @@ from typing import Any, Final, cast
 
 import orjson
 
-from ._job import Job, JobState
-from ._journal_format import MAX_PAYLOAD
-from ._recurrence import MISFIRE, OVERLAP, recurrence_from_spec
-from ._series import Series
+from .._job import Job, JobState
+from .._recurrence import MISFIRE, OVERLAP, recurrence_from_spec
+from .._series import Series
+from .format import MAX_PAYLOAD
 
 __all__ = [
     "END",

@@ -30,10 +30,11 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from ._journal_format import IDENTITY_SIZE, LOG, SNAPSHOT, Encoder
-from ._recovery import END, JournalFile, plan
+from .._errors import JournalFailed, JournalLocked
+from .format import IDENTITY_SIZE, LOG, SNAPSHOT, Encoder
+from .recovery import END, JournalFile, plan
 
-__all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in _recovery
+__all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in .recovery
 
 logger = logging.getLogger("chronowheel")
 
@@ -79,9 +80,6 @@ class Journal:
     :meth:`rotate`, :meth:`add_to_snapshot`, :meth:`finish_snapshot`,
     :meth:`close`. The writer thread owns the file descriptors.
     """
-
-    compact_factor = 4.0  # compact when the log holds this many records per live job...
-    compact_min = 10_000  # ...and more than this many records
 
     def __init__(self, path: str, fsync: FsyncPolicy, interval: float) -> None:
         self.path = os.path.abspath(path)
@@ -140,7 +138,7 @@ class Journal:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RuntimeError(f"journal: {self.path} is open in another engine or process") from None
+            raise JournalLocked(f"journal: {self.path} is open in another engine or process") from None
         self._lock_fd = fd
 
     def _release_lock(self) -> None:
@@ -201,7 +199,9 @@ class Journal:
 
     def _enqueue(self, item: Any, *, record: bool = False) -> None:
         if self._failure is not None:
-            raise OSError(f"journal: writing {self.path} failed earlier; restart to recover") from self._failure
+            raise JournalFailed(
+                f"journal: writing {self.path} failed earlier; restart to recover", self._failure
+            ) from self._failure
         self._pending.append(item)
         if record:
             self._appended += 1
@@ -231,7 +231,7 @@ class Journal:
     async def commit(self) -> None:
         """Wait until every record appended so far is durable under the fsync policy."""
         if self._failure is not None:
-            raise OSError(f"journal: writing {self.path} failed") from self._failure
+            raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
         if self._durable >= self._appended:
             return
         assert self._loop is not None
@@ -293,7 +293,7 @@ class Journal:
             self._close_files()
         self._release_lock()
         if self._failure is not None:
-            raise OSError(f"journal: writing {self.path} failed") from self._failure
+            raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
 
     def _reached(self, appended: int) -> None:
         """Loop thread: records up to ``appended`` are durable; wake their committers."""
@@ -312,7 +312,7 @@ class Journal:
         self._waiters.clear()
         for future in futures:
             if not future.done():
-                future.set_exception(OSError(f"journal: writing {self.path} failed: {error}"))
+                future.set_exception(JournalFailed(f"journal: writing {self.path} failed: {error}", error))
 
     def _done(self, future: asyncio.Future[None] | None) -> None:
         if future is not None and not future.done():

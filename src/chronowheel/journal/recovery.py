@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from ._errors import JournalCorrupt
-from ._journal_format import LOG, SNAPSHOT, Check, Decoder, Ending, Header, Record
-from ._journal_records import END, apply, check_log_record, check_snapshot_record
+from .._errors import JournalCorrupt
+from .format import LOG, SNAPSHOT, Check, Decoder, Ending, Header, Record
+from .records import END, apply, check_log_record, check_snapshot_record
 
 __all__ = ["END", "FileVerdict", "JournalFile", "RecoveryPlan", "Role", "plan"]
 

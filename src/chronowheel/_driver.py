@@ -1,0 +1,163 @@
+"""The driver task: advance the wheels, fire timers in batches, hand due jobs to pools, sleep until the next expiry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final
+
+from ._clock import Cancellable
+from ._job import Job
+from ._pool import Pool
+from ._registry import Registry
+from ._stats import Stats
+from ._store import Store
+from ._ticks import Ticks
+from ._timers import Timers
+
+__all__ = ["Driver"]
+
+_BATCH: Final = 1024  # due items handed out per driver step before yielding to the loop
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    """Mark a replaced driver's exception as seen: it went on to the loop's caller already."""
+    if not task.cancelled():
+        task.exception()
+
+
+class Driver:
+    """One task that sleeps until the next expiry, fires what is due, and repeats. Tickless when idle.
+
+    ``fire_series`` starts a recurring job's runs; ``undeliverable`` buries a
+    job the engine failed to start; ``store.claim`` (a store's, if any) is
+    asked before a due job goes to its pool.
+    """
+
+    def __init__(
+        self,
+        ticks: Ticks,
+        timers: Timers,
+        registry: Registry,
+        stats: Stats,
+        store: Store | None,
+        fire_series: Callable[[Job, Pool], None],
+        undeliverable: Callable[[Job, Exception, asyncio.AbstractEventLoop], None],
+    ) -> None:
+        self._ticks = ticks
+        self._timers = timers
+        self._registry = registry
+        self._counts = stats.counts
+        self._store = store
+        self._fire_series = fire_series
+        self._undeliverable = undeliverable
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._drive([]), name="chronowheel driver")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _drive(self, left: list[Any]) -> None:
+        """Sleep until the next expiry, fire what is due, repeat.
+
+        Volatile timers have their own wheel and always fire. Each pool's jobs
+        wait in the pool's wheel, taken out only as far as its ready queue has
+        room: a full pool leaves its due jobs in its wheel (backpressure, seen
+        as lateness) while timers and the other pools carry on, and the pool
+        wakes the driver when a worker frees a place.
+
+        A callback's SystemExit or KeyboardInterrupt goes on to the loop's
+        caller, as from asyncio's own callbacks; a new driver takes over, and
+        fires the rest of that batch (``left``) first, should the loop run on.
+        """
+        loop = asyncio.get_running_loop()
+        ticks = self._ticks
+        clock = ticks.clock
+        timers = self._timers
+        wheel = timers.wheel
+        pools = list(self._registry.pools.values())
+        release = self._registry.release
+        counts = self._counts
+        claim = None if self._store is None else self._store.claim
+        fire_timer = self._fire_timer
+        while True:
+            now = ticks.current()
+            if left:
+                due, left = left, []
+            else:
+                due = wheel.advance(now, _BATCH)
+            firing = iter(due)
+            try:
+                for payload in firing:
+                    fire_timer(payload, loop)
+            except BaseException:  # only SystemExit and KeyboardInterrupt get out of _fire_timer
+                driver = asyncio.current_task()
+                assert driver is not None
+                driver.add_done_callback(_consume)
+                self.task = asyncio.create_task(self._drive(list(firing)), name="chronowheel driver")
+                raise
+            busy = len(due) == _BATCH
+            for pool in pools:
+                room = pool.room()
+                if not room:
+                    continue
+                jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
+                for job in jobs:
+                    try:
+                        if job._series is not None:
+                            self._fire_series(job, pool)
+                            continue
+                        if job.key is not None:
+                            release(job)
+                        if claim is not None and not claim(job):
+                            continue  # another engine's to run (a shared store): it is gone from here
+                        pool.put_nowait(job)
+                        counts["fired"] += 1
+                    except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
+                        self._undeliverable(job, exc, loop)
+                busy = busy or len(jobs) == room
+            if busy or due:
+                await asyncio.sleep(0)  # let the loop breathe between batches
+                if busy:
+                    continue
+            nxt = self._next_expiry()
+            wakeup = timers.nap(loop, nxt)
+            alarm: Cancellable | None = None
+            if nxt is not None:
+                alarm = clock.call_at(ticks.time_of(nxt), timers.wake)
+            try:
+                await wakeup
+            finally:
+                timers.sleep_tick = -1
+                if alarm is not None:
+                    alarm.cancel()
+
+    def _next_expiry(self) -> int | None:
+        """The earliest tick with work: volatile timers, and jobs of pools with room."""
+        ticks = [self._timers.wheel.next_expiry()]
+        ticks += [pool.wheel.next_expiry() for pool in self._registry.pools.values() if pool.room()]
+        return min((tick for tick in ticks if tick is not None), default=None)
+
+    def _fire_timer(self, payload: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """Run a volatile timer's callback, as asyncio's ``Handle._run`` does.
+
+        SystemExit and KeyboardInterrupt go on to the loop's caller; anything
+        else it raises (CancelledError included) goes to the loop's exception
+        handler, and the driver carries on.
+        """
+        self._counts["fired"] += 1
+        try:
+            if payload.__class__ is tuple:
+                payload[0](*payload[1])
+            else:
+                payload()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            loop.call_exception_handler(
+                {"message": f"chronowheel: timer callback {payload!r} raised", "exception": exc}
+            )

@@ -1,0 +1,140 @@
+"""Filing a job: its deadline, its pool's wheel, its key, and what the store is told."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from ._limits import MAX_AHEAD
+from ._registry import Registry
+from ._store import Gone, Store
+from ._ticks import Ticks
+from ._timers import Timers
+
+if TYPE_CHECKING:
+    from ._job import Job
+
+__all__ = ["Placement"]
+
+_ceil: Final = math.ceil
+
+
+class Placement:
+    """Puts jobs in their pool's wheel and hands the engine parts' job changes to the store (``None``: in memory).
+
+    ``own`` changes are the engine's bookkeeping (an ack, a run, a retry, a
+    dead letter): unlike a user's call, which gets the store's error, they
+    carry on in memory when the store has failed. The store reported its
+    failure when it happened, and a restart recovers from what it kept. This
+    is the one place that rule lives.
+    """
+
+    def __init__(self, ticks: Ticks, timers: Timers, registry: Registry, store: Store | None) -> None:
+        self._time = ticks.time
+        self._wall = ticks.wall
+        self._epoch = ticks.epoch
+        self._rate = ticks.rate
+        self._timers = timers
+        self._registry = registry
+        self.store = store
+
+    def set_due(self, job: Job, seconds: float, deadline: float | None = None) -> None:
+        """Due in ``seconds``; ``job.deadline`` is ``deadline`` when it is an exact instant (a recurring run's).
+
+        Now plus ``seconds`` would be off by the time between two clock reads
+        and by rounding: a cron job due at 09:00:00 would show 09:00:00.000010.
+        Checked arguments keep ``seconds`` within ``MAX_AHEAD``.
+        """
+        if not 0 <= seconds <= MAX_AHEAD:  # only a journal from a laxer version gets here
+            raise ValueError(f"job {job.id}: a deadline {seconds!r}s away is beyond what the engine can file")
+        job._due_tick = _ceil((self._time() - self._epoch + seconds) * self._rate)  # Ticks.after, inlined
+        job._due_wall = self._wall() + seconds if deadline is None else deadline
+
+    def place(self, job: Job) -> None:
+        """Put the job in its pool's wheel at its due tick, and index its key."""
+        tick = job._due_tick
+        registry = self._registry
+        job._timer = registry.pools[registry.tasks[job.task].pool].wheel.add(tick, job, -job.priority)  # pool_of
+        if job.key is not None:
+            self._registry.keyed.setdefault(job.key, job)
+        if tick < self._timers.sleep_tick:
+            self._timers.wake()
+
+    def file(self, job: Job, seconds: float, deadline: float | None = None, *, own: bool = False) -> None:
+        """Record a job and put it in the wheel ``seconds`` from now: a retry, a redrive, a next run."""
+        self.set_due(job, seconds, deadline)
+        self.record(job, own=own)
+        self.place(job)
+
+    def take_out(self, job: Job) -> bool:
+        """Cancel a waiting job: out of its wheel, its key released, the store told; False if it had fired."""
+        if job.state == "running":
+            pass  # a series waiting for its run to finish: marking it cancelled stops it
+        elif not self._registry.pool_of(job).wheel.cancel(job._timer):
+            return False
+        job.state = "cancelled"
+        self._registry.release(job)
+        self.gone(job, "cancel")
+        return True
+
+    def move(self, job: Job, seconds: float) -> bool:
+        """Move a waiting job's deadline to ``seconds`` from now; False if it had fired."""
+        tick = _ceil((self._time() - self._epoch + seconds) * self._rate)
+        if not self._registry.pool_of(job).wheel.reschedule(job._timer, tick):
+            return False
+        job._due_tick = tick
+        job._due_wall = self._wall() + seconds
+        if job._series is not None:
+            job._series.nominal = job._due_wall
+        if self.store is not None:
+            self.store.moved(job)
+        if tick < self._timers.sleep_tick:
+            self._timers.wake()
+        return True
+
+    def record(self, job: Job, *, own: bool = False) -> None:
+        """Hand the store a job's whole state (nothing in memory)."""
+        store = self.store
+        if store is None:
+            return
+        try:
+            store.recorded(job)
+        except OSError:
+            if not own:
+                raise
+
+    def gone(self, job: Job, why: Gone, *, own: bool = False) -> None:
+        """Tell the store a job ran to success or was cancelled: it is no longer live."""
+        store = self.store
+        if store is None:
+            return
+        try:
+            store.gone(job, why)
+        except OSError:
+            if not own:
+                raise
+
+    def restore(
+        self, jobs: list[Job], owner: object, dead: dict[str, Job], refile: Callable[[Job, float], None]
+    ) -> None:
+        """Put a store's restored jobs back: in the wheel, in the ``dead`` letters, or refiled (a series)."""
+        now = self._wall()
+        for job in jobs:
+            job._engine = owner
+            series = job._series
+            if job.state == "dead":
+                dead[job.id] = job
+            elif job.state == "running":  # a fixed-delay series waiting for its run to end
+                assert series is not None
+                if not series.active:  # the run ended, its next time did not make it to the log
+                    refile(job, series.recurrence.next_after(now, series.anchor))
+                elif job.key is not None:  # its run goes on: the key stays taken, as before the restart
+                    self._registry.keyed.setdefault(job.key, job)
+            else:
+                deadline = job._due_wall  # overdue jobs are due now; recurring ones apply their misfire policy
+                # A record's deadline is within TIME_MAX; one further out than the wheel reaches from now (only
+                # a hand-made record, or a clock set back by ages) fires at the wheel's farthest, 1e12 s out.
+                self.set_due(job, min(max(0.0, deadline - now), MAX_AHEAD))
+                job._due_wall = deadline
+                self.place(job)

@@ -1,0 +1,111 @@
+"""Tasks and pools by name, and the keyed index of pending jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import UnknownTask
+from ._job import Job, TaskSpec
+from ._limits import check_int, check_name, check_priority, check_seconds
+from ._pool import Pool
+from ._retry import Retry
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """What an engine knows by name: its tasks, its pools, and its pending jobs by key.
+
+    ``keyed`` maps a key to the job holding it: pending, waiting for a retry,
+    or a series between runs; it is released when the job fires, is
+    cancelled, or ends.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, TaskSpec] = {}
+        self._names: dict[Callable[..., Any], str] = {}
+        self.pools: dict[str, Pool] = {}
+        self.keyed: dict[str, Job] = {}
+
+    def add_pool(
+        self, name: str, concurrency: int, max_queued: int | None, on_room: Callable[[], None], *, started: bool
+    ) -> None:
+        """Add a pool (arguments checked here); once the engine has ``started``, a RuntimeError."""
+        check_name("name", name)
+        if name in self.pools:
+            raise ValueError(f"name: a pool {name!r} already exists")
+        check_int("concurrency", concurrency)
+        check_int("max_queued", max_queued, optional=True)
+        if started:
+            raise RuntimeError("add_pool: pools are added before the engine starts")
+        self.pools[name] = Pool(name, concurrency, max_queued, on_room=on_room)
+
+    def task_maker(
+        self, name: object, pool: str, priority: int, retry: Retry | None, timeout: float | None
+    ) -> Callable[[Callable[..., Any]], TaskSpec]:
+        """Check ``Engine.task``'s arguments now; the result makes the spec once the function is known."""
+        task_name = check_name("name", name, optional=True)
+        if pool not in self.pools:
+            raise ValueError(f"pool: no pool named {pool!r}; add it with add_pool() first")
+        check_priority("priority", priority)
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a Retry or None, got {type(retry).__name__}")
+        if timeout is not None:
+            timeout = check_seconds("timeout", timeout, positive=True)
+
+        def make(func: Callable[..., Any]) -> TaskSpec:
+            return TaskSpec(task_name or f"{func.__module__}:{func.__qualname__}", func, pool, priority, retry, timeout)
+
+        return make
+
+    def register(self, func: Callable[..., Any], make: Callable[[Callable[..., Any]], TaskSpec]) -> None:
+        """Register ``func`` as the task ``make`` describes; its name defaults to ``module:qualname``."""
+        if not callable(func):
+            raise TypeError(f"task: expected a function, got {type(func).__name__}")
+        spec = make(func)
+        if spec.name in self.tasks and self.tasks[spec.name].func is not func:
+            raise ValueError(f"name: a different function is already registered as {spec.name!r}")
+        self.tasks[spec.name] = spec
+        self._names[func] = spec.name
+
+    def spec(self, task: str | Callable[..., Any]) -> TaskSpec:
+        """The registered task, by name or by function; :class:`UnknownTask` if there is none."""
+        if isinstance(task, str):
+            spec = self.tasks.get(task)
+            if spec is None:
+                raise UnknownTask(f"task: no task registered as {task!r}")
+            return spec
+        if not callable(task):
+            raise TypeError(f"task must be a registered function or its name, got {type(task).__name__}")
+        try:
+            return self.tasks[self._names[task]]
+        except (KeyError, TypeError):
+            raise UnknownTask(
+                f"task: {getattr(task, '__qualname__', task)!r} is not registered; decorate it with @engine.task"
+            ) from None
+
+    def pool_of(self, job: Job) -> Pool:
+        """The pool that runs this job's task."""
+        return self.pools[self.tasks[job.task].pool]
+
+    def release(self, job: Job) -> None:
+        """The job no longer holds its key (it fired, was cancelled, or ended)."""
+        if job.key is not None and self.keyed.get(job.key) is job:
+            del self.keyed[job.key]
+
+    def waiting(self, key_or_job: str | Job, owner: object) -> Job | None:
+        """The job if it waits in a wheel: pending, or failed and waiting for its retry, or a series between runs.
+
+        A Job of another engine than ``owner`` is refused: its wheel handle
+        would name one of this engine's own jobs.
+        """
+        if isinstance(key_or_job, Job):
+            if key_or_job._engine is not owner:
+                raise ValueError(f"key_or_job: job {key_or_job.id} is not a job of this engine")
+            waiting = key_or_job.state in ("pending", "failed")
+            between_runs = key_or_job._series is not None and key_or_job.state == "running"
+            return key_or_job if waiting or between_runs else None
+        if isinstance(key_or_job, str):
+            return self.keyed.get(key_or_job)
+        raise TypeError(f"key_or_job must be a key (str) or a Job, got {type(key_or_job).__name__}")

@@ -1,0 +1,186 @@
+"""The journal as a :class:`chronowheel._store.Store`: the live set, the records, and when to compact."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Collection
+from typing import Any, Final, Literal
+
+import orjson
+
+from .._errors import UnknownTask
+from .._job import Job
+from .._store import Gone
+from .records import encode_job, job_from_record
+from .writer import FsyncPolicy, Journal
+
+__all__ = ["JournalStore"]
+
+logger = logging.getLogger("chronowheel")
+
+SNAPSHOT_CHUNK: Final = 2048  # jobs encoded per loop turn while a snapshot is written
+
+
+class JournalStore:
+    """An append-only journal of job changes, compacted into a snapshot when the log outgrows the live set.
+
+    ``live`` holds every journaled job not yet acknowledged or cancelled (a
+    snapshot writes them out); ``journal`` is the writer.
+    """
+
+    compact_factor = 4.0  # compact when the log holds this many records per live job...
+    compact_min = 10_000  # ...and more than this many records
+
+    def __init__(
+        self,
+        path: str,
+        fsync: FsyncPolicy,
+        interval: float,
+        *,
+        on_corrupt: Literal["error", "truncate"],
+        unknown_tasks: Literal["error", "park"],
+    ) -> None:
+        self.journal = Journal(path, fsync, interval)
+        self.live: dict[str, Job] = {}
+        self.compaction: asyncio.Task[None] | None = None
+        self._parked: dict[str, dict[str, Any]] = {}  # records of jobs whose task is not registered
+        self._truncate = on_corrupt == "truncate"
+        self._park = unknown_tasks == "park"
+        self._open = False  # restored and not closing: compaction may start
+
+    # -- start and stop -------------------------------------------------------------
+
+    async def restore(self, tasks: Collection[str]) -> list[Job]:
+        # Recovery allocates a few containers per job and frees almost none: the collector would
+        # traverse them again and again (a third of the time); it runs once at the end instead.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            live = await asyncio.to_thread(self.journal.recover, truncate_corrupt=self._truncate)
+            try:
+                jobs = self._rebuild(live, tasks)
+            except BaseException:
+                await self.journal.close()
+                raise
+            del live
+        finally:
+            if collecting:
+                gc.enable()
+                gc.collect()
+        self.journal.open(asyncio.get_running_loop())
+        self._open = True
+        return jobs
+
+    def _rebuild(self, live: dict[str, dict[str, Any]], tasks: Collection[str]) -> list[Job]:
+        """Jobs from the live records, runs linked to their series; records of unknown tasks parked."""
+        known = set(tasks)
+        unknown = sorted({record["task"] for record in live.values()} - known)
+        if unknown and not self._park:
+            raise UnknownTask(
+                f"journal: it holds jobs of tasks that are not registered: {', '.join(map(repr, unknown))};"
+                " register them before start(), or pass Engine(unknown_tasks='park')"
+            )
+        jobs = self.live
+        parents: dict[str, str] = {}  # run id -> its series' id
+        for job_id in list(live):
+            record = live.pop(job_id)  # freed as it goes: each job reuses the memory of a record before it
+            if record["task"] not in known:
+                self._parked[job_id] = record
+                continue
+            jobs[job_id] = job_from_record(record)
+            if "parent" in record:
+                parents[job_id] = record["parent"]
+        for job_id, parent_id in parents.items():  # a run of a recurring job finds its series again
+            parent = jobs.get(parent_id)
+            if parent is not None and parent._series is not None:
+                jobs[job_id]._parent = parent
+                parent._series.active += 1
+        if self._parked:
+            logger.warning(
+                "chronowheel: journal: parked %d jobs of tasks that are not registered: %s",
+                len(self._parked),
+                ", ".join(unknown),
+            )
+        return list(jobs.values())
+
+    async def close(self) -> None:
+        self._open = False
+        if self.compaction is not None:
+            self.compaction.cancel()
+            await asyncio.gather(self.compaction, return_exceptions=True)
+        await self.journal.close()
+
+    # -- changes --------------------------------------------------------------------
+
+    def check(self, job: Job) -> bytes:
+        """The new job's record: args JSON cannot hold as themselves raise here (see ``encode_job``)."""
+        return encode_job(job, new=True)
+
+    def recorded(self, job: Job, token: object = None) -> None:
+        self.live[job.id] = job
+        self._append(token if isinstance(token, bytes) else encode_job(job, new=False))
+
+    def moved(self, job: Job) -> None:
+        if job.id in self.live:
+            self._append(orjson.dumps({"t": "move", "id": job.id, "due": job._due_wall}))
+
+    def gone(self, job: Job, why: Gone) -> None:
+        if self.live.pop(job.id, None) is not None:
+            self._append(orjson.dumps({"t": why, "id": job.id}))
+
+    def claim(self, job: Job) -> bool:
+        return True  # one engine per journal (the lock): every due job is this engine's
+
+    async def commit(self) -> None:
+        await self.journal.commit()
+
+    async def flush(self) -> None:
+        await self.journal.sync()
+
+    def parked(self) -> list[Job]:
+        jobs = [job_from_record(record) for record in self._parked.values()]
+        for job in jobs:
+            job.state = "parked"
+        return jobs
+
+    def _append(self, payload: bytes) -> None:
+        """Queue a record, and start a compaction once the log outweighs the live set."""
+        journal = self.journal
+        journal.append(payload)
+        if (
+            self.compaction is None
+            and self._open
+            and journal.log_records > self.compact_factor * max(len(self.live) + len(self._parked), self.compact_min)
+        ):
+            self.compaction = asyncio.create_task(self._compact(), name="chronowheel journal compaction")
+
+    async def _compact(self) -> None:
+        """Snapshot the live jobs and start a new log, a chunk per loop turn: timers keep firing.
+
+        The snapshot is taken after the new log begins, so every change made
+        while it is written is in the new log too; records set state outright,
+        so replaying such a change over the snapshot is harmless.
+        """
+        journal = self.journal
+        try:
+            await journal.rotate()
+            jobs = list(self.live.values())
+            count = 0
+            for start in range(0, len(jobs), SNAPSHOT_CHUNK):
+                chunk = jobs[start : start + SNAPSHOT_CHUNK]
+                payloads = [encode_job(job, new=False) for job in chunk if self.live.get(job.id) is job]
+                await journal.add_to_snapshot(payloads)
+                count += len(payloads)
+                await asyncio.sleep(0)
+            parked = [orjson.dumps(record) for record in self._parked.values()]
+            await journal.add_to_snapshot(parked)
+            await journal.finish_snapshot(count + len(parked))
+        except asyncio.CancelledError:
+            journal.abandon_snapshot()
+            raise
+        except OSError:
+            return  # the journal has failed and logged it; every durable call raises from now on
+        finally:
+            self.compaction = None
