@@ -257,7 +257,7 @@ async def child_build(n: int, path: str) -> dict[str, Any]:
 
 
 async def child_recover(path: str) -> dict[str, Any]:
-    from chronowheel.journal.writer import Journal
+    from chronowheel._journal.writer import Journal
 
     reading = MethodTimer(Journal, "recover")
     engine = make_engine(path, "always")
@@ -285,8 +285,8 @@ async def child_recover(path: str) -> dict[str, Any]:
 
 
 async def child_compact(path: str) -> dict[str, Any]:
-    from chronowheel.journal.store import JournalStore
-    from chronowheel.journal.writer import Journal
+    from chronowheel._journal.store import JournalStore
+    from chronowheel._journal.writer import Journal
 
     fsyncs = FsyncCounter()
     rotating = MethodTimer(Journal, "_do_rotate")

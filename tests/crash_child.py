@@ -48,10 +48,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import chronowheel.journal.writer as journal_module
+import chronowheel._journal.writer as journal_module
 from chronowheel import Engine, Every
-from chronowheel.journal.store import JournalStore
-from chronowheel.journal.writer import Journal
+from chronowheel._journal.store import JournalStore
+from chronowheel._journal.writer import Journal
 
 TASK = "crash_child:record"  # the parent recovers the journal and checks the task name
 SERIES = "crash_child:series"  # --series-crash: a fixed-delay recurring job that dies in its first run
@@ -74,7 +74,7 @@ def die(reason: str) -> None:
 
 
 class StepCounter:
-    """Stands in for ``os`` inside ``chronowheel.journal.writer``; counts and numbers the watched steps.
+    """Stands in for ``os`` inside ``chronowheel._journal.writer``; counts and numbers the watched steps.
 
     A step is a call that changes what the files hold (see the module docstring).
     While ``active``, each is announced and the process dies before step ``crash_at``;

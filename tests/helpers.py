@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from chronowheel import Engine
-from chronowheel.journal.store import JournalStore
+from chronowheel._journal.store import JournalStore
 from chronowheel.testing import VirtualClock
 
 Runner = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]

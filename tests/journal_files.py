@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from chronowheel.journal.format import LOG, Decoder, Encoder
+from chronowheel._journal.format import LOG, Decoder, Encoder
 
 IDENTITY = bytes(range(16))  # the identity of the journals the tests forge
 OTHER = bytes(range(100, 116))  # another journal's

@@ -74,7 +74,7 @@ from typing import Any
 import pytest
 
 from chronowheel import DuplicateKey, Engine
-from chronowheel.journal.writer import Journal
+from chronowheel._journal.writer import Journal
 from chronowheel.testing import VirtualClock
 from crash_child import SERIES, TASK
 from journal_files import next_frames

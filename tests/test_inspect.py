@@ -19,8 +19,8 @@ import pytest
 from chronowheel import Engine, Every, JournalCorrupt, Retry
 from chronowheel.__main__ import main
 from chronowheel._inspect import command, inspect_journal, iso
-from chronowheel.journal.format import LOG, SNAPSHOT, Decoder
-from chronowheel.journal.writer import Journal
+from chronowheel._journal.format import LOG, SNAPSHOT, Decoder
+from chronowheel._journal.writer import Journal
 from chronowheel.testing import VirtualClock
 from helpers import Runner, run_on
 from journal_files import IDENTITY, build

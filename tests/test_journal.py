@@ -26,11 +26,11 @@ import pytest
 
 from chronowheel import Cron, DuplicateKey, Engine, Every, Retry, UnknownTask
 from chronowheel._job import Job
-from chronowheel.journal import format as _journal_format
-from chronowheel.journal import records as _journal_records
-from chronowheel.journal.records import NEW_RECORD_MAX, encode_job
-from chronowheel.journal.store import JournalStore
-from chronowheel.journal.writer import JournalFile
+from chronowheel._journal import format as _journal_format
+from chronowheel._journal import records as _journal_records
+from chronowheel._journal.records import NEW_RECORD_MAX, encode_job
+from chronowheel._journal.store import JournalStore
+from chronowheel._journal.writer import JournalFile
 from chronowheel.testing import VirtualClock
 from helpers import Runner, journal_store
 

@@ -40,9 +40,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chronowheel import Engine, JournalCorrupt
-from chronowheel.journal.format import LOG, MAX_PAYLOAD, SNAPSHOT, Decoder, Ending, Header, Record
-from chronowheel.journal.records import KINDS, apply
-from chronowheel.journal.writer import Journal, JournalFile
+from chronowheel._journal.format import LOG, MAX_PAYLOAD, SNAPSHOT, Decoder, Ending, Header, Record
+from chronowheel._journal.records import KINDS, apply
+from chronowheel._journal.writer import Journal, JournalFile
 from chronowheel.testing import VirtualClock
 from helpers import Runner
 from journal_files import IDENTITY, Layout, build

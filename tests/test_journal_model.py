@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chronowheel import Engine
-from chronowheel.journal.store import JournalStore
+from chronowheel._journal.store import JournalStore
 from chronowheel.testing import VirtualClock
 
 KEYS = [f"k{n}" for n in range(6)]

@@ -107,7 +107,7 @@ class Engine(TimerCalls):
         check_choice("unknown_tasks", unknown_tasks, ("error", "park"))
         self._store: Store | None = None  # None: in memory, nothing durable
         if path is not None:
-            from .journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
+            from ._journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
             self._store = JournalStore(path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks)
         self._clock: Clock = clock if clock is not None else SystemClock()

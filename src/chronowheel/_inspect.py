@@ -1,6 +1,6 @@
 """``python -m chronowheel inspect``: what a journal holds, read-only.
 
-The reading is recovery's own (:func:`chronowheel.journal.recovery.plan`, which
+The reading is recovery's own (:func:`chronowheel._journal.recovery.plan`, which
 changes nothing): this module only words it, without truncating, renaming
 or locking anything.
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from .journal.format import LOG, SNAPSHOT, Record
-from .journal.recovery import END, FileVerdict, RecoveryPlan, Role, plan
+from ._journal.format import LOG, SNAPSHOT, Record
+from ._journal.recovery import END, FileVerdict, RecoveryPlan, Role, plan
 
 __all__ = [
     "JournalMissing",

@@ -3,7 +3,7 @@
 The engine's parts talk to durability only through :class:`Store`; they never
 import the journal, never touch a file, never decide a compaction. An
 in-memory engine has no store at all (``None``), so its hot paths pay nothing.
-:class:`chronowheel.journal.store.JournalStore` is one implementation; a
+:class:`chronowheel._journal.store.JournalStore` is one implementation; a
 cluster store (a database shared by several engines) is meant to be another,
 plugged in without touching the driver: that is what :meth:`Store.claim` is for.
 """
