@@ -80,49 +80,43 @@ def harness(tmp_path: Path) -> Harness:
     return Harness(tmp_path)
 
 
-def test_pending_jobs_come_back_with_their_wall_clock_deadlines(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        engine, clock = harness.engine()
-        async with engine:
-            job = await engine.schedule("remind", args=(1,), delay=HOUR, key="remind:1")
-            await engine.schedule("remind", args=(2,), delay=2 * HOUR)
-            await clock.advance(600)
-            await engine.stop(grace=0)
-        harness.finished(clock)
+async def test_pending_jobs_come_back_with_their_wall_clock_deadlines(harness: Harness) -> None:
+    engine, clock = harness.engine()
+    async with engine:
+        job = await engine.schedule("remind", args=(1,), delay=HOUR, key="remind:1")
+        await engine.schedule("remind", args=(2,), delay=2 * HOUR)
+        await clock.advance(600)
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        engine, clock = harness.engine(later=1200)  # 10 minutes run, 20 down: 30 minutes to go
-        async with engine:
-            again = engine.get("remind:1")
-            assert again is not None
-            assert (again.id, again.deadline, again.args) == (job.id, job.deadline, (1,))
-            assert len(engine) == 2
-            await clock.advance(30 * 60 - 0.01)
-            assert harness.ran == []
-            await clock.advance(0.01)
-            assert harness.ran == [1]
-            await clock.advance(HOUR)
-            assert harness.ran == [1, 2]
-            await engine.stop(grace=0)
-
-    run(main)
+    engine, clock = harness.engine(later=1200)  # 10 minutes run, 20 down: 30 minutes to go
+    async with engine:
+        again = engine.get("remind:1")
+        assert again is not None
+        assert (again.id, again.deadline, again.args) == (job.id, job.deadline, (1,))
+        assert len(engine) == 2
+        await clock.advance(30 * 60 - 0.01)
+        assert harness.ran == []
+        await clock.advance(0.01)
+        assert harness.ran == [1]
+        await clock.advance(HOUR)
+        assert harness.ran == [1, 2]
+        await engine.stop(grace=0)
 
 
-def test_overdue_one_shot_jobs_run_at_once_after_a_restart(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        engine, clock = harness.engine()
-        async with engine:
-            await engine.schedule("remind", args=(1,), delay=60)
-            await engine.stop(grace=0)
-        harness.finished(clock)
+async def test_overdue_one_shot_jobs_run_at_once_after_a_restart(harness: Harness) -> None:
+    engine, clock = harness.engine()
+    async with engine:
+        await engine.schedule("remind", args=(1,), delay=60)
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        engine, clock = harness.engine(later=HOUR)
-        async with engine:
-            await clock.advance(0.001)
-            assert harness.ran == [1]
-            await engine.stop(grace=0)
-        assert engine.stats()["pending"] == 0
-
-    run(main)
+    engine, clock = harness.engine(later=HOUR)
+    async with engine:
+        await clock.advance(0.001)
+        assert harness.ran == [1]
+        await engine.stop(grace=0)
+    assert engine.stats()["pending"] == 0
 
 
 @pytest.mark.parametrize(("misfire", "runs"), [("fire_once", 1), ("fire_all", 10), ("skip", 0)])
@@ -148,44 +142,40 @@ def test_overdue_recurring_jobs_follow_their_misfire_policy(
     run(main)
 
 
-def test_a_job_interrupted_by_stop_runs_again_after_the_restart(run: Runner, harness: Harness) -> None:
+async def test_a_job_interrupted_by_stop_runs_again_after_the_restart(harness: Harness) -> None:
     """At-least-once: a run that never acknowledged is run again; one that did is not."""
     started = asyncio.Event()
+    engine, clock = harness.engine()
 
-    async def main() -> None:
-        engine, clock = harness.engine()
+    @engine.task(name="slow")
+    async def slow(n: int) -> None:
+        started.set()
+        await asyncio.Event().wait()  # never finishes by itself
 
-        @engine.task(name="slow")
-        async def slow(n: int) -> None:
-            started.set()
-            await asyncio.Event().wait()  # never finishes by itself
+    async with engine:
+        await engine.schedule("slow", args=(1,), delay=1)
+        await engine.schedule("remind", args=(2,), delay=1)
+        await clock.advance(1)
+        await started.wait()
+        assert harness.ran == [2]
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        async with engine:
-            await engine.schedule("slow", args=(1,), delay=1)
-            await engine.schedule("remind", args=(2,), delay=1)
-            await clock.advance(1)
-            await started.wait()
-            assert harness.ran == [2]
-            await engine.stop(grace=0)
-        harness.finished(clock)
+    engine, clock = harness.engine(later=5)
+    reruns: list[int] = []
 
-        engine, clock = harness.engine(later=5)
-        reruns: list[int] = []
+    @engine.task(name="slow")
+    async def slow_again(n: int) -> None:
+        reruns.append(n)
 
-        @engine.task(name="slow")
-        async def slow_again(n: int) -> None:
-            reruns.append(n)
-
-        async with engine:
-            await clock.advance(0.001)
-            assert reruns == [1]
-            assert harness.ran == [2]  # acknowledged before the stop: not run twice
-            await engine.stop(grace=0)
-
-    run(main)
+    async with engine:
+        await clock.advance(0.001)
+        assert reruns == [1]
+        assert harness.ran == [2]  # acknowledged before the stop: not run twice
+        await engine.stop(grace=0)
 
 
-def test_retries_and_dead_letters_survive_a_restart(run: Runner, harness: Harness) -> None:
+async def test_retries_and_dead_letters_survive_a_restart(harness: Harness) -> None:
     calls: list[int] = []
 
     def register(engine: Engine) -> None:
@@ -194,77 +184,71 @@ def test_retries_and_dead_letters_survive_a_restart(run: Runner, harness: Harnes
             calls.append(n)
             raise RuntimeError(f"boom {n}")
 
-    async def main() -> None:
-        engine, clock = harness.engine()
-        register(engine)
-        async with engine:
-            await engine.schedule("flaky", args=(1,), delay=1)
-            await clock.advance(1)  # attempt 1 fails, retry in 10 s
-            assert calls == [1]
-            await engine.stop(grace=0)
-        harness.finished(clock)
+    engine, clock = harness.engine()
+    register(engine)
+    async with engine:
+        await engine.schedule("flaky", args=(1,), delay=1)
+        await clock.advance(1)  # attempt 1 fails, retry in 10 s
+        assert calls == [1]
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        engine, clock = harness.engine(later=2)
-        register(engine)
-        async with engine:
-            (job,) = [record for record in harness.records() if record.get("state") == "failed"]
-            assert job["att"] == 1
-            await clock.advance(8)  # attempt 2, on its retry deadline
-            assert calls == [1, 1]
-            await engine.stop(grace=0)
-        harness.finished(clock)
+    engine, clock = harness.engine(later=2)
+    register(engine)
+    async with engine:
+        (job,) = [record for record in harness.records() if record.get("state") == "failed"]
+        assert job["att"] == 1
+        await clock.advance(8)  # attempt 2, on its retry deadline
+        assert calls == [1, 1]
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        engine, clock = harness.engine(later=1)
-        register(engine)
-        async with engine:
-            await clock.advance(20)  # attempt 3, the last
-            assert calls == [1, 1, 1]
-            (dead,) = engine.dead_letters()
-            assert dead.attempt == 3
-            await engine.stop(grace=0)
-        harness.finished(clock)
+    engine, clock = harness.engine(later=1)
+    register(engine)
+    async with engine:
+        await clock.advance(20)  # attempt 3, the last
+        assert calls == [1, 1, 1]
+        (dead,) = engine.dead_letters()
+        assert dead.attempt == 3
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        engine, clock = harness.engine(later=1)
-        register(engine)
-        async with engine:
-            (dead,) = engine.dead_letters()
-            assert (dead.state, dead.attempt, dead.args) == ("dead", 3, (1,))
-            assert "boom 1" in (dead.traceback or "")
-            engine.redrive(dead)
-            await engine.stop(grace=0)
-        harness.finished(clock)
+    engine, clock = harness.engine(later=1)
+    register(engine)
+    async with engine:
+        (dead,) = engine.dead_letters()
+        assert (dead.state, dead.attempt, dead.args) == ("dead", 3, (1,))
+        assert "boom 1" in (dead.traceback or "")
+        engine.redrive(dead)
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        engine, clock = harness.engine(later=1)
-        register(engine)
-        async with engine:
-            assert engine.dead_letters() == []
-            await clock.advance(0.001)
-            assert calls == [1, 1, 1, 1]  # the redrive, with a fresh set of attempts
-            await engine.stop(grace=0)
-
-    run(main)
+    engine, clock = harness.engine(later=1)
+    register(engine)
+    async with engine:
+        assert engine.dead_letters() == []
+        await clock.advance(0.001)
+        assert calls == [1, 1, 1, 1]  # the redrive, with a fresh set of attempts
+        await engine.stop(grace=0)
 
 
-def test_cancel_and_reschedule_are_journaled(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        engine, clock = harness.engine()
-        async with engine:
-            await engine.schedule("remind", args=(1,), delay=HOUR, key="a")
-            await engine.schedule("remind", args=(2,), delay=HOUR, key="b")
-            assert engine.cancel("a")
-            assert engine.reschedule("b", delay=10)
-            await engine.stop(grace=0)
-        harness.finished(clock)
+async def test_cancel_and_reschedule_are_journaled(harness: Harness) -> None:
+    engine, clock = harness.engine()
+    async with engine:
+        await engine.schedule("remind", args=(1,), delay=HOUR, key="a")
+        await engine.schedule("remind", args=(2,), delay=HOUR, key="b")
+        assert engine.cancel("a")
+        assert engine.reschedule("b", delay=10)
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        engine, clock = harness.engine()
-        async with engine:
-            assert engine.get("a") is None
-            assert len(engine) == 1
-            await clock.advance(10)
-            assert harness.ran == [2]
-            await engine.stop(grace=0)
-
-    run(main)
+    engine, clock = harness.engine()
+    async with engine:
+        assert engine.get("a") is None
+        assert len(engine) == 1
+        await clock.advance(10)
+        assert harness.ran == [2]
+        await engine.stop(grace=0)
 
 
 @pytest.mark.parametrize("if_exists", ["keep", "replace"])
@@ -302,30 +286,27 @@ def test_registering_a_keyed_job_at_every_boot_behaves_the_same_after_a_restart(
     run(main)
 
 
-def test_a_journaled_task_no_longer_registered_is_an_error_naming_it(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        engine, clock = harness.engine()
+async def test_a_journaled_task_no_longer_registered_is_an_error_naming_it(harness: Harness) -> None:
+    engine, clock = harness.engine()
 
-        @engine.task(name="retired")
-        async def retired() -> None: ...
+    @engine.task(name="retired")
+    async def retired() -> None: ...
 
-        async with engine:
-            await engine.schedule("retired", delay=HOUR)
-            await engine.stop(grace=0)
-        harness.finished(clock)
-
-        engine, clock = harness.engine()
-        with pytest.raises(UnknownTask, match="'retired'"):
-            await engine.start()
-
-        @engine.task(name="retired")
-        async def back() -> None: ...
-
-        await engine.start()  # registering it and starting again recovers the job
-        assert len(engine) == 1
+    async with engine:
+        await engine.schedule("retired", delay=HOUR)
         await engine.stop(grace=0)
+    harness.finished(clock)
 
-    run(main)
+    engine, clock = harness.engine()
+    with pytest.raises(UnknownTask, match="'retired'"):
+        await engine.start()
+
+    @engine.task(name="retired")
+    async def back() -> None: ...
+
+    await engine.start()  # registering it and starting again recovers the job
+    assert len(engine) == 1
+    await engine.stop(grace=0)
 
 
 def test_parked_jobs_stay_in_the_journal_until_their_task_is_back(
@@ -371,21 +352,18 @@ def test_parked_jobs_stay_in_the_journal_until_their_task_is_back(
     run(main)
 
 
-def test_args_json_cannot_hold_are_a_type_error_at_schedule_time(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        engine, _ = harness.engine()
-        async with engine:
-            await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
-            with pytest.raises(TypeError, match="args and kwargs"):
-                await engine.schedule("remind", args=(object(),), delay=HOUR, key="k", if_exists="replace")
-            with pytest.raises(TypeError, match="args and kwargs"):
-                await engine.schedule("remind", kwargs={"when": __import__("datetime").datetime.now()}, delay=1)
-            assert engine.get("k") is not None  # the failed replace left the pending job alone
-            assert len(engine) == 1
-            await engine.stop(grace=0)
-        assert [record["t"] for record in harness.records()] == ["job"]
-
-    run(main)
+async def test_args_json_cannot_hold_are_a_type_error_at_schedule_time(harness: Harness) -> None:
+    engine, _ = harness.engine()
+    async with engine:
+        await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
+        with pytest.raises(TypeError, match="args and kwargs"):
+            await engine.schedule("remind", args=(object(),), delay=HOUR, key="k", if_exists="replace")
+        with pytest.raises(TypeError, match="args and kwargs"):
+            await engine.schedule("remind", kwargs={"when": __import__("datetime").datetime.now()}, delay=1)
+        assert engine.get("k") is not None  # the failed replace left the pending job alone
+        assert len(engine) == 1
+        await engine.stop(grace=0)
+    assert [record["t"] for record in harness.records()] == ["job"]
 
 
 class Color(enum.Enum):
@@ -518,44 +496,38 @@ def test_args_json_would_change_are_a_type_error_before_anything_changes(
     run(main)
 
 
-def test_a_refused_value_is_named_with_where_it_is_and_what_it_would_become(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        engine, _ = harness.engine()
-        async with engine:
-            with pytest.raises(TypeError) as caught:
-                await engine.schedule("remind", args=(1, [2, Color.RED]), delay=HOUR)
-            assert str(caught.value).startswith(
-                "args[1][1] is <Color.RED: 'red'> (Color), which would come back from the journal as 'red'"
-            )
-            with pytest.raises(TypeError) as caught:
-                await engine.schedule("remind", kwargs={"user": {"id": uuid.UUID(int=7)}}, delay=HOUR)
-            assert str(caught.value).startswith(
-                "kwargs['user']['id'] is UUID('00000000-0000-0000-0000-000000000007') (UUID), which would come back"
-                " from the journal as '00000000-0000-0000-0000-000000000007'"
-            )
-            await engine.stop(grace=0)
-
-    run(main)
+async def test_a_refused_value_is_named_with_where_it_is_and_what_it_would_become(harness: Harness) -> None:
+    engine, _ = harness.engine()
+    async with engine:
+        with pytest.raises(TypeError) as caught:
+            await engine.schedule("remind", args=(1, [2, Color.RED]), delay=HOUR)
+        assert str(caught.value).startswith(
+            "args[1][1] is <Color.RED: 'red'> (Color), which would come back from the journal as 'red'"
+        )
+        with pytest.raises(TypeError) as caught:
+            await engine.schedule("remind", kwargs={"user": {"id": uuid.UUID(int=7)}}, delay=HOUR)
+        assert str(caught.value).startswith(
+            "kwargs['user']['id'] is UUID('00000000-0000-0000-0000-000000000007') (UUID), which would come back"
+            " from the journal as '00000000-0000-0000-0000-000000000007'"
+        )
+        await engine.stop(grace=0)
 
 
 @pytest.mark.parametrize("value", EXACT)
-def test_json_values_come_back_exactly_after_a_restart(run: Runner, harness: Harness, value: Any) -> None:
-    async def main() -> None:
-        engine, clock = harness.engine()
-        async with engine:
-            await engine.schedule("remind", args=(value, (value,)), kwargs={"v": value}, delay=HOUR, key="k")
-            await engine.stop(grace=0)
-        harness.finished(clock)
-        engine, _ = harness.engine(later=1)
-        async with engine:
-            job = engine.get("k")
-            assert job is not None
-            assert type(job.args) is tuple  # the top level is a tuple again; nested tuples are lists
-            assert same((value, (value,)), list(job.args)), job.args
-            assert same({"v": value}, job.kwargs), job.kwargs
-            await engine.stop(grace=0)
-
-    run(main)
+async def test_json_values_come_back_exactly_after_a_restart(harness: Harness, value: Any) -> None:
+    engine, clock = harness.engine()
+    async with engine:
+        await engine.schedule("remind", args=(value, (value,)), kwargs={"v": value}, delay=HOUR, key="k")
+        await engine.stop(grace=0)
+    harness.finished(clock)
+    engine, _ = harness.engine(later=1)
+    async with engine:
+        job = engine.get("k")
+        assert job is not None
+        assert type(job.args) is tuple  # the top level is a tuple again; nested tuples are lists
+        assert same((value, (value,)), list(job.args)), job.args
+        assert same({"v": value}, job.kwargs), job.kwargs
+        await engine.stop(grace=0)
 
 
 def test_a_record_the_decoder_could_not_read_back_is_refused_before_anything_changes(
@@ -599,7 +571,7 @@ def small_records(monkeypatch: pytest.MonkeyPatch) -> int:
     return limit
 
 
-def test_every_record_of_a_job_at_the_size_limit_reads_back(run: Runner, harness: Harness, small_records: int) -> None:
+async def test_every_record_of_a_job_at_the_size_limit_reads_back(harness: Harness, small_records: int) -> None:
     """A new record at the limit is taken, one byte over is refused; its retry's record, error text and all, fits."""
     new_max = small_records - _journal_records._GROWTH
     calls: list[int] = []
@@ -610,36 +582,31 @@ def test_every_record_of_a_job_at_the_size_limit_reads_back(run: Runner, harness
             calls.append(len(text))
             raise RuntimeError("\x01" * 100_000 + " the end")  # escaped as \u0001: 6 bytes a character
 
-    async def main() -> None:
-        engine, clock = harness.engine()
-        register(engine)
-        async with engine:
-            padding = new_max - len(
-                encode_job(Job("0" * 32, "k", "flaky", ("",), {}, 0, clock.wall() + 1, 0), new=True)
-            )
-            with pytest.raises(ValueError, match=f"takes {new_max + 1:,} bytes, over the limit of {new_max:,}"):
-                await engine.schedule("flaky", args=("x" * (padding + 1),), delay=1, key="k")
-            job = await engine.schedule("flaky", args=("x" * padding,), delay=1, key="k")
-            assert len(encode_job(job, new=True)) == new_max
-            await clock.advance(1)  # attempt 1 fails: its record carries the error text
-            assert calls == [padding]
-            await engine.stop(grace=0)
-        harness.finished(clock)
-        records = harness.records()  # every record was read back, through the decoder and its limit
-        assert [record["state"] for record in records] == ["pending", "failed"]
-        error = records[-1]["err"]
-        assert len(error) == _journal_records.ERR_MAX + 4
-        assert error.startswith("...\n")
-        assert error.endswith(" the end\n")
+    engine, clock = harness.engine()
+    register(engine)
+    async with engine:
+        padding = new_max - len(encode_job(Job("0" * 32, "k", "flaky", ("",), {}, 0, clock.wall() + 1, 0), new=True))
+        with pytest.raises(ValueError, match=f"takes {new_max + 1:,} bytes, over the limit of {new_max:,}"):
+            await engine.schedule("flaky", args=("x" * (padding + 1),), delay=1, key="k")
+        job = await engine.schedule("flaky", args=("x" * padding,), delay=1, key="k")
+        assert len(encode_job(job, new=True)) == new_max
+        await clock.advance(1)  # attempt 1 fails: its record carries the error text
+        assert calls == [padding]
+        await engine.stop(grace=0)
+    harness.finished(clock)
+    records = harness.records()  # every record was read back, through the decoder and its limit
+    assert [record["state"] for record in records] == ["pending", "failed"]
+    error = records[-1]["err"]
+    assert len(error) == _journal_records.ERR_MAX + 4
+    assert error.startswith("...\n")
+    assert error.endswith(" the end\n")
 
-        engine, clock = harness.engine(later=1)
-        register(engine)
-        async with engine:
-            await clock.advance(10)  # attempt 2, from the recovered retry
-            assert calls == [padding, padding]
-            await engine.stop(grace=0)
-
-    run(main)
+    engine, clock = harness.engine(later=1)
+    register(engine)
+    async with engine:
+        await clock.advance(10)  # attempt 2, from the recovered retry
+        assert calls == [padding, padding]
+        await engine.stop(grace=0)
 
 
 def test_a_journaled_engine_takes_jobs_only_once_started(harness: Harness) -> None:
@@ -648,35 +615,29 @@ def test_a_journaled_engine_takes_jobs_only_once_started(harness: Harness) -> No
         engine.schedule_nowait("remind", args=(1,), delay=1)
 
 
-def test_a_journal_is_open_in_one_engine_at_a_time(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        first, _ = harness.engine()
-        second, _ = harness.engine()
-        async with first:
-            with pytest.raises(RuntimeError, match="open in another engine"):
-                await second.start()
-            await first.stop(grace=0)
-        await second.start()  # the lock went with the first engine
-        await second.stop(grace=0)
-
-    run(main)
+async def test_a_journal_is_open_in_one_engine_at_a_time(harness: Harness) -> None:
+    first, _ = harness.engine()
+    second, _ = harness.engine()
+    async with first:
+        with pytest.raises(RuntimeError, match="open in another engine"):
+            await second.start()
+        await first.stop(grace=0)
+    await second.start()  # the lock went with the first engine
+    await second.stop(grace=0)
 
 
 @pytest.mark.parametrize("fsync", ["always", "interval", "never"])
-def test_every_fsync_policy_recovers_after_a_clean_stop(run: Runner, harness: Harness, fsync: str) -> None:
-    async def main() -> None:
-        engine, clock = harness.engine(fsync=fsync, fsync_interval=0.01)
-        async with engine:
-            await engine.schedule("remind", args=(1,), delay=HOUR)
-            engine.schedule_nowait("remind", args=(2,), delay=HOUR)
-            await engine.stop(grace=0)
-        harness.finished(clock)
-        engine, clock = harness.engine(fsync=fsync)
-        async with engine:
-            assert len(engine) == 2
-            await engine.stop(grace=0)
-
-    run(main)
+async def test_every_fsync_policy_recovers_after_a_clean_stop(harness: Harness, fsync: str) -> None:
+    engine, clock = harness.engine(fsync=fsync, fsync_interval=0.01)
+    async with engine:
+        await engine.schedule("remind", args=(1,), delay=HOUR)
+        engine.schedule_nowait("remind", args=(2,), delay=HOUR)
+        await engine.stop(grace=0)
+    harness.finished(clock)
+    engine, clock = harness.engine(fsync=fsync)
+    async with engine:
+        assert len(engine) == 2
+        await engine.stop(grace=0)
 
 
 def test_concurrent_schedules_share_fsyncs_and_none_runs_on_the_loop_thread(
@@ -832,66 +793,59 @@ def test_compaction_while_running_keeps_the_live_set_and_timers_firing(
     run(main)
 
 
-def test_a_recurring_job_waiting_for_its_run_is_not_doubled_by_a_restart(run: Runner, harness: Harness) -> None:
+async def test_a_recurring_job_waiting_for_its_run_is_not_doubled_by_a_restart(harness: Harness) -> None:
     """A fixed-delay series whose run was interrupted: after the restart the run repeats once, then the series."""
     started = asyncio.Event()
+    engine, clock = harness.engine()
 
-    async def main() -> None:
-        engine, clock = harness.engine()
+    @engine.task(name="report")
+    async def report() -> None:
+        started.set()
+        await asyncio.Event().wait()
 
-        @engine.task(name="report")
-        async def report() -> None:
-            started.set()
-            await asyncio.Event().wait()
+    async with engine:
+        await engine.schedule("report", every=Every(60, fixed="delay"), key="report")
+        await clock.advance(60)
+        await started.wait()
+        await engine.stop(grace=0)
+    harness.finished(clock)
 
-        async with engine:
-            await engine.schedule("report", every=Every(60, fixed="delay"), key="report")
-            await clock.advance(60)
-            await started.wait()
-            await engine.stop(grace=0)
-        harness.finished(clock)
+    engine, clock = harness.engine(later=5)
+    runs: list[float] = []
 
-        engine, clock = harness.engine(later=5)
-        runs: list[float] = []
+    @engine.task(name="report")
+    async def report_again() -> None:
+        runs.append(clock.time())
 
-        @engine.task(name="report")
-        async def report_again() -> None:
-            runs.append(clock.time())
-
-        async with engine:
-            await clock.advance(59)
-            assert runs == [0.0]  # the interrupted run, once; the series waited for it
-            await clock.advance(1)
-            assert runs == [0.0, 60.0]  # then the series, 60 s after that run ended
-            await engine.stop(grace=0)
-
-    run(main)
+    async with engine:
+        await clock.advance(59)
+        assert runs == [0.0]  # the interrupted run, once; the series waited for it
+        await clock.advance(1)
+        assert runs == [0.0, 60.0]  # then the series, 60 s after that run ended
+        await engine.stop(grace=0)
 
 
-def test_a_bad_record_in_the_middle_stops_the_start_unless_told_to_truncate(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        engine, clock = harness.engine()
-        async with engine:
-            for n in range(3):
-                await engine.schedule("remind", args=(n,), delay=HOUR)
-            await engine.stop(grace=0)
-        harness.finished(clock)
-        second = [record.offset for record in JournalFile(harness.path).records()][1]
-        harness.flip_bit(second + 12)
+async def test_a_bad_record_in_the_middle_stops_the_start_unless_told_to_truncate(harness: Harness) -> None:
+    engine, clock = harness.engine()
+    async with engine:
+        for n in range(3):
+            await engine.schedule("remind", args=(n,), delay=HOUR)
+        await engine.stop(grace=0)
+    harness.finished(clock)
+    second = [record.offset for record in JournalFile(harness.path).records()][1]
+    harness.flip_bit(second + 12)
 
-        from chronowheel import JournalCorrupt
+    from chronowheel import JournalCorrupt
 
-        engine, clock = harness.engine()
-        with pytest.raises(JournalCorrupt) as caught:
-            await engine.start()
-        assert caught.value.offset == second
+    engine, clock = harness.engine()
+    with pytest.raises(JournalCorrupt) as caught:
+        await engine.start()
+    assert caught.value.offset == second
 
-        engine, clock = harness.engine(on_corrupt="truncate")
-        async with engine:
-            assert len(engine) == 1  # the first job; the damaged one and all after it are dropped
-            await engine.stop(grace=0)
-
-    run(main)
+    engine, clock = harness.engine(on_corrupt="truncate")
+    async with engine:
+        assert len(engine) == 1  # the first job; the damaged one and all after it are dropped
+        await engine.stop(grace=0)
 
 
 def test_engine_journal_arguments_are_checked(tmp_path: Path) -> None:
@@ -905,17 +859,14 @@ def test_engine_journal_arguments_are_checked(tmp_path: Path) -> None:
         Engine(journal=str(tmp_path / "j"), unknown_tasks="drop")  # type: ignore[arg-type]
 
 
-def test_duplicate_key_after_restart(run: Runner, harness: Harness) -> None:
-    async def main() -> None:
-        engine, clock = harness.engine()
-        async with engine:
+async def test_duplicate_key_after_restart(harness: Harness) -> None:
+    engine, clock = harness.engine()
+    async with engine:
+        await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
+        await engine.stop(grace=0)
+    harness.finished(clock)
+    engine, clock = harness.engine()
+    async with engine:
+        with pytest.raises(DuplicateKey):
             await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
-            await engine.stop(grace=0)
-        harness.finished(clock)
-        engine, clock = harness.engine()
-        async with engine:
-            with pytest.raises(DuplicateKey):
-                await engine.schedule("remind", args=(1,), delay=HOUR, key="k")
-            await engine.stop(grace=0)
-
-    run(main)
+        await engine.stop(grace=0)

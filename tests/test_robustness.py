@@ -511,37 +511,34 @@ def test_a_timed_out_sync_job_does_not_keep_the_process_from_exiting() -> None:
 
 
 @pytest.mark.parametrize("is_async", [True, False], ids=["async-next", "sync-next"])
-def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(run: Runner, is_async: bool) -> None:
-    async def main() -> None:
-        clock = VirtualClock()
-        engine = Engine(clock=clock)
-        engine.add_pool("one", concurrency=1)
-        release = threading.Event()
-        ran: list[str] = []
+async def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(is_async: bool) -> None:
+    clock = VirtualClock()
+    engine = Engine(clock=clock)
+    engine.add_pool("one", concurrency=1)
+    release = threading.Event()
+    ran: list[str] = []
 
-        @engine.task(name="stuck", pool="one", timeout=1.0)
-        def stuck() -> None:
-            release.wait(30)
-            ran.append("stuck returned")
+    @engine.task(name="stuck", pool="one", timeout=1.0)
+    def stuck() -> None:
+        release.wait(30)
+        ran.append("stuck returned")
 
-        def record() -> None:
-            ran.append("next")
+    def record() -> None:
+        ran.append("next")
 
-        async def record_async() -> None:
-            record()
+    async def record_async() -> None:
+        record()
 
-        engine.task(name="next", pool="one")(record_async if is_async else record)
-        async with engine:
-            job = engine.schedule_nowait("stuck", delay=0)
-            follow = engine.schedule_nowait("next", delay=0.5)
-            await clock.advance(10)
-            assert (job.state, type(job.error)) == ("dead", TimeoutError)  # recorded at its timeout...
-            assert (follow.state, engine.stats()["queued"], ran) == ("pending", 1, [])  # ...but it holds the slot
-            release.set()
-            await until(lambda: follow.state == "succeeded")
-            assert ran == ["stuck returned", "next"]
-
-    run(main)
+    engine.task(name="next", pool="one")(record_async if is_async else record)
+    async with engine:
+        job = engine.schedule_nowait("stuck", delay=0)
+        follow = engine.schedule_nowait("next", delay=0.5)
+        await clock.advance(10)
+        assert (job.state, type(job.error)) == ("dead", TimeoutError)  # recorded at its timeout...
+        assert (follow.state, engine.stats()["queued"], ran) == ("pending", 1, [])  # ...but it holds the slot
+        release.set()
+        await until(lambda: follow.state == "succeeded")
+        assert ran == ["stuck returned", "next"]
 
 
 # -- calls from a sync job's thread ----------------------------------------------------------
@@ -559,70 +556,63 @@ THREAD_CALLS: dict[str, Callable[[Engine, Job, Any], object]] = {
 
 
 @pytest.mark.parametrize("call", THREAD_CALLS)
-def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(run: Runner, call: str) -> None:
+async def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(call: str) -> None:
     """D16: refused with a RuntimeError, and loop.call_soon_threadsafe does the same call promptly."""
+    clock = VirtualClock()
+    engine = Engine(clock=clock)
+    loop = asyncio.get_running_loop()
+    refused: list[BaseException] = []
+    followed = threading.Event()
 
-    async def main() -> None:
-        clock = VirtualClock()
-        engine = Engine(clock=clock)
-        loop = asyncio.get_running_loop()
-        refused: list[BaseException] = []
-        followed = threading.Event()
+    @engine.task(name="noop")
+    async def noop() -> None:
+        followed.set()
 
-        @engine.task(name="noop")
-        async def noop() -> None:
-            followed.set()
+    @engine.task(name="sync_job")
+    def sync_job() -> None:
+        try:
+            THREAD_CALLS[call](engine, target, handle)
+        except RuntimeError as exc:
+            refused.append(exc)
+        loop.call_soon_threadsafe(functools.partial(engine.schedule_nowait, "noop", delay=0))
+        assert followed.wait(10)  # the loop woke up and ran it while this thread waits
 
-        @engine.task(name="sync_job")
-        def sync_job() -> None:
+    async with engine:
+        target = engine.schedule_nowait("noop", delay=100)
+        handle = engine.call_later(100, print)
+        job = engine.schedule_nowait("sync_job", delay=0)
+        await clock.advance(0)
+        late = engine.call_later(50, print)  # the loop's own thread: fine while the job runs
+        await until(lambda: job.state != "running")
+        assert job.state == "succeeded"
+        assert len(refused) == 1
+        message = str(refused[0])
+        assert call.rsplit(".", maxsplit=1)[-1] in message
+        assert "loop.call_soon_threadsafe" in message
+        assert target.state == "pending"
+        assert len(engine) == 3
+        assert late.cancel()
+        await settle_threads(engine, clock)
+        assert not engine._timers.guarded  # no thread runs: the hot calls skip the check again
+
+
+async def test_calls_from_any_other_thread_are_refused_too() -> None:
+    async with Engine(clock=VirtualClock()) as engine:
+        engine.task(name="t")(lambda: None)
+        errors: list[BaseException] = []
+
+        def other() -> None:
             try:
-                THREAD_CALLS[call](engine, target, handle)
+                engine.schedule_nowait("t", delay=0)
             except RuntimeError as exc:
-                refused.append(exc)
-            loop.call_soon_threadsafe(functools.partial(engine.schedule_nowait, "noop", delay=0))
-            assert followed.wait(10)  # the loop woke up and ran it while this thread waits
+                errors.append(exc)
 
-        async with engine:
-            target = engine.schedule_nowait("noop", delay=100)
-            handle = engine.call_later(100, print)
-            job = engine.schedule_nowait("sync_job", delay=0)
-            await clock.advance(0)
-            late = engine.call_later(50, print)  # the loop's own thread: fine while the job runs
-            await until(lambda: job.state != "running")
-            assert job.state == "succeeded"
-            assert len(refused) == 1
-            message = str(refused[0])
-            assert call.rsplit(".", maxsplit=1)[-1] in message
-            assert "loop.call_soon_threadsafe" in message
-            assert target.state == "pending"
-            assert len(engine) == 3
-            assert late.cancel()
-            await settle_threads(engine, clock)
-            assert not engine._timers.guarded  # no thread runs: the hot calls skip the check again
-
-    run(main)
-
-
-def test_calls_from_any_other_thread_are_refused_too(run: Runner) -> None:
-    async def main() -> None:
-        async with Engine(clock=VirtualClock()) as engine:
-            engine.task(name="t")(lambda: None)
-            errors: list[BaseException] = []
-
-            def other() -> None:
-                try:
-                    engine.schedule_nowait("t", delay=0)
-                except RuntimeError as exc:
-                    errors.append(exc)
-
-            thread = threading.Thread(target=other)
-            thread.start()
-            await until(lambda: not thread.is_alive())
-            assert len(errors) == 1
-            assert "call_soon_threadsafe" in str(errors[0])
-            assert len(engine) == 0
-
-    run(main)
+        thread = threading.Thread(target=other)
+        thread.start()
+        await until(lambda: not thread.is_alive())
+        assert len(errors) == 1
+        assert "call_soon_threadsafe" in str(errors[0])
+        assert len(engine) == 0
 
 
 # -- the engine's own faults ------------------------------------------------------------------
@@ -693,25 +683,21 @@ def test_a_fault_of_the_engine_while_recording_a_job_spares_the_worker(
     run(main)
 
 
-def test_timeouts_fire_during_the_grace_period(run: Runner) -> None:
+async def test_timeouts_fire_during_the_grace_period() -> None:
     """Timers keep working while stop() waits: a job's timeout ends it, and stop() with it."""
+    clock = VirtualClock()
+    engine = Engine(clock=clock)
 
-    async def main() -> None:
-        clock = VirtualClock()
-        engine = Engine(clock=clock)
+    @engine.task(name="slow", timeout=2.0)
+    async def slow() -> None:
+        await asyncio.Event().wait()
 
-        @engine.task(name="slow", timeout=2.0)
-        async def slow() -> None:
-            await asyncio.Event().wait()
-
-        await engine.start()
-        job = engine.schedule_nowait("slow", delay=0)
-        await clock.advance(0)
-        stopping = asyncio.create_task(engine.stop(grace=10))
-        await clock.advance(1.999)
-        assert not stopping.done()
-        await clock.advance(0.001)
-        assert stopping.done()
-        assert (job.state, type(job.error)) == ("dead", TimeoutError)
-
-    run(main)
+    await engine.start()
+    job = engine.schedule_nowait("slow", delay=0)
+    await clock.advance(0)
+    stopping = asyncio.create_task(engine.stop(grace=10))
+    await clock.advance(1.999)
+    assert not stopping.done()
+    await clock.advance(0.001)
+    assert stopping.done()
+    assert (job.state, type(job.error)) == ("dead", TimeoutError)
