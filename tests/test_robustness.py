@@ -13,7 +13,6 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -72,12 +71,24 @@ def run_through(
         loop.close()
 
 
-async def until(predicate: Callable[[], bool]) -> None:
-    """Let the loop run until ``predicate`` holds: for what a sync job's thread does, in real time."""
-    deadline = time.monotonic() + 10
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.001)
+async def join_threads(clock: VirtualClock, *jobs: Job) -> None:
+    """Wait for the threads of these sync jobs to end, then let the loop take in their outcomes.
+
+    Each thread is joined from a helper thread, so the test waits on the thread itself rather than
+    polling in real time; a job's thread hands its outcome to the loop before it ends, so the
+    ``settle()`` after the join sees it. It goes round again for a thread started while settling
+    (the next attempt, or the next job of the pool).
+    """
+    names = {f"chronowheel job {job.id}" for job in jobs}
+    for _ in range(20):
+        alive = [thread for thread in threading.enumerate() if thread.name in names]
+        for thread in alive:
+            await asyncio.to_thread(thread.join, 10)
+            assert not thread.is_alive(), f"{thread.name} did not end"
+        await clock.settle()
+        if not alive:
+            return
+    raise AssertionError("the jobs kept starting threads")
 
 
 def one_worker_engine(clock: VirtualClock, kind: type[BaseException], is_async: bool, retry: Retry | None) -> Engine:
@@ -101,9 +112,10 @@ def one_worker_engine(clock: VirtualClock, kind: type[BaseException], is_async: 
     return engine
 
 
-async def settle_threads(engine: Engine, clock: VirtualClock) -> None:
-    await until(lambda: engine._timers.threads == 0)
-    await clock.settle()
+async def settle_threads(engine: Engine, clock: VirtualClock, *jobs: Job) -> None:
+    """Wait until none of the engine's sync job threads runs any more (those of ``jobs``)."""
+    await join_threads(clock, *jobs)
+    assert engine._timers.threads == 0
 
 
 # -- jobs that raise -------------------------------------------------------------
@@ -125,7 +137,7 @@ def test_whatever_a_job_raises_is_a_failed_attempt_and_its_worker_survives(
             for _ in range(5):
                 await clock.advance(1)
                 if not is_async:
-                    await settle_threads(engine, clock)
+                    await settle_threads(engine, clock, bad)
             stats = engine.stats()
             assert bad.state == "dead"
             assert isinstance(bad.error, kind)
@@ -165,7 +177,7 @@ def test_keyboard_interrupt_and_system_exit_are_recorded_then_reach_the_loops_ca
             for _ in range(5):
                 await clock.advance(1)
                 if not is_async:
-                    await settle_threads(engine, clock)
+                    await settle_threads(engine, clock, jobs["bad"])
             bad = jobs["bad"]
             assert (bad.state, bad.attempt, type(bad.error)) == ("dead", attempts, kind)
             assert engine.dead_letters() == [bad]
@@ -537,7 +549,8 @@ async def test_a_timed_out_sync_job_keeps_its_slot_until_its_thread_returns(is_a
         assert (job.state, type(job.error)) == ("dead", TimeoutError)  # recorded at its timeout...
         assert (follow.state, engine.stats()["queued"], ran) == ("pending", 1, [])  # ...but it holds the slot
         release.set()
-        await until(lambda: follow.state == "succeeded")
+        await join_threads(clock, job, follow)
+        assert follow.state == "succeeded"
         assert ran == ["stuck returned", "next"]
 
 
@@ -583,7 +596,7 @@ async def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(call: str)
         job = engine.schedule_nowait("sync_job", delay=0)
         await clock.advance(0)
         late = engine.call_later(50, print)  # the loop's own thread: fine while the job runs
-        await until(lambda: job.state != "running")
+        await join_threads(clock, job)
         assert job.state == "succeeded"
         assert len(refused) == 1
         message = str(refused[0])
@@ -592,7 +605,7 @@ async def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(call: str)
         assert target.state == "pending"
         assert len(engine) == 3
         assert late.cancel()
-        await settle_threads(engine, clock)
+        await settle_threads(engine, clock, job)
         assert not engine._timers.guarded  # no thread runs: the hot calls skip the check again
 
 
@@ -609,7 +622,8 @@ async def test_calls_from_any_other_thread_are_refused_too() -> None:
 
         thread = threading.Thread(target=other)
         thread.start()
-        await until(lambda: not thread.is_alive())
+        await asyncio.to_thread(thread.join, 10)
+        assert not thread.is_alive()
         assert len(errors) == 1
         assert "call_soon_threadsafe" in str(errors[0])
         assert len(engine) == 0
