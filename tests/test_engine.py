@@ -81,7 +81,7 @@ async def test_idle_engine_is_tickless() -> None:
             engine.call_later(3600 + i * 0.001, fired.append, i)
         await clock.advance(3599)
         assert fired == []
-        assert clock.alarms <= 1 + engine._wheel.levels  # 3.6 million ticks went by
+        assert clock.alarms <= 1 + engine._timers.wheel.levels  # 3.6 million ticks went by
         await clock.advance(2)
         assert fired == list(range(1000))
 

@@ -298,7 +298,7 @@ async def test_a_recurring_jobs_deadline_is_exact_on_the_real_clock() -> None:
 async def test_a_jittered_deadline_is_the_nominal_instant_plus_the_jitter_drawn(seed: int) -> None:
     clock = CreepingClock(1_767_225_600.0)
     engine = Engine(clock=clock)
-    engine._rng = random.Random(seed)
+    engine._recurring.rng.seed(seed)  # the same draws as random.Random(seed)
     draws = random.Random(seed)
     starts: list[float] = []
 

@@ -447,7 +447,7 @@ def test_every_jitter_refused(value: Any, error: type[Exception]) -> None:
 @pytest.mark.parametrize("value", accepted())
 async def test_every_jitter_carried_out(value: Any) -> None:
     world = await make_world()
-    world.engine._rng.seed(7)  # the jitter draws, and with them the number of runs below, are fixed
+    world.engine._recurring.rng.seed(7)  # the jitter draws, and with them the number of runs below, are fixed
     world.engine.schedule_nowait("t", every=Every(60, jitter=value), key="k", if_exists="replace")
     await carried_out(world, 60 + float(value))  # the latest the first run can be
     assert world.ran.count("t") >= 1
@@ -477,7 +477,7 @@ async def test_longest_period_and_jitter_survive_a_wall_clock_stepped_back() -> 
         async def t() -> None:
             runs.append(clock.time())
 
-        engine._rng = _Draws([0.0, MAX_DELAY])  # the worst case: no jitter first, all of it next
+        engine._recurring.rng = _Draws([0.0, MAX_DELAY])  # the worst case: no jitter first, all of it next
         job = engine.schedule_nowait("t", every=Every(MAX_DELAY, jitter=MAX_DELAY), delay=0, key="k")
         wait = job.deadline.timestamp() - clock.wall()  # the first run is jittered too
         clock._wall_offset -= 86_400  # NTP, a VM restore: the wall clock goes back under a waiting job

@@ -114,7 +114,6 @@ class Engine(TimerCalls):
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
         super().__init__(timers)  # call_later, call_at
-        self._wheel = timers.wheel  # the volatile timers' wheel, for tests that look at its levels
         self._registry = registry = Registry()
         self._stats = stats = Stats()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
@@ -128,15 +127,6 @@ class Engine(TimerCalls):
         )
         self._state: Literal["new", "running", "stopped"] = "new"
         self.add_pool("default", concurrency=10)
-
-    @property
-    def _rng(self) -> random.Random:
-        """The engine's random source (jitter draws, retry backoff); tests seed or replace it."""
-        return self._recurring.rng
-
-    @_rng.setter
-    def _rng(self, rng: random.Random) -> None:
-        self._recurring.rng = self._execution.rng = rng
 
     def time(self) -> float:
         """The engine clock, in seconds; ``call_at`` takes times on it."""
