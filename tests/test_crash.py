@@ -79,6 +79,11 @@ from chronowheel.testing import VirtualClock
 from crash_child import SERIES, TASK
 from journal_files import next_frames
 
+# One worker runs these one after another (`make test` distributes with --dist loadgroup): each child
+# is a busy process of its own (fsync on every schedule, compacting many times a second), so two at once
+# would take both cores from the other worker.
+pytestmark = pytest.mark.xdist_group("crash")
+
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "crash_child.py"
 SRC = HERE.parent / "src"
