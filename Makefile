@@ -43,9 +43,11 @@ stubtest: $(STAMP)
 # checked once, on the two combined, by `coverage report` (pytest-cov combines the workers' data).
 COV := --cov --cov-report= --cov-fail-under=0
 
-# One worker per core (pytest-xdist). loadgroup: the tests of one `xdist_group` run on one worker, one
-# after another (tests/test_crash.py's SIGKILL children; a group per server a fixture starts). `XDIST=`
-# runs in one process.
+# One worker per core (pytest-xdist); `XDIST=` runs in one process. loadgroup: the tests of one
+# `xdist_group` run on one worker, one after another. `crash` holds the tests whose busy child processes
+# would take both cores at once (tests/test_crash.py's SIGKILL children; a multi-process fault test
+# belongs there too); a session fixture that starts a server or a browser runs once per worker that
+# needs it, so its tests share a group of their own.
 XDIST ?= -n auto --dist loadgroup
 
 # The wheel tests cover both wheels in one run; the engine-level tests run
