@@ -40,15 +40,22 @@ stubtest: $(STAMP)
 	$(PY) -m mypy.stubtest chronowheel._cwheel
 
 # Branch coverage of src/chronowheel over both runs below; the floor (`fail_under` in pyproject.toml) is
-# checked once, on the two combined, by `coverage report`.
+# checked once, on the two combined, by `coverage report` (pytest-cov combines the workers' data).
 COV := --cov --cov-report= --cov-fail-under=0
+
+# One worker per core (pytest-xdist); `XDIST=` runs in one process. loadgroup: the tests of one
+# `xdist_group` run on one worker, one after another. `crash` holds the tests whose busy child processes
+# would take both cores at once (tests/test_crash.py's SIGKILL children; a multi-process fault test
+# belongs there too); a session fixture that starts a server or a browser runs once per worker that
+# needs it, so its tests share a group of their own.
+XDIST ?= -n auto --dist loadgroup
 
 # The wheel tests cover both wheels in one run; the engine-level tests run
 # again with the native wheel switched off, so the pure fallback is proven too.
 test: $(STAMP) lint stubtest $(FLOOR)
 	rm -f .coverage
-	$(PY) -m pytest -m "not slow" $(COV)
-	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest -m "not slow" $(COV) --cov-append tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
+	$(PY) -m pytest $(XDIST) -m "not slow" $(COV) --durations=15
+	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest $(XDIST) -m "not slow" $(COV) --cov-append tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
 		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py tests/test_timer_handle.py tests/test_retry_during_stop.py tests/test_anyio.py tests/test_errors.py
 	$(PY) -m coverage report
 	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
+import re
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -61,3 +63,27 @@ def fsync_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", guarded_fsync)
+
+
+# The default repr of an object (``<Foo object at 0x7f...>``): as a test id it differs in every process.
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse ids that hold an address: pytest-xdist's workers collect on their own and must agree on every id."""
+    unstable = [item.nodeid for item in items if ADDRESS.search(item.nodeid)]
+    if unstable:
+        raise pytest.UsageError(
+            "test ids that differ in every process (give the value a __repr__ or the parametrize an ids=): "
+            + ", ".join(unstable)
+        )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection made (modules, items, parameters: alive the whole run) out of the collector's sight.
+
+    Every full collection would walk it again, and the journal runs one at each start (``JournalStore.restore``):
+    the journal model test alone spent a minute in them.
+    """
+    gc.collect()
+    gc.freeze()

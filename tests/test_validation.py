@@ -789,6 +789,9 @@ class _BytesPath:
     def __fspath__(self) -> bytes:
         return b"timers.log"
 
+    def __repr__(self) -> str:  # the test id: the default repr holds an address, different in every process
+        return "_BytesPath()"
+
 
 @pytest.mark.parametrize(
     ("journal", "error"),
