@@ -885,6 +885,7 @@ cdef class TimerCore:
     cdef object _wake_call
     cdef object _check_call
     cdef uint32_t id
+    cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
         global next_core
