@@ -184,7 +184,8 @@ def test_when_and_cancelled_follow_asyncio(kind: str) -> None:
     world = World(CORES[kind], 100.0)
     moved, fired, cancelled = (world.core.call_later(2.5, world.fired.append, i) for i in range(3))
     assert [h.when() for h in (moved, fired, cancelled)] == [102.5, 102.5, 102.5]
-    assert moved.reschedule(10.0) and moved.when() == 110.0
+    assert moved.reschedule(10.0)
+    assert moved.when() == 110.0
     assert cancelled.cancel() is True
     assert (cancelled.cancelled(), cancelled.when(), cancelled.cancel()) == (True, None, False)
     world.now = 102.5
@@ -249,12 +250,13 @@ def test_while_the_guard_is_up_each_call_asks_first(kind: str, call: str) -> Non
     world = World(CORES[kind], 0.0)
     handle = world.core.call_later(5, print)
     world.core.guard = True
-    {
+    calls: dict[str, Callable[[], object]] = {
         "call_later": lambda: world.core.call_later(1, print),
         "call_at": lambda: world.core.call_at(1, print),
         "cancel": handle.cancel,
         "reschedule": lambda: handle.reschedule(1),
-    }[call]()
+    }
+    calls[call]()
     assert world.checks == [call]
     world.core.guard = False
     world.core.call_later(1, print)
@@ -312,10 +314,10 @@ def test_a_quiet_core_hides_its_payloads_from_the_collector_until_it_is_loud_aga
     core = NativeCore(time.monotonic, time.monotonic(), RATE, print, print)
 
     class Owner:
-        pass
+        core: Any
 
     owner = Owner()
-    owner.core = core  # type: ignore[attr-defined]  # owner -> core -> wheel -> payload -> owner
+    owner.core = core  # owner -> core -> wheel -> payload -> owner
     core.call_later(60, lambda owner=owner: owner)
     gone = weakref.ref(owner)
     core.quiet = True

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import threading
 import weakref
+from collections.abc import Callable
 
 import pytest
 
@@ -159,7 +160,8 @@ async def test_cancelled_says_cancel_was_called() -> None:
     clock = VirtualClock()
     async with Engine(clock=clock) as engine:
         pending, fired = engine.call_later(5, print), engine.call_later(1, lambda: None)
-        assert pending.cancel() and pending.cancelled()
+        assert pending.cancel()
+        assert pending.cancelled()
         await clock.advance(2)
         assert not fired.cancelled()
         assert fired.cancel() is False
@@ -179,7 +181,8 @@ async def test_the_loop_runs_between_batches_so_a_first_callback_does_not_wait_f
             engine.call_later(1, fired.append, i)
         await clock.advance(1)
         assert fired == list(range(count))
-        assert seen and seen[0] <= 1024
+        assert seen
+        assert seen[0] <= 1024
 
 
 async def test_the_collector_skips_the_timers_while_the_driver_runs() -> None:
@@ -222,7 +225,11 @@ async def test_in_debug_mode_call_later_from_another_thread_is_refused() -> None
             errors: list[BaseException] = []
 
             def other() -> None:
-                for call in (lambda: engine.call_later(1, print), lambda: engine.call_at(1, print)):
+                calls: list[Callable[[], object]] = [
+                    lambda: engine.call_later(1, print),
+                    lambda: engine.call_at(1, print),
+                ]
+                for call in calls:
                     try:
                         call()
                     except RuntimeError as exc:

@@ -76,6 +76,16 @@ class Core(Protocol):
     @property
     def wheel(self) -> Wheel: ...
 
+    @property
+    def epoch(self) -> float:
+        """The clock time of tick 0."""
+        ...
+
+    @property
+    def rate(self) -> float:
+        """Ticks per second."""
+        ...
+
     def time(self) -> float: ...
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Handle: ...
