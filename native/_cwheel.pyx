@@ -50,7 +50,7 @@ from libc.stdlib cimport qsort
 import math
 from time import monotonic as _monotonic
 
-from chronowheel._limits import MAX_DELAY
+from chronowheel._limits import MAX_DELAY as _MAX_DELAY
 
 cdef extern from "Python.h":
     void* PyMem_RawMalloc(size_t n) nogil
@@ -776,13 +776,13 @@ cdef enum:
 
 cdef uint64_t CANCELLED = <uint64_t>1 << 63  # TimerHandle.seq: cancel() was called
 cdef uint64_t SEQ = ~CANCELLED
-cdef double C_MAX_DELAY = MAX_DELAY
+cdef double C_MAX_DELAY = _MAX_DELAY
 cdef PyObject* cores[MAX_CORES]  # every live TimerCore by its id (borrowed: a core clears its entry); 0: none
 cdef uint32_t next_core = 1
 
 
 cdef str _delay_refused(object delay):
-    return f"delay must be a number of seconds up to {MAX_DELAY:g} (0 or less: due now), got {delay!r}"
+    return f"delay must be a number of seconds up to {_MAX_DELAY:g} (0 or less: due now), got {delay!r}"
 
 
 cdef inline TimerCore _core_of(TimerHandle handle):
@@ -967,7 +967,7 @@ cdef class TimerCore:
     cdef int64_t _after_any(self, object delay) except? -1:
         """``_after`` for what is not a float or a small int: Python's arithmetic, as the pure twin."""
         try:
-            if not -math.inf < delay <= MAX_DELAY:
+            if not -math.inf < delay <= _MAX_DELAY:
                 raise ValueError(_delay_refused(delay))
             if delay is True or delay is False:
                 raise TypeError
@@ -989,16 +989,16 @@ cdef class TimerCore:
             return self._at_any(when)
         if not (w > -INFINITY and w <= self._now() + C_MAX_DELAY):
             raise ValueError(
-                f"when must be a finite time on the engine clock at most {MAX_DELAY:g}s ahead, got {when!r}"
+                f"when must be a finite time on the engine clock at most {_MAX_DELAY:g}s ahead, got {when!r}"
             )
         # Far in the past is due at once, as at the engine's first tick: no tick count overflows.
         return <int64_t>ceil((w - self.epoch) * self.rate) if w > self.epoch else 0
 
     cdef int64_t _at_any(self, object when) except? -1:
         try:
-            if not -math.inf < when <= self._now() + MAX_DELAY:
+            if not -math.inf < when <= self._now() + _MAX_DELAY:
                 raise ValueError(
-                    f"when must be a finite time on the engine clock at most {MAX_DELAY:g}s ahead, got {when!r}"
+                    f"when must be a finite time on the engine clock at most {_MAX_DELAY:g}s ahead, got {when!r}"
                 )
             if when is True or when is False:
                 raise TypeError
