@@ -864,6 +864,7 @@ cdef class TimerHandle:
 
 @cython.final
 @cython.auto_pickle(False)
+@cython.no_gc_clear  # its wheel stays set until it is freed: a handle's finalizer may still reach it
 cdef class TimerCore:
     """One engine's volatile timers: ``call_later``, ``call_at``, and the fire loop, in C.
 

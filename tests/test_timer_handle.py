@@ -250,3 +250,16 @@ async def test_outside_debug_mode_the_hot_calls_check_nothing() -> None:
     async with Engine(clock=VirtualClock()) as engine:
         assert not asyncio.get_running_loop().get_debug()
         assert not engine._timers.guarded
+
+
+async def test_engine_call_later_is_the_cores_own_method_and_the_class_one_does_the_same() -> None:
+    """``engine.call_later`` is bound to the timer core at construction; ``Engine.call_later(engine, ...)`` works."""
+    clock = VirtualClock()
+    fired: list[str] = []
+    async with Engine(clock=clock) as engine:
+        assert engine.call_later == engine._timers.core.call_later
+        assert engine.call_at == engine._timers.core.call_at
+        Engine.call_later(engine, 1, fired.append, "later")
+        Engine.call_at(engine, 2, fired.append, "at")
+        await clock.advance(2)
+        assert fired == ["later", "at"]
