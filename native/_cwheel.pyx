@@ -737,15 +737,21 @@ cdef class TimerWheel:
             idx = nxt
         if n == 0:
             return 1
-        if n <= 16:  # insertion sort: most batches are a timer or two
-            for i in range(1, n):
+        # Already in order, most often (a slot's list is in filing order, which is seq order for timers
+        # neither moved nor of another priority): one pass tells, and spares sorting a big batch.
+        i = 1
+        while i < n and not _before(self.scratch[i], self.scratch[i - 1]):
+            i += 1
+        if i < n and n <= 16:  # insertion sort from the first timer out of order: small batches
+            while i < n:
                 t = self.scratch[i]
                 j = i - 1
                 while j >= 0 and _before(t, self.scratch[j]):
                     self.scratch[j + 1] = self.scratch[j]
                     j -= 1
                 self.scratch[j + 1] = t
-        else:
+                i += 1
+        elif i < n:
             qsort(self.scratch, n, sizeof(Timer*), _cmp_timers)
         # The due batch is empty here (advance drained it): link the batch in order.
         prev = NIL
