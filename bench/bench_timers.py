@@ -140,9 +140,9 @@ async def resident_chronowheel(n: int, result: dict[str, Any]) -> None:
         with Timed() as t:
             handles = [call_later(delay, noop) for delay in delays]
         result["insert"] = t.seconds / n
-        del delays  # the collection below walks what a caller keeps: its handles, not the bench's inputs
         gc.collect()
         result["rss_per_timer"] = (rss_bytes() - base) / n
+        del delays  # the collection below walks what a caller keeps: its handles, not the bench's inputs
         result["gc"] = gc_pause()
         moved = [handles[i] for i in touched]
         with Timed() as t:
@@ -187,9 +187,9 @@ async def resident_asyncio(n: int, result: dict[str, Any]) -> None:
     with Timed() as t:
         handles = [call_later(delay, noop) for delay in delays]
     result["insert"] = t.seconds / n
-    del delays  # the collection below walks what a caller keeps: its handles, not the bench's inputs
     gc.collect()
     result["rss_per_timer"] = (rss_bytes() - base) / n
+    del delays  # the collection below walks what a caller keeps: its handles, not the bench's inputs
     result["gc"] = gc_pause()
     picked = [handles[i] for i in touched]
     moved = []
