@@ -155,7 +155,7 @@ async def resident_chronowheel(n: int, result: dict[str, Any]) -> None:
             for handle in dropped:
                 handle.cancel()
         result["cancel"] = t.seconds / len(dropped)
-        del handles, moved, dropped
+        del handles, moved, dropped, later, touched, cancelled
         result["gc_unkept"] = gc_pause()
         await engine.stop(grace=0)
 
@@ -205,7 +205,7 @@ async def resident_asyncio(n: int, result: dict[str, Any]) -> None:
         for handle in dropped:
             handle.cancel()
     result["cancel"] = t.seconds / len(dropped)
-    del picked, dropped
+    del picked, dropped, later, touched, cancelled
     handles.clear()  # the loop's heap keeps them, and the moved ones
     moved.clear()
     result["gc_unkept"] = gc_pause()
