@@ -10,7 +10,7 @@ wherever it is made: a value of the wrong type raises ``TypeError("<name>
 must be <what>, got <type>")``, a value of the right type out of range
 ``ValueError("<name> must be <what>, got <value>")``. (The hot calls,
 ``call_later``/``call_at``/``reschedule``, inline the seconds check in that
-same shape; see ``_timers.py``.)
+same shape, a delay of 0 or less being due now there; see ``_volatile.py``.)
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ _ceil: Final = math.ceil
 class Ticks:
     """One engine's time base: tick ``n`` starts ``n / rate`` seconds after ``epoch`` on ``clock``.
 
-    Read-only after construction; the hot calls (``call_later``,
-    ``TimerHandle.reschedule``) copy ``time``, ``epoch`` and ``rate`` and
-    inline the arithmetic of :meth:`after`, a frame less per timer.
+    Read-only after construction; the volatile timers' core (``call_later``,
+    ``TimerHandle.reschedule``) copies ``time``, ``epoch`` and ``rate`` and
+    does the arithmetic of :meth:`after` itself (in C on the native wheel).
     """
 
     __slots__ = ("clock", "epoch", "rate", "time", "wall")
