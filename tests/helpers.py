@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from chronowheel import Engine
@@ -35,6 +36,16 @@ class CountingClock(VirtualClock):
     def call_at(self, when: float, callback: Callable[[], None]) -> Any:
         self.alarms += 1
         return super().call_at(when, callback)
+
+
+@contextlib.asynccontextmanager
+async def stopping(engine: Engine) -> AsyncIterator[Engine]:
+    """``async with engine``, but stopped with no grace: a failed assertion inside does not wait on virtual time."""
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop(grace=0)
 
 
 async def virtual_sleep(engine: Engine, seconds: float) -> None:

@@ -14,6 +14,7 @@ from ._errors import JournalLocked as JournalLocked
 from ._errors import NotStarted as NotStarted
 from ._errors import UnknownTask as UnknownTask
 from ._job import Job as Job
+from ._rate import Rate as Rate
 from ._recurrence import Cron as Cron
 from ._recurrence import Every as Every
 from ._retry import Retry as Retry
@@ -35,6 +36,7 @@ __all__ = [
     "JournalFailed",
     "JournalLocked",
     "NotStarted",
+    "Rate",
     "Retry",
     "SystemClock",
     "TimerHandle",

@@ -105,7 +105,14 @@ class Driver:
                 room = pool.room()
                 if not room:
                     continue
+                limiter = pool.limiter
+                if limiter is not None:  # a rate-limited pool: as many as its window allows now
+                    room = min(room, limiter.room(now))
+                    if not room:
+                        continue
                 jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
+                if limiter is not None:
+                    limiter.took(now, len(jobs))
                 for job in jobs:
                     try:
                         if job._series is not None:
@@ -137,9 +144,15 @@ class Driver:
                     alarm.cancel()
 
     def _next_expiry(self) -> int | None:
-        """The earliest tick with work: volatile timers, and jobs of pools with room."""
+        """The earliest tick with work: volatile timers, and jobs of pools with room (and rate to spare)."""
         ticks = [self._timers.wheel.next_expiry()]
-        ticks += [pool.wheel.next_expiry() for pool in self._registry.pools.values() if pool.room()]
+        for pool in self._registry.pools.values():
+            if not pool.room():
+                continue
+            tick = pool.wheel.next_expiry()
+            if tick is not None and pool.limiter is not None:
+                tick = max(tick, pool.limiter.free_at())
+            ticks.append(tick)
         return min((tick for tick in ticks if tick is not None), default=None)
 
     def _fire_timer(self, payload: Any, loop: asyncio.AbstractEventLoop) -> None:

@@ -32,6 +32,7 @@ from ._limits import (
     check_when,
 )
 from ._placement import Placement
+from ._rate import Limiter, Rate
 from ._recurrence import DEFAULT_MISFIRE, DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, Cron, Every
 from ._recurring import Recurring
 from ._registry import Registry
@@ -134,9 +135,19 @@ class Engine(TimerCalls):
 
     # -- tasks and pools -----------------------------------------------------------
 
-    def add_pool(self, name: str, *, concurrency: int, max_queued: int | None = None) -> None:
-        """Add a pool of ``concurrency`` workers; ``max_queued`` bounds its ready queue."""
-        self._registry.add_pool(name, concurrency, max_queued, self._timers.wake, started=self._state != "new")
+    def add_pool(self, name: str, *, concurrency: int, max_queued: int | None = None, rate: Rate | None = None) -> None:
+        """Add a pool of ``concurrency`` workers; ``max_queued`` bounds its ready queue.
+
+        With a ``rate`` (``Rate(limit, per=seconds)``) at most ``limit`` of its
+        jobs start in any ``per`` seconds; due jobs wait in the pool's wheel
+        (not in a worker, not against their timeout), seen as lateness in
+        :meth:`stats`.
+        """
+        if rate is not None and not isinstance(rate, Rate):
+            raise TypeError(f"rate must be a Rate or None, got {type(rate).__name__}")
+        limiter = None if rate is None else Limiter(rate, self._ticks.rate)
+        started = self._state != "new"
+        self._registry.add_pool(name, concurrency, max_queued, self._timers.wake, started=started, limiter=limiter)
 
     @overload
     def task(self, name: F, /) -> F: ...

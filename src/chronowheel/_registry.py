@@ -9,6 +9,7 @@ from ._errors import UnknownTask
 from ._job import Job, TaskSpec
 from ._limits import check_int, check_name, check_priority, check_seconds
 from ._pool import Pool
+from ._rate import Limiter
 from ._retry import Retry
 
 __all__ = ["Registry"]
@@ -29,9 +30,16 @@ class Registry:
         self.keyed: dict[str, Job] = {}
 
     def add_pool(
-        self, name: str, concurrency: int, max_queued: int | None, on_room: Callable[[], None], *, started: bool
+        self,
+        name: str,
+        concurrency: int,
+        max_queued: int | None,
+        on_room: Callable[[], None],
+        *,
+        started: bool,
+        limiter: Limiter | None = None,
     ) -> None:
-        """Add a pool (arguments checked here); once the engine has ``started``, a RuntimeError."""
+        """Add a pool (arguments checked here; ``limiter``'s rate by ``Rate``); once ``started``, a RuntimeError."""
         check_name("name", name)
         if name in self.pools:
             raise ValueError(f"name: a pool {name!r} already exists")
@@ -39,7 +47,7 @@ class Registry:
         check_int("max_queued", max_queued, optional=True)
         if started:
             raise RuntimeError("add_pool: pools are added before the engine starts")
-        self.pools[name] = Pool(name, concurrency, max_queued, on_room=on_room)
+        self.pools[name] = Pool(name, concurrency, max_queued, on_room=on_room, limiter=limiter)
 
     def task_maker(
         self, name: object, pool: str, priority: int, retry: Retry | None, timeout: float | None
