@@ -570,7 +570,7 @@ THREAD_CALLS: dict[str, Callable[[Engine, Job, Any], object]] = {
 
 @pytest.mark.parametrize("call", THREAD_CALLS)
 async def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(call: str) -> None:
-    """D16: refused with a RuntimeError, and loop.call_soon_threadsafe does the same call promptly."""
+    """D16: refused with a RuntimeError naming engine.from_thread; loop.call_soon_threadsafe does the call promptly."""
     clock = VirtualClock()
     engine = Engine(clock=clock)
     loop = asyncio.get_running_loop()
@@ -601,7 +601,7 @@ async def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(call: str)
         assert len(refused) == 1
         message = str(refused[0])
         assert call.rsplit(".", maxsplit=1)[-1] in message
-        assert "loop.call_soon_threadsafe" in message
+        assert "engine.from_thread" in message
         assert target.state == "pending"
         assert len(engine) == 3
         assert late.cancel()
@@ -625,7 +625,7 @@ async def test_calls_from_any_other_thread_are_refused_too() -> None:
         await asyncio.to_thread(thread.join, 10)
         assert not thread.is_alive()
         assert len(errors) == 1
-        assert "call_soon_threadsafe" in str(errors[0])
+        assert "engine.from_thread" in str(errors[0])
         assert len(engine) == 0
 
 

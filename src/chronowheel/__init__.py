@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._current import current_job as current_job
 from ._engine import Engine as Engine
 from ._errors import ChronowheelError as ChronowheelError
 from ._errors import DuplicateKey as DuplicateKey
@@ -24,6 +25,7 @@ from ._timers import TimerHandle as TimerHandle
 
 __all__ = [
     "WHEEL",
+    "current_job",
     "ChronowheelError",
     "Clock",
     "Cron",

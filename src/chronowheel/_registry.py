@@ -20,7 +20,8 @@ class Registry:
 
     ``keyed`` maps a key to the job holding it: pending, waiting for a retry,
     or a series between runs; it is released when the job fires, is
-    cancelled, or ends.
+    cancelled, or ends. ``tasks`` holds each task under its name and its
+    aliases (old names that stored jobs may still carry).
     """
 
     def __init__(self) -> None:
@@ -52,7 +53,7 @@ class Registry:
     def task_maker(
         self, name: object, pool: str, priority: int, retry: Retry | None, timeout: float | None
     ) -> Callable[[Callable[..., Any]], TaskSpec]:
-        """Check ``Engine.task``'s arguments now; the result makes the spec once the function is known."""
+        """Check ``Engine.task``'s arguments now (``aliases`` is :meth:`check_aliases`'s); the spec comes later."""
         task_name = check_name("name", name, optional=True)
         if pool not in self.pools:
             raise ValueError(f"pool: no pool named {pool!r}; add it with add_pool() first")
@@ -67,14 +68,28 @@ class Registry:
 
         return make
 
-    def register(self, func: Callable[..., Any], make: Callable[[Callable[..., Any]], TaskSpec]) -> None:
-        """Register ``func`` as the task ``make`` describes; its name defaults to ``module:qualname``."""
+    @staticmethod
+    def check_aliases(aliases: object) -> tuple[str, ...]:
+        """``aliases`` if it is a tuple or list of non-empty str; else an error naming it."""
+        if not isinstance(aliases, tuple | list):
+            raise TypeError(f"aliases must be a tuple of task names, got {type(aliases).__name__}")
+        for alias in aliases:
+            check_name("aliases", alias)
+        return tuple(aliases)
+
+    def register(
+        self, func: Callable[..., Any], make: Callable[[Callable[..., Any]], TaskSpec], aliases: tuple[str, ...] = ()
+    ) -> None:
+        """Register ``func`` as the task ``make`` describes, also known by ``aliases``; name: ``module:qualname``."""
         if not callable(func):
             raise TypeError(f"task: expected a function, got {type(func).__name__}")
         spec = make(func)
-        if spec.name in self.tasks and self.tasks[spec.name].func is not func:
-            raise ValueError(f"name: a different function is already registered as {spec.name!r}")
-        self.tasks[spec.name] = spec
+        for name in (spec.name, *aliases):
+            if name in self.tasks and self.tasks[name].func is not func:
+                what = "name" if name == spec.name else "aliases"
+                raise ValueError(f"{what}: a different function is already registered as {name!r}")
+        for name in (spec.name, *aliases):
+            self.tasks[name] = spec
         self._names[func] = spec.name
 
     def spec(self, task: str | Callable[..., Any]) -> TaskSpec:

@@ -162,8 +162,8 @@ class Timers:
         if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
             raise RuntimeError(
                 f"{call}: called from thread {threading.current_thread().name!r}, but the engine is not "
-                "thread-safe and runs on its event loop's thread; from another thread, pass the call to "
-                "loop.call_soon_threadsafe(...)"
+                "thread-safe and runs on its event loop's thread; from another thread, use engine.from_thread "
+                "(engine.from_thread.schedule(...) returns a concurrent.futures.Future)"
             )
 
     def _set_guard(self) -> None:
