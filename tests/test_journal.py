@@ -51,7 +51,6 @@ class Harness:
         clock = VirtualClock(wall=self.wall)
         engine = Engine(journal=self.path, clock=clock, **options)
         if register:
-
             # Takes any arguments: the tests of what a journal keeps pass all kinds (schedule() binds them).
             @engine.task(name="remind")
             async def remind(user: Any = None, *more: Any, **extra: Any) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from chronowheel import Engine, Every, Job, Retry
 from chronowheel.testing import VirtualClock
-from helpers import Runner, journal_store
+from helpers import Runner, join_threads, journal_store
 
 
 class Custom(BaseException):
@@ -69,26 +69,6 @@ def run_through(
                 assert reached < 10
     finally:
         loop.close()
-
-
-async def join_threads(clock: VirtualClock, *jobs: Job) -> None:
-    """Wait for the threads of these sync jobs to end, then let the loop take in their outcomes.
-
-    Each thread is joined from a helper thread, so the test waits on the thread itself rather than
-    polling in real time; a job's thread hands its outcome to the loop before it ends, so the
-    ``settle()`` after the join sees it. It goes round again for a thread started while settling
-    (the next attempt, or the next job of the pool).
-    """
-    names = {f"chronowheel job {job.id}" for job in jobs}
-    for _ in range(20):
-        alive = [thread for thread in threading.enumerate() if thread.name in names]
-        for thread in alive:
-            await asyncio.to_thread(thread.join, 10)
-            assert not thread.is_alive(), f"{thread.name} did not end"
-        await clock.settle()
-        if not alive:
-            return
-    raise AssertionError("the jobs kept starting threads")
 
 
 def one_worker_engine(clock: VirtualClock, kind: type[BaseException], is_async: bool, retry: Retry | None) -> Engine:
