@@ -76,7 +76,8 @@ class TaskSpec:
         try:
             self.signature.bind(*args, **(kwargs or {}))
         except TypeError as exc:
-            raise TypeError(f"args/kwargs: task {self.name!r} takes {self.signature}, not these: {exc}") from None
+            takes = self.signature.replace(return_annotation=inspect.Signature.empty)
+            raise TypeError(f"args/kwargs: task {self.name!r} takes {takes}, not these: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<TaskSpec {self.name!r} pool={self.pool!r}>"
