@@ -105,7 +105,9 @@ class Execution:
         job.attempt += 1
         ticks = self._ticks
         self._stats.lateness.append(max(0.0, ticks.time() - ticks.epoch - job._due_tick / ticks.rate))
-        current = CURRENT_JOB.set(job)
+        # Set, never reset: the worker's own context outlives the attempt unseen (tasks the job spawns, and
+        # async hooks, took a copy), and the next attempt sets it again; a reset would cost as much once more.
+        CURRENT_JOB.set(job)
         try:
             if self._started:
                 self._hooks.emit("started", job)
@@ -132,7 +134,6 @@ class Execution:
             if self._succeeded:
                 self._hooks.emit("succeeded", job)
         finally:
-            CURRENT_JOB.reset(current)
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
 
