@@ -182,3 +182,36 @@ async def test_the_job_api_from_another_thread_names_from_thread(engine: Engine,
         assert "use engine.from_thread" in str(raised)
         assert len(engine) == 1
         assert job.state == "pending"
+
+
+async def test_a_future_cancelled_before_the_loop_gets_to_it_does_nothing(engine: Engine) -> None:
+    async with stopping(engine):
+        job = await engine.schedule("note", delay=5)
+        futures: list[concurrent.futures.Future[Any]] = []
+
+        def caller() -> None:
+            for future in (engine.from_thread.cancel(job), engine.from_thread.schedule("note", delay=0)):
+                assert future.cancel()  # the loop is blocked (joining this thread): it has not run them
+                futures.append(future)
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        thread.join(10)  # on the loop's thread, on purpose: the calls wait behind it
+        await asyncio.sleep(0)  # now the loop runs them: both find their future cancelled
+        await clock_of(engine).advance(0)
+        assert job.state == "pending"
+        assert len(engine) == 1
+        assert all(future.cancelled() for future in futures)
+
+
+@pytest.mark.parametrize("call", FROM_THREAD)
+async def test_a_closed_loop_is_named(call: str) -> None:
+    """An engine left running on a loop that was closed (asyncio.run() returned without stop())."""
+    engine = Engine(clock=VirtualClock())
+    engine.task(name="note")(asyncio.sleep)
+    closed = asyncio.new_event_loop()
+    closed.close()
+    engine._loop = (closed, -1)
+    raised = await in_thread(lambda: FROM_THREAD[call](engine))
+    assert isinstance(raised, RuntimeError)
+    assert str(raised) == f"engine.from_thread.{call}: the engine's event loop is closed"
