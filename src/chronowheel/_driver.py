@@ -110,9 +110,8 @@ class Driver:
                     room = min(room, limiter.room(now))
                     if not room:
                         continue
+                    queued = pool.queued
                 jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
-                if limiter is not None:
-                    limiter.took(now, len(jobs))
                 for job in jobs:
                     try:
                         if job._series is not None:
@@ -126,6 +125,8 @@ class Driver:
                         counts["fired"] += 1
                     except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
                         self._undeliverable(job, exc, loop)
+                if limiter is not None:  # what went to the workers: a claim refused none, a catch-up plan several
+                    limiter.took(now, pool.queued - queued)
                 busy = busy or len(jobs) == room
             if busy or due:
                 await asyncio.sleep(0)  # let the loop breathe between batches

@@ -62,10 +62,10 @@ class Limiter:
         horizon = now - self._window
         while starts and starts[0] <= horizon:
             starts.popleft()
-        return self.limit - len(starts)
+        return max(0, self.limit - len(starts))  # a catch-up plan of a recurring job may have overfilled it
 
     def took(self, now: int, count: int) -> None:
-        """``count`` jobs started at tick ``now`` (at most what :meth:`room` allowed)."""
+        """``count`` jobs started at tick ``now``: what :meth:`room` allowed, or more for a recurring job's catch-up."""
         self._starts.extend([now] * count)
 
     def free_at(self) -> int:
