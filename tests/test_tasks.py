@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -112,10 +113,21 @@ def test_args_are_bound_against_the_signature_at_schedule_time(name: str) -> Non
     assert len(engine) == len(good)
 
 
-def test_a_callable_without_a_signature_is_not_checked() -> None:
+class Opaque:
+    """A callable whose signature Python cannot inspect (as for some builtins and extension functions)."""
+
+    __signature__ = 42  # inspect.signature() raises TypeError on it
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> None: ...
+
+
+@pytest.mark.parametrize(("args", "kwargs"), [((), None), (("anything", "at all"), {"sep": "-"})], ids=["none", "some"])
+def test_a_callable_without_a_signature_is_not_checked(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:
     engine = Engine()
-    engine.task(name="builtin")(print)  # print's signature is not introspectable on every Python
-    engine.schedule_nowait("builtin", args=("anything", "at all"), kwargs={"sep": "-"}, delay=1)
+    engine.task(name="opaque")(Opaque())
+    with pytest.raises(TypeError):
+        inspect.signature(Opaque())
+    engine.schedule_nowait("opaque", args=args, kwargs=kwargs, delay=1)
     assert len(engine) == 1
 
 
