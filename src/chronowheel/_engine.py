@@ -262,7 +262,7 @@ class Engine(TimerCalls):
         spec = self._registry.spec(task)
         if args.__class__ is not tuple or kwargs is not None:  # the defaults need no check: the usual call
             check_arguments(args, kwargs)
-        if kwargs is not None or len(args) not in spec.arity:  # a plain signature: one range test, not bind()
+        if kwargs is not None or len(args) not in spec.counts:  # a plain signature: a set lookup, not bind()
             spec.check_call(args, kwargs)
         if key is not None:
             check_name("key", key, optional=True)

@@ -154,7 +154,9 @@ def check_when(delay: object, at: object, wall: Callable[[], float]) -> float:
     if (delay is None) == (at is None):
         raise ValueError("pass exactly one of delay= and at=")
     if delay is not None:
-        return check_delay("delay", delay)
+        if isinstance(delay, timedelta):  # not check_delay() for all: a frame less on schedule_nowait's path
+            return check_delay("delay", delay)
+        return check_seconds("delay", delay)
     if not isinstance(at, datetime):
         raise TypeError(f"at must be an aware datetime, got {type(at).__name__}")
     if at.tzinfo is None or at.utcoffset() is None:
