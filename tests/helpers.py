@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from chronowheel import Engine
+from chronowheel import Engine, Job
 from chronowheel._journal.store import JournalStore
 from chronowheel.testing import VirtualClock
 
@@ -37,6 +39,16 @@ class CountingClock(VirtualClock):
         return super().call_at(when, callback)
 
 
+@contextlib.asynccontextmanager
+async def stopping(engine: Engine) -> AsyncIterator[Engine]:
+    """``async with engine``, but stopped with no grace: a failed assertion inside does not wait on virtual time."""
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop(grace=0)
+
+
 async def virtual_sleep(engine: Engine, seconds: float) -> None:
     """Sleep on the engine's clock: how a test job takes time without real waiting."""
     done = asyncio.Event()
@@ -49,3 +61,23 @@ def journal_store(engine: Engine) -> JournalStore:
     store = engine._store
     assert isinstance(store, JournalStore)
     return store
+
+
+async def join_threads(clock: VirtualClock, *jobs: Job) -> None:
+    """Wait for the threads of these sync jobs to end, then let the loop take in their outcomes.
+
+    Each thread is joined from a helper thread, so the test waits on the thread itself rather than
+    polling in real time; a job's thread hands its outcome to the loop before it ends, so the
+    ``settle()`` after the join sees it. It goes round again for a thread started while settling
+    (the next attempt, or the next job of the pool).
+    """
+    names = {f"chronowheel job {job.id}" for job in jobs}
+    for _ in range(20):
+        alive = [thread for thread in threading.enumerate() if thread.name in names]
+        for thread in alive:
+            await asyncio.to_thread(thread.join, 10)
+            assert not thread.is_alive(), f"{thread.name} did not end"
+        await clock.settle()
+        if not alive:
+            return
+    raise AssertionError("the jobs kept starting threads")

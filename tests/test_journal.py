@@ -51,9 +51,9 @@ class Harness:
         clock = VirtualClock(wall=self.wall)
         engine = Engine(journal=self.path, clock=clock, **options)
         if register:
-
+            # Takes any arguments: the tests of what a journal keeps pass all kinds (schedule() binds them).
             @engine.task(name="remind")
-            async def remind(user: int) -> None:
+            async def remind(user: Any = None, *more: Any, **extra: Any) -> None:
                 self.ran.append(user)
 
         return engine, clock
@@ -359,7 +359,7 @@ async def test_args_json_cannot_hold_are_a_type_error_at_schedule_time(harness: 
         with pytest.raises(TypeError, match="args and kwargs"):
             await engine.schedule("remind", args=(object(),), delay=HOUR, key="k", if_exists="replace")
         with pytest.raises(TypeError, match="args and kwargs"):
-            await engine.schedule("remind", kwargs={"when": __import__("datetime").datetime.now()}, delay=1)
+            await engine.schedule("remind", kwargs={"user": __import__("datetime").datetime.now()}, delay=1)
         assert engine.get("k") is not None  # the failed replace left the pending job alone
         assert len(engine) == 1
         await engine.stop(grace=0)

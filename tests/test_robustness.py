@@ -21,7 +21,7 @@ import pytest
 
 from chronowheel import Engine, Every, Job, Retry
 from chronowheel.testing import VirtualClock
-from helpers import Runner, journal_store
+from helpers import Runner, join_threads, journal_store
 
 
 class Custom(BaseException):
@@ -69,26 +69,6 @@ def run_through(
                 assert reached < 10
     finally:
         loop.close()
-
-
-async def join_threads(clock: VirtualClock, *jobs: Job) -> None:
-    """Wait for the threads of these sync jobs to end, then let the loop take in their outcomes.
-
-    Each thread is joined from a helper thread, so the test waits on the thread itself rather than
-    polling in real time; a job's thread hands its outcome to the loop before it ends, so the
-    ``settle()`` after the join sees it. It goes round again for a thread started while settling
-    (the next attempt, or the next job of the pool).
-    """
-    names = {f"chronowheel job {job.id}" for job in jobs}
-    for _ in range(20):
-        alive = [thread for thread in threading.enumerate() if thread.name in names]
-        for thread in alive:
-            await asyncio.to_thread(thread.join, 10)
-            assert not thread.is_alive(), f"{thread.name} did not end"
-        await clock.settle()
-        if not alive:
-            return
-    raise AssertionError("the jobs kept starting threads")
 
 
 def one_worker_engine(clock: VirtualClock, kind: type[BaseException], is_async: bool, retry: Retry | None) -> Engine:
@@ -570,7 +550,7 @@ THREAD_CALLS: dict[str, Callable[[Engine, Job, Any], object]] = {
 
 @pytest.mark.parametrize("call", THREAD_CALLS)
 async def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(call: str) -> None:
-    """D16: refused with a RuntimeError, and loop.call_soon_threadsafe does the same call promptly."""
+    """D16: refused with a RuntimeError naming engine.from_thread; loop.call_soon_threadsafe does the call promptly."""
     clock = VirtualClock()
     engine = Engine(clock=clock)
     loop = asyncio.get_running_loop()
@@ -601,7 +581,7 @@ async def test_calls_from_a_sync_jobs_thread_name_the_thread_safe_way(call: str)
         assert len(refused) == 1
         message = str(refused[0])
         assert call.rsplit(".", maxsplit=1)[-1] in message
-        assert "loop.call_soon_threadsafe" in message
+        assert "engine.from_thread" in message
         assert target.state == "pending"
         assert len(engine) == 3
         assert late.cancel()
@@ -625,7 +605,7 @@ async def test_calls_from_any_other_thread_are_refused_too() -> None:
         await asyncio.to_thread(thread.join, 10)
         assert not thread.is_alive()
         assert len(errors) == 1
-        assert "call_soon_threadsafe" in str(errors[0])
+        assert "engine.from_thread" in str(errors[0])
         assert len(engine) == 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._current import current_job as current_job
 from ._engine import Engine as Engine
 from ._errors import ChronowheelError as ChronowheelError
 from ._errors import DuplicateKey as DuplicateKey
@@ -14,6 +15,7 @@ from ._errors import JournalLocked as JournalLocked
 from ._errors import NotStarted as NotStarted
 from ._errors import UnknownTask as UnknownTask
 from ._job import Job as Job
+from ._rate import Rate as Rate
 from ._recurrence import Cron as Cron
 from ._recurrence import Every as Every
 from ._retry import Retry as Retry
@@ -23,6 +25,7 @@ from ._timers import TimerHandle as TimerHandle
 
 __all__ = [
     "WHEEL",
+    "current_job",
     "ChronowheelError",
     "Clock",
     "Cron",
@@ -35,6 +38,7 @@ __all__ = [
     "JournalFailed",
     "JournalLocked",
     "NotStarted",
+    "Rate",
     "Retry",
     "SystemClock",
     "TimerHandle",

@@ -105,6 +105,12 @@ class Driver:
                 room = pool.room()
                 if not room:
                     continue
+                limiter = pool.limiter
+                if limiter is not None:  # a rate-limited pool: as many as its window allows now
+                    room = min(room, limiter.room(now))
+                    if not room:
+                        continue
+                    queued = pool.queued
                 jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
                 for job in jobs:
                     try:
@@ -119,6 +125,8 @@ class Driver:
                         counts["fired"] += 1
                     except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
                         self._undeliverable(job, exc, loop)
+                if limiter is not None:  # what went to the workers: a claim refused none, a catch-up plan several
+                    limiter.took(now, pool.queued - queued)
                 busy = busy or len(jobs) == room
             if busy or fired:
                 await asyncio.sleep(0)  # let the loop breathe between batches
@@ -142,7 +150,13 @@ class Driver:
             self._timers.core.quiet = False
 
     def _next_expiry(self) -> int | None:
-        """The earliest tick with work: volatile timers, and jobs of pools with room."""
+        """The earliest tick with work: volatile timers, and jobs of pools with room (and rate to spare)."""
         ticks = [self._timers.wheel.next_expiry()]
-        ticks += [pool.wheel.next_expiry() for pool in self._registry.pools.values() if pool.room()]
+        for pool in self._registry.pools.values():
+            if not pool.room():
+                continue
+            tick = pool.wheel.next_expiry()
+            if tick is not None and pool.limiter is not None:
+                tick = max(tick, pool.limiter.free_at())
+            ticks.append(tick)
         return min((tick for tick in ticks if tick is not None), default=None)

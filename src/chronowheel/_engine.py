@@ -10,10 +10,10 @@ the loop task to :class:`~._driver.Driver`, durability to a
 
 from __future__ import annotations
 
-import asyncio
 import random
+import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
 
@@ -21,10 +21,12 @@ from ._clock import Clock, SystemClock
 from ._driver import Driver
 from ._errors import DuplicateKey, EngineClosed, NotStarted
 from ._execution import Execution
+from ._hooks import Event, Hooks, Middleware
 from ._job import Job, new_job_id
 from ._limits import (
     check_arguments,
     check_choice,
+    check_delay,
     check_methods,
     check_name,
     check_path,
@@ -32,7 +34,9 @@ from ._limits import (
     check_seconds,
     check_when,
 )
+from ._loops import running_loop
 from ._placement import Placement
+from ._rate import Limiter, Rate
 from ._recurrence import DEFAULT_MISFIRE, DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, Cron, Every
 from ._recurring import Recurring
 from ._registry import Registry
@@ -40,6 +44,7 @@ from ._retry import Retry
 from ._shutdown import drain, report_unfinished
 from ._stats import Stats
 from ._store import Store
+from ._threads import FromThread, Loop
 from ._ticks import Ticks
 from ._timers import Timers
 from ._volatile import Handle
@@ -58,7 +63,7 @@ class ScheduleOptions(TypedDict, total=False):
 
     args: tuple[Any, ...] | list[Any]
     kwargs: dict[str, Any] | None
-    delay: float | None
+    delay: float | timedelta | None
     at: datetime | None
     every: Every | None
     cron: Cron | None
@@ -120,16 +125,22 @@ class Engine:
         self.call_at = timers.core.call_at  # type: ignore[method-assign]
         self._registry = registry = Registry()
         self._stats = stats = Stats()
+        self._hooks = hooks = Hooks()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
         rng = random.Random()
         self._recurring = recurring = Recurring(ticks, timers, registry, placement, stats, rng, owner=self)
         self._execution = execution = Execution(
-            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished
+            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished, hooks=hooks
         )
         self._driver = Driver(
             ticks, timers, registry, stats, self._store, recurring.fire, undeliverable=execution.undeliverable
         )
         self._state: Literal["new", "running", "stopped"] = "new"
+        self._loop: Loop | None = None  # while running: the loop and its thread, for from_thread
+        self.from_thread: Final = FromThread(
+            lambda: self._loop, self.schedule, self.cancel, self.reschedule, self.call_later
+        )
+        """The job API for other threads: ``schedule``, ``cancel``, ``reschedule``, ``call_later``, as futures."""
         self.add_pool("default", concurrency=10)
 
     def time(self) -> float:
@@ -155,9 +166,19 @@ class Engine:
 
     # -- tasks and pools -----------------------------------------------------------
 
-    def add_pool(self, name: str, *, concurrency: int, max_queued: int | None = None) -> None:
-        """Add a pool of ``concurrency`` workers; ``max_queued`` bounds its ready queue."""
-        self._registry.add_pool(name, concurrency, max_queued, self._timers.wake, started=self._state != "new")
+    def add_pool(self, name: str, *, concurrency: int, max_queued: int | None = None, rate: Rate | None = None) -> None:
+        """Add a pool of ``concurrency`` workers; ``max_queued`` bounds its ready queue.
+
+        With a ``rate`` (``Rate(limit, per=seconds)``) at most ``limit`` of its
+        jobs start in any ``per`` seconds; due jobs wait in the pool's wheel
+        (not in a worker, not against their timeout), seen as lateness in
+        :meth:`stats`.
+        """
+        if rate is not None and not isinstance(rate, Rate):
+            raise TypeError(f"rate must be a Rate or None, got {type(rate).__name__}")
+        limiter = None if rate is None else Limiter(rate, self._ticks.rate)
+        started = self._state != "new"
+        self._registry.add_pool(name, concurrency, max_queued, self._timers.wake, started=started, limiter=limiter)
 
     @overload
     def task(self, name: F, /) -> F: ...
@@ -171,6 +192,7 @@ class Engine:
         priority: int = 0,
         retry: Retry | None = None,
         timeout: float | None = None,
+        aliases: tuple[str, ...] = (),
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -181,6 +203,7 @@ class Engine:
         priority: int = 0,
         retry: Retry | None = None,
         timeout: float | None = None,
+        aliases: tuple[str, ...] = (),
     ) -> Any:
         """Register a function as a task: ``@engine.task`` or ``@engine.task(pool=...)``.
 
@@ -188,14 +211,18 @@ class Engine:
         ``module:qualname``, which is what durable jobs refer to it by. A job
         that raises is retried per ``retry`` (none by default) and then goes to
         :meth:`dead_letters`; one that runs longer than ``timeout`` seconds is
-        cancelled and counts as a failed attempt.
+        cancelled and counts as a failed attempt. ``aliases`` are other names
+        it answers to: a task's old names, so that stored jobs that carry one
+        still run after the function moved or was renamed (restored jobs take
+        its name).
         """
         if callable(name):
             return self.task()(name)
         make = self._registry.task_maker(name, pool, priority, retry, timeout)
+        also = self._registry.check_aliases(aliases)
 
         def register(func: F) -> F:
-            self._registry.register(func, make)
+            self._registry.register(func, make, also)
             return func
 
         return register
@@ -218,7 +245,7 @@ class Engine:
         *,
         args: tuple[Any, ...] | list[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        delay: float | None = None,
+        delay: float | timedelta | None = None,
         at: datetime | None = None,
         every: Every | None = None,
         cron: Cron | None = None,
@@ -229,7 +256,10 @@ class Engine:
         misfire: str = DEFAULT_MISFIRE,
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
     ) -> Job:
-        """Schedule a job ``delay`` seconds from now, or ``at`` an aware datetime.
+        """Schedule a job ``delay`` seconds (or a ``timedelta``) from now, or ``at`` an aware datetime.
+
+        ``args`` and ``kwargs`` must bind to the task's signature: a
+        ``TypeError`` here, not when the job fires.
 
         With ``every`` or ``cron`` the job recurs (``delay``/``at``, if given,
         set the first run); ``overlap`` says what a run due while the previous
@@ -252,6 +282,8 @@ class Engine:
         spec = self._registry.spec(task)
         if args.__class__ is not tuple or kwargs is not None:  # the defaults need no check: the usual call
             check_arguments(args, kwargs)
+        if kwargs is not None or len(args) not in spec.counts:  # a plain signature: a set lookup, not bind()
+            spec.check_call(args, kwargs)
         if key is not None:
             check_name("key", key, optional=True)
         if if_exists != "error":
@@ -313,9 +345,13 @@ class Engine:
         if job is None or not self._placement.take_out(job):
             return False
         self._stats.counts["cancelled"] += 1
+        if self._hooks.callbacks["cancelled"]:
+            self._hooks.emit("cancelled", job)
         return True
 
-    def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
+    def reschedule(
+        self, key_or_job: str | Job, *, delay: float | timedelta | None = None, at: datetime | None = None
+    ) -> bool:
         """Move a pending job's deadline; True if it was pending. Once :meth:`stop` has begun, :class:`EngineClosed`."""
         self._timers.check_thread("reschedule")
         job = self._job_of(key_or_job)
@@ -342,7 +378,7 @@ class Engine:
         """Jobs that ran out of attempts, oldest first; :meth:`redrive` puts one back."""
         return list(self._execution.dead.values())
 
-    def redrive(self, job: Job, *, delay: float = 0.0) -> Job:
+    def redrive(self, job: Job, *, delay: float | timedelta = 0.0) -> Job:
         """Give a dead job a fresh set of attempts, ``delay`` seconds from now."""
         self._timers.check_thread("redrive")
         if not isinstance(job, Job):
@@ -352,7 +388,7 @@ class Engine:
             raise ValueError(f"job: {job.id} is not in the dead letters (state {job.state!r})")
         if self._timers.closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
-        seconds = check_seconds("delay", delay)
+        seconds = check_delay("delay", delay)
         if job.key is not None and job.key in self._registry.keyed:
             raise DuplicateKey(f"job: another job with key {job.key!r} is pending")
         del dead[job.id]
@@ -384,6 +420,27 @@ class Engine:
             dead=len(self._execution.dead),
         )
 
+    # -- hooks and middleware --------------------------------------------------------
+
+    def on(self, event: Event, callback: Callable[[Job], object]) -> None:
+        """Call ``callback(job)`` (sync, or async: run as a task) at each ``event`` of every job.
+
+        Events: ``"started"`` (an attempt begins), ``"succeeded"``,
+        ``"failed"`` (an attempt failed and a retry follows), ``"dead"`` (out
+        of attempts), ``"cancelled"``. What a callback raises is logged and
+        changes nothing else.
+        """
+        self._hooks.on(event, callback)
+
+    def add_middleware(self, mw: Middleware) -> None:
+        """Wrap every attempt (async and sync tasks alike) in ``async def mw(job, call_next)``.
+
+        ``await call_next()`` runs the attempt and returns the task's return
+        value; what ``mw`` raises is the attempt's failure. The first added
+        is the outermost; all run inside the task's timeout.
+        """
+        self._hooks.add_middleware(mw)
+
     # -- lifecycle -----------------------------------------------------------------
 
     async def __aenter__(self) -> Engine:
@@ -399,15 +456,20 @@ class Engine:
         """Recover the journal's jobs, if there is a journal; start the driver and the pools' workers."""
         if self._state != "new":
             raise RuntimeError(f"start: the engine is {self._state}; an engine starts once")
+        loop = running_loop("start")
         if self._store is not None:
             jobs = await self._store.restore(self._registry.tasks.keys())
             try:
+                tasks = self._registry.tasks
+                for job in jobs:
+                    job.task = tasks[job.task].name  # a job stored under an alias takes the task's name
                 self._placement.restore(jobs, self, self._execution.dead, self._recurring.refile)
             except BaseException:
                 await self._store.close()
                 raise
         self._state = "running"
-        self._timers.bind(asyncio.get_running_loop())
+        self._timers.bind(loop)
+        self._loop = (loop, threading.get_ident())
         for pool in self._registry.pools.values():
             pool.start(self._execution.run)
         self._driver.start()
@@ -435,6 +497,7 @@ class Engine:
         report_unfinished(queued, abandoned, durable=self._store is not None)
         if self._store is not None:
             await self._store.close()
+        self._loop = None
 
     def __repr__(self) -> str:
         return f"<Engine {self._state} pending={len(self)} tick={1 / self._ticks.rate:g}s>"

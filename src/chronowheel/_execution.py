@@ -17,6 +17,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from ._current import CURRENT_JOB
+from ._hooks import Hooks
 from ._job import Job, TaskSpec
 from ._placement import Placement
 from ._registry import Registry
@@ -41,13 +43,26 @@ def _in_thread(
         loop.call_soon_threadsafe(done.set_result, outcome)
 
 
+def _fields(spec: TaskSpec, job: Job) -> dict[str, Any]:
+    """A log record's ``extra``: what a log pipeline filters and groups a job's lines by."""
+    return {"job_id": job.id, "task": job.task, "key": job.key, "attempt": job.attempt, "pool": spec.pool}
+
+
+def _summary(error: BaseException) -> str:
+    """``Type: message``, or the type alone: a retry's one line."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 class Execution:
     """Runs jobs for the pools' workers (:meth:`run`), and keeps the dead letters.
 
     ``dead`` holds the jobs that ran out of attempts, oldest first;
     ``interrupted`` the ones ``stop()`` cut off mid-attempt. ``rng`` draws
     the retries' jitter. ``run_finished`` is told when a run of a recurring
-    job is over (it succeeded or is dead).
+    job is over (it succeeded or is dead). ``hooks`` are told of each
+    attempt's start and outcome, and their middleware wraps each attempt;
+    each is a list's truth test when none is registered.
     """
 
     def __init__(
@@ -59,6 +74,7 @@ class Execution:
         stats: Stats,
         rng: random.Random,
         run_finished: Callable[[Job], None],
+        hooks: Hooks,
     ) -> None:
         self._ticks = ticks
         self._timers = timers
@@ -67,6 +83,11 @@ class Execution:
         self._stats = stats
         self.rng = rng
         self._run_finished = run_finished
+        self._hooks = hooks
+        on = hooks.callbacks  # lists that live as long as the engine: tested for truth, called into when not empty
+        self._started, self._succeeded = on["started"], on["succeeded"]
+        self._failed, self._dead = on["failed"], on["dead"]
+        self._middleware = hooks.middleware
         self.dead: dict[str, Job] = {}
         self.interrupted: list[Job] = []
 
@@ -77,13 +98,19 @@ class Execution:
         CancelledError too, unless the worker itself is being cancelled
         (``stop()``), which leaves the job pending. KeyboardInterrupt and
         SystemExit are recorded, then go on to the loop's caller.
+        ``current_job()`` is the job throughout, its hooks included.
         """
         spec = self._registry.tasks[job.task]
         job.state = "running"
         job.attempt += 1
         ticks = self._ticks
         self._stats.lateness.append(max(0.0, ticks.time() - ticks.epoch - job._due_tick / ticks.rate))
+        # Set, never reset: the worker's own context outlives the attempt unseen (tasks the job spawns, and
+        # async hooks, took a copy), and the next attempt sets it again; a reset would cost as much once more.
+        CURRENT_JOB.set(job)
         try:
+            if self._started:
+                self._hooks.emit("started", job)
             await self._attempt(spec, job)
         except asyncio.CancelledError as exc:
             worker = asyncio.current_task()
@@ -104,14 +131,17 @@ class Execution:
             job.traceback = None
             self._stats.counts["succeeded"] += 1
             self._placement.gone(job, "ack", own=True)
+            if self._succeeded:
+                self._hooks.emit("succeeded", job)
         finally:
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
 
     async def _attempt(self, spec: TaskSpec, job: Job) -> None:
-        """Call the task: async on the loop, sync in a thread; cancel it at its timeout."""
+        """Call the task (through the middleware, if any): async on the loop, sync in a thread; time it out."""
+        invoke = self._invoke if not self._middleware else self._wrapped
         if spec.timeout is None:
-            await self._invoke(spec, job)
+            await invoke(spec, job)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -125,7 +155,7 @@ class Execution:
         # The engine's own timer, not call_later's: it must work through stop()'s grace period.
         alarm = self._timers.file_timer(self._ticks.after(spec.timeout), expire)
         try:
-            await self._invoke(spec, job)
+            await invoke(spec, job)
         except asyncio.CancelledError:
             if not expired:
                 raise
@@ -134,10 +164,13 @@ class Execution:
         finally:
             alarm.cancel()
 
-    async def _invoke(self, spec: TaskSpec, job: Job) -> None:
+    async def _wrapped(self, spec: TaskSpec, job: Job) -> Any:
+        """The attempt inside the middleware: ``call_next()`` calls the task and returns what it returned."""
+        return await self._hooks.through(job, functools.partial(self._invoke, spec, job))
+
+    async def _invoke(self, spec: TaskSpec, job: Job) -> Any:
         if spec.is_async:
-            await spec.func(*job.args, **job.kwargs)
-            return
+            return await spec.func(*job.args, **job.kwargs)
         # A sync job runs on a daemon thread of its own: one given up on (timed out, or cut off by
         # stop()) cannot keep the process from exiting, and its worker waits for it before taking
         # another job, so the pool never runs more than its concurrency.
@@ -162,6 +195,7 @@ class Execution:
             raise
         if not ok:
             raise outcome
+        return outcome
 
     def failed(self, spec: TaskSpec, job: Job, error: BaseException) -> None:
         """A failed attempt: retry it after its backoff, or move it to the dead letters."""
@@ -181,15 +215,19 @@ class Execution:
                 placement.record(job, own=True)
             else:
                 placement.file(job, delay, own=True)
-            logger.warning(
-                "chronowheel: job %s of task %r failed (attempt %d of %d); retrying in %.3fs",
+            # One line, no traceback: a retry is the expected course of things; the death tells the whole story.
+            logger.info(
+                "chronowheel: job %s of task %r failed (attempt %d of %d): %s; retrying in %.3fs",
                 job.id,
                 job.task,
                 job.attempt,
                 retry.attempts,
+                _summary(error),
                 delay,
-                exc_info=error,
+                extra=_fields(spec, job),
             )
+            if self._failed:
+                self._hooks.emit("failed", job)
             return
         job.state = "dead"
         self.dead[job.id] = job
@@ -200,7 +238,10 @@ class Execution:
             job.task,
             job.attempt,
             exc_info=error,
+            extra=_fields(spec, job),
         )
+        if self._dead:
+            self._hooks.emit("dead", job)
 
     def undeliverable(self, job: Job, error: Exception, loop: asyncio.AbstractEventLoop) -> None:
         """The engine failed to start a due job (a fault of its own): the job goes to the dead letters."""
@@ -212,3 +253,5 @@ class Execution:
         loop.call_exception_handler(
             {"message": f"chronowheel: job {job.id} of task {job.task!r} could not be started", "exception": error}
         )
+        if self._dead:
+            self._hooks.emit("dead", job)

@@ -19,7 +19,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, cast
 
 __all__ = [
@@ -89,6 +89,16 @@ def check_seconds(
     return abs(float(number))  # abs: -0.0 is 0.0
 
 
+def check_delay(name: str, value: object) -> float:
+    """:func:`check_seconds` for a delay, which may also be a ``datetime.timedelta``."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        if not 0 <= seconds <= MAX_DELAY:
+            raise ValueError(f"{name} must be a timedelta from 0 to {MAX_DELAY:g} seconds, got {value!r}")
+        return seconds
+    return check_seconds(name, value)
+
+
 def check_instant(name: str, value: object) -> float:
     """``value`` as a float if it is a finite POSIX timestamp; NaN would silently break every comparison."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -144,6 +154,8 @@ def check_when(delay: object, at: object, wall: Callable[[], float]) -> float:
     if (delay is None) == (at is None):
         raise ValueError("pass exactly one of delay= and at=")
     if delay is not None:
+        if isinstance(delay, timedelta):  # not check_delay() for all: a frame less on schedule_nowait's path
+            return check_delay("delay", delay)
         return check_seconds("delay", delay)
     if not isinstance(at, datetime):
         raise TypeError(f"at must be an aware datetime, got {type(at).__name__}")

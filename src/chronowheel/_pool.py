@@ -12,6 +12,7 @@ from ._wheel_api import Wheel
 
 if TYPE_CHECKING:
     from ._job import Job
+    from ._rate import Limiter
 
 __all__ = ["Pool"]
 
@@ -32,10 +33,23 @@ class Pool:
     wait in its own wheel; the driver moves due ones to the ready queue only
     while it holds fewer than ``max_queued``, so overload leaves them in the
     wheel, not in an ever longer list.
+
+    With a ``limiter`` (a rate limit) a due job leaves the wheel only for an
+    idle worker, and only as the limiter allows: the ready queue never holds
+    a job waiting for the rate, so the time a job is handed out is the time
+    it starts, and what the limiter counts is starts.
     """
 
-    def __init__(self, name: str, concurrency: int, max_queued: int | None, on_room: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        concurrency: int,
+        max_queued: int | None,
+        on_room: Callable[[], None],
+        limiter: Limiter | None = None,
+    ) -> None:
         self.name = name
+        self.limiter = limiter
         self.wheel: Wheel = TimerWheel()  # this pool's jobs, until due and there is room for them
         self._on_room = on_room
         self._full = False
@@ -74,9 +88,12 @@ class Pool:
         """How many more jobs the ready queue takes now (a batch's worth when unbounded; none once closing)."""
         if self._closing:
             return 0
-        if self.max_queued is None:
+        if self.limiter is not None:  # idle workers (abandoned threads hold theirs), less jobs handed out already
+            room = max(0, self.concurrency - len(self._busy) - len(self._owed) - self._queue.qsize())
+        elif self.max_queued is None:
             return _UNBOUNDED_BATCH
-        room = max(0, self.max_queued - self._queue.qsize())
+        else:
+            room = max(0, self.max_queued - self._queue.qsize())
         self._full = room == 0
         return room
 
@@ -118,6 +135,9 @@ class Pool:
             thread = self._owed.pop(me, None)
             if thread is not None and not self._closing:
                 await asyncio.wait((thread,))  # the slot stays taken until the abandoned thread returns
+            if self._full:  # a rate-limited pool's room is its idle workers: this one is idle again
+                self._full = False
+                self._on_room()
 
     def _replace(self, worker: asyncio.Task[None]) -> None:
         worker.add_done_callback(_retrieve)

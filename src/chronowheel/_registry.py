@@ -9,6 +9,7 @@ from ._errors import UnknownTask
 from ._job import Job, TaskSpec
 from ._limits import check_int, check_name, check_priority, check_seconds
 from ._pool import Pool
+from ._rate import Limiter
 from ._retry import Retry
 
 __all__ = ["Registry"]
@@ -19,7 +20,8 @@ class Registry:
 
     ``keyed`` maps a key to the job holding it: pending, waiting for a retry,
     or a series between runs; it is released when the job fires, is
-    cancelled, or ends.
+    cancelled, or ends. ``tasks`` holds each task under its name and its
+    aliases (old names that stored jobs may still carry).
     """
 
     def __init__(self) -> None:
@@ -29,9 +31,16 @@ class Registry:
         self.keyed: dict[str, Job] = {}
 
     def add_pool(
-        self, name: str, concurrency: int, max_queued: int | None, on_room: Callable[[], None], *, started: bool
+        self,
+        name: str,
+        concurrency: int,
+        max_queued: int | None,
+        on_room: Callable[[], None],
+        *,
+        started: bool,
+        limiter: Limiter | None = None,
     ) -> None:
-        """Add a pool (arguments checked here); once the engine has ``started``, a RuntimeError."""
+        """Add a pool (arguments checked here; ``limiter``'s rate by ``Rate``); once ``started``, a RuntimeError."""
         check_name("name", name)
         if name in self.pools:
             raise ValueError(f"name: a pool {name!r} already exists")
@@ -39,12 +48,12 @@ class Registry:
         check_int("max_queued", max_queued, optional=True)
         if started:
             raise RuntimeError("add_pool: pools are added before the engine starts")
-        self.pools[name] = Pool(name, concurrency, max_queued, on_room=on_room)
+        self.pools[name] = Pool(name, concurrency, max_queued, on_room=on_room, limiter=limiter)
 
     def task_maker(
         self, name: object, pool: str, priority: int, retry: Retry | None, timeout: float | None
     ) -> Callable[[Callable[..., Any]], TaskSpec]:
-        """Check ``Engine.task``'s arguments now; the result makes the spec once the function is known."""
+        """Check ``Engine.task``'s arguments now (``aliases`` is :meth:`check_aliases`'s); the spec comes later."""
         task_name = check_name("name", name, optional=True)
         if pool not in self.pools:
             raise ValueError(f"pool: no pool named {pool!r}; add it with add_pool() first")
@@ -59,14 +68,28 @@ class Registry:
 
         return make
 
-    def register(self, func: Callable[..., Any], make: Callable[[Callable[..., Any]], TaskSpec]) -> None:
-        """Register ``func`` as the task ``make`` describes; its name defaults to ``module:qualname``."""
+    @staticmethod
+    def check_aliases(aliases: object) -> tuple[str, ...]:
+        """``aliases`` if it is a tuple or list of non-empty str; else an error naming it."""
+        if not isinstance(aliases, tuple | list):
+            raise TypeError(f"aliases must be a tuple of task names, got {type(aliases).__name__}")
+        for alias in aliases:
+            check_name("aliases", alias)
+        return tuple(aliases)
+
+    def register(
+        self, func: Callable[..., Any], make: Callable[[Callable[..., Any]], TaskSpec], aliases: tuple[str, ...] = ()
+    ) -> None:
+        """Register ``func`` as the task ``make`` describes, also known by ``aliases``; name: ``module:qualname``."""
         if not callable(func):
             raise TypeError(f"task: expected a function, got {type(func).__name__}")
         spec = make(func)
-        if spec.name in self.tasks and self.tasks[spec.name].func is not func:
-            raise ValueError(f"name: a different function is already registered as {spec.name!r}")
-        self.tasks[spec.name] = spec
+        for name in (spec.name, *aliases):
+            if name in self.tasks and self.tasks[name].func is not func:
+                what = "name" if name == spec.name else "aliases"
+                raise ValueError(f"{what}: a different function is already registered as {name!r}")
+        for name in (spec.name, *aliases):
+            self.tasks[name] = spec
         self._names[func] = spec.name
 
     def spec(self, task: str | Callable[..., Any]) -> TaskSpec:

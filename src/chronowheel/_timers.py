@@ -122,7 +122,7 @@ class Timers:
             raise RuntimeError(
                 f"{call}: called from thread {threading.current_thread().name!r}, but the engine is not "
                 "thread-safe and runs on its event loop's thread; from another thread, use engine.from_thread "
-                "or pass the call to loop.call_soon_threadsafe(...)"
+                "(engine.from_thread.schedule(...) returns a concurrent.futures.Future)"
             )
 
     def _set_guard(self) -> None:
