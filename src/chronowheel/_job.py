@@ -14,12 +14,14 @@ if TYPE_CHECKING:
     from ._retry import Retry
     from ._series import Series
 
-__all__ = ["Job", "JobState", "TaskSpec", "new_job_id"]
+__all__ = ["Job", "JobState", "TaskSpec", "id_pool", "new_job_id"]
 
 JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked"]
 
 _ID_BATCH: Final = 4096
-_ids: list[str] = []
+id_pool: Final[list[str]] = []
+"""Ids not yet handed out: ``schedule_nowait`` pops one itself (a frame less) and calls
+:func:`new_job_id` only when it is empty."""
 
 
 def new_job_id() -> str:
@@ -28,13 +30,13 @@ def new_job_id() -> str:
     One read per id (what uuid4 does) releases the GIL: with the journal's
     writer thread waiting for it, every schedule became a thread switch.
     """
-    if not _ids:
+    if not id_pool:
         digits = os.urandom(16 * _ID_BATCH).hex()
-        _ids.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
-    return _ids.pop()
+        id_pool.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
+    return id_pool.pop()
 
 
-os.register_at_fork(after_in_child=_ids.clear)  # a forked child must not hand out its parent's ids
+os.register_at_fork(after_in_child=id_pool.clear)  # a forked child must not hand out its parent's ids
 
 
 class TaskSpec:

@@ -1,0 +1,137 @@
+"""The job path's fast lane: ``schedule_nowait``'s usual call, inlined, against the checked calls it stands for."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import math
+import sys
+from fractions import Fraction
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from chronowheel import Engine, UnknownTask, _wheel
+from chronowheel.testing import VirtualClock
+
+
+def noop(*args: Any) -> None:
+    """The task the jobs name; nothing here runs it."""
+
+
+def python_calls(call: Any) -> list[str]:
+    """The Python functions entered while ``call()`` (a C callable) runs, in order; the pure wheel's left out.
+
+    The collector is off meanwhile: a collection would run weakref callbacks in between.
+    """
+    entered: list[str] = []
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code.co_filename != _wheel.__file__:
+            entered.append(frame.f_code.co_qualname)
+
+    gc.disable()
+    sys.setprofile(profile)
+    try:
+        call()
+    finally:
+        sys.setprofile(None)
+        gc.enable()
+    return entered
+
+
+@pytest.mark.parametrize("task", ["by name", "by function"])
+@pytest.mark.parametrize("args", [(), (1, "a"), [1, "a"]], ids=["no args", "a tuple", "a list"])
+@pytest.mark.parametrize("delay", [0, 2.5, 3600], ids=["0", "2.5", "3600"])
+async def test_the_usual_call_takes_three_python_frames(task: str, args: Any, delay: float) -> None:
+    engine = Engine()  # the system clock is C: a virtual one adds its own frames
+    engine.task("t")(noop)
+    name_or_function = "t" if task == "by name" else noop
+    async with engine:
+        engine.schedule_nowait("t", delay=1)  # the first takes a batch of ids: a Python call it makes once per 4,096
+        calls = python_calls(functools.partial(engine.schedule_nowait, name_or_function, args=args, delay=delay))
+        assert calls == ["Engine.schedule_nowait", "Job.__init__", "Placement.place"]
+
+
+DELAYS = [0, 0.0, -0.0, 1, 0.001, 2.5, 1e-9, 1e10, Fraction(1, 3), True]
+
+
+@pytest.mark.parametrize("delay", DELAYS, ids=[f"{type(d).__name__} {d}" for d in DELAYS])
+async def test_the_inlined_delay_check_files_as_check_when_and_set_due_do(delay: Any) -> None:
+    """Every delay the checked path takes, the fast one files at the same tick and deadline; the rest it refuses."""
+    clock = VirtualClock(start=1000.0)
+    engine = Engine(clock=clock, tick=0.001)
+    engine.task("t")(noop)
+    async with engine:
+        if delay is True:
+            with pytest.raises(TypeError, match="delay must be a number of seconds, got bool"):
+                engine.schedule_nowait("t", delay=delay)
+            return
+        job = engine.schedule_nowait("t", delay=delay)
+        ticks = engine._ticks
+        seconds = float(delay)
+        assert job._due_tick == math.ceil((ticks.time() - ticks.epoch + seconds) * ticks.rate)
+        assert job._due_wall == clock.wall() + seconds
+        assert (job.state, job.args, job.kwargs, job.priority) == ("pending", (), {}, 0)
+
+
+BAD_DELAYS = [(math.nan, ValueError), (-1, ValueError), (1e10 + 1, ValueError), (10**400, ValueError), ("1", TypeError)]
+
+
+@pytest.mark.parametrize(("delay", "error"), BAD_DELAYS, ids=["nan", "-1", "past MAX_DELAY", "huge int", "str"])
+async def test_delays_the_fast_lane_does_not_take_get_the_checked_error(delay: Any, error: type[Exception]) -> None:
+    engine = Engine(clock=VirtualClock())
+    engine.task("t")(noop)
+    async with engine:
+        with pytest.raises(error, match="delay must be a number of seconds"):
+            engine.schedule_nowait("t", delay=delay)
+        assert len(engine) == 0
+
+
+class Name(str):
+    """A str subclass naming a task: not the fast lane's exact str, still a name."""
+
+
+TASKS: list[tuple[str, Any, type[Exception] | None]] = [
+    ("a str subclass", Name("t"), None),
+    ("an unknown name", "nope", UnknownTask),
+    ("an unregistered function", print, UnknownTask),
+    ("an unhashable value", [noop], TypeError),
+    ("an unhashable callable", type("Unhashable", (), {"__call__": noop, "__hash__": None})(), UnknownTask),
+    ("a number", 3, TypeError),
+]
+
+
+@pytest.mark.parametrize(("task", "error"), [row[1:] for row in TASKS], ids=[row[0] for row in TASKS])
+async def test_task_lookup_outside_the_fast_lane_says_what_was_passed(task: Any, error: type[Exception] | None) -> None:
+    engine = Engine(clock=VirtualClock())
+    engine.task("t")(noop)
+    async with engine:
+        if error is None:
+            assert engine.schedule_nowait(task, delay=1).task == "t"
+        else:
+            with pytest.raises(error, match="task"):
+                engine.schedule_nowait(task, delay=1)
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["in memory", "journaled"])
+async def test_reregistering_a_function_under_its_name_is_what_its_jobs_get(journal: bool, tmp_path: Path) -> None:
+    engine = Engine(clock=VirtualClock(), journal=str(tmp_path / "j.log") if journal else None)
+    engine.task("t")(noop)
+    engine.task("t", priority=7)(noop)  # the same function again: its options are replaced
+    async with engine:
+        assert engine.schedule_nowait(noop, delay=1).priority == 7
+        assert engine.schedule_nowait("t", delay=1).priority == 7
+
+
+@pytest.mark.parametrize("kwargs", [None, {}, {"a": 1}], ids=["None", "empty", "one"])
+async def test_each_job_gets_its_own_kwargs_dict(kwargs: dict[str, Any] | None) -> None:
+    engine = Engine(clock=VirtualClock())
+    engine.task("t")(noop)
+    async with engine:
+        first, second = (engine.schedule_nowait("t", kwargs=kwargs, delay=1) for _ in range(2))
+        assert first.kwargs == second.kwargs == (kwargs or {})
+        assert first.kwargs is not second.kwargs
+        assert first.kwargs is not kwargs
