@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 
 from chronowheel import Engine, UnknownTask, _wheel
+from chronowheel._journal import store as _store_module
+from chronowheel._journal.store import JournalStore
+from chronowheel._journal.writer import JournalFile
 from chronowheel.testing import VirtualClock
+from helpers import journal_store
 
 
 def noop(*args: Any) -> None:
@@ -135,3 +139,68 @@ async def test_each_job_gets_its_own_kwargs_dict(kwargs: dict[str, Any] | None) 
         assert first.kwargs == second.kwargs == (kwargs or {})
         assert first.kwargs is not second.kwargs
         assert first.kwargs is not kwargs
+
+
+# -- the journal's bulk paths: recovery's refill, compaction's slices --------------------------------------
+
+WALL = 1_767_225_600.0
+# Seconds from the restart's wall clock to each job's deadline: overdue by far and by a little, due now, soon, later.
+DUE_IN = [-86_400.0, -0.5, 0.0, 0.0004, 0.25, 3600.0, 9e9]
+
+
+@pytest.mark.parametrize("later", [0.0, 30.0, 7200.0], ids=["at once", "30 s later", "2 h later"])
+async def test_recovery_refills_each_job_at_the_tick_set_due_gives_it(later: float, tmp_path: Path) -> None:
+    """The bulk refill files every job as ``set_due`` would: its deadline kept, overdue ones due now.
+
+    Checked before the driver's first turn: nothing has fired yet.
+    """
+    path = str(tmp_path / "j.log")
+    engine = Engine(journal=path, clock=VirtualClock(wall=WALL))
+    engine.task("t")(noop)
+    async with engine:
+        ids = {}
+        for number, due_in in enumerate(DUE_IN):
+            job = engine.schedule_nowait("t", args=[number], delay=3600, key=f"k{number}")  # none fires here
+            job_wall = WALL + due_in + later
+            job._due_wall = job_wall  # the deadline its record holds: overdue ones as a longer downtime leaves them
+            ids[job.id] = job_wall
+            journal_store(engine).recorded(job)
+        await engine.flush()
+        await engine.stop(grace=0)
+
+    clock = VirtualClock(start=5.0, wall=WALL + later)
+    engine = Engine(journal=path, clock=clock)
+    engine.task("t")(noop)
+    async with engine:
+        ticks = engine._ticks
+        for job_id, job_wall in ids.items():
+            job = next(job for job in journal_store(engine).live.values() if job.id == job_id)
+            seconds = min(max(0.0, job_wall - clock.wall()), 1e12)
+            assert job._due_wall == job_wall
+            assert job._due_tick == math.ceil((ticks.time() - ticks.epoch + seconds) * ticks.rate)
+            assert engine.get(job.key or "") is job
+        assert len(engine) == len(DUE_IN)
+        await engine.stop(grace=0)
+
+
+@pytest.mark.parametrize("jobs", [1, 64, 65, 300], ids=["1 job", "one step", "a step and one", "five steps"])
+async def test_a_compaction_in_the_shortest_slices_snapshots_every_live_job(
+    jobs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no time to spare a slice still encodes a step of jobs: the compaction ends, its snapshot whole."""
+    monkeypatch.setattr(_store_module, "SNAPSHOT_SLICE", 0.0)
+    monkeypatch.setattr(JournalStore, "compact_min", 1)
+    monkeypatch.setattr(JournalStore, "compact_factor", 1.0)
+    path = str(tmp_path / "j.log")
+    engine = Engine(journal=path, clock=VirtualClock(wall=WALL))
+    engine.task("t")(noop)
+    async with engine:
+        scheduled = {engine.schedule_nowait("t", args=[n], delay=100 + n).id: 100 + n for n in range(jobs)}
+        store = journal_store(engine)
+        while store.compaction is None:
+            engine.cancel(engine.schedule_nowait("t", delay=1))  # records enough to start one
+        await store.compaction
+        await engine.stop(grace=0)
+    snapshot = [record.payload for record in JournalFile(path + ".snapshot").records()]
+    assert {record["id"]: record["due"] - WALL for record in snapshot if record["t"] == "job"} == scheduled
+    assert snapshot[-1] == {"t": "end", "count": jobs}

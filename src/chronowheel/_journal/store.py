@@ -177,13 +177,15 @@ class JournalStore:
             while start < len(jobs):
                 payloads: list[bytes] = []
                 until = time.perf_counter() + SNAPSHOT_SLICE
-                while start < len(jobs) and time.perf_counter() < until:
+                while True:  # a step at least per slice, however short the slice
                     payloads += [
                         encode_job(job, new=False)
                         for job in jobs[start : start + _SLICE_STEP]
                         if live.get(job.id) is job
                     ]
                     start += _SLICE_STEP
+                    if start >= len(jobs) or time.perf_counter() >= until:
+                        break
                 await journal.add_to_snapshot(payloads)
                 count += len(payloads)
                 await asyncio.sleep(0)
