@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from chronowheel import Engine, UnknownTask, _wheel
+from chronowheel._journal import records as _records
 from chronowheel._journal import store as _store_module
 from chronowheel._journal.store import JournalStore
 from chronowheel._journal.writer import JournalFile
@@ -204,3 +205,51 @@ async def test_a_compaction_in_the_shortest_slices_snapshots_every_live_job(
     snapshot = [record.payload for record in JournalFile(path + ".snapshot").records()]
     assert {record["id"]: record["due"] - WALL for record in snapshot if record["t"] == "job"} == scheduled
     assert snapshot[-1] == {"t": "end", "count": jobs}
+
+
+SOUND: dict[str, Any] = {
+    "t": "job",
+    "id": "a" * 32,
+    "task": "t",
+    "args": [1],
+    "kwargs": {},
+    "due": 1.5e9,
+    "prio": 0,
+    "att": 0,
+    "state": "pending",
+}
+UNSOUND: list[tuple[str, dict[str, Any]]] = [
+    *((f"no {field}", {name: v for name, v in SOUND.items() if name != field}) for field in SOUND if field != "t"),
+    *(
+        (f"{field} {value!r}", {**SOUND, field: value})
+        for field, value in [
+            ("state", ["pending"]),
+            ("state", {"a": 1}),
+            ("state", "running"),
+            ("id", ""),
+            ("task", 3),
+            ("args", {}),
+            ("due", "now"),
+            ("due", 3e12),
+            ("prio", 1.0),
+            ("att", -1),
+            ("key", ""),
+            ("key", 7),
+            ("surplus", 1),
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("record", [row[1] for row in UNSOUND], ids=[row[0] for row in UNSOUND])
+def test_the_fast_record_check_refuses_what_the_full_one_words(record: dict[str, Any]) -> None:
+    """Every record the fast shape check turns away is worded by the full check; none of them raises."""
+    assert _records._sound_job(record) is False
+    assert isinstance(_records.check_log_record(record), str)
+
+
+@pytest.mark.parametrize("extra", [{}, {"key": "k"}, {"key": None}], ids=["no key", "a key", "a null key"])
+def test_the_fast_record_check_takes_the_usual_records(extra: dict[str, Any]) -> None:
+    record = {**SOUND, **extra}
+    assert _records._sound_job(record) is (extra.get("key") is not None or not extra)
+    assert _records.check_log_record(record) is None
