@@ -5,6 +5,10 @@ page cache state are its own); journals go to a temporary directory under
 ``--dir`` (default: the system temp dir; the output names its device and
 filesystem, and warns if fsync is free there, as on tmpfs).
 
+0. job path    ``schedule_nowait`` in memory, µs per call, against a bare
+               ``loop.call_later`` in the same child: ``--n`` of each made in
+               batches of 100k (the wheel and the loop's heap growing), the
+               median batch reported, with the cyclic GC on as in a service.
 1. throughput  schedules/s and the latency of each awaited ``engine.schedule``
                under ``fsync="always" | "interval" | "never"``, with 1 caller
                and with ``--callers`` concurrent callers (asyncio tasks, each
@@ -53,7 +57,8 @@ from typing import Any
 
 POLICIES = ("always", "interval", "never")
 LOOPS = ("asyncio", "uvloop")
-SECTIONS = ("throughput", "recovery")
+SECTIONS = ("jobpath", "throughput", "recovery")
+BATCH = 100_000  # calls per timed batch in the job path section
 TASK = "bench:noop"
 PROBE_INTERVAL = 0.001  # seconds between the compaction probe's timers
 SETTLE_SECONDS = 0.5  # probe and durable caller running before the baseline window...
@@ -227,6 +232,40 @@ async def child_throughput(policy: str, callers: int, mode: str, seconds: float,
     }
 
 
+async def child_jobpath(n: int) -> dict[str, Any]:
+    """Median µs per in-memory ``schedule_nowait`` and per ``loop.call_later``, ``n`` of each, in batches."""
+    engine = make_engine(None, "memory")
+    await engine.start()
+    loop = asyncio.get_running_loop()
+
+    def batches(call: Any) -> list[float]:
+        times = []
+        for done in range(0, n, BATCH):
+            size = min(BATCH, n - done)
+            start = clock()
+            call(done, size)
+            times.append((clock() - start) / size)
+        return sorted(times)
+
+    def schedule(done: int, size: int) -> None:
+        for sequence in range(done, done + size):
+            engine.schedule_nowait(noop, args=[sequence], delay=delay_for(sequence))
+
+    handles: list[Any] = []
+
+    def call_later(done: int, size: int) -> None:
+        add = handles.append
+        for sequence in range(done, done + size):
+            add(loop.call_later(delay_for(sequence), noop, sequence))
+
+    jobs = batches(schedule)
+    stock = batches(call_later)
+    for handle in handles:
+        handle.cancel()
+    await engine.stop(grace=0)
+    return {"schedule_nowait": jobs[len(jobs) // 2], "call_later": stock[len(stock) // 2], "n": n}
+
+
 async def child_build(n: int, path: str) -> dict[str, Any]:
     fsyncs = FsyncCounter()
     engine = make_engine(path, "always")
@@ -379,7 +418,9 @@ async def child_compact(path: str) -> dict[str, Any]:
 
 def child(args: argparse.Namespace) -> None:
     coroutine: Coroutine[Any, Any, dict[str, Any]]
-    if args.child == "throughput":
+    if args.child == "jobpath":
+        coroutine = child_jobpath(args.n)
+    elif args.child == "throughput":
         coroutine = child_throughput(args.policy, args.callers, args.mode, args.seconds, args.path)
     elif args.child == "build":
         coroutine = child_build(args.n, args.path)
@@ -458,6 +499,22 @@ def mb(size: float) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
+def jobpath_section(args: argparse.Namespace, loops: list[str]) -> None:
+    results = []
+    for loop in loops:
+        result = run_child(f"job path, {loop}", ["--child", "jobpath", "--loop", loop, "--n", str(args.n)])
+        if result is not None:
+            results.append((loop, result))
+    print(f"\n0. Job path: schedule_nowait in memory vs a bare loop.call_later, {args.n:,} of each, GC on")
+    print(f"   load average {load_average()}; median of the {BATCH:,}-call batches")
+    header = f"{'loop':8} {'schedule_nowait µs':>18} {'loop.call_later µs':>18} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    for loop, result in results:
+        jobs, stock = result["schedule_nowait"], result["call_later"]
+        print(f"{loop:8} {jobs * 1e6:>18.2f} {stock * 1e6:>18.2f} {jobs / stock:>5.2f}x")
+
+
 def throughput_section(args: argparse.Namespace, loops: list[str], root: str) -> None:
     rows: list[tuple[str, str, int, str]] = []  # (loop, policy, callers, mode)
     for loop in loops:
@@ -482,6 +539,7 @@ def throughput_section(args: argparse.Namespace, loops: list[str], root: str) ->
             results[row] = result
 
     print(f"\n1. Durable schedule throughput ({args.seconds:g} s per row; jobs due in 1-2 h, nothing fires)")
+    print(f"   load average {load_average()}")
     print("   await: each caller loops `await engine.schedule(...)`; latency is per awaited call.")
     print("   nowait: `schedule_nowait` in a loop (yielding every 1024), then one `await engine.flush()`;")
     print("           the rate includes the flush.")
@@ -579,7 +637,7 @@ def recovery_section(args: argparse.Namespace, loops: list[str], root: str) -> N
     if compactions:
         recover("snapshot")
 
-    print(f"\n2. Recovery of N = {n:,} pending durable timers")
+    print(f"\n2. Recovery of N = {n:,} pending durable timers; load average {load_average()}")
     print(
         f"   build (loop {loops[0]}): {n:,} schedule_nowait in {build['schedule_seconds']:.2f} s"
         f" ({n / build['schedule_seconds']:,.0f}/s) + flush {ms(build['flush_seconds'])} ms"
@@ -651,7 +709,9 @@ def main() -> None:
     )
     parser.add_argument("--dir", help="where the temporary journal directory goes (default: the system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the journals (the directory is printed)")
-    parser.add_argument("--child", choices=["throughput", "build", "recover", "compact"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["jobpath", "throughput", "build", "recover", "compact"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--policy", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["await", "nowait"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -683,6 +743,8 @@ def main() -> None:
     if fstype in ("tmpfs", "ramfs", "overlay"):
         print(f"WARNING: {fstype}: fsync costs little or nothing here; pass --dir on a real disk", flush=True)
     try:
+        if "jobpath" in sections:
+            jobpath_section(args, loops)
         if "throughput" in sections:
             throughput_section(args, loops, root)
         if "recovery" in sections:

@@ -191,3 +191,27 @@ def test_an_unknown_alias_is_still_unknown() -> None:
     engine.task(name="new", aliases=("old",))(print)
     with pytest.raises(UnknownTask, match="'older'"):
         engine.schedule_nowait("older", delay=1)
+
+
+async def two_then_any(a: int, b: int = 0, *rest: int) -> None: ...
+
+
+@pytest.mark.parametrize(
+    "func", [*(entry[0] for entry in SIGNATURES.values()), two_then_any], ids=[*SIGNATURES, "star"]
+)
+def test_the_counts_schedule_trusts_are_counts_the_signature_binds(func: Callable[..., Any]) -> None:
+    """``TaskSpec.counts`` lets schedule() skip ``bind()``: every count it lists must bind, and none it leaves out
+    may be refused by ``check_call`` when it binds."""
+    engine = Engine()
+    engine.task(name="t")(func)
+    spec = engine._registry.tasks["t"]
+    signature = inspect.signature(func)
+    for count in range(100):
+        args = tuple(range(count))
+        try:
+            signature.bind(*args)
+        except TypeError:
+            assert count not in spec.counts
+        else:
+            spec.check_call(args, None)  # binds: check_call agrees, whether or not counts lists it
+            assert count in spec.counts or count >= 64  # a *args signature lists its first 64 counts

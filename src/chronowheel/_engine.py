@@ -10,6 +10,7 @@ the loop task to :class:`~._driver.Driver`, durability to a
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -22,8 +23,9 @@ from ._driver import Driver
 from ._errors import DuplicateKey, EngineClosed, NotStarted
 from ._execution import Execution
 from ._hooks import Event, Hooks, Middleware
-from ._job import Job, new_job_id
+from ._job import Job, id_pool, new_job_id
 from ._limits import (
+    MAX_DELAY,
     check_arguments,
     check_choice,
     check_delay,
@@ -56,6 +58,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 IfExists = Literal["error", "keep", "replace"]
 
 _IF_EXISTS: Final = ("error", "keep", "replace")
+_ceil: Final = math.ceil
+_get_ident: Final = threading.get_ident
 
 
 class ScheduleOptions(TypedDict, total=False):
@@ -141,6 +145,7 @@ class Engine:
             lambda: self._loop, self.schedule, self.cancel, self.reschedule, self.call_later
         )
         """The job API for other threads: ``schedule``, ``cancel``, ``reschedule``, ``call_later``, as futures."""
+        self._loop_thread: int | None = None  # the Timers' too: schedule_nowait checks it without a call
         self.add_pool("default", concurrency=10)
 
     def time(self) -> float:
@@ -274,13 +279,22 @@ class Engine:
         With a journal the job is durable at the next group commit; ``args``
         and ``kwargs`` must be what JSON holds (tuples come back as lists).
         """
-        self._timers.check_thread("schedule_nowait")
+        # The usual call (a registered task, a number of seconds, no key, no recurrence) runs inline, the checks
+        # of _limits, Registry.spec, new_job_id and Placement.set_due included: three Python frames (this one,
+        # Job.__init__, Placement.place) where it took eleven. Anything else takes the checked calls.
+        if self._loop_thread is not None and _get_ident() != self._loop_thread:
+            self._timers.check_thread("schedule_nowait")  # raises: the engine is not thread-safe
         if self._timers.closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
-        if self._store is not None and self._state == "new":
+        store = self._store
+        if store is not None and self._state == "new":
             self._not_started("schedule")
-        spec = self._registry.spec(task)
-        if args.__class__ is not tuple or kwargs is not None:  # the defaults need no check: the usual call
+        registry = self._registry
+        try:
+            spec = registry.tasks[task] if task.__class__ is str else registry.by_function[task]  # type: ignore[index]
+        except (KeyError, TypeError):
+            spec = registry.spec(task)  # raises the error that names what was passed
+        if (args.__class__ is not tuple and args.__class__ is not list) or kwargs is not None:  # a list needs none
             check_arguments(args, kwargs)
         if kwargs is not None or len(args) not in spec.counts:  # a plain signature: a set lookup, not bind()
             spec.check_call(args, kwargs)
@@ -289,28 +303,38 @@ class Engine:
         if if_exists != "error":
             check_choice("if_exists", if_exists, _IF_EXISTS)
         priority = spec.priority if priority is None else check_priority("priority", priority)
-        recurring = self._recurring
+        ticks = self._ticks
         if every is None and cron is None:
             series = None
-            seconds, deadline = check_when(delay, at, self._ticks.wall), None
+            deadline: float | None = None
+            kind = delay.__class__
+            if at is None and (kind is float or kind is int) and 0 <= delay <= MAX_DELAY:  # type: ignore[operator]
+                seconds: float = delay  # type: ignore[assignment]  # check_when's verdict, inlined
+            else:
+                seconds = check_when(delay, at, ticks.wall)
         else:
-            first_in = None if delay is None and at is None else check_when(delay, at, self._ticks.wall)
-            series = recurring.series_of(every, cron, first_in, overlap, misfire, misfire_grace)
-            seconds, deadline = recurring.due(series.nominal, series)
+            first_in = None if delay is None and at is None else check_when(delay, at, ticks.wall)
+            series = self._recurring.series_of(every, cron, first_in, overlap, misfire, misfire_grace)
+            seconds, deadline = self._recurring.due(series.nominal, series)
 
-        keyed = self._registry.keyed
+        keyed = registry.keyed
         if key is not None and key in keyed:
             if if_exists == "keep":
                 return keyed[key]
             if if_exists == "error":
                 raise DuplicateKey(f"key: a job with key {key!r} is already pending")
 
-        job = Job(new_job_id(), key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
+        job_id = id_pool.pop() if id_pool else new_job_id()
+        own_kwargs = {} if kwargs is None else dict(kwargs)
+        placement = self._placement
+        if deadline is None:  # Placement.set_due, inlined (checked seconds are within its bound)
+            due_tick = _ceil((ticks.time() - ticks.epoch + seconds) * ticks.rate)
+            job = Job(job_id, key, spec.name, tuple(args), own_kwargs, priority, ticks.wall() + seconds, due_tick)
+        else:
+            job = Job(job_id, key, spec.name, tuple(args), own_kwargs, priority, 0.0, 0)
+            placement.set_due(job, seconds, deadline)
         job._engine = self
         job._series = series
-        placement = self._placement
-        placement.set_due(job, seconds, deadline)
-        store = self._store
         # Checked before anything changes: args the store cannot keep raise here.
         token = store.check(job) if store is not None else None
         if key is not None and key in keyed:
@@ -470,6 +494,7 @@ class Engine:
         self._state = "running"
         self._timers.bind(loop)
         self._loop = (loop, threading.get_ident())
+        self._loop_thread = self._loop[1]
         for pool in self._registry.pools.values():
             pool.start(self._execution.run)
         self._driver.start()

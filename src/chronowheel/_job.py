@@ -14,12 +14,14 @@ if TYPE_CHECKING:
     from ._retry import Retry
     from ._series import Series
 
-__all__ = ["Job", "JobState", "TaskSpec", "new_job_id"]
+__all__ = ["Job", "JobState", "TaskSpec", "id_pool", "new_job_id"]
 
 JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked"]
 
 _ID_BATCH: Final = 4096
-_ids: list[str] = []
+id_pool: Final[list[str]] = []
+"""Ids not yet handed out: ``schedule_nowait`` pops one itself (a frame less) and calls
+:func:`new_job_id` only when it is empty."""
 
 
 def new_job_id() -> str:
@@ -28,13 +30,13 @@ def new_job_id() -> str:
     One read per id (what uuid4 does) releases the GIL: with the journal's
     writer thread waiting for it, every schedule became a thread switch.
     """
-    if not _ids:
+    if not id_pool:
         digits = os.urandom(16 * _ID_BATCH).hex()
-        _ids.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
-    return _ids.pop()
+        id_pool.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
+    return id_pool.pop()
 
 
-os.register_at_fork(after_in_child=_ids.clear)  # a forked child must not hand out its parent's ids
+os.register_at_fork(after_in_child=id_pool.clear)  # a forked child must not hand out its parent's ids
 
 
 class TaskSpec:
@@ -85,8 +87,16 @@ class TaskSpec:
         return f"<TaskSpec {self.name!r} pool={self.pool!r}>"
 
 
+_VARIADIC_COUNTS: Final = 64  # how many counts past its fixed parameters a ``*args`` signature lists
+
+
 def _counts(signature: inspect.Signature | None) -> frozenset[int]:
-    """The positional-argument counts a plain signature takes (no ``*args``, no required keyword-only)."""
+    """The positional-argument counts a signature surely takes without keywords (none with a required keyword-only).
+
+    A ``*args`` signature takes any count from its required parameters up; the
+    first ``_VARIADIC_COUNTS`` of those are listed, and a longer call is
+    checked by :meth:`TaskSpec.check_call`, which is always right.
+    """
     if signature is None:
         return frozenset()  # check_call() lets everything through
     low = high = 0
@@ -94,10 +104,12 @@ def _counts(signature: inspect.Signature | None) -> frozenset[int]:
         if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             high += 1
             low += parameter.default is parameter.empty
-        elif parameter.kind is parameter.VAR_POSITIONAL or (
-            parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty
-        ):
+        elif parameter.kind is parameter.VAR_POSITIONAL:
+            high = -1
+        elif parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
             return frozenset()
+    if high < 0:
+        return frozenset(range(low, low + _VARIADIC_COUNTS))
     return frozenset(range(low, high + 1))
 
 

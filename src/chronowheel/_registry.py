@@ -21,12 +21,14 @@ class Registry:
     ``keyed`` maps a key to the job holding it: pending, waiting for a retry,
     or a series between runs; it is released when the job fires, is
     cancelled, or ends. ``tasks`` holds each task under its name and its
-    aliases (old names that stored jobs may still carry).
+    aliases (old names that stored jobs may still carry); ``tasks`` and
+    ``by_function`` are what :meth:`spec` reads; ``schedule_nowait`` reads
+    them itself, a frame less, and calls :meth:`spec` only for the error.
     """
 
     def __init__(self) -> None:
         self.tasks: dict[str, TaskSpec] = {}
-        self._names: dict[Callable[..., Any], str] = {}
+        self.by_function: dict[Callable[..., Any], TaskSpec] = {}
         self.pools: dict[str, Pool] = {}
         self.keyed: dict[str, Job] = {}
 
@@ -90,7 +92,7 @@ class Registry:
                 raise ValueError(f"{what}: a different function is already registered as {name!r}")
         for name in (spec.name, *aliases):
             self.tasks[name] = spec
-        self._names[func] = spec.name
+        self.by_function[func] = spec
 
     def spec(self, task: str | Callable[..., Any]) -> TaskSpec:
         """The registered task, by name or by function; :class:`UnknownTask` if there is none."""
@@ -102,7 +104,7 @@ class Registry:
         if not callable(task):
             raise TypeError(f"task must be a registered function or its name, got {type(task).__name__}")
         try:
-            return self.tasks[self._names[task]]
+            return self.by_function[task]
         except (KeyError, TypeError):
             raise UnknownTask(
                 f"task: {getattr(task, '__qualname__', task)!r} is not registered; decorate it with @engine.task"

@@ -171,6 +171,7 @@ class Decoder:
     def _feed_2(self) -> list[Record]:
         records: list[Record] = []
         buffer, check, crc32, loads, unpack = self._buffer, self._check, zlib.crc32, orjson.loads, _FRAME_2.unpack_from
+        append, new_record = records.append, tuple.__new__  # Record(...) would be a Python frame per record
         seed, seq, base = self._seed, self.next_seq, self._base
         position, size = 0, len(buffer)
         view = memoryview(buffer)
@@ -200,7 +201,7 @@ class Decoder:
                 if reason is not None:
                     self._bad = (base + position, reason, True)
                     break
-                records.append(Record(base + position, decoded, seq))
+                append(new_record(Record, (base + position, decoded, seq)))
                 seq += 1
                 position = end
         finally:

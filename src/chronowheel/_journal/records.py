@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import orjson
 
@@ -195,7 +195,8 @@ def job_from_record(record: dict[str, Any]) -> Job:
         0,
     )
     job.attempt = record["att"]
-    job.state = cast(JobState, sys.intern(record["state"]))
+    state: JobState = sys.intern(record["state"])  # type: ignore[assignment]  # checked by the schema; cast() is a frame
+    job.state = state
     job.traceback = record.get("err")
     spec = record.get("series")
     if spec is not None:
@@ -273,26 +274,33 @@ def _sound_job(record: dict[str, Any]) -> bool:
     """True for a sound job record of the common shape (no series, parent or error): :func:`_check_job`, fast.
 
     Recovery checks every record; this is the one-shot job's record, in one
-    expression. Anything it does not accept goes to :func:`_check_job`, which
-    decides, and words what is wrong.
+    expression (subscripts, not ``get`` calls: a C call each). Anything it
+    does not accept goes to :func:`_check_job`, which decides, and words what
+    is wrong.
     """
-    get = record.get
-    job_id, task, due, prio, att, key = get("id"), get("task"), get("due"), get("prio"), get("att"), get("key")
+    try:
+        job_id, task, due, prio, att = record["id"], record["task"], record["due"], record["prio"], record["att"]
+        args, kwargs, state = record["args"], record["kwargs"], record["state"]
+    except KeyError:
+        return False
+    size = len(record)  # the nine fields every job record has, and its key: no others
+    key = None if size == 9 else record.get("key")
     return (
-        len(record) == (9 if key is None else 10)  # the nine fields every job record has, and its key: no others
+        size == (9 if key is None else 10)
         and job_id.__class__ is str
         and job_id != ""
         and task.__class__ is str
         and task != ""
-        and get("args").__class__ is list
-        and get("kwargs").__class__ is dict
+        and args.__class__ is list
+        and kwargs.__class__ is dict
         and (due.__class__ is float or due.__class__ is int)
         and -TIME_MAX <= due <= TIME_MAX
         and prio.__class__ is int
         and -PRIORITY_MAX <= prio <= PRIORITY_MAX
         and att.__class__ is int
         and 0 <= att <= PRIORITY_MAX
-        and get("state") in _PLAIN_STATES
+        and state.__class__ is str  # before the set: an unhashable one would raise there
+        and state in _PLAIN_STATES
         and (key is None or (key.__class__ is str and key != ""))
     )
 

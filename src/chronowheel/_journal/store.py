@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Collection
 from typing import Any, Final, Literal
 
@@ -20,7 +21,8 @@ __all__ = ["JournalStore"]
 
 logger = logging.getLogger("chronowheel")
 
-SNAPSHOT_CHUNK: Final = 2048  # jobs encoded per loop turn while a snapshot is written
+SNAPSHOT_SLICE: Final = 0.0005  # seconds of encoding per loop turn while a snapshot is written
+_SLICE_STEP: Final = 64  # jobs encoded between two reads of the clock that measures the slice
 
 
 class JournalStore:
@@ -157,20 +159,33 @@ class JournalStore:
             self.compaction = asyncio.create_task(self._compact(), name="chronowheel journal compaction")
 
     async def _compact(self) -> None:
-        """Snapshot the live jobs and start a new log, a chunk per loop turn: timers keep firing.
+        """Snapshot the live jobs and start a new log, a slice of time per loop turn: timers keep firing.
 
         The snapshot is taken after the new log begins, so every change made
         while it is written is in the new log too; records set state outright,
-        so replaying such a change over the snapshot is harmless.
+        so replaying such a change over the snapshot is harmless. Each loop
+        turn encodes for ``SNAPSHOT_SLICE`` seconds (a count of jobs would
+        take as long as their args are big), and the writer thread frames
+        what one slice encoded: neither holds the GIL for long.
         """
         journal = self.journal
         try:
             await journal.rotate()
-            jobs = list(self.live.values())
-            count = 0
-            for start in range(0, len(jobs), SNAPSHOT_CHUNK):
-                chunk = jobs[start : start + SNAPSHOT_CHUNK]
-                payloads = [encode_job(job, new=False) for job in chunk if self.live.get(job.id) is job]
+            live = self.live
+            jobs = list(live.values())
+            count = start = 0
+            while start < len(jobs):
+                payloads: list[bytes] = []
+                until = time.perf_counter() + SNAPSHOT_SLICE
+                while True:  # a step at least per slice, however short the slice
+                    payloads += [
+                        encode_job(job, new=False)
+                        for job in jobs[start : start + _SLICE_STEP]
+                        if live.get(job.id) is job
+                    ]
+                    start += _SLICE_STEP
+                    if start >= len(jobs) or time.perf_counter() >= until:
+                        break
                 await journal.add_to_snapshot(payloads)
                 count += len(payloads)
                 await asyncio.sleep(0)
