@@ -193,6 +193,7 @@ class Execution:
             return
         job.state = "dead"
         self.dead[job.id] = job
+        self._registry.forget(job)
         placement.record(job, own=True)
         logger.error(
             "chronowheel: job %s of task %r failed (attempt %d); moved to the dead letters",
@@ -208,6 +209,7 @@ class Execution:
         job.error = error
         job.traceback = "".join(traceback.format_exception(error))
         self.dead[job.id] = job
+        self._registry.forget(job)
         self._placement.record(job, own=True)
         loop.call_exception_handler(
             {"message": f"chronowheel: job {job.id} of task {job.task!r} could not be started", "exception": error}
