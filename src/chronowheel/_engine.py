@@ -37,6 +37,7 @@ from ._placement import Placement
 from ._recurrence import DEFAULT_MISFIRE, DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, Cron, Every
 from ._recurring import Recurring
 from ._registry import Registry
+from ._results import Results
 from ._retry import Retry
 from ._shutdown import drain, report_unfinished
 from ._stats import Stats
@@ -85,6 +86,11 @@ class Engine(TimerCalls):
     everything from the damage on, instead of raising :class:`JournalCorrupt`;
     ``unknown_tasks="park"`` sets aside journaled jobs whose task is no longer
     registered (see :meth:`parked`) instead of raising :class:`UnknownTask`.
+
+    ``result_ttl`` is how long (seconds) a finished job's outcome is kept:
+    a success's return value for :meth:`result`, a cancellation's reason,
+    and the job itself for :meth:`jobs`. With a journal the value is
+    journaled too when JSON holds it (see docs/durability.md); 0 keeps none.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class Engine(TimerCalls):
         fsync_interval: float = 0.1,
         on_corrupt: Literal["error", "truncate"] = "error",
         unknown_tasks: Literal["error", "park"] = "error",
+        result_ttl: float = 3600.0,
     ) -> None:
         tick = check_seconds("tick", tick, low=1e-6, high=60)
         # The path is checked here: start() would create ``<path>.lock`` before failing on it.
@@ -107,28 +114,32 @@ class Engine(TimerCalls):
         fsync_interval = check_seconds("fsync_interval", fsync_interval, positive=True)
         check_choice("on_corrupt", on_corrupt, ("error", "truncate"))
         check_choice("unknown_tasks", unknown_tasks, ("error", "park"))
+        result_ttl = check_seconds("result_ttl", result_ttl)
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._store: Store | None = None  # None: in memory, nothing durable
         if path is not None:
             from ._journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
-            self._store = JournalStore(path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks)
-        self._clock: Clock = clock if clock is not None else SystemClock()
+            self._store = JournalStore(
+                path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks, wall=self._clock.wall
+            )
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
         super().__init__(timers)  # call_later, call_at
         self._registry = registry = Registry()
         self._stats = stats = Stats()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
+        self._results = results = Results(result_ttl, ticks.wall, placement)
         rng = random.Random()
         self._recurring = recurring = Recurring(ticks, timers, registry, placement, stats, rng, owner=self)
         self._execution = execution = Execution(
-            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished
+            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished, results=results
         )
         self._driver = Driver(
             ticks, timers, registry, stats, self._store, recurring.fire, undeliverable=execution.undeliverable
         )
         self._control = Control(ticks, registry, placement, execution.dead)
-        self._catalog = Catalog(registry, (execution.dead.values, self.parked))
+        self._catalog = Catalog(registry, (execution.dead.values, self.parked, results.finished))
         self._state: Literal["new", "running", "stopped"] = "new"
         self.add_pool("default", concurrency=10)
 
@@ -293,9 +304,13 @@ class Engine(TimerCalls):
         """
         self._timers.check_thread("cancel")
         job = self._job_of(key_or_job)
-        if job is None or not self._placement.take_out(job):
+        if job is None:
+            return False
+        outcome = self._results.cancelled(job, "cancel() was called")
+        if not self._placement.take_out(job, outcome if self._results.ttl else None):
             return False
         self._stats.counts["cancelled"] += 1
+        self._results.ended(outcome)
         return True
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -344,6 +359,36 @@ class Engine(TimerCalls):
         job.state = "pending"
         self._placement.file(job, seconds)
         return job
+
+    async def result(self, job_or_id: Job | str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (the API's)
+        """Wait for a job to end and return what its task returned.
+
+        A job that ended dead raises :class:`JobFailed` (its last error's
+        type and message), a cancelled one :class:`JobCancelled` (with the
+        reason), one unknown or finished more than ``result_ttl`` seconds ago
+        ``KeyError``; ``timeout`` seconds without an end, ``TimeoutError``.
+        """
+        if isinstance(job_or_id, Job):
+            job_id = job_or_id.id
+        elif isinstance(job_or_id, str):
+            job_id = job_or_id
+        else:
+            raise TypeError(f"job_or_id must be a Job or a job id (str), got {type(job_or_id).__name__}")
+        if timeout is not None:
+            timeout = check_seconds("timeout", timeout)
+        if self._store is not None and self._state == "new":
+            self._not_started("result")
+        results, dead = self._results, self._execution.dead
+        outcome = results.kept(job_id)
+        if outcome is None and job_id not in dead and self._unfinished(job_id):
+            outcome = await results.wait(job_id, timeout)
+        return results.settle(job_id, outcome, dead)
+
+    def _unfinished(self, job_id: str) -> bool:
+        """True if the job is filed, queued or running (a run of a recurring job is never filed)."""
+        if job_id in self._registry.jobs:
+            return True
+        return any(job.id == job_id for pool in self._registry.pools.values() for _, job in pool.running_jobs())
 
     def get(self, key: str) -> Job | None:
         """The unfinished job with this key, if any: waiting, paused, or fired and not yet ended (queued, running)."""
@@ -454,6 +499,7 @@ class Engine(TimerCalls):
             jobs = await self._store.restore(self._registry.tasks.keys())
             try:
                 self._placement.restore(jobs, self, self._execution.dead, self._recurring.refile)
+                self._results.restore(self._store.outcomes())
             except BaseException:
                 await self._store.close()
                 raise
