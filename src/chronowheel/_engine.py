@@ -129,7 +129,7 @@ class Engine(TimerCalls):
         self._registry = registry = Registry()
         self._stats = stats = Stats()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
-        self._results = results = Results(result_ttl, ticks.wall, placement)
+        self._results = results = Results(result_ttl, ticks, timers, placement)
         rng = random.Random()
         self._recurring = recurring = Recurring(ticks, timers, registry, placement, stats, rng, owner=self)
         self._execution = execution = Execution(

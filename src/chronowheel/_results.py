@@ -8,13 +8,15 @@ next outcome is kept or they are read, so it costs no timer and no scan.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._errors import JobCancelled, JobFailed
 from ._job import Job
 from ._outcome import Outcome
 from ._placement import Placement
+from ._ticks import Ticks
+from ._timers import Timers
 
 __all__ = ["Results"]
 
@@ -25,9 +27,11 @@ class Results:
     A dead job's outcome is its error, kept in the dead letters until discarded.
     """
 
-    def __init__(self, ttl: float, wall: Callable[[], float], placement: Placement) -> None:
+    def __init__(self, ttl: float, ticks: Ticks, timers: Timers, placement: Placement) -> None:
         self.ttl = ttl
-        self._wall = wall
+        self._wall = ticks.wall
+        self._ticks = ticks
+        self._timers = timers
         self._placement = placement
         self._kept: dict[str, Outcome] = {}
         self._waiters: dict[str, list[asyncio.Future[Outcome | None]]] = {}
@@ -98,14 +102,25 @@ class Results:
         return outcome if outcome is not None and outcome.expires > self._wall() else None
 
     async def wait(self, job_id: str, timeout: float | None) -> Outcome | None:  # noqa: ASYNC109 (result()'s)
-        """Wait until the unfinished job ``job_id`` ends: its outcome, or None if it went to the dead letters."""
+        """Wait until the unfinished job ``job_id`` ends: its outcome, or None if it went to the dead letters.
+
+        ``timeout`` runs on the engine's clock (a virtual one in tests), as a
+        timer of the engine's own: ``TimeoutError`` when it fires first.
+        """
         future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         waiters = self._waiters.setdefault(job_id, [])
         waiters.append(future)
+
+        def expire() -> None:
+            if not future.done():
+                future.set_exception(TimeoutError(f"job {job_id} did not end within {timeout:g}s"))
+
+        alarm = None if timeout is None else self._timers.file_timer(self._ticks.after(timeout), expire)
         try:
-            async with asyncio.timeout(timeout):
-                return await future
+            return await future
         finally:
+            if alarm is not None:
+                alarm.cancel()
             if future in waiters:  # timed out or cancelled: not woken
                 waiters.remove(future)
                 if not waiters and self._waiters.get(job_id) is waiters:
