@@ -19,8 +19,9 @@ from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
 from ._catalog import Catalog
 from ._clock import Clock, SystemClock
 from ._control import Control
+from ._dependencies import Dependencies
 from ._driver import Driver
-from ._errors import DuplicateKey, EngineClosed, NotStarted
+from ._errors import DuplicateKey, EngineClosed, JobCancelled, NotStarted
 from ._execution import Execution
 from ._job import Job, new_job_id
 from ._limits import (
@@ -69,6 +70,7 @@ class ScheduleOptions(TypedDict, total=False):
     overlap: str
     misfire: str
     misfire_grace: float
+    after: Job | str | list[Job | str] | tuple[Job | str, ...] | None
 
 
 class Engine(TimerCalls):
@@ -129,7 +131,8 @@ class Engine(TimerCalls):
         self._registry = registry = Registry()
         self._stats = stats = Stats()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
-        self._results = results = Results(result_ttl, ticks, timers, placement)
+        self._dependencies = dependencies = Dependencies(ticks, placement, self._cancel_for)
+        self._results = results = Results(result_ttl, ticks, timers, placement, dependencies)
         rng = random.Random()
         self._recurring = recurring = Recurring(ticks, timers, registry, placement, stats, rng, owner=self)
         self._execution = execution = Execution(
@@ -222,6 +225,7 @@ class Engine(TimerCalls):
         overlap: str = DEFAULT_OVERLAP,
         misfire: str = DEFAULT_MISFIRE,
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        after: Job | str | list[Job | str] | tuple[Job | str, ...] | None = None,
     ) -> Job:
         """Schedule a job ``delay`` seconds from now, or ``at`` an aware datetime.
 
@@ -234,6 +238,13 @@ class Engine(TimerCalls):
         With a ``key``, ``if_exists`` says what happens when a job with that
         key is already pending: ``"error"`` raises :class:`DuplicateKey`,
         ``"keep"`` returns the pending job, ``"replace"`` cancels it first.
+
+        With ``after`` (a job, a job id, or a list of them: one-shot jobs of
+        this engine, unfinished or succeeded) the job is due only once every
+        one of them succeeded, and its own ``delay``/``at`` (default: none)
+        has passed; one
+        that ends dead or cancelled cancels it (:class:`JobCancelled`, with
+        the reason, from :meth:`result` and as ``job.error``).
 
         With a journal the job is durable at the next group commit; ``args``
         and ``kwargs`` must be what JSON holds (tuples come back as lists).
@@ -252,6 +263,8 @@ class Engine(TimerCalls):
             check_choice("if_exists", if_exists, _IF_EXISTS)
         priority = spec.priority if priority is None else check_priority("priority", priority)
         recurring = self._recurring
+        if delay is None and at is None and after is not None:
+            delay = 0.0  # after its parents, at once
         if every is None and cron is None:
             series = None
             seconds, deadline = check_when(delay, at, self._ticks.wall), None
@@ -259,6 +272,12 @@ class Engine(TimerCalls):
             first_in = None if delay is None and at is None else check_when(delay, at, self._ticks.wall)
             series = recurring.series_of(every, cron, first_in, overlap, misfire, misfire_grace)
             seconds, deadline = recurring.due(series.nominal, series)
+
+        parents = None
+        if after is not None:
+            if series is not None:
+                raise ValueError("after: a recurring job (every=, cron=) cannot wait for other jobs")
+            parents = self._dependencies.parents(after, self, self._unfinished, self._ended_as)
 
         keyed = self._registry.keyed
         if key is not None and key in keyed:
@@ -270,6 +289,7 @@ class Engine(TimerCalls):
         job = Job(new_job_id(), key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
         job._engine = self
         job._series = series
+        job._after = parents or None
         placement = self._placement
         placement.set_due(job, seconds, deadline)
         store = self._store
@@ -279,7 +299,10 @@ class Engine(TimerCalls):
             self.cancel(key)
         if store is not None:
             store.recorded(job, token)
-        placement.place(job)
+        if parents:
+            self._dependencies.hold(job, parents)
+        else:
+            placement.place(job)
         return job
 
     def _job_of(self, key_or_job: str | Job) -> Job | None:
@@ -304,13 +327,17 @@ class Engine(TimerCalls):
         """
         self._timers.check_thread("cancel")
         job = self._job_of(key_or_job)
-        if job is None:
+        return job is not None and self._cancel_for(job, "cancel() was called", own=False)
+
+    def _cancel_for(self, job: Job, reason: str, *, own: bool = True) -> bool:
+        """Cancel a waiting job, keeping the ``reason`` (``job.error``, :meth:`result`); its children follow."""
+        results = self._results
+        outcome = results.cancelled(job, reason)
+        if not self._placement.take_out(job, outcome if results.ttl else None, own=own):
             return False
-        outcome = self._results.cancelled(job, "cancel() was called")
-        if not self._placement.take_out(job, outcome if self._results.ttl else None):
-            return False
+        job.error = JobCancelled(job, reason)
         self._stats.counts["cancelled"] += 1
-        self._results.ended(outcome)
+        results.ended(outcome)
         return True
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -380,15 +407,24 @@ class Engine(TimerCalls):
             self._not_started("result")
         results, dead = self._results, self._execution.dead
         outcome = results.kept(job_id)
-        if outcome is None and job_id not in dead and self._unfinished(job_id):
+        if outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
             outcome = await results.wait(job_id, timeout)
         return results.settle(job_id, outcome, dead)
 
-    def _unfinished(self, job_id: str) -> bool:
-        """True if the job is filed, queued or running (a run of a recurring job is never filed)."""
-        if job_id in self._registry.jobs:
-            return True
-        return any(job.id == job_id for pool in self._registry.pools.values() for _, job in pool.running_jobs())
+    def _unfinished(self, job_id: str) -> Job | None:
+        """The job if it is filed, held, queued or running (a run of a recurring job is never filed)."""
+        job = self._registry.jobs.get(job_id)
+        if job is not None:
+            return job
+        running = (job for pool in self._registry.pools.values() for _, job in pool.running_jobs())
+        return next((job for job in running if job.id == job_id), None)
+
+    def _ended_as(self, job_id: str) -> str | None:
+        """How a finished job ended (``"succeeded"``, ``"cancelled"``, ``"dead"``), if the engine still knows it."""
+        if job_id in self._execution.dead:
+            return "dead"
+        outcome = self._results.kept(job_id)
+        return None if outcome is None else outcome.job.state
 
     def get(self, key: str) -> Job | None:
         """The unfinished job with this key, if any: waiting, paused, or fired and not yet ended (queued, running)."""
@@ -500,6 +536,8 @@ class Engine(TimerCalls):
             try:
                 self._placement.restore(jobs, self, self._execution.dead, self._recurring.refile)
                 self._results.restore(self._store.outcomes())
+                failed = {"succeeded": None, "dead": "dead", "cancelled": "cancelled", None: None}
+                self._dependencies.restore(jobs, self._registry.jobs, lambda parent: failed[self._ended_as(parent)])
             except BaseException:
                 await self._store.close()
                 raise

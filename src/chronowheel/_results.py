@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ._dependencies import Dependencies
 from ._errors import JobCancelled, JobFailed
 from ._job import Job
 from ._outcome import Outcome
@@ -25,10 +26,14 @@ class Results:
     """The outcomes of finished jobs for ``ttl`` seconds, by job id; and the futures of :meth:`wait`.
 
     A dead job's outcome is its error, kept in the dead letters until discarded.
+    Each end is told to ``dependencies`` too, when some job waits for another.
     """
 
-    def __init__(self, ttl: float, ticks: Ticks, timers: Timers, placement: Placement) -> None:
+    def __init__(
+        self, ttl: float, ticks: Ticks, timers: Timers, placement: Placement, dependencies: Dependencies
+    ) -> None:
         self.ttl = ttl
+        self._dependencies = dependencies
         self._wall = ticks.wall
         self._ticks = ticks
         self._timers = timers
@@ -46,19 +51,25 @@ class Results:
             self._keep(outcome)
         else:
             self._placement.gone(job, "ack", own=True)
+        if self._dependencies.children:
+            self._dependencies.parent_ended(job)
 
     def cancelled(self, job: Job, reason: str) -> Outcome:
         """The outcome a cancellation keeps; hand it to ``Placement.take_out``, then to :meth:`ended`."""
         return Outcome(job, None, self._wall() + self.ttl, reason=reason)
 
     def ended(self, outcome: Outcome) -> None:
-        """A cancellation was carried out: keep its outcome, wake whoever waits."""
+        """A cancellation was carried out: keep its outcome, wake whoever waits, cancel its children."""
         self._keep(outcome)
+        if self._dependencies.children:
+            self._dependencies.parent_ended(outcome.job)
 
     def died(self, job: Job) -> None:
-        """The job went to the dead letters: whoever waits learns it failed."""
+        """The job went to the dead letters: whoever waits learns it failed; its children are cancelled."""
         if self._waiters:
             self._wake(job.id, None)
+        if self._dependencies.children:
+            self._dependencies.parent_ended(job)
 
     def _keep(self, outcome: Outcome) -> None:
         if self.ttl:

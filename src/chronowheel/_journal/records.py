@@ -35,7 +35,7 @@ from typing import Any, Final, cast
 
 import orjson
 
-from .._errors import RecordedError, error_type
+from .._errors import JobCancelled, RecordedError, error_type
 from .._job import Job, JobState
 from .._outcome import Outcome
 from .._recurrence import MISFIRE, OVERLAP, recurrence_from_spec
@@ -109,6 +109,8 @@ def job_record(job: Job) -> dict[str, Any]:
         record["emsg"] = message if len(message) <= ERR_MAX else message[:ERR_MAX] + "..."
     if job._parent is not None:
         record["parent"] = job._parent.id
+    if job._after is not None:
+        record["after"] = job._after  # the parents it still waits for
     if series is not None:
         record["series"] = {
             "rec": series.recurrence.to_spec(),
@@ -243,6 +245,8 @@ def outcome_from_record(record: dict[str, Any]) -> Outcome:
     """A kept outcome rebuilt from its ``done`` record; its job holds no args (the record keeps none)."""
     job = Job(record["id"], record.get("key"), sys.intern(record["task"]), (), {}, 0, record["due"], 0)
     job.state = cast(JobState, sys.intern(record["state"]))
+    if "why" in record:
+        job.error = JobCancelled(job, record["why"])
     return Outcome(job, record.get("value"), record["exp"], reason=record.get("why"), unkept=record.get("lost"))
 
 
@@ -267,6 +271,8 @@ def job_from_record(record: dict[str, Any]) -> Job:
     job.traceback = record.get("err")
     if "etype" in record:
         job.error = RecordedError(record["etype"], record.get("emsg", ""))
+    if "after" in record:
+        job._after = list(record["after"])
     spec = record.get("series")
     if spec is not None:
         job._series = Series(
@@ -300,7 +306,7 @@ def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
 _MISSING: Final = object()
 _JOB_FIELDS: Final = frozenset(
     ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key", "err", "etype", "emsg", "parent")
-) | {"series"}
+) | {"series", "after"}
 _SERIES_FIELDS: Final = frozenset(("rec", "anchor", "nominal", "misfire", "grace", "overlap"))
 _GONE_FIELDS: Final = frozenset(("t", "id"))
 _MOVE_FIELDS: Final = frozenset(("t", "id", "due"))
@@ -397,6 +403,11 @@ def _check_job(record: dict[str, Any]) -> str | None:
         text = get(field)
         if text is not None and text.__class__ is not str:
             return _bad("job", field, text, "a string or null")
+    after = get("after", _MISSING)
+    if after is not _MISSING and not (
+        after.__class__ is list and after and all(map(_is_id, after)) and state == "pending"
+    ):
+        return _bad("job", "after", after, "a non-empty list of job ids, on a pending job")
     parent, series = get("parent", _MISSING), get("series")
     if parent is not _MISSING and not _is_id(parent):
         return _bad("job", "parent", parent, "the id of a recurring job")
