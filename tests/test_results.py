@@ -10,6 +10,7 @@ import pytest
 
 from chronowheel import ChronowheelError, Engine, JobCancelled, JobFailed, Retry
 from chronowheel.testing import VirtualClock
+from helpers import journal_store
 
 WALL = 1_767_225_600.0
 
@@ -212,3 +213,52 @@ async def test_result_arguments_are_checked(call: Any, error: type[Exception], m
 def test_result_ttl_is_checked(ttl: Any, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         Engine(result_ttl=ttl)
+
+
+async def test_inspect_counts_kept_outcomes_apart_from_the_live_set(tmp_path: Path) -> None:
+    from chronowheel._inspect import inspect_journal, live_summary
+
+    lab = Lab(tmp_path)
+    engine, clock = lab.engine()
+    async with engine:
+        await engine.schedule("echo", args=(1,), delay=1)
+        cancelled = await engine.schedule("echo", args=(2,), delay=5)
+        await engine.schedule("echo", args=(3,), delay=50)
+        engine.cancel(cancelled)
+        await clock.advance(1)
+    assert lab.path is not None
+    summary = live_summary(inspect_journal(lab.path).live)
+    assert (summary["count"], summary["outcomes"]) == (1, 2)
+    assert summary["by_state"] == {"pending": 1}
+
+
+async def test_kept_outcomes_survive_a_compaction_and_expired_ones_leave_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chronowheel._journal.store import JournalStore
+    from chronowheel._journal.writer import JournalFile
+
+    monkeypatch.setattr(JournalStore, "compact_min", 8)
+    monkeypatch.setattr(JournalStore, "compact_factor", 1.0)
+    lab = Lab(tmp_path)
+    engine, clock = lab.engine(result_ttl=100)
+    async with engine:
+        early = [await engine.schedule("echo", args=(n,), delay=1) for n in range(10)]
+        await clock.advance(150)  # the first ten expire
+        late = [await engine.schedule("echo", args=(n,), delay=1) for n in range(10, 40)]
+        await clock.advance(1)
+        compaction = journal_store(engine).compaction
+        if compaction is not None:
+            await compaction
+    assert lab.path is not None
+    snapshot = [record.payload for record in JournalFile(lab.path + ".snapshot").records()]
+    kept = {record["id"] for record in snapshot if record["t"] == "done"}
+    assert kept  # a compaction ran with outcomes kept, and wrote them
+    assert not kept & {job.id for job in early}
+    lab.finished(clock)
+    engine, clock = lab.engine(later=10, result_ttl=100)
+    async with engine:
+        assert [await engine.result(job.id) for job in late] == list(range(10, 40))
+        for job in early:
+            with pytest.raises(KeyError):
+                await engine.result(job.id)

@@ -273,11 +273,7 @@ class Engine(TimerCalls):
             series = recurring.series_of(every, cron, first_in, overlap, misfire, misfire_grace)
             seconds, deadline = recurring.due(series.nominal, series)
 
-        parents = None
-        if after is not None:
-            if series is not None:
-                raise ValueError("after: a recurring job (every=, cron=) cannot wait for other jobs")
-            parents = self._dependencies.parents(after, self, self._unfinished, self._ended_as)
+        parents = None if after is None else self._parents(after, series)
 
         keyed = self._registry.keyed
         if key is not None and key in keyed:
@@ -289,7 +285,8 @@ class Engine(TimerCalls):
         job = Job(new_job_id(), key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
         job._engine = self
         job._series = series
-        job._after = parents or None
+        if parents is not None:
+            job._after = parents
         placement = self._placement
         placement.set_due(job, seconds, deadline)
         store = self._store
@@ -299,11 +296,17 @@ class Engine(TimerCalls):
             self.cancel(key)
         if store is not None:
             store.recorded(job, token)
-        if parents:
-            self._dependencies.hold(job, parents)
-        else:
+        if parents is None:
             placement.place(job)
+        else:
+            self._dependencies.hold(job, parents)
         return job
+
+    def _parents(self, after: object, series: object) -> list[str] | None:
+        """``after=``'s parents still to succeed, checked; None if there are none."""
+        if series is not None:
+            raise ValueError("after: a recurring job (every=, cron=) cannot wait for other jobs")
+        return self._dependencies.parents(after, self, self._unfinished, self._ended_as) or None
 
     def _job_of(self, key_or_job: str | Job) -> Job | None:
         """The job if it waits in a wheel; refused once :meth:`stop` has begun, and for another engine's job."""

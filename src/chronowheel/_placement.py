@@ -114,7 +114,10 @@ class Placement:
 
     def gone(self, job: Job, why: Gone, *, own: bool = False, kept: Outcome | None = None) -> None:
         """The job ran to success or was cancelled: out of the indexes, the store told (and what to keep of it)."""
-        self._registry.forget(job)
+        registry = self._registry
+        registry.jobs.pop(job.id, None)  # Registry.forget, inlined: every success comes here
+        if job.key is not None and registry.started.get(job.key) is job:
+            del registry.started[job.key]
         store = self.store
         if store is None:
             return

@@ -38,19 +38,31 @@ class Results:
         self._ticks = ticks
         self._timers = timers
         self._placement = placement
-        self._kept: dict[str, Outcome] = {}
+        self._kept: dict[str, Outcome] = {}  # in the order they were kept, which (one ttl) is their expiry order
+        self._sweep_at = ticks.wall() + ttl  # no kept outcome expires before this
         self._waiters: dict[str, list[asyncio.Future[Outcome | None]]] = {}
 
     # -- outcomes -------------------------------------------------------------------
 
     def succeeded(self, job: Job, value: Any) -> None:
-        """The job ran to success: acknowledge it, keeping its value (with the store too) for ``ttl``."""
-        if self.ttl or self._waiters:
-            outcome = Outcome(job, value, self._wall() + self.ttl)
-            self._placement.gone(job, "ack", own=True, kept=outcome if self.ttl else None)
-            self._keep(outcome)
+        """The job ran to success: acknowledge it, keeping its value (with the store too) for ``ttl``.
+
+        Every success comes here: the expiry sweep runs only once the oldest
+        kept outcome is due to go (``_sweep_at``), and the rest is inline.
+        """
+        ttl = self.ttl
+        if ttl:
+            now = self._wall()
+            if now >= self._sweep_at:
+                self._expire(now)
+            kept = Outcome(job, value, now + ttl)
+            self._placement.gone(job, "ack", own=True, kept=kept)
+            self._kept[job.id] = outcome = kept
         else:
+            outcome = None
             self._placement.gone(job, "ack", own=True)
+        if self._waiters:
+            self._wake(job.id, outcome or Outcome(job, value, 0.0))
         if self._dependencies.children:
             self._dependencies.parent_ended(job)
 
@@ -60,7 +72,13 @@ class Results:
 
     def ended(self, outcome: Outcome) -> None:
         """A cancellation was carried out: keep its outcome, wake whoever waits, cancel its children."""
-        self._keep(outcome)
+        if self.ttl:
+            now = self._wall()
+            if now >= self._sweep_at:
+                self._expire(now)
+            self._kept[outcome.job.id] = outcome
+        if self._waiters:
+            self._wake(outcome.job.id, outcome)
         if self._dependencies.children:
             self._dependencies.parent_ended(outcome.job)
 
@@ -70,13 +88,6 @@ class Results:
             self._wake(job.id, None)
         if self._dependencies.children:
             self._dependencies.parent_ended(job)
-
-    def _keep(self, outcome: Outcome) -> None:
-        if self.ttl:
-            self._expire()
-            self._kept[outcome.job.id] = outcome
-        if self._waiters:
-            self._wake(outcome.job.id, outcome)
 
     def _wake(self, job_id: str, outcome: Outcome | None) -> None:
         for future in self._waiters.pop(job_id, ()):
@@ -89,20 +100,25 @@ class Results:
         for outcome in sorted(outcomes, key=lambda outcome: outcome.expires):
             if outcome.expires > now:
                 self._kept[outcome.job.id] = outcome
+        first = next(iter(self._kept.values()), None)
+        if first is not None:
+            self._sweep_at = min(self._sweep_at, first.expires)
 
-    def _expire(self) -> None:
+    def _expire(self, now: float) -> None:
+        """Drop the kept outcomes expired by ``now``, oldest first; the next sweep is when the oldest left expires."""
         kept = self._kept
-        now = self._wall()
         while kept:
             first = next(iter(kept.values()))
             if first.expires > now:
+                self._sweep_at = first.expires
                 return
             del kept[first.job.id]
+        self._sweep_at = now + self.ttl  # whatever is kept from now on expires no sooner
 
     def finished(self) -> Iterator[Job]:
         """The jobs whose outcome is kept: succeeded, or cancelled."""
-        self._expire()
         now = self._wall()
+        self._expire(now)
         return (outcome.job for outcome in list(self._kept.values()) if outcome.expires > now)
 
     # -- reading --------------------------------------------------------------------
