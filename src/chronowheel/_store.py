@@ -48,7 +48,19 @@ class Store(Protocol):
         ...
 
     def recorded(self, job: Job, token: object = None) -> None:
-        """The job's whole state changed (scheduled, a retry, a run, a redrive, dead); it is live."""
+        """The job's whole state changed (scheduled, a retry, a run, a redrive, dead, paused, resumed); it is live.
+
+        What :meth:`restore` must give back of it: ``id``, ``key``, ``task``,
+        ``args``, ``kwargs``, ``priority``, ``attempt``, the deadline
+        (``job._due_wall``, POSIX seconds), ``state`` (``pending``, ``failed``,
+        ``dead``, ``paused``; ``running`` only for a series between runs, and
+        a one-shot job that is ``running`` is stored as ``pending`` with one
+        attempt less: at-least-once), the series and a run's parent id, the
+        parents a job still waits for (``job._after``, a list of ids, or
+        None), and the last failure: ``job.traceback`` and, for
+        ``job.error``, its type name (``chronowheel._errors.error_type``) and
+        ``str()``, restored as a :class:`~chronowheel.RecordedError`.
+        """
         ...
 
     def moved(self, job: Job) -> None:
