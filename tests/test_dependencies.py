@@ -205,3 +205,16 @@ async def test_a_recurring_job_cannot_wait_for_others() -> None:
         parent = await engine.schedule("step", args=("p",), delay=1)
         with pytest.raises(ValueError, match="after: a recurring job"):
             await engine.schedule("step", args=("s",), every=Every(5), after=parent)
+
+
+async def test_a_waiting_child_can_be_rescheduled_but_not_paused(lab: Lab) -> None:
+    engine, clock = lab.engine()
+    async with engine:
+        parent = await engine.schedule("step", args=("p",), delay=5)
+        child = await engine.schedule("step", args=("c",), after=parent)
+        assert engine.pause(child) is False
+        assert engine.reschedule(child, delay=30)  # its own deadline, kept for when its parent succeeded
+        await clock.advance(29.999)
+        assert lab.names == ["p"]
+        await clock.advance(0.002)
+        assert lab.names == ["p", "c"]

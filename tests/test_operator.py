@@ -451,3 +451,18 @@ async def test_a_dead_job_keeps_its_error_type_message_and_traceback_across_a_re
         assert (dead.error.type_name, dead.error.message) == ("ValueError", "no reminder 7")
         assert str(dead.error) == "no reminder 7"
         assert "ValueError: no reminder 7" in (dead.traceback or "")
+
+
+async def test_a_paused_job_can_be_rescheduled_and_resumes_at_its_new_deadline(lab: Lab) -> None:
+    engine, clock = lab.engine()
+    async with engine:
+        job = await engine.schedule("remind", args=(1,), delay=10, key="k")
+        engine.pause(job)
+        assert engine.reschedule("k", delay=40)
+        assert job.state == "paused"
+        await clock.advance(20)
+        engine.resume(job)
+        await clock.advance(19.998)
+        assert lab.ran == []
+        await clock.advance(0.003)
+        assert lab.ran == [1]

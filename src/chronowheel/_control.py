@@ -24,8 +24,11 @@ class Control:
         """Take a waiting job out of its wheel, keeping its key and deadline; False if it is not waiting.
 
         A series between runs (``fixed="delay"``, its run going on) is paused
-        too: the run finishes, and the next is not filed until resumed.
+        too: the run finishes, and the next is not filed until resumed. A job
+        waiting for its parents (``after=``) is not paused.
         """
+        if job._after is not None:
+            return False  # waiting for its parents, in no wheel: cancel it, or pause a parent
         if job.state in ("pending", "failed"):
             if not self._registry.pool_of(job).wheel.cancel(job._timer):
                 return False  # it fired: queued or running

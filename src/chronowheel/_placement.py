@@ -87,9 +87,13 @@ class Placement:
         return True
 
     def move(self, job: Job, seconds: float) -> bool:
-        """Move a waiting job's deadline to ``seconds`` from now; False if it had fired."""
+        """Move a waiting job's deadline to ``seconds`` from now; False if it had fired.
+
+        A job out of the wheels (paused, or waiting for its parents) keeps the
+        new deadline for when it is filed.
+        """
         tick = _ceil((self._time() - self._epoch + seconds) * self._rate)
-        if not self._registry.pool_of(job).wheel.reschedule(job._timer, tick):
+        if job._timer is not None and not self._registry.pool_of(job).wheel.reschedule(job._timer, tick):
             return False
         job._due_tick = tick
         job._due_wall = self._wall() + seconds
