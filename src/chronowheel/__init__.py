@@ -9,10 +9,13 @@ from ._engine import Engine as Engine
 from ._errors import ChronowheelError as ChronowheelError
 from ._errors import DuplicateKey as DuplicateKey
 from ._errors import EngineClosed as EngineClosed
+from ._errors import JobCancelled as JobCancelled
+from ._errors import JobFailed as JobFailed
 from ._errors import JournalCorrupt as JournalCorrupt
 from ._errors import JournalFailed as JournalFailed
 from ._errors import JournalLocked as JournalLocked
 from ._errors import NotStarted as NotStarted
+from ._errors import RecordedError as RecordedError
 from ._errors import UnknownTask as UnknownTask
 from ._job import Job as Job
 from ._rate import Rate as Rate
@@ -34,11 +37,14 @@ __all__ = [
     "EngineClosed",
     "Every",
     "Job",
+    "JobCancelled",
+    "JobFailed",
     "JournalCorrupt",
     "JournalFailed",
     "JournalLocked",
     "NotStarted",
     "Rate",
+    "RecordedError",
     "Retry",
     "SystemClock",
     "TimerHandle",

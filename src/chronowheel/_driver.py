@@ -84,7 +84,7 @@ class Driver:
         clock = ticks.clock
         timers = self._timers
         pools = list(self._registry.pools.values())
-        release = self._registry.release
+        fired = self._registry.fired
         counts = self._counts
         claim = None if self._store is None else self._store.claim
         fire = timers.core.fire
@@ -118,7 +118,7 @@ class Driver:
                             self._fire_series(job, pool)
                             continue
                         if job.key is not None:
-                            release(job)
+                            fired(job)
                         if claim is not None and not claim(job):
                             continue  # another engine's to run (a shared store): it is gone from here
                         pool.put_nowait(job)

@@ -18,9 +18,12 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
 
+from ._catalog import Catalog
 from ._clock import Clock, SystemClock
+from ._control import Control
+from ._dependencies import Dependencies
 from ._driver import Driver
-from ._errors import DuplicateKey, EngineClosed, NotStarted
+from ._errors import DuplicateKey, EngineClosed, JobCancelled, NotStarted
 from ._execution import Execution
 from ._hooks import Event, Hooks, Middleware
 from ._job import Job, id_pool, new_job_id
@@ -42,6 +45,7 @@ from ._rate import Limiter, Rate
 from ._recurrence import DEFAULT_MISFIRE, DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, Cron, Every
 from ._recurring import Recurring
 from ._registry import Registry
+from ._results import Results
 from ._retry import Retry
 from ._shutdown import drain, report_unfinished
 from ._stats import Stats
@@ -77,6 +81,7 @@ class ScheduleOptions(TypedDict, total=False):
     overlap: str
     misfire: str
     misfire_grace: float
+    after: Job | str | list[Job | str] | tuple[Job | str, ...] | None
 
 
 class Engine:
@@ -94,6 +99,11 @@ class Engine:
     everything from the damage on, instead of raising :class:`JournalCorrupt`;
     ``unknown_tasks="park"`` sets aside journaled jobs whose task is no longer
     registered (see :meth:`parked`) instead of raising :class:`UnknownTask`.
+
+    ``result_ttl`` is how long (seconds) a finished job's outcome is kept:
+    a success's return value for :meth:`result`, a cancellation's reason,
+    and the job itself for :meth:`jobs`. With a journal the value is
+    journaled too when JSON holds it (see docs/durability.md); 0 keeps none.
     """
 
     def __init__(
@@ -106,6 +116,7 @@ class Engine:
         fsync_interval: float = 0.1,
         on_corrupt: Literal["error", "truncate"] = "error",
         unknown_tasks: Literal["error", "park"] = "error",
+        result_ttl: float = 3600.0,
     ) -> None:
         tick = check_seconds("tick", tick, low=1e-6, high=60)
         # The path is checked here: start() would create ``<path>.lock`` before failing on it.
@@ -116,12 +127,15 @@ class Engine:
         fsync_interval = check_seconds("fsync_interval", fsync_interval, positive=True)
         check_choice("on_corrupt", on_corrupt, ("error", "truncate"))
         check_choice("unknown_tasks", unknown_tasks, ("error", "park"))
+        result_ttl = check_seconds("result_ttl", result_ttl)
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._store: Store | None = None  # None: in memory, nothing durable
         if path is not None:
             from ._journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
-            self._store = JournalStore(path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks)
-        self._clock: Clock = clock if clock is not None else SystemClock()
+            self._store = JournalStore(
+                path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks, wall=self._clock.wall
+            )
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
         # The hot calls are the timer core's own methods: no Python frame in between.
@@ -131,14 +145,19 @@ class Engine:
         self._stats = stats = Stats()
         self._hooks = hooks = Hooks()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
+        self._dependencies = dependencies = Dependencies(ticks, placement, self._cancel_for)
+        self._results = results = Results(result_ttl, ticks, timers, placement, dependencies)
         rng = random.Random()
         self._recurring = recurring = Recurring(ticks, timers, registry, placement, stats, rng, owner=self)
         self._execution = execution = Execution(
-            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished, hooks=hooks
+            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished, hooks=hooks,
+            results=results,
         )
         self._driver = Driver(
             ticks, timers, registry, stats, self._store, recurring.fire, undeliverable=execution.undeliverable
         )
+        self._control = Control(ticks, registry, placement, execution.dead)
+        self._catalog = Catalog(registry, (execution.dead.values, self.parked, results.finished))
         self._state: Literal["new", "running", "stopped"] = "new"
         self._loop: Loop | None = None  # while running: the loop and its thread, for from_thread
         self.from_thread: Final = FromThread(
@@ -260,6 +279,7 @@ class Engine:
         overlap: str = DEFAULT_OVERLAP,
         misfire: str = DEFAULT_MISFIRE,
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        after: Job | str | list[Job | str] | tuple[Job | str, ...] | None = None,
     ) -> Job:
         """Schedule a job ``delay`` seconds (or a ``timedelta``) from now, or ``at`` an aware datetime.
 
@@ -275,6 +295,13 @@ class Engine:
         With a ``key``, ``if_exists`` says what happens when a job with that
         key is already pending: ``"error"`` raises :class:`DuplicateKey`,
         ``"keep"`` returns the pending job, ``"replace"`` cancels it first.
+
+        With ``after`` (a job, a job id, or a list of them: one-shot jobs of
+        this engine, unfinished or succeeded) the job is due only once every
+        one of them succeeded, and its own ``delay``/``at`` (default: none)
+        has passed; one
+        that ends dead or cancelled cancels it (:class:`JobCancelled`, with
+        the reason, from :meth:`result` and as ``job.error``).
 
         With a journal the job is durable at the next group commit; ``args``
         and ``kwargs`` must be what JSON holds (tuples come back as lists).
@@ -304,6 +331,8 @@ class Engine:
             check_choice("if_exists", if_exists, _IF_EXISTS)
         priority = spec.priority if priority is None else check_priority("priority", priority)
         ticks = self._ticks
+        if delay is None and at is None and after is not None:
+            delay = 0.0  # after its parents, at once
         if every is None and cron is None:
             series = None
             deadline: float | None = None
@@ -316,6 +345,8 @@ class Engine:
             first_in = None if delay is None and at is None else check_when(delay, at, ticks.wall)
             series = self._recurring.series_of(every, cron, first_in, overlap, misfire, misfire_grace)
             seconds, deadline = self._recurring.due(series.nominal, series)
+
+        parents = None if after is None else self._parents(after, series)
 
         keyed = registry.keyed
         if key is not None and key in keyed:
@@ -335,14 +366,25 @@ class Engine:
             placement.set_due(job, seconds, deadline)
         job._engine = self
         job._series = series
+        if parents is not None:
+            job._after = parents
         # Checked before anything changes: args the store cannot keep raise here.
         token = store.check(job) if store is not None else None
         if key is not None and key in keyed:
             self.cancel(key)
         if store is not None:
             store.recorded(job, token)
-        placement.place(job)
+        if parents is None:
+            placement.place(job)
+        else:
+            self._dependencies.hold(job, parents)
         return job
+
+    def _parents(self, after: object, series: object) -> list[str] | None:
+        """``after=``'s parents still to succeed, checked; None if there are none."""
+        if series is not None:
+            raise ValueError("after: a recurring job (every=, cron=) cannot wait for other jobs")
+        return self._dependencies.parents(after, self, self._unfinished, self._ended_as) or None
 
     def _job_of(self, key_or_job: str | Job) -> Job | None:
         """The job if it waits in a wheel; refused once :meth:`stop` has begun, and for another engine's job."""
@@ -366,9 +408,17 @@ class Engine:
         """
         self._timers.check_thread("cancel")
         job = self._job_of(key_or_job)
-        if job is None or not self._placement.take_out(job):
+        return job is not None and self._cancel_for(job, "cancel() was called", own=False)
+
+    def _cancel_for(self, job: Job, reason: str, *, own: bool = True) -> bool:
+        """Cancel a waiting job, keeping the ``reason`` (``job.error``, :meth:`result`); its children follow."""
+        results = self._results
+        outcome = results.cancelled(job, reason)
+        if not self._placement.take_out(job, outcome if results.ttl else None, own=own):
             return False
+        job.error = JobCancelled(job, reason)
         self._stats.counts["cancelled"] += 1
+        results.ended(outcome)
         if self._hooks.callbacks["cancelled"]:
             self._hooks.emit("cancelled", job)
         return True
@@ -422,13 +472,120 @@ class Engine:
         self._placement.file(job, seconds)
         return job
 
+    async def result(self, job_or_id: Job | str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (the API's)
+        """Wait for a job to end and return what its task returned.
+
+        A job that ended dead raises :class:`JobFailed` (its last error's
+        type and message), a cancelled one :class:`JobCancelled` (with the
+        reason), one unknown or finished more than ``result_ttl`` seconds ago
+        ``KeyError``; ``timeout`` seconds without an end, ``TimeoutError``.
+        """
+        if isinstance(job_or_id, Job):
+            job_id = job_or_id.id
+        elif isinstance(job_or_id, str):
+            job_id = job_or_id
+        else:
+            raise TypeError(f"job_or_id must be a Job or a job id (str), got {type(job_or_id).__name__}")
+        if timeout is not None:
+            timeout = check_seconds("timeout", timeout)
+        if self._store is not None and self._state == "new":
+            self._not_started("result")
+        results, dead = self._results, self._execution.dead
+        outcome = results.kept(job_id)
+        if outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
+            outcome = await results.wait(job_id, timeout)
+        return results.settle(job_id, outcome, dead)
+
+    def _unfinished(self, job_id: str) -> Job | None:
+        """The job if it is filed, held, queued or running (a run of a recurring job is never filed)."""
+        job = self._registry.jobs.get(job_id)
+        if job is not None:
+            return job
+        running = (job for pool in self._registry.pools.values() for _, job in pool.running_jobs())
+        return next((job for job in running if job.id == job_id), None)
+
+    def _ended_as(self, job_id: str) -> str | None:
+        """How a finished job ended (``"succeeded"``, ``"cancelled"``, ``"dead"``), if the engine still knows it."""
+        if job_id in self._execution.dead:
+            return "dead"
+        outcome = self._results.kept(job_id)
+        return None if outcome is None else outcome.job.state
+
     def get(self, key: str) -> Job | None:
-        """The pending job with this key, if any."""
+        """The unfinished job with this key, if any: waiting, paused, or fired and not yet ended (queued, running)."""
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if self._store is not None and self._state == "new":
             self._not_started("get")
-        return self._registry.keyed.get(key)
+        registry = self._registry
+        return registry.keyed.get(key) or registry.started.get(key)
+
+    def jobs(
+        self,
+        *,
+        state: str | None = None,
+        task: str | Callable[..., Any] | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
+        after: Job | None = None,
+    ) -> list[Job]:
+        """One page of the engine's jobs, ordered by deadline (ties by id).
+
+        It sees jobs pending, queued, running, failed (waiting for a retry),
+        paused, dead, parked, and recently finished (kept for ``result_ttl``).
+        ``state``, ``task`` (a name or the registered function) and
+        ``key_prefix`` filter; ``limit`` (1 to 10,000) bounds the page;
+        ``after`` is the previous page's last job: a cursor, so jobs added or
+        removed between pages never repeat or skip one that stayed.
+        """
+        if self._store is not None and self._state == "new":
+            self._not_started("jobs")
+        name = None if task is None else self._registry.spec(task).name
+        return self._catalog.page(state, name, key_prefix, limit, after)
+
+    def pause(self, key_or_job: str | Job) -> bool:
+        """Keep a waiting job (one-shot or recurring) from firing until :meth:`resume`; True if it was waiting.
+
+        It keeps its key and deadline, and with a journal stays paused across
+        a restart. A job that fired (queued or running) cannot be paused.
+        """
+        self._timers.check_thread("pause")
+        job = self._job_of(key_or_job)
+        return job is not None and self._control.pause(job)
+
+    def resume(self, key_or_job: str | Job) -> bool:
+        """File a paused job again; True if it was paused.
+
+        A deadline that passed while paused is due now; a recurring job's
+        misfire policy decides what its missed runs do (docs/recurring.md).
+        """
+        self._timers.check_thread("resume")
+        job = self._job_of(key_or_job)
+        return job is not None and self._control.resume(job)
+
+    def discard(self, job: Job) -> bool:
+        """Remove a dead letter for good (and from the journal); True if it was one."""
+        self._timers.check_thread("discard")
+        if not isinstance(job, Job):
+            raise TypeError(f"job must be a Job, got {type(job).__name__}")
+        if self._store is not None and self._state == "new":
+            self._not_started("discard")
+        return self._control.discard(job)
+
+    def purge_dead(self, before: datetime | None = None) -> int:
+        """Discard the dead letters whose last attempt was due before ``before`` (an aware datetime; None: all).
+
+        Returns how many were removed.
+        """
+        self._timers.check_thread("purge_dead")
+        if before is not None:
+            if not isinstance(before, datetime):
+                raise TypeError(f"before must be an aware datetime or None, got {type(before).__name__}")
+            if before.tzinfo is None or before.utcoffset() is None:
+                raise ValueError(f"before must be an aware datetime (with a tzinfo), got {before!r}")
+        if self._store is not None and self._state == "new":
+            self._not_started("purge_dead")
+        return self._control.purge(None if before is None else before.timestamp())
 
     def __len__(self) -> int:
         """Timers and jobs waiting for their deadline (or, when due, for room in their pool)."""
@@ -488,6 +645,9 @@ class Engine:
                 for job in jobs:
                     job.task = tasks[job.task].name  # a job stored under an alias takes the task's name
                 self._placement.restore(jobs, self, self._execution.dead, self._recurring.refile)
+                self._results.restore(self._store.outcomes())
+                failed = {"succeeded": None, "dead": "dead", "cancelled": "cancelled", None: None}
+                self._dependencies.restore(jobs, self._registry.jobs, lambda parent: failed[self._ended_as(parent)])
             except BaseException:
                 await self._store.close()
                 raise

@@ -22,6 +22,7 @@ from ._hooks import Hooks
 from ._job import Job, TaskSpec
 from ._placement import Placement
 from ._registry import Registry
+from ._results import Results
 from ._stats import Stats
 from ._ticks import Ticks
 from ._timers import Timers
@@ -60,9 +61,10 @@ class Execution:
     ``dead`` holds the jobs that ran out of attempts, oldest first;
     ``interrupted`` the ones ``stop()`` cut off mid-attempt. ``rng`` draws
     the retries' jitter. ``run_finished`` is told when a run of a recurring
-    job is over (it succeeded or is dead). ``hooks`` are told of each
-    attempt's start and outcome, and their middleware wraps each attempt;
-    each is a list's truth test when none is registered.
+    job is over (it succeeded or is dead); ``results`` takes a success's
+    value and acknowledges it, and learns of each death. ``hooks`` are told
+    of each attempt's start and outcome, and their middleware wraps each
+    attempt; each is a list's truth test when none is registered.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Execution:
         rng: random.Random,
         run_finished: Callable[[Job], None],
         hooks: Hooks,
+        results: Results,
     ) -> None:
         self._ticks = ticks
         self._timers = timers
@@ -88,6 +91,8 @@ class Execution:
         self._started, self._succeeded = on["started"], on["succeeded"]
         self._failed, self._dead = on["failed"], on["dead"]
         self._middleware = hooks.middleware
+        self._acknowledge = results.succeeded
+        self._died = results.died
         self.dead: dict[str, Job] = {}
         self.interrupted: list[Job] = []
 
@@ -111,7 +116,7 @@ class Execution:
         try:
             if self._started:
                 self._hooks.emit("started", job)
-            await self._attempt(spec, job)
+            value = await self._attempt(spec, job)
         except asyncio.CancelledError as exc:
             worker = asyncio.current_task()
             assert worker is not None
@@ -130,19 +135,19 @@ class Execution:
             job.error = None
             job.traceback = None
             self._stats.counts["succeeded"] += 1
-            self._placement.gone(job, "ack", own=True)
+            self._acknowledge(job, value)
             if self._succeeded:
                 self._hooks.emit("succeeded", job)
         finally:
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
 
-    async def _attempt(self, spec: TaskSpec, job: Job) -> None:
-        """Call the task (through the middleware, if any): async on the loop, sync in a thread; time it out."""
+    async def _attempt(self, spec: TaskSpec, job: Job) -> Any:
+        """Call the task (through the middleware, if any) for its return value: async on the loop, sync in a
+        thread; cancel it at its timeout."""
         invoke = self._invoke if not self._middleware else self._wrapped
         if spec.timeout is None:
-            await invoke(spec, job)
-            return
+            return await invoke(spec, job)
         task = asyncio.current_task()
         assert task is not None
         expired = False
@@ -155,7 +160,7 @@ class Execution:
         # The engine's own timer, not call_later's: it must work through stop()'s grace period.
         alarm = self._timers.file_timer(self._ticks.after(spec.timeout), expire)
         try:
-            await invoke(spec, job)
+            return await invoke(spec, job)
         except asyncio.CancelledError:
             if not expired:
                 raise
@@ -231,7 +236,9 @@ class Execution:
             return
         job.state = "dead"
         self.dead[job.id] = job
+        self._registry.forget(job)
         placement.record(job, own=True)
+        self._died(job)
         logger.error(
             "chronowheel: job %s of task %r failed (attempt %d); moved to the dead letters",
             job.id,
@@ -249,7 +256,9 @@ class Execution:
         job.error = error
         job.traceback = "".join(traceback.format_exception(error))
         self.dead[job.id] = job
+        self._registry.forget(job)
         self._placement.record(job, own=True)
+        self._died(job)
         loop.call_exception_handler(
             {"message": f"chronowheel: job {job.id} of task {job.task!r} could not be started", "exception": error}
         )

@@ -233,8 +233,9 @@ def iso(when: Any) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def live_summary(live: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Counts of the live set, and the next jobs due (those waiting in the wheel)."""
+def live_summary(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Counts of the live set and the next jobs due (those waiting in the wheel); kept outcomes counted apart."""
+    live = {job_id: record for job_id, record in records.items() if record.get("t") != "done"}
     waiting = [
         record
         for record in live.values()
@@ -243,6 +244,7 @@ def live_summary(live: dict[str, dict[str, Any]]) -> dict[str, Any]:
     waiting.sort(key=lambda record: (record["due"], str(record.get("id"))))
     return {
         "count": len(live),
+        "outcomes": len(records) - len(live),  # done records: finished jobs whose outcome is kept (result_ttl)
         "recurring": sum("series" in record for record in live.values()),
         "by_task": dict(sorted(Counter(str(record.get("task")) for record in live.values()).items())),
         "by_state": dict(sorted(Counter(str(record.get("state")) for record in live.values()).items())),
@@ -330,7 +332,8 @@ def render_text(report: Report) -> str:
     summary = live_summary(report.live)
     lines.append("")
     caveat = " (recovery would refuse this journal: jobs as of the records before the damage)"
-    lines.append(f"live set: {_count(summary['count'], 'job')}, {summary['recurring']} recurring")
+    kept = f"; {_count(summary['outcomes'], 'kept outcome')}" if summary["outcomes"] else ""
+    lines.append(f"live set: {_count(summary['count'], 'job')}, {summary['recurring']} recurring{kept}")
     if report.problem is not None:
         lines[-1] += caveat
     if summary["count"]:

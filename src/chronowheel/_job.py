@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from ._retry import Retry
     from ._series import Series
 
-__all__ = ["Job", "JobState", "TaskSpec", "id_pool", "new_job_id"]
+__all__ = ["JOB_STATES", "Job", "JobState", "TaskSpec", "id_pool", "new_job_id"]
 
-JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked"]
+JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked", "paused"]
+JOB_STATES: Final = ("pending", "running", "succeeded", "failed", "dead", "cancelled", "parked", "paused")
 
 _ID_BATCH: Final = 4096
 id_pool: Final[list[str]] = []
@@ -119,11 +120,14 @@ class Job:
     ``deadline`` is when it is due, as an aware UTC datetime. ``state`` moves
     ``pending -> running -> succeeded``, or ``running -> failed`` (waiting in
     the wheel for its retry) ``-> running ...``, until ``dead`` when the
-    attempts run out; ``cancelled`` ends it early. ``error`` and
-    ``traceback`` hold the last failure.
+    attempts run out; ``cancelled`` ends it early; ``paused`` keeps it out
+    of its wheel until resumed. ``error`` and ``traceback`` hold the last
+    failure (after a restart ``error`` is a :class:`~chronowheel.RecordedError`
+    with the original's type name and message).
     """
 
     __slots__ = (
+        "_after",
         "_due_tick",
         "_due_wall",
         "_engine",
@@ -169,6 +173,7 @@ class Job:
         self._engine: object = None  # the engine that holds it: cancel() and reschedule() check it
         self._series: Series | None = None  # set on a recurring job
         self._parent: Job | None = None  # set on each run of a recurring job
+        self._after: list[str] | None = None  # the ids of the parents it still waits for (schedule(after=...))
 
     @property
     def deadline(self) -> datetime:

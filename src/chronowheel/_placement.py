@@ -14,6 +14,7 @@ from ._timers import Timers
 
 if TYPE_CHECKING:
     from ._job import Job
+    from ._outcome import Outcome
 
 __all__ = ["Placement"]
 
@@ -52,14 +53,21 @@ class Placement:
         job._due_wall = self._wall() + seconds if deadline is None else deadline
 
     def place(self, job: Job) -> None:
-        """Put the job in its pool's wheel at its due tick, and index its key."""
+        """Put the job in its pool's wheel at its due tick, and index it by id and key."""
         tick = job._due_tick
         registry = self._registry
         job._timer = registry.pools[registry.tasks[job.task].pool].wheel.add(tick, job, -job.priority)  # pool_of
+        registry.jobs[job.id] = job
         if job.key is not None:
             self._registry.keyed.setdefault(job.key, job)
         if tick < self._timers.sleep_tick:
             self._timers.wake()
+
+    def keep(self, job: Job) -> None:
+        """Index a job that waits outside the wheels: paused, or a series whose run goes on."""
+        self._registry.jobs[job.id] = job
+        if job.key is not None:
+            self._registry.keyed.setdefault(job.key, job)
 
     def file(self, job: Job, seconds: float, deadline: float | None = None, *, own: bool = False) -> None:
         """Record a job and put it in the wheel ``seconds`` from now: a retry, a redrive, a next run."""
@@ -67,21 +75,25 @@ class Placement:
         self.record(job, own=own)
         self.place(job)
 
-    def take_out(self, job: Job) -> bool:
+    def take_out(self, job: Job, kept: Outcome | None = None, *, own: bool = False) -> bool:
         """Cancel a waiting job: out of its wheel, its key released, the store told; False if it had fired."""
-        if job.state == "running":
-            pass  # a series waiting for its run to finish: marking it cancelled stops it
+        if job.state == "running" or job._timer is None:
+            pass  # a series waiting for its run to finish (marking it cancelled stops it), or not in a wheel
         elif not self._registry.pool_of(job).wheel.cancel(job._timer):
             return False
         job.state = "cancelled"
         self._registry.release(job)
-        self.gone(job, "cancel")
+        self.gone(job, "cancel", own=own, kept=kept)
         return True
 
     def move(self, job: Job, seconds: float) -> bool:
-        """Move a waiting job's deadline to ``seconds`` from now; False if it had fired."""
+        """Move a waiting job's deadline to ``seconds`` from now; False if it had fired.
+
+        A job out of the wheels (paused, or waiting for its parents) keeps the
+        new deadline for when it is filed.
+        """
         tick = _ceil((self._time() - self._epoch + seconds) * self._rate)
-        if not self._registry.pool_of(job).wheel.reschedule(job._timer, tick):
+        if job._timer is not None and not self._registry.pool_of(job).wheel.reschedule(job._timer, tick):
             return False
         job._due_tick = tick
         job._due_wall = self._wall() + seconds
@@ -104,13 +116,17 @@ class Placement:
             if not own:
                 raise
 
-    def gone(self, job: Job, why: Gone, *, own: bool = False) -> None:
-        """Tell the store a job ran to success or was cancelled: it is no longer live."""
+    def gone(self, job: Job, why: Gone, *, own: bool = False, kept: Outcome | None = None) -> None:
+        """The job ran to success or was cancelled: out of the indexes, the store told (and what to keep of it)."""
+        registry = self._registry
+        registry.jobs.pop(job.id, None)  # Registry.forget, inlined: every success comes here
+        if job.key is not None and registry.started.get(job.key) is job:
+            del registry.started[job.key]
         store = self.store
         if store is None:
             return
         try:
-            store.gone(job, why)
+            store.gone(job, why, kept)
         except OSError:
             if not own:
                 raise
@@ -129,19 +145,22 @@ class Placement:
         rate = self._rate
         registry = self._registry
         keyed = registry.keyed
+        indexed = registry.jobs
         adds = {name: registry.pools[spec.pool].wheel.add for name, spec in registry.tasks.items()}
         for job in jobs:
             job._engine = owner
             state = job.state
             if state == "dead":
                 dead[job.id] = job
+            elif state == "paused" or job._after is not None:  # paused, or waiting for its parents
+                self.keep(job)
             elif state == "running":  # a fixed-delay series waiting for its run to end
                 series = job._series
                 assert series is not None
                 if not series.active:  # the run ended, its next time did not make it to the log
                     refile(job, series.recurrence.next_after(now, series.anchor))
-                elif job.key is not None:  # its run goes on: the key stays taken, as before the restart
-                    keyed.setdefault(job.key, job)
+                else:  # its run goes on: the key stays taken, as before the restart
+                    self.keep(job)
             else:
                 # Overdue jobs are due now; recurring ones apply their misfire policy when they fire. A record's
                 # deadline is within TIME_MAX; one further out than the wheel reaches from now (only a hand-made
@@ -150,6 +169,7 @@ class Placement:
                 seconds = 0.0 if seconds < 0.0 else MAX_AHEAD if seconds > MAX_AHEAD else seconds
                 tick = job._due_tick = _ceil((since_epoch + seconds) * rate)
                 job._timer = adds[job.task](tick, job, -job.priority)
+                indexed[job.id] = job
                 if job.key is not None:
                     keyed.setdefault(job.key, job)
         if jobs and self._timers.sleep_tick != -1:  # a sleeping driver works out its sleep again

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from ._job import Job
+    from ._outcome import Outcome
 
 __all__ = ["Gone", "Store"]
 
-Gone = Literal["ack", "cancel"]
+Gone = Literal["ack", "cancel", "discard"]
 
 
 class Store(Protocol):
@@ -47,15 +48,41 @@ class Store(Protocol):
         ...
 
     def recorded(self, job: Job, token: object = None) -> None:
-        """The job's whole state changed (scheduled, a retry, a run, a redrive, dead); it is live."""
+        """The job's whole state changed (scheduled, a retry, a run, a redrive, dead, paused, resumed); it is live.
+
+        What :meth:`restore` must give back of it: ``id``, ``key``, ``task``,
+        ``args``, ``kwargs``, ``priority``, ``attempt``, the deadline
+        (``job._due_wall``, POSIX seconds), ``state`` (``pending``, ``failed``,
+        ``dead``, ``paused``; ``running`` only for a series between runs, and
+        a one-shot job that is ``running`` is stored as ``pending`` with one
+        attempt less: at-least-once), the series and a run's parent id, the
+        parents a job still waits for (``job._after``, a list of ids, or
+        None), and the last failure: ``job.traceback`` and, for
+        ``job.error``, its type name (``chronowheel._errors.error_type``) and
+        ``str()``, restored as a :class:`~chronowheel.RecordedError`.
+        """
         ...
 
     def moved(self, job: Job) -> None:
         """A live job's deadline moved (a reschedule); nothing for a job the store does not keep."""
         ...
 
-    def gone(self, job: Job, why: Gone) -> None:
-        """The job ran to success (``"ack"``) or was cancelled: it is live no longer."""
+    def gone(self, job: Job, why: Gone, kept: Outcome | None = None) -> None:
+        """The job ran to success (``"ack"``), was cancelled, or was a dead letter discarded: it is live no longer.
+
+        With ``kept`` (``result_ttl`` > 0) the store keeps that outcome until
+        ``kept.expires`` (POSIX seconds) and hands it back from
+        :meth:`outcomes` until then: the id, task, key, deadline and state of
+        the job, and its return value (``kept.value``, JSON only) or the
+        reason it was cancelled (``kept.reason``). A value the store cannot
+        keep is not an error: the store sets ``kept.unkept`` to why (the job
+        did succeed) and keeps the rest. Past ``expires`` a store may drop
+        the outcome whenever it likes (the journal: at its next compaction).
+        """
+        ...
+
+    def outcomes(self) -> list[Outcome]:
+        """After :meth:`restore`: the kept outcomes (see :meth:`gone`), their jobs rebuilt with empty args."""
         ...
 
     def claim(self, job: Job) -> bool:
