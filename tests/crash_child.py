@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import chronowheel._journal.store as store_module
 import chronowheel._journal.writer as journal_module
 from chronowheel import Engine, Every
 from chronowheel._journal.store import JournalStore
@@ -225,6 +226,9 @@ class Load:
 async def main(options: argparse.Namespace, keys: list[str]) -> None:
     JournalStore.compact_min = 50  # compact whenever the log holds over 2 records per live job, and over 100
     JournalStore.compact_factor = 2.0
+    # A snapshot in the shortest slices, one step of jobs each: its writes are as many in every run (slices of
+    # time would vary with the machine's load), so "kill at step k" names the same step in each child.
+    vars(store_module)["SNAPSHOT_SLICE"] = 0.0
     counter = StepCounter(options.crash_at or options.crash_recover_at, STEP_JITTER, options.seed)
     vars(journal_module)["os"] = counter  # only the journal's own calls go through it
     if options.crash_recover_at:

@@ -193,7 +193,7 @@ async def test_a_compaction_in_the_shortest_slices_snapshots_every_live_job(
     monkeypatch.setattr(JournalStore, "compact_min", 1)
     monkeypatch.setattr(JournalStore, "compact_factor", 1.0)
     path = str(tmp_path / "j.log")
-    engine = Engine(journal=path, clock=VirtualClock(wall=WALL))
+    engine = Engine(journal=path, clock=VirtualClock(wall=WALL), result_ttl=0)  # the snapshot: live jobs alone
     engine.task("t")(noop)
     async with engine:
         scheduled = {engine.schedule_nowait("t", args=[n], delay=100 + n).id: 100 + n for n in range(jobs)}

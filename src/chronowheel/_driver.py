@@ -95,12 +95,12 @@ class Driver:
         while True:
             now = ticks.current()
             try:
-                fired = fire(now, _BATCH, loop, counts)
+                timers_fired = fire(now, _BATCH, loop, counts)
             except BaseException:  # only SystemExit and KeyboardInterrupt get out of the fire loop
                 driver.add_done_callback(_consume)
                 self.task = asyncio.create_task(self._drive(), name="chronowheel driver")
                 raise
-            busy = fired == _BATCH
+            busy = timers_fired == _BATCH
             for pool in pools:
                 room = pool.room()
                 if not room:
@@ -128,7 +128,7 @@ class Driver:
                 if limiter is not None:  # what went to the workers: a claim refused none, a catch-up plan several
                     limiter.took(now, pool.queued - queued)
                 busy = busy or len(jobs) == room
-            if busy or fired:
+            if busy or timers_fired:
                 await asyncio.sleep(0)  # let the loop breathe between batches
                 if busy:
                     continue

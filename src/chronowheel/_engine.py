@@ -150,7 +150,14 @@ class Engine:
         rng = random.Random()
         self._recurring = recurring = Recurring(ticks, timers, registry, placement, stats, rng, owner=self)
         self._execution = execution = Execution(
-            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished, hooks=hooks,
+            ticks,
+            timers,
+            registry,
+            placement,
+            stats,
+            rng,
+            run_finished=recurring.run_finished,
+            hooks=hooks,
             results=results,
         )
         self._driver = Driver(

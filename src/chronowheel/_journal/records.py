@@ -244,7 +244,8 @@ def encode_done(outcome: Outcome) -> bytes:
 def outcome_from_record(record: dict[str, Any]) -> Outcome:
     """A kept outcome rebuilt from its ``done`` record; its job holds no args (the record keeps none)."""
     job = Job(record["id"], record.get("key"), sys.intern(record["task"]), (), {}, 0, record["due"], 0)
-    job.state = cast(JobState, sys.intern(record["state"]))
+    state: JobState = sys.intern(record["state"])  # type: ignore[assignment]  # checked by the schema
+    job.state = state
     if "why" in record:
         job.error = JobCancelled(job, record["why"])
     return Outcome(job, record.get("value"), record["exp"], reason=record.get("why"), unkept=record.get("lost"))
