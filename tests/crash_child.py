@@ -226,9 +226,11 @@ class Load:
 async def main(options: argparse.Namespace, keys: list[str]) -> None:
     JournalStore.compact_min = 50  # compact whenever the log holds over 2 records per live job, and over 100
     JournalStore.compact_factor = 2.0
-    # A snapshot in the shortest slices, one step of jobs each: its writes are as many in every run (slices of
-    # time would vary with the machine's load), so "kill at step k" names the same step in each child.
+    # A snapshot in slices of a fixed count, larger than the child's live set: its writes are as many in every run
+    # (slices of time vary with the machine's load, and the live set with what fired), so "kill at step k" names
+    # the same step in each child.
     vars(store_module)["SNAPSHOT_SLICE"] = 0.0
+    vars(store_module)["_SLICE_STEP"] = 1 << 20
     counter = StepCounter(options.crash_at or options.crash_recover_at, STEP_JITTER, options.seed)
     vars(journal_module)["os"] = counter  # only the journal's own calls go through it
     if options.crash_recover_at:
