@@ -106,10 +106,12 @@ class Engine(TimerCalls):
         check_choice("on_corrupt", on_corrupt, ("error", "truncate"))
         check_choice("unknown_tasks", unknown_tasks, ("error", "park"))
         self._store: Store | None = None  # None: in memory, nothing durable
+        self._journal_figures: Callable[[], dict[str, Any]] | None = None
         if path is not None:
             from ._journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
-            self._store = JournalStore(path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks)
+            store = JournalStore(path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks)
+            self._store, self._journal_figures = store, store.journal.figures
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
@@ -291,7 +293,9 @@ class Engine(TimerCalls):
         job = self._job_of(key_or_job)
         if job is None or not self._placement.take_out(job):
             return False
-        self._stats.counts["cancelled"] += 1
+        stats = self._stats
+        stats.counts["cancelled"] += 1
+        stats.tasks[job.task].counts["cancelled"] += 1
         return True
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -354,13 +358,18 @@ class Engine(TimerCalls):
         return len(self._timers.wheel) + sum(len(pool.wheel) for pool in self._registry.pools.values())
 
     def stats(self) -> dict[str, Any]:
-        """Counts and firing lateness (seconds from deadline to start) percentiles."""
-        pools = self._registry.pools.values()
+        """Counts and firing lateness (seconds from deadline to start) percentiles, and the figures per pool and task.
+
+        See docs/observability.md for every key; ``chronowheel.metrics``
+        exports them to Prometheus.
+        """
+        registry = self._registry
         return self._stats.report(
-            pending=len(self),
-            queued=sum(pool.queued for pool in pools),
-            running=sum(pool.running for pool in pools),
-            dead=len(self._execution.dead),
+            registry.pools.values(),
+            self._execution.dead.values(),
+            {name: spec.pool for name, spec in registry.tasks.items()},
+            len(self._timers.wheel),
+            self._journal_figures,
         )
 
     # -- lifecycle -----------------------------------------------------------------

@@ -82,7 +82,12 @@ class Execution:
         job.state = "running"
         job.attempt += 1
         ticks = self._ticks
-        self._stats.lateness.append(max(0.0, ticks.time() - ticks.epoch - job._due_tick / ticks.rate))
+        started = ticks.time()
+        late = max(0.0, started - ticks.epoch - job._due_tick / ticks.rate)
+        self._stats.lateness.append(late)
+        figures = self._stats.tasks[job.task]
+        figures.counts["started"] += 1
+        figures.lateness.observe(late)
         try:
             await self._attempt(spec, job)
         except asyncio.CancelledError as exc:
@@ -103,8 +108,10 @@ class Execution:
             job.error = None
             job.traceback = None
             self._stats.counts["succeeded"] += 1
+            figures.counts["succeeded"] += 1
             self._placement.gone(job, "ack", own=True)
         finally:
+            figures.duration.observe(ticks.time() - started)
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
 
@@ -169,6 +176,8 @@ class Execution:
         job.traceback = "".join(traceback.format_exception(error))
         counts = self._stats.counts
         counts["failed"] += 1
+        task_counts = self._stats.tasks[job.task].counts
+        task_counts["failed"] += 1
         retry = spec.retry
         placement = self._placement
         closed = self._timers.closed  # stop() has begun: a retry is only kept by the store, not filed
@@ -176,6 +185,7 @@ class Execution:
             delay = retry.delay(job.attempt, self.rng)
             job.state = "failed"
             counts["retried"] += 1
+            task_counts["retried"] += 1
             if closed:  # stopping: the store keeps the retry for after the restart
                 placement.set_due(job, delay)
                 placement.record(job, own=True)
@@ -192,6 +202,7 @@ class Execution:
             )
             return
         job.state = "dead"
+        task_counts["dead"] += 1
         self.dead[job.id] = job
         placement.record(job, own=True)
         logger.error(
@@ -207,6 +218,7 @@ class Execution:
         job.state = "dead"
         job.error = error
         job.traceback = "".join(traceback.format_exception(error))
+        self._stats.tasks[job.task].counts["dead"] += 1
         self.dead[job.id] = job
         self._placement.record(job, own=True)
         loop.call_exception_handler(
