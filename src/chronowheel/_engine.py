@@ -10,6 +10,7 @@ the loop task to :class:`~._driver.Driver`, durability to a
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from datetime import datetime
@@ -128,6 +129,7 @@ class Engine(TimerCalls):
             ticks, timers, registry, stats, self._store, recurring.fire, undeliverable=execution.undeliverable
         )
         self._state: Literal["new", "running", "stopped"] = "new"
+        self._cut_short: asyncio.Future[None] | None = None  # set by stop(grace=0) while stop() drains
         self.add_pool("default", concurrency=10)
 
     def time(self) -> float:
@@ -411,13 +413,20 @@ class Engine(TimerCalls):
         and acknowledged, or it would stop the engine again at every start.
         Jobs that were due but had not started, and jobs cancelled at the end
         of the grace period, are logged (see ``_shutdown.report_unfinished``).
+        ``stop(grace=0)`` while another ``stop()`` waits out its grace period
+        ends that period now (``chronowheel worker``'s second signal); any
+        other call once stopping has begun returns at once.
         """
         grace = check_seconds("grace", grace)
         if self._state == "stopped":
+            if grace == 0 and self._cut_short is not None and not self._cut_short.done():
+                self._cut_short.set_result(None)  # a stop(grace=0) during a stop's grace period ends it now
             return
         self._timers.close()
         self._state = "stopped"
-        queued, abandoned = await drain(list(self._registry.pools.values()), grace, self._clock, self._placement)
+        self._cut_short = asyncio.get_running_loop().create_future()
+        pools = list(self._registry.pools.values())
+        queued, abandoned = await drain(pools, grace, self._clock, self._placement, self._cut_short)
         await self._driver.stop()
         queued += (job for job in self._execution.interrupted if job.state == "pending")
         report_unfinished(queued, abandoned, durable=self._store is not None)

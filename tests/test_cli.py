@@ -1,0 +1,241 @@
+"""The ``chronowheel`` command: ``jobs`` over a journal (read-only), and ``worker`` as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from chronowheel import Engine, Retry
+from chronowheel.__main__ import main
+from chronowheel.testing import VirtualClock
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+async def write_jobs(path: Path) -> None:
+    """A journal holding two pending jobs (keys a:1 and b:1), one waiting for a retry and one dead."""
+    clock = VirtualClock()
+    engine = Engine(clock=clock, journal=str(path))
+
+    @engine.task(name="mail")
+    async def mail(to: str) -> None:
+        pass
+
+    @engine.task(name="flaky", retry=Retry(3, backoff=100, jitter=False))
+    async def flaky() -> None:
+        raise ValueError("flaky said no")
+
+    @engine.task(name="doomed")
+    async def doomed() -> None:
+        raise RuntimeError("doomed <for> sure")
+
+    async with engine:
+        await engine.schedule(mail, args=("ann",), delay=60, key="a:1")
+        await engine.schedule(mail, args=("bob",), delay=30, key="b:1")
+        await engine.schedule(flaky, delay=1, key="a:flaky")
+        await engine.schedule(doomed, delay=2)
+        await clock.advance(3)
+        await engine.flush()
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> Path:
+    path = tmp_path / "timers.log"
+    await write_jobs(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ([], ["flaky", "doomed", "mail", "mail"]),  # by deadline: flaky's retry is due at 101 s
+        (["--state", "dead"], ["doomed"]),
+        (["--state", "failed"], ["flaky"]),
+        (["--state", "pending"], ["mail", "mail"]),
+        (["--task", "mail"], ["mail", "mail"]),
+        (["--key-prefix", "a:"], ["mail", "flaky"]),
+        (["--key-prefix", "a:", "--state", "pending"], ["mail"]),
+        (["--task", "nobody"], []),
+    ],
+    ids=["all", "dead", "failed", "pending", "task", "key-prefix", "key-and-state", "none"],
+)
+async def test_jobs_filters(
+    journal: Path, options: list[str], expected: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["jobs", str(journal), "--json", *options]) == 0
+    found = json.loads(capsys.readouterr().out)["jobs"]
+    assert sorted(job["task"] for job in found) == sorted(expected)
+    deadlines = [job["deadline"] for job in found]
+    assert deadlines == sorted(deadlines)
+    for job in found:
+        if job["task"] in ("flaky", "doomed"):
+            assert job["error"].rstrip().endswith(("ValueError: flaky said no", "RuntimeError: doomed <for> sure"))
+        else:
+            assert job["error"] is None
+
+
+async def test_jobs_text_shows_the_last_line_of_each_error(journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["jobs", str(journal), "--state", "dead"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["DEADLINE", "STATE", "ATT", "ID", "TASK", "KEY", "ERROR"]
+    assert row.split()[1:3] == ["dead", "1"]
+    assert row.endswith("RuntimeError: doomed <for> sure")
+
+
+async def test_jobs_reads_a_journal_in_use_without_its_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "timers.log"
+    engine = Engine(clock=VirtualClock(), journal=str(path))
+
+    @engine.task(name="mail")
+    async def mail() -> None:
+        pass
+
+    async with engine:
+        await engine.schedule(mail, delay=10, key="k")
+        assert main(["jobs", str(path), "--json"]) == 0
+        assert [job["key"] for job in json.loads(capsys.readouterr().out)["jobs"]] == ["k"]
+        assert engine.get("k") is not None  # the engine's lock and its jobs untouched
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["jobs", "{tmp}/nope.log"], "no journal at {tmp}/nope.log"),
+        (["jobs", "postgresql://db/jobs"], "a DSN needs cluster mode"),
+        (["worker", "nomodule_here:engine"], "no module named 'nomodule_here'"),
+        (["worker", "json"], "ENGINE must be module:attribute"),
+        (["worker", "json:nothing"], "json has no attribute 'nothing'"),
+        (["worker", "json:dumps"], "is a function, not a chronowheel.Engine"),
+        (["worker", "json:dumps", "--web", "localhost"], "--web must be HOST:PORT"),
+        (["worker", "json:dumps", "--grace", "-1"], "--grace must be seconds, at least 0, got -1.0"),
+        (["bench", "--n", "ten"], "--n must be timer counts"),
+    ],
+    ids=["missing", "dsn", "no-module", "no-colon", "no-attribute", "not-an-engine", "bad-address", "grace", "bench-n"],
+)
+def test_usage_errors_exit_2_and_name_the_argument(
+    tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([arg.format(tmp=tmp_path) for arg in argv]) == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+
+
+APP = """
+import asyncio, os
+from chronowheel import Engine
+
+engine = Engine(journal=os.environ["APP_JOURNAL"])
+
+@engine.task(name="work")
+async def work(i: int) -> None:
+    print(f"started {i}", flush=True)
+    await asyncio.sleep(float(os.environ["APP_JOB_SECONDS"]))
+    print(f"finished {i}", flush=True)
+"""
+
+
+class Worker:
+    """``chronowheel worker app:engine`` in a child process, its output read line by line as it comes."""
+
+    def __init__(self, tmp_path: Path, grace: float, job_seconds: float) -> None:
+        (tmp_path / "app.py").write_text(textwrap.dedent(APP))
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(SRC), str(tmp_path)]),
+            "APP_JOURNAL": str(tmp_path / "timers.log"),
+            "APP_JOB_SECONDS": str(job_seconds),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chronowheel", "worker", "app:engine", "--grace", str(grace)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._partial = b""
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        """Read the child's output (unbuffered, as it comes) until a line holds ``text``."""
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while not any(text in line for line in self.lines):
+                left = deadline - time.monotonic()
+                assert left > 0, f"no {text!r} in {self.lines}"
+                assert selector.select(left), f"no {text!r} in {self.lines}"
+                chunk = os.read(fd, 65536)
+                assert chunk, f"the worker ended before {text!r}: {self.lines}"
+                *whole, self._partial = (self._partial + chunk).split(b"\n")
+                self.lines += [line.decode() + "\n" for line in whole]
+
+    def finish(self) -> int:
+        out, _ = self.process.communicate(timeout=30)
+        self.lines += (self._partial + out).decode().splitlines(keepends=True)
+        return self.process.returncode
+
+
+async def schedule_two(path: Path) -> None:
+    engine = Engine(journal=str(path))
+
+    @engine.task(name="work")
+    async def work(i: int) -> None:
+        pass
+
+    async with engine:
+        for i in range(2):
+            await engine.schedule(work, args=(i,), delay=0.2)
+        await engine.stop(grace=0)  # before they are due: both stay in the journal
+
+
+@pytest.mark.parametrize(
+    ("grace", "job_seconds", "signals", "status", "left"),
+    [
+        (10.0, 0.3, 1, 0, 0),  # SIGTERM drains: both finish within the grace, both acknowledged
+        (0.3, 60.0, 1, 3, 2),  # the grace runs out: cancelled, both still in the journal
+        (60.0, 60.0, 2, 3, 2),  # a second SIGTERM cancels at once
+    ],
+    ids=["drains", "grace-runs-out", "second-signal"],
+)
+def test_worker_stops_on_sigterm(
+    tmp_path: Path, grace: float, job_seconds: float, signals: int, status: int, left: int
+) -> None:
+    journal = tmp_path / "timers.log"
+    asyncio.run(schedule_two(journal))
+    child = Worker(tmp_path, grace, job_seconds)
+    try:
+        child.wait_for("started 0")
+        child.wait_for("started 1")
+        for answer in ("SIGTERM: stopping", "SIGTERM: cancelling the running jobs now")[:signals]:
+            child.process.send_signal(signal.SIGTERM)
+            child.wait_for(answer)
+        assert child.finish() == status, "".join(child.lines)
+    finally:
+        if child.process.poll() is None:
+            child.process.kill()
+            child.process.wait()
+    output = "".join(child.lines)
+    assert output.count("finished") == (2 if status == 0 else 0)
+    assert "on uvloop" in output  # installed with the dev extra: the worker uses it
+    done = subprocess.run(
+        [sys.executable, "-m", "chronowheel", "jobs", str(journal), "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        timeout=60,
+        check=True,
+    )
+    jobs = json.loads(done.stdout)["jobs"]
+    assert len(jobs) == left
+    assert all(job["state"] == "pending" and job["task"] == "work" for job in jobs)
