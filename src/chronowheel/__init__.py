@@ -8,10 +8,13 @@ from ._engine import Engine as Engine
 from ._errors import ChronowheelError as ChronowheelError
 from ._errors import DuplicateKey as DuplicateKey
 from ._errors import EngineClosed as EngineClosed
+from ._errors import JobCancelled as JobCancelled
+from ._errors import JobFailed as JobFailed
 from ._errors import JournalCorrupt as JournalCorrupt
 from ._errors import JournalFailed as JournalFailed
 from ._errors import JournalLocked as JournalLocked
 from ._errors import NotStarted as NotStarted
+from ._errors import RecordedError as RecordedError
 from ._errors import UnknownTask as UnknownTask
 from ._job import Job as Job
 from ._recurrence import Cron as Cron
@@ -31,10 +34,13 @@ __all__ = [
     "EngineClosed",
     "Every",
     "Job",
+    "JobCancelled",
+    "JobFailed",
     "JournalCorrupt",
     "JournalFailed",
     "JournalLocked",
     "NotStarted",
+    "RecordedError",
     "Retry",
     "SystemClock",
     "TimerHandle",

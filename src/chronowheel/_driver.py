@@ -80,7 +80,7 @@ class Driver:
         timers = self._timers
         wheel = timers.wheel
         pools = list(self._registry.pools.values())
-        release = self._registry.release
+        fired = self._registry.fired
         counts = self._counts
         claim = None if self._store is None else self._store.claim
         fire_timer = self._fire_timer
@@ -112,7 +112,7 @@ class Driver:
                             self._fire_series(job, pool)
                             continue
                         if job.key is not None:
-                            release(job)
+                            fired(job)
                         if claim is not None and not claim(job):
                             continue  # another engine's to run (a shared store): it is gone from here
                         pool.put_nowait(job)

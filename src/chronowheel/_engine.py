@@ -17,7 +17,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
 
+from ._catalog import Catalog
 from ._clock import Clock, SystemClock
+from ._control import Control
 from ._driver import Driver
 from ._errors import DuplicateKey, EngineClosed, NotStarted
 from ._execution import Execution
@@ -128,6 +130,8 @@ class Engine(TimerCalls):
         self._driver = Driver(
             ticks, timers, registry, stats, self._store, recurring.fire, undeliverable=execution.undeliverable
         )
+        self._control = Control(ticks, registry, placement, execution.dead)
+        self._catalog = Catalog(registry, (execution.dead.values, self.parked))
         self._state: Literal["new", "running", "stopped"] = "new"
         self._cut_short: asyncio.Future[None] | None = None  # set by stop(grace=0) while stop() drains
         self.add_pool("default", concurrency=10)
@@ -348,12 +352,80 @@ class Engine(TimerCalls):
         return job
 
     def get(self, key: str) -> Job | None:
-        """The pending job with this key, if any."""
+        """The unfinished job with this key, if any: waiting, paused, or fired and not yet ended (queued, running)."""
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__}")
         if self._store is not None and self._state == "new":
             self._not_started("get")
-        return self._registry.keyed.get(key)
+        registry = self._registry
+        return registry.keyed.get(key) or registry.started.get(key)
+
+    def jobs(
+        self,
+        *,
+        state: str | None = None,
+        task: str | Callable[..., Any] | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
+        after: Job | None = None,
+    ) -> list[Job]:
+        """One page of the engine's jobs, ordered by deadline (ties by id).
+
+        It sees jobs pending, queued, running, failed (waiting for a retry),
+        paused, dead, parked, and recently finished (kept for ``result_ttl``).
+        ``state``, ``task`` (a name or the registered function) and
+        ``key_prefix`` filter; ``limit`` (1 to 10,000) bounds the page;
+        ``after`` is the previous page's last job: a cursor, so jobs added or
+        removed between pages never repeat or skip one that stayed.
+        """
+        if self._store is not None and self._state == "new":
+            self._not_started("jobs")
+        name = None if task is None else self._registry.spec(task).name
+        return self._catalog.page(state, name, key_prefix, limit, after)
+
+    def pause(self, key_or_job: str | Job) -> bool:
+        """Keep a waiting job (one-shot or recurring) from firing until :meth:`resume`; True if it was waiting.
+
+        It keeps its key and deadline, and with a journal stays paused across
+        a restart. A job that fired (queued or running) cannot be paused.
+        """
+        self._timers.check_thread("pause")
+        job = self._job_of(key_or_job)
+        return job is not None and self._control.pause(job)
+
+    def resume(self, key_or_job: str | Job) -> bool:
+        """File a paused job again; True if it was paused.
+
+        A deadline that passed while paused is due now; a recurring job's
+        misfire policy decides what its missed runs do (docs/recurring.md).
+        """
+        self._timers.check_thread("resume")
+        job = self._job_of(key_or_job)
+        return job is not None and self._control.resume(job)
+
+    def discard(self, job: Job) -> bool:
+        """Remove a dead letter for good (and from the journal); True if it was one."""
+        self._timers.check_thread("discard")
+        if not isinstance(job, Job):
+            raise TypeError(f"job must be a Job, got {type(job).__name__}")
+        if self._store is not None and self._state == "new":
+            self._not_started("discard")
+        return self._control.discard(job)
+
+    def purge_dead(self, before: datetime | None = None) -> int:
+        """Discard the dead letters whose last attempt was due before ``before`` (an aware datetime; None: all).
+
+        Returns how many were removed.
+        """
+        self._timers.check_thread("purge_dead")
+        if before is not None:
+            if not isinstance(before, datetime):
+                raise TypeError(f"before must be an aware datetime or None, got {type(before).__name__}")
+            if before.tzinfo is None or before.utcoffset() is None:
+                raise ValueError(f"before must be an aware datetime (with a tzinfo), got {before!r}")
+        if self._store is not None and self._state == "new":
+            self._not_started("purge_dead")
+        return self._control.purge(None if before is None else before.timestamp())
 
     def __len__(self) -> int:
         """Timers and jobs waiting for their deadline (or, when due, for room in their pool)."""

@@ -204,6 +204,7 @@ class Execution:
         job.state = "dead"
         task_counts["dead"] += 1
         self.dead[job.id] = job
+        self._registry.forget(job)
         placement.record(job, own=True)
         logger.error(
             "chronowheel: job %s of task %r failed (attempt %d); moved to the dead letters",
@@ -220,6 +221,7 @@ class Execution:
         job.traceback = "".join(traceback.format_exception(error))
         self._stats.tasks[job.task].counts["dead"] += 1
         self.dead[job.id] = job
+        self._registry.forget(job)
         self._placement.record(job, own=True)
         loop.call_exception_handler(
             {"message": f"chronowheel: job {job.id} of task {job.task!r} could not be started", "exception": error}

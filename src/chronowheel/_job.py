@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from ._retry import Retry
     from ._series import Series
 
-__all__ = ["Job", "JobState", "TaskSpec", "new_job_id"]
+__all__ = ["JOB_STATES", "Job", "JobState", "TaskSpec", "new_job_id"]
 
-JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked"]
+JobState = Literal["pending", "running", "succeeded", "failed", "dead", "cancelled", "parked", "paused"]
+JOB_STATES: Final = ("pending", "running", "succeeded", "failed", "dead", "cancelled", "parked", "paused")
 
 _ID_BATCH: Final = 4096
 _ids: list[str] = []
@@ -69,8 +70,10 @@ class Job:
     ``deadline`` is when it is due, as an aware UTC datetime. ``state`` moves
     ``pending -> running -> succeeded``, or ``running -> failed`` (waiting in
     the wheel for its retry) ``-> running ...``, until ``dead`` when the
-    attempts run out; ``cancelled`` ends it early. ``error`` and
-    ``traceback`` hold the last failure.
+    attempts run out; ``cancelled`` ends it early; ``paused`` keeps it out
+    of its wheel until resumed. ``error`` and ``traceback`` hold the last
+    failure (after a restart ``error`` is a :class:`~chronowheel.RecordedError`
+    with the original's type name and message).
     """
 
     __slots__ = (

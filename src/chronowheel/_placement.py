@@ -52,14 +52,21 @@ class Placement:
         job._due_wall = self._wall() + seconds if deadline is None else deadline
 
     def place(self, job: Job) -> None:
-        """Put the job in its pool's wheel at its due tick, and index its key."""
+        """Put the job in its pool's wheel at its due tick, and index it by id and key."""
         tick = job._due_tick
         registry = self._registry
         job._timer = registry.pools[registry.tasks[job.task].pool].wheel.add(tick, job, -job.priority)  # pool_of
+        registry.jobs[job.id] = job
         if job.key is not None:
             self._registry.keyed.setdefault(job.key, job)
         if tick < self._timers.sleep_tick:
             self._timers.wake()
+
+    def keep(self, job: Job) -> None:
+        """Index a job that waits outside the wheels: paused, or a series whose run goes on."""
+        self._registry.jobs[job.id] = job
+        if job.key is not None:
+            self._registry.keyed.setdefault(job.key, job)
 
     def file(self, job: Job, seconds: float, deadline: float | None = None, *, own: bool = False) -> None:
         """Record a job and put it in the wheel ``seconds`` from now: a retry, a redrive, a next run."""
@@ -69,8 +76,8 @@ class Placement:
 
     def take_out(self, job: Job) -> bool:
         """Cancel a waiting job: out of its wheel, its key released, the store told; False if it had fired."""
-        if job.state == "running":
-            pass  # a series waiting for its run to finish: marking it cancelled stops it
+        if job.state in ("running", "paused"):
+            pass  # a series waiting for its run to finish (marking it cancelled stops it), or out of the wheel
         elif not self._registry.pool_of(job).wheel.cancel(job._timer):
             return False
         job.state = "cancelled"
@@ -105,7 +112,8 @@ class Placement:
                 raise
 
     def gone(self, job: Job, why: Gone, *, own: bool = False) -> None:
-        """Tell the store a job ran to success or was cancelled: it is no longer live."""
+        """The job ran to success or was cancelled: out of the indexes, and the store told it is no longer live."""
+        self._registry.forget(job)
         store = self.store
         if store is None:
             return
@@ -125,12 +133,14 @@ class Placement:
             series = job._series
             if job.state == "dead":
                 dead[job.id] = job
+            elif job.state == "paused":
+                self.keep(job)
             elif job.state == "running":  # a fixed-delay series waiting for its run to end
                 assert series is not None
                 if not series.active:  # the run ended, its next time did not make it to the log
                     refile(job, series.recurrence.next_after(now, series.anchor))
-                elif job.key is not None:  # its run goes on: the key stays taken, as before the restart
-                    self._registry.keyed.setdefault(job.key, job)
+                else:  # its run goes on: the key stays taken, as before the restart
+                    self.keep(job)
             else:
                 deadline = job._due_wall  # overdue jobs are due now; recurring ones apply their misfire policy
                 # A record's deadline is within TIME_MAX; one further out than the wheel reaches from now (only

@@ -134,8 +134,8 @@ class Recurring:
         series = job._series
         assert series is not None
         series.active -= 1
-        if job.state == "cancelled" or self._timers.closed:
-            return
+        if job.state in ("cancelled", "paused") or self._timers.closed:
+            return  # a paused series files its next run when resumed
         if series.waiting is not None:
             nominal, series.waiting = series.waiting, None
             self._start_run(job, self._registry.pool_of(job), nominal, overlapping=False)

@@ -1,4 +1,4 @@
-"""Tasks and pools by name, and the keyed index of pending jobs."""
+"""Tasks and pools by name, and the indexes of the engine's unfinished jobs: by id, and by key."""
 
 from __future__ import annotations
 
@@ -18,8 +18,12 @@ class Registry:
     """What an engine knows by name: its tasks, its pools, and its pending jobs by key.
 
     ``keyed`` maps a key to the job holding it: pending, waiting for a retry,
-    or a series between runs; it is released when the job fires, is
-    cancelled, or ends.
+    paused, or a series between runs; it is released when the job fires, is
+    cancelled, or ends. ``started`` maps the key of a job that fired to it
+    until it ends (so ``get(key)`` finds a running job while the key is free
+    for a new one). ``jobs`` holds every job filed in a wheel by id, from
+    its filing until it ends (acknowledged, cancelled, dead): what queries
+    read, one dict entry per job.
     """
 
     def __init__(self) -> None:
@@ -27,6 +31,8 @@ class Registry:
         self._names: dict[Callable[..., Any], str] = {}
         self.pools: dict[str, Pool] = {}
         self.keyed: dict[str, Job] = {}
+        self.started: dict[str, Job] = {}
+        self.jobs: dict[str, Job] = {}
 
     def add_pool(
         self, name: str, concurrency: int, max_queued: int | None, on_room: Callable[[], None], *, started: bool
@@ -94,6 +100,20 @@ class Registry:
         if job.key is not None and self.keyed.get(job.key) is job:
             del self.keyed[job.key]
 
+    def fired(self, job: Job) -> None:
+        """A keyed job fired: its key is free for a new job, and still finds this one until it ends."""
+        key = job.key
+        if key is not None and self.keyed.get(key) is job:
+            del self.keyed[key]
+            self.started[key] = job
+
+    def forget(self, job: Job) -> None:
+        """The job ended (acknowledged, cancelled, dead): out of the indexes."""
+        self.jobs.pop(job.id, None)
+        key = job.key
+        if key is not None and self.started.get(key) is job:
+            del self.started[key]
+
     def waiting(self, key_or_job: str | Job, owner: object) -> Job | None:
         """The job if it waits in a wheel: pending, or failed and waiting for its retry, or a series between runs.
 
@@ -103,7 +123,7 @@ class Registry:
         if isinstance(key_or_job, Job):
             if key_or_job._engine is not owner:
                 raise ValueError(f"key_or_job: job {key_or_job.id} is not a job of this engine")
-            waiting = key_or_job.state in ("pending", "failed")
+            waiting = key_or_job.state in ("pending", "failed", "paused")
             between_runs = key_or_job._series is not None and key_or_job.state == "running"
             return key_or_job if waiting or between_runs else None
         if isinstance(key_or_job, str):

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Gone", "Store"]
 
-Gone = Literal["ack", "cancel"]
+Gone = Literal["ack", "cancel", "discard"]
 
 
 class Store(Protocol):
@@ -55,7 +55,7 @@ class Store(Protocol):
         ...
 
     def gone(self, job: Job, why: Gone) -> None:
-        """The job ran to success (``"ack"``) or was cancelled: it is live no longer."""
+        """The job ran to success (``"ack"``), was cancelled, or was a dead letter discarded: it is live no longer."""
         ...
 
     def claim(self, job: Job) -> bool:

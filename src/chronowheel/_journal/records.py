@@ -53,7 +53,8 @@ __all__ = [
 
 KINDS: Final = ("job", "move", "cancel", "ack")  # a log's record types
 END: Final = "end"  # a snapshot's last record: {"t": "end", "count": n}
-STATES: Final = ("pending", "failed", "dead", "running")  # a job record's states; running: a series between runs
+# A job record's states; running: a series between runs; paused: out of the wheel until resumed.
+STATES: Final = ("pending", "failed", "dead", "running", "paused")
 PRIORITY_MAX: Final = 2**63 - 1  # priorities are int64 in the wheel, negated: -PRIORITY_MAX..PRIORITY_MAX
 TIME_MAX: Final = 2e12  # POSIX seconds: beyond the farthest deadline (now + 1e12 s) of any wall clock before year 33000
 ERR_MAX: Final = 8192  # characters of a failure's traceback a record keeps: its end, where the error is
@@ -85,7 +86,7 @@ def job_record(job: Job) -> dict[str, Any]:
         "due": job._due_wall,
         "prio": job.priority,
         "att": attempt,
-        "state": state,  # pending, failed (waiting for a retry), dead; running: a series waiting for its run
+        "state": state,  # pending, failed (a retry), dead, paused; running: a series waiting for its run
     }
     if job.key is not None:
         record["key"] = job.key
@@ -266,7 +267,7 @@ def _check_fields(kind: str, record: dict[str, Any], fields: frozenset[str]) -> 
     return f"malformed {kind} record: unknown fields {sorted(record.keys() - fields)}"
 
 
-_PLAIN_STATES: Final = frozenset(("pending", "failed", "dead"))
+_PLAIN_STATES: Final = frozenset(("pending", "failed", "dead", "paused"))
 
 
 def _sound_job(record: dict[str, Any]) -> bool:

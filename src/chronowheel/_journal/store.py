@@ -127,8 +127,8 @@ class JournalStore:
             self._append(orjson.dumps({"t": "move", "id": job.id, "due": job._due_wall}))
 
     def gone(self, job: Job, why: Gone) -> None:
-        if self.live.pop(job.id, None) is not None:
-            self._append(orjson.dumps({"t": why, "id": job.id}))
+        if self.live.pop(job.id, None) is not None:  # a discarded dead letter is gone as a cancelled job is
+            self._append(orjson.dumps({"t": "cancel" if why == "discard" else why, "id": job.id}))
 
     def claim(self, job: Job) -> bool:
         return True  # one engine per journal (the lock): every due job is this engine's
