@@ -13,6 +13,7 @@ import importlib.util
 import io
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
@@ -20,7 +21,8 @@ from typing import Any, Final
 __all__ = ["configure", "plot", "run"]
 
 # What the plot shows, per contender: (title, figures -> value at N).
-_PANELS: Final = (
+Figure = Callable[[dict[str, Any], int], float]
+_PANELS: Final[tuple[tuple[str, str, Figure], ...]] = (
     ("insert (call_later)", "ns per operation", lambda r, n: r["insert"] / n * 1e9),
     ("cancel", "ns per operation", lambda r, n: r["cancel"] / (n // 2) * 1e9),
     ("reschedule", "ns per operation", lambda r, n: r["reschedule"] / (n // 2) * 1e9),
