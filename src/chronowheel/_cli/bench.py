@@ -111,7 +111,9 @@ def plot(results: dict[int, dict[str, dict[str, Any]]], path: str) -> None:
 
     sizes = sorted(results)
     contenders = list(dict.fromkeys(name for n in sizes for name in results[n]))
-    figure, axes = plt.subplots(1, len(_PANELS), figsize=(4 * len(_PANELS), 3.6), constrained_layout=True)
+    figure, grid = plt.subplots(2, 3, figsize=(13, 7.5), constrained_layout=True)
+    axes = list(grid.flat)
+    axes.pop().set_visible(False)  # five panels on a grid of six
     for axis, (title, unit, value) in zip(axes, _PANELS, strict=True):
         for name in contenders:
             points = [(n, value(results[n][name], n)) for n in sizes if name in results[n]]
