@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from chronowheel import Engine, Retry
 from chronowheel.__main__ import main
@@ -146,7 +149,7 @@ async def work(i: int) -> None:
 class Worker:
     """``chronowheel worker app:engine`` in a child process, its output read line by line as it comes."""
 
-    def __init__(self, tmp_path: Path, grace: float, job_seconds: float) -> None:
+    def __init__(self, tmp_path: Path, grace: float, job_seconds: float, *options: str) -> None:
         (tmp_path / "app.py").write_text(textwrap.dedent(APP))
         env = {
             **os.environ,
@@ -155,7 +158,7 @@ class Worker:
             "APP_JOB_SECONDS": str(job_seconds),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chronowheel", "worker", "app:engine", "--grace", str(grace)],
+            [sys.executable, "-m", "chronowheel", "worker", "app:engine", "--grace", str(grace), *options],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
@@ -239,3 +242,62 @@ def test_worker_stops_on_sigterm(
     jobs = json.loads(done.stdout)["jobs"]
     assert len(jobs) == left
     assert all(job["state"] == "pending" and job["task"] == "work" for job in jobs)
+
+
+def test_worker_serves_the_dashboard_and_metrics(tmp_path: Path) -> None:
+    journal = tmp_path / "timers.log"
+    asyncio.run(schedule_two(journal))
+    child = Worker(tmp_path, 10.0, 0.05, "--web", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
+    try:
+        child.wait_for("finished 1")
+        output = "".join(child.lines)
+        metrics = re.search(r"metrics on (http://127\.0\.0\.1:\d+/metrics)", output)
+        web = re.search(r"dashboard on (http://127\.0\.0\.1:\d+/)", output)
+        assert metrics is not None
+        assert web is not None
+        with urllib.request.urlopen(metrics[1], timeout=10) as response:
+            families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
+        (sample,) = families["chronowheel_jobs_succeeded"].samples
+        assert (sample.labels, sample.value) == ({"pool": "default", "task": "work"}, 2)
+        with urllib.request.urlopen(web[1] + "api/overview", timeout=10) as response:
+            assert json.loads(response.read())["pools"]["default"]["concurrency"] == 10
+        child.process.send_signal(signal.SIGINT)
+        assert child.finish() == 0
+    finally:
+        if child.process.poll() is None:
+            child.process.kill()
+            child.process.wait()
+
+
+FAKE_BENCH = """
+CONTENDERS = ["chronowheel-native", "asyncio"]
+FIGURES = {"insert": 1e-3, "cancel": 1e-3, "reschedule": 1e-3, "fire": 1e-3, "rss_per_timer": 100.0}
+
+def run_child(contender, n):
+    return None if (contender, n) == ("asyncio", 20) else {k: v * n / 10 for k, v in FIGURES.items()}
+
+def report(n, results):
+    print(f"report N={n}: {sorted(results)}")
+"""
+
+
+def test_bench_runs_each_contender_per_n_and_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "bench_timers.py"
+    fake.write_text(FAKE_BENCH)
+    monkeypatch.setenv("CHRONOWHEEL_BENCH", str(fake))
+    plot = tmp_path / "cost.png"
+    assert main(["bench", "--n", "20,10", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "report N=10: ['asyncio', 'chronowheel-native']" in out  # sizes in order, each contender per size
+    assert "report N=20: ['chronowheel-native']" in out  # a contender that failed at one size is left out
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_outside_a_checkout_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHRONOWHEEL_BENCH", str(tmp_path / "missing.py"))
+    assert main(["bench", "--n", "10"]) == 2
+    assert "bench/bench_timers.py not found" in capsys.readouterr().err

@@ -147,7 +147,12 @@ def page(browser: Any, errors: list[str]) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 720})
     page = context.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+
+    def console(message: Any) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", console)
     yield page
     context.close()
     assert errors == []

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Final
@@ -206,11 +207,13 @@ async def _web_server(engine: Engine, host: str, port: int) -> AsyncIterator[Non
         def capture_signals(self) -> Generator[None]:
             yield
 
-    server = Server(uvicorn.Config(dashboard(engine), host=host, port=port, log_level="warning", lifespan="off"))
-    serving = asyncio.ensure_future(server.serve())
-    logger.info("dashboard on http://%s:%d/", host, port)
+    listener = socket.create_server((host, port))  # bound here, so port 0 is logged as the port it got
+    server = Server(uvicorn.Config(dashboard(engine), log_level="warning", lifespan="off"))
+    serving = asyncio.ensure_future(server.serve(sockets=[listener]))
+    logger.info("dashboard on http://%s:%d/", host, listener.getsockname()[1])
     try:
         yield
     finally:
         server.should_exit = True
         await serving
+        listener.close()
