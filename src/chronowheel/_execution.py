@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import traceback
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -87,7 +88,9 @@ class Execution:
         self._stats.lateness.append(late)
         figures = self._stats.tasks[job.task]
         figures.counts["started"] += 1
-        figures.lateness.observe(late)
+        histogram = figures.lateness  # Histogram.observe inlined, here and below: no Python frame per job
+        histogram.counts[bisect_left(histogram.bounds, late)] += 1
+        histogram.sum += late
         try:
             await self._attempt(spec, job)
         except asyncio.CancelledError as exc:
@@ -111,7 +114,10 @@ class Execution:
             figures.counts["succeeded"] += 1
             self._placement.gone(job, "ack", own=True)
         finally:
-            figures.duration.observe(ticks.time() - started)
+            took = ticks.time() - started
+            histogram = figures.duration
+            histogram.counts[bisect_left(histogram.bounds, took)] += 1
+            histogram.sum += took
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
 
