@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from chronowheel import Engine, Retry
 from chronowheel.__main__ import main
@@ -245,6 +244,9 @@ def test_worker_stops_on_sigterm(
 
 
 def test_worker_serves_the_dashboard_and_metrics(tmp_path: Path) -> None:
+    parser = pytest.importorskip("prometheus_client.parser")  # the extras are in dev
+    pytest.importorskip("uvicorn")
+
     journal = tmp_path / "timers.log"
     asyncio.run(schedule_two(journal))
     child = Worker(tmp_path, 10.0, 0.05, "--web", "127.0.0.1:0", "--metrics", "127.0.0.1:0")
@@ -256,7 +258,9 @@ def test_worker_serves_the_dashboard_and_metrics(tmp_path: Path) -> None:
         assert metrics is not None
         assert web is not None
         with urllib.request.urlopen(metrics[1], timeout=10) as response:
-            families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
+            families = {
+                family.name: family for family in parser.text_string_to_metric_families(response.read().decode())
+            }
         (sample,) = families["chronowheel_jobs_succeeded"].samples
         assert (sample.labels, sample.value) == ({"pool": "default", "task": "work"}, 2)
         with urllib.request.urlopen(web[1] + "api/overview", timeout=10) as response:
@@ -274,7 +278,7 @@ CONTENDERS = ["chronowheel-native", "asyncio"]
 FIGURES = {"insert": 1e-3, "cancel": 1e-3, "reschedule": 1e-3, "fire": 1e-3, "rss_per_timer": 100.0}
 
 def run_child(contender, n):
-    return None if (contender, n) == ("asyncio", 20) else {k: v * n / 10 for k, v in FIGURES.items()}
+    return None if (contender, n) == ("asyncio", 2000) else {k: v * n / 1000 for k, v in FIGURES.items()}
 
 def report(n, results):
     print(f"report N={n}: {sorted(results)}")
@@ -284,20 +288,46 @@ def report(n, results):
 def test_bench_runs_each_contender_per_n_and_plots(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    pytest.importorskip("rich")  # the bench extra (in dev)
+    pytest.importorskip("matplotlib")
     fake = tmp_path / "bench_timers.py"
     fake.write_text(FAKE_BENCH)
     monkeypatch.setenv("CHRONOWHEEL_BENCH", str(fake))
     plot = tmp_path / "cost.png"
-    assert main(["bench", "--n", "20,10", "--plot", str(plot)]) == 0
+    assert main(["bench", "--n", "2000,1000", "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
-    assert "report N=10: ['asyncio', 'chronowheel-native']" in out  # sizes in order, each contender per size
-    assert "report N=20: ['chronowheel-native']" in out  # a contender that failed at one size is left out
+    assert "report N=1000: ['asyncio', 'chronowheel-native']" in out  # sizes in order, each contender per size
+    assert "report N=2000: ['chronowheel-native']" in out  # a contender that failed at one size is left out
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
 def test_bench_outside_a_checkout_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    pytest.importorskip("rich")  # the bench extra (in dev)
     monkeypatch.setenv("CHRONOWHEEL_BENCH", str(tmp_path / "missing.py"))
-    assert main(["bench", "--n", "10"]) == 2
+    assert main(["bench", "--n", "1000"]) == 2
     assert "bench/bench_timers.py not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "message"),
+    [
+        (["bench", "--n", "1000"], "rich.progress", "bench: needs the bench extra: pip install 'chronowheel[bench]'"),
+        (["bench", "--plot", "x.png"], "matplotlib", "needs the bench extra: pip install 'chronowheel[bench]'"),
+        (
+            ["worker", "json:dumps", "--web", ":0"],
+            "starlette",
+            "--web needs the web extra: pip install 'chronowheel[web]'",
+        ),
+        (["worker", "json:dumps", "--web", ":0"], "uvicorn", "--web needs the web extra"),
+        (["worker", "json:dumps", "--metrics", ":0"], "prometheus_client", "--metrics needs the prometheus extra"),
+    ],
+    ids=["bench-rich", "bench-plot", "web-starlette", "web-uvicorn", "metrics"],
+)
+def test_a_missing_extra_is_named(
+    argv: list[str], missing: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails, as when it is not installed
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -89,11 +89,11 @@ def address(option: str, value: str | None) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _needs(extra: str, module: str) -> None:
+def _needs(option: str, extra: str, module: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        raise UsageError(f"this option needs the {extra} extra: pip install 'chronowheel[{extra}]'") from None
+        raise UsageError(f"{option} needs the {extra} extra: pip install 'chronowheel[{extra}]'") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
         web = address("--web", args.web)
         metrics = address("--metrics", args.metrics)
         if web is not None:
-            _needs("web", "starlette")
-            _needs("web", "uvicorn")
+            for module in ("starlette", "jinja2", "uvicorn"):
+                _needs("--web", "web", module)
         if metrics is not None:
-            _needs("prometheus", "prometheus_client")
+            _needs("--metrics", "prometheus", "prometheus_client")
         engine = load_engine(args.engine)
     except UsageError as exc:
         print(f"chronowheel worker: {exc}", file=sys.stderr)
