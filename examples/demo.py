@@ -1,4 +1,5 @@
-"""A short tour of chronowheel on the real clock: timers, jobs, keys, cancel, reschedule.
+"""A short tour of chronowheel on the real clock: timers, jobs, keys, cancel, reschedule, and the operator's
+surface: a result, a chain, a query, a pause and resume.
 
 Run with ``make demo``. Takes about four seconds.
 """
@@ -28,6 +29,14 @@ async def main() -> None:
     async def remind(user: str) -> None:
         print(f"  {time.monotonic() - started:5.2f}s  job: remind {user}")
 
+    @engine.task
+    async def count_unread(user: str) -> int:
+        return len(user) * 7
+
+    @engine.task
+    async def digest() -> str:
+        return "digest sent"
+
     async with engine:
         print(f"chronowheel {chronowheel.__version__}, {chronowheel.WHEEL} wheel")
         t0 = time.perf_counter()
@@ -44,6 +53,15 @@ async def main() -> None:
         engine.reschedule("remind:bob", delay=1.0)
         await engine.schedule(remind, args=("eve",), delay=0.3, key="remind:eve")
         engine.cancel("remind:eve")
+
+        unread = await engine.schedule(count_unread, args=("ada",), delay=0.1)
+        sent = await engine.schedule(digest, after=unread)  # a chain: runs once count_unread succeeded
+        await engine.schedule(remind, args=("zoe",), delay=0.4, key="remind:zoe")
+        engine.pause("remind:zoe")
+        page = engine.jobs(key_prefix="remind:", limit=10)
+        print("query remind:* by deadline:", [(job.key, job.state) for job in page])
+        print(f"result: {await engine.result(unread, timeout=5)} unread; then {await engine.result(sent, timeout=5)}")
+        engine.resume("remind:zoe")  # filed again: it fires at its deadline (at once, had that passed)
         print(f"pending: {len(engine):,}; waiting {SPREAD + 1.2:.1f}s for them to fire")
         await asyncio.sleep(SPREAD + 1.2)
 

@@ -245,6 +245,8 @@ def recover_and_check(journal: Path, before: set[str], transcript: Transcript, c
     context = f"{context}: files after recovery {sorted(files(journal.parent))}"
     by_key: dict[str, dict[str, Any]] = {}
     for job_id, record in live.items():
+        if record["t"] == "done":  # a finished job's kept outcome (result_ttl), not a live job
+            continue
         key = record.get("key")
         assert isinstance(key, str), f"{context}: a live job without its key: {record}"
         assert key not in by_key, f"{context}: key {key} is live twice: {by_key[key]} and {record}"

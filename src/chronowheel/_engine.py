@@ -20,8 +20,9 @@ from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
 from ._catalog import Catalog
 from ._clock import Clock, SystemClock
 from ._control import Control
+from ._dependencies import Dependencies
 from ._driver import Driver
-from ._errors import DuplicateKey, EngineClosed, NotStarted
+from ._errors import DuplicateKey, EngineClosed, JobCancelled, NotStarted
 from ._execution import Execution
 from ._job import Job, new_job_id
 from ._limits import (
@@ -38,6 +39,7 @@ from ._placement import Placement
 from ._recurrence import DEFAULT_MISFIRE, DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, Cron, Every
 from ._recurring import Recurring
 from ._registry import Registry
+from ._results import Results
 from ._retry import Retry
 from ._shutdown import drain, report_unfinished
 from ._stats import Stats
@@ -69,6 +71,7 @@ class ScheduleOptions(TypedDict, total=False):
     overlap: str
     misfire: str
     misfire_grace: float
+    after: Job | str | list[Job | str] | tuple[Job | str, ...] | None
 
 
 class Engine(TimerCalls):
@@ -86,6 +89,11 @@ class Engine(TimerCalls):
     everything from the damage on, instead of raising :class:`JournalCorrupt`;
     ``unknown_tasks="park"`` sets aside journaled jobs whose task is no longer
     registered (see :meth:`parked`) instead of raising :class:`UnknownTask`.
+
+    ``result_ttl`` is how long (seconds) a finished job's outcome is kept:
+    a success's return value for :meth:`result`, a cancellation's reason,
+    and the job itself for :meth:`jobs`. With a journal the value is
+    journaled too when JSON holds it (see docs/durability.md); 0 keeps none.
     """
 
     def __init__(
@@ -98,6 +106,7 @@ class Engine(TimerCalls):
         fsync_interval: float = 0.1,
         on_corrupt: Literal["error", "truncate"] = "error",
         unknown_tasks: Literal["error", "park"] = "error",
+        result_ttl: float = 3600.0,
     ) -> None:
         tick = check_seconds("tick", tick, low=1e-6, high=60)
         # The path is checked here: start() would create ``<path>.lock`` before failing on it.
@@ -108,30 +117,35 @@ class Engine(TimerCalls):
         fsync_interval = check_seconds("fsync_interval", fsync_interval, positive=True)
         check_choice("on_corrupt", on_corrupt, ("error", "truncate"))
         check_choice("unknown_tasks", unknown_tasks, ("error", "park"))
+        result_ttl = check_seconds("result_ttl", result_ttl)
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._store: Store | None = None  # None: in memory, nothing durable
         self._journal_figures: Callable[[], dict[str, Any]] | None = None
         if path is not None:
             from ._journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
-            store = JournalStore(path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks)
+            store = JournalStore(
+                path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks, wall=self._clock.wall
+            )
             self._store, self._journal_figures = store, store.journal.figures
-        self._clock: Clock = clock if clock is not None else SystemClock()
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
         super().__init__(timers)  # call_later, call_at
         self._registry = registry = Registry()
         self._stats = stats = Stats()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
+        self._dependencies = dependencies = Dependencies(ticks, placement, self._cancel_for)
+        self._results = results = Results(result_ttl, ticks, timers, placement, dependencies)
         rng = random.Random()
         self._recurring = recurring = Recurring(ticks, timers, registry, placement, stats, rng, owner=self)
         self._execution = execution = Execution(
-            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished
+            ticks, timers, registry, placement, stats, rng, run_finished=recurring.run_finished, results=results
         )
         self._driver = Driver(
             ticks, timers, registry, stats, self._store, recurring.fire, undeliverable=execution.undeliverable
         )
         self._control = Control(ticks, registry, placement, execution.dead)
-        self._catalog = Catalog(registry, (execution.dead.values, self.parked))
+        self._catalog = Catalog(registry, (execution.dead.values, self.parked, results.finished))
         self._state: Literal["new", "running", "stopped"] = "new"
         self._cut_short: asyncio.Future[None] | None = None  # set by stop(grace=0) while stop() drains
         self.add_pool("default", concurrency=10)
@@ -215,6 +229,7 @@ class Engine(TimerCalls):
         overlap: str = DEFAULT_OVERLAP,
         misfire: str = DEFAULT_MISFIRE,
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
+        after: Job | str | list[Job | str] | tuple[Job | str, ...] | None = None,
     ) -> Job:
         """Schedule a job ``delay`` seconds from now, or ``at`` an aware datetime.
 
@@ -227,6 +242,13 @@ class Engine(TimerCalls):
         With a ``key``, ``if_exists`` says what happens when a job with that
         key is already pending: ``"error"`` raises :class:`DuplicateKey`,
         ``"keep"`` returns the pending job, ``"replace"`` cancels it first.
+
+        With ``after`` (a job, a job id, or a list of them: one-shot jobs of
+        this engine, unfinished or succeeded) the job is due only once every
+        one of them succeeded, and its own ``delay``/``at`` (default: none)
+        has passed; one
+        that ends dead or cancelled cancels it (:class:`JobCancelled`, with
+        the reason, from :meth:`result` and as ``job.error``).
 
         With a journal the job is durable at the next group commit; ``args``
         and ``kwargs`` must be what JSON holds (tuples come back as lists).
@@ -245,6 +267,8 @@ class Engine(TimerCalls):
             check_choice("if_exists", if_exists, _IF_EXISTS)
         priority = spec.priority if priority is None else check_priority("priority", priority)
         recurring = self._recurring
+        if delay is None and at is None and after is not None:
+            delay = 0.0  # after its parents, at once
         if every is None and cron is None:
             series = None
             seconds, deadline = check_when(delay, at, self._ticks.wall), None
@@ -252,6 +276,12 @@ class Engine(TimerCalls):
             first_in = None if delay is None and at is None else check_when(delay, at, self._ticks.wall)
             series = recurring.series_of(every, cron, first_in, overlap, misfire, misfire_grace)
             seconds, deadline = recurring.due(series.nominal, series)
+
+        parents = None
+        if after is not None:
+            if series is not None:
+                raise ValueError("after: a recurring job (every=, cron=) cannot wait for other jobs")
+            parents = self._dependencies.parents(after, self, self._unfinished, self._ended_as)
 
         keyed = self._registry.keyed
         if key is not None and key in keyed:
@@ -263,6 +293,7 @@ class Engine(TimerCalls):
         job = Job(new_job_id(), key, spec.name, tuple(args), dict(kwargs or {}), priority, 0.0, 0)
         job._engine = self
         job._series = series
+        job._after = parents or None
         placement = self._placement
         placement.set_due(job, seconds, deadline)
         store = self._store
@@ -272,7 +303,10 @@ class Engine(TimerCalls):
             self.cancel(key)
         if store is not None:
             store.recorded(job, token)
-        placement.place(job)
+        if parents:
+            self._dependencies.hold(job, parents)
+        else:
+            placement.place(job)
         return job
 
     def _job_of(self, key_or_job: str | Job) -> Job | None:
@@ -297,11 +331,19 @@ class Engine(TimerCalls):
         """
         self._timers.check_thread("cancel")
         job = self._job_of(key_or_job)
-        if job is None or not self._placement.take_out(job):
+        return job is not None and self._cancel_for(job, "cancel() was called", own=False)
+
+    def _cancel_for(self, job: Job, reason: str, *, own: bool = True) -> bool:
+        """Cancel a waiting job, keeping the ``reason`` (``job.error``, :meth:`result`); its children follow."""
+        results = self._results
+        outcome = results.cancelled(job, reason)
+        if not self._placement.take_out(job, outcome if results.ttl else None, own=own):
             return False
+        job.error = JobCancelled(job, reason)
         stats = self._stats
         stats.counts["cancelled"] += 1
         stats.tasks[job.task].counts["cancelled"] += 1
+        results.ended(outcome)
         return True
 
     def reschedule(self, key_or_job: str | Job, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -350,6 +392,45 @@ class Engine(TimerCalls):
         job.state = "pending"
         self._placement.file(job, seconds)
         return job
+
+    async def result(self, job_or_id: Job | str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (the API's)
+        """Wait for a job to end and return what its task returned.
+
+        A job that ended dead raises :class:`JobFailed` (its last error's
+        type and message), a cancelled one :class:`JobCancelled` (with the
+        reason), one unknown or finished more than ``result_ttl`` seconds ago
+        ``KeyError``; ``timeout`` seconds without an end, ``TimeoutError``.
+        """
+        if isinstance(job_or_id, Job):
+            job_id = job_or_id.id
+        elif isinstance(job_or_id, str):
+            job_id = job_or_id
+        else:
+            raise TypeError(f"job_or_id must be a Job or a job id (str), got {type(job_or_id).__name__}")
+        if timeout is not None:
+            timeout = check_seconds("timeout", timeout)
+        if self._store is not None and self._state == "new":
+            self._not_started("result")
+        results, dead = self._results, self._execution.dead
+        outcome = results.kept(job_id)
+        if outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
+            outcome = await results.wait(job_id, timeout)
+        return results.settle(job_id, outcome, dead)
+
+    def _unfinished(self, job_id: str) -> Job | None:
+        """The job if it is filed, held, queued or running (a run of a recurring job is never filed)."""
+        job = self._registry.jobs.get(job_id)
+        if job is not None:
+            return job
+        running = (job for pool in self._registry.pools.values() for _, job in pool.running_jobs())
+        return next((job for job in running if job.id == job_id), None)
+
+    def _ended_as(self, job_id: str) -> str | None:
+        """How a finished job ended (``"succeeded"``, ``"cancelled"``, ``"dead"``), if the engine still knows it."""
+        if job_id in self._execution.dead:
+            return "dead"
+        outcome = self._results.kept(job_id)
+        return None if outcome is None else outcome.job.state
 
     def get(self, key: str) -> Job | None:
         """The unfinished job with this key, if any: waiting, paused, or fired and not yet ended (queued, running)."""
@@ -465,6 +546,9 @@ class Engine(TimerCalls):
             jobs = await self._store.restore(self._registry.tasks.keys())
             try:
                 self._placement.restore(jobs, self, self._execution.dead, self._recurring.refile)
+                self._results.restore(self._store.outcomes())
+                failed = {"succeeded": None, "dead": "dead", "cancelled": "cancelled", None: None}
+                self._dependencies.restore(jobs, self._registry.jobs, lambda parent: failed[self._ended_as(parent)])
             except BaseException:
                 await self._store.close()
                 raise

@@ -21,6 +21,7 @@ from typing import Any
 from ._job import Job, TaskSpec
 from ._placement import Placement
 from ._registry import Registry
+from ._results import Results
 from ._stats import Stats
 from ._ticks import Ticks
 from ._timers import Timers
@@ -48,7 +49,8 @@ class Execution:
     ``dead`` holds the jobs that ran out of attempts, oldest first;
     ``interrupted`` the ones ``stop()`` cut off mid-attempt. ``rng`` draws
     the retries' jitter. ``run_finished`` is told when a run of a recurring
-    job is over (it succeeded or is dead).
+    job is over (it succeeded or is dead); ``results`` takes a success's
+    value and acknowledges it, and learns of each death.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Execution:
         stats: Stats,
         rng: random.Random,
         run_finished: Callable[[Job], None],
+        results: Results,
     ) -> None:
         self._ticks = ticks
         self._timers = timers
@@ -68,6 +71,8 @@ class Execution:
         self._stats = stats
         self.rng = rng
         self._run_finished = run_finished
+        self._succeeded = results.succeeded
+        self._died = results.died
         self.dead: dict[str, Job] = {}
         self.interrupted: list[Job] = []
 
@@ -92,7 +97,7 @@ class Execution:
         histogram.counts[bisect_left(histogram.bounds, late)] += 1
         histogram.sum += late
         try:
-            await self._attempt(spec, job)
+            value = await self._attempt(spec, job)
         except asyncio.CancelledError as exc:
             worker = asyncio.current_task()
             assert worker is not None
@@ -112,7 +117,7 @@ class Execution:
             job.traceback = None
             self._stats.counts["succeeded"] += 1
             figures.counts["succeeded"] += 1
-            self._placement.gone(job, "ack", own=True)
+            self._succeeded(job, value)
         finally:
             took = ticks.time() - started
             histogram = figures.duration
@@ -121,11 +126,10 @@ class Execution:
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
 
-    async def _attempt(self, spec: TaskSpec, job: Job) -> None:
-        """Call the task: async on the loop, sync in a thread; cancel it at its timeout."""
+    async def _attempt(self, spec: TaskSpec, job: Job) -> Any:
+        """Call the task (async on the loop, sync in a thread) for its return value; cancel it at its timeout."""
         if spec.timeout is None:
-            await self._invoke(spec, job)
-            return
+            return await self._invoke(spec, job)
         task = asyncio.current_task()
         assert task is not None
         expired = False
@@ -138,7 +142,7 @@ class Execution:
         # The engine's own timer, not call_later's: it must work through stop()'s grace period.
         alarm = self._timers.file_timer(self._ticks.after(spec.timeout), expire)
         try:
-            await self._invoke(spec, job)
+            return await self._invoke(spec, job)
         except asyncio.CancelledError:
             if not expired:
                 raise
@@ -147,10 +151,9 @@ class Execution:
         finally:
             alarm.cancel()
 
-    async def _invoke(self, spec: TaskSpec, job: Job) -> None:
+    async def _invoke(self, spec: TaskSpec, job: Job) -> Any:
         if spec.is_async:
-            await spec.func(*job.args, **job.kwargs)
-            return
+            return await spec.func(*job.args, **job.kwargs)
         # A sync job runs on a daemon thread of its own: one given up on (timed out, or cut off by
         # stop()) cannot keep the process from exiting, and its worker waits for it before taking
         # another job, so the pool never runs more than its concurrency.
@@ -175,6 +178,7 @@ class Execution:
             raise
         if not ok:
             raise outcome
+        return outcome
 
     def failed(self, spec: TaskSpec, job: Job, error: BaseException) -> None:
         """A failed attempt: retry it after its backoff, or move it to the dead letters."""
@@ -212,6 +216,7 @@ class Execution:
         self.dead[job.id] = job
         self._registry.forget(job)
         placement.record(job, own=True)
+        self._died(job)
         logger.error(
             "chronowheel: job %s of task %r failed (attempt %d); moved to the dead letters",
             job.id,
@@ -229,6 +234,7 @@ class Execution:
         self.dead[job.id] = job
         self._registry.forget(job)
         self._placement.record(job, own=True)
+        self._died(job)
         loop.call_exception_handler(
             {"message": f"chronowheel: job {job.id} of task {job.task!r} could not be started", "exception": error}
         )

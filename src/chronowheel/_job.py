@@ -78,6 +78,7 @@ class Job:
     """
 
     __slots__ = (
+        "_after",
         "_due_tick",
         "_due_wall",
         "_engine",
@@ -123,6 +124,7 @@ class Job:
         self._engine: object = None  # the engine that holds it: cancel() and reschedule() check it
         self._series: Series | None = None  # set on a recurring job
         self._parent: Job | None = None  # set on each run of a recurring job
+        self._after: list[str] | None = None  # the ids of the parents it still waits for (schedule(after=...))
 
     @property
     def deadline(self) -> datetime:

@@ -14,6 +14,7 @@ from ._timers import Timers
 
 if TYPE_CHECKING:
     from ._job import Job
+    from ._outcome import Outcome
 
 __all__ = ["Placement"]
 
@@ -74,15 +75,15 @@ class Placement:
         self.record(job, own=own)
         self.place(job)
 
-    def take_out(self, job: Job) -> bool:
+    def take_out(self, job: Job, kept: Outcome | None = None, *, own: bool = False) -> bool:
         """Cancel a waiting job: out of its wheel, its key released, the store told; False if it had fired."""
-        if job.state in ("running", "paused"):
-            pass  # a series waiting for its run to finish (marking it cancelled stops it), or out of the wheel
+        if job.state == "running" or job._timer is None:
+            pass  # a series waiting for its run to finish (marking it cancelled stops it), or not in a wheel
         elif not self._registry.pool_of(job).wheel.cancel(job._timer):
             return False
         job.state = "cancelled"
         self._registry.release(job)
-        self.gone(job, "cancel")
+        self.gone(job, "cancel", own=own, kept=kept)
         return True
 
     def move(self, job: Job, seconds: float) -> bool:
@@ -111,14 +112,14 @@ class Placement:
             if not own:
                 raise
 
-    def gone(self, job: Job, why: Gone, *, own: bool = False) -> None:
-        """The job ran to success or was cancelled: out of the indexes, and the store told it is no longer live."""
+    def gone(self, job: Job, why: Gone, *, own: bool = False, kept: Outcome | None = None) -> None:
+        """The job ran to success or was cancelled: out of the indexes, the store told (and what to keep of it)."""
         self._registry.forget(job)
         store = self.store
         if store is None:
             return
         try:
-            store.gone(job, why)
+            store.gone(job, why, kept)
         except OSError:
             if not own:
                 raise
@@ -133,7 +134,7 @@ class Placement:
             series = job._series
             if job.state == "dead":
                 dead[job.id] = job
-            elif job.state == "paused":
+            elif job.state == "paused" or job._after is not None:  # paused, or waiting for its parents
                 self.keep(job)
             elif job.state == "running":  # a fixed-delay series waiting for its run to end
                 assert series is not None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from ._job import Job
+    from ._outcome import Outcome
 
 __all__ = ["Gone", "Store"]
 
@@ -54,8 +55,22 @@ class Store(Protocol):
         """A live job's deadline moved (a reschedule); nothing for a job the store does not keep."""
         ...
 
-    def gone(self, job: Job, why: Gone) -> None:
-        """The job ran to success (``"ack"``), was cancelled, or was a dead letter discarded: it is live no longer."""
+    def gone(self, job: Job, why: Gone, kept: Outcome | None = None) -> None:
+        """The job ran to success (``"ack"``), was cancelled, or was a dead letter discarded: it is live no longer.
+
+        With ``kept`` (``result_ttl`` > 0) the store keeps that outcome until
+        ``kept.expires`` (POSIX seconds) and hands it back from
+        :meth:`outcomes` until then: the id, task, key, deadline and state of
+        the job, and its return value (``kept.value``, JSON only) or the
+        reason it was cancelled (``kept.reason``). A value the store cannot
+        keep is not an error: the store sets ``kept.unkept`` to why (the job
+        did succeed) and keeps the rest. Past ``expires`` a store may drop
+        the outcome whenever it likes (the journal: at its next compaction).
+        """
+        ...
+
+    def outcomes(self) -> list[Outcome]:
+        """After :meth:`restore`: the kept outcomes (see :meth:`gone`), their jobs rebuilt with empty args."""
         ...
 
     def claim(self, job: Job) -> bool:

@@ -9,7 +9,12 @@ snapshot began is in the new log too, and replaying it again is harmless.
 * ``job`` -- a job's whole durable state (scheduled, retried, redriven, dead,
   a recurring job filed at its next run, a run of a recurring job).
 * ``move`` -- a reschedule: the new deadline.
-* ``cancel`` / ``ack`` -- the job is gone: cancelled, or ran to success.
+* ``cancel`` / ``ack`` -- the job is gone: cancelled (or a dead letter
+  discarded), or ran to success.
+* ``done`` -- the job is gone, and its outcome is kept until ``exp``: its
+  return value (``value``; ``lost`` says why a value was not kept) or the
+  reason it was cancelled (``why``). Written instead of ``ack``/``cancel``
+  when ``result_ttl`` > 0; a snapshot holds the unexpired ones.
 * ``end`` -- a snapshot's last record: how many jobs it holds.
 
 Each type has one schema (:func:`check_log_record`,
@@ -30,7 +35,9 @@ from typing import Any, Final, cast
 
 import orjson
 
+from .._errors import JobCancelled, RecordedError, error_type
 from .._job import Job, JobState
+from .._outcome import Outcome
 from .._recurrence import MISFIRE, OVERLAP, recurrence_from_spec
 from .._series import Series
 from .format import MAX_PAYLOAD
@@ -46,21 +53,24 @@ __all__ = [
     "apply",
     "check_log_record",
     "check_snapshot_record",
+    "encode_done",
     "encode_job",
     "job_from_record",
     "job_record",
+    "outcome_from_record",
 ]
 
-KINDS: Final = ("job", "move", "cancel", "ack")  # a log's record types
+KINDS: Final = ("job", "move", "cancel", "ack", "done")  # a log's record types
 END: Final = "end"  # a snapshot's last record: {"t": "end", "count": n}
 # A job record's states; running: a series between runs; paused: out of the wheel until resumed.
 STATES: Final = ("pending", "failed", "dead", "running", "paused")
 PRIORITY_MAX: Final = 2**63 - 1  # priorities are int64 in the wheel, negated: -PRIORITY_MAX..PRIORITY_MAX
 TIME_MAX: Final = 2e12  # POSIX seconds: beyond the farthest deadline (now + 1e12 s) of any wall clock before year 33000
 ERR_MAX: Final = 8192  # characters of a failure's traceback a record keeps: its end, where the error is
-# What a job's later records can add to its first one: the error text (at most 6 bytes a character,
-# escaped), the attempt count, a run's parent id. A new job's record leaves that much room under the limit.
-_GROWTH: Final = 6 * ERR_MAX + 16 * 1024
+# What a job's later records can add to its first one: the error's traceback and message (at most 6
+# bytes a character, escaped), the attempt count, a run's parent id.
+# A new job's record leaves that much room under the limit.
+_GROWTH: Final = 12 * ERR_MAX + 16 * 1024
 NEW_RECORD_MAX: Final = MAX_PAYLOAD - _GROWTH
 # Only what JSON holds round-trips: datetimes, dataclasses and subclasses of builtins are refused by orjson
 # with these options; _exact refuses the rest (NaN, UUID, Enum members, Fragment) that orjson would change.
@@ -93,8 +103,14 @@ def job_record(job: Job) -> dict[str, Any]:
     if job.traceback is not None:
         error = job.traceback
         record["err"] = error if len(error) <= ERR_MAX else "...\n" + error[-ERR_MAX:]
+    if job.error is not None:  # its type and message: what JobFailed names after a restart
+        message = str(job.error)
+        record["etype"] = error_type(job.error)
+        record["emsg"] = message if len(message) <= ERR_MAX else message[:ERR_MAX] + "..."
     if job._parent is not None:
         record["parent"] = job._parent.id
+    if job._after is not None:
+        record["after"] = job._after  # the parents it still waits for
     if series is not None:
         record["series"] = {
             "rec": series.recurrence.to_spec(),
@@ -179,6 +195,61 @@ def encode_job(job: Job, *, new: bool) -> bytes:
     return payload
 
 
+def _done_record(outcome: Outcome) -> dict[str, Any]:
+    job = outcome.job
+    record: dict[str, Any] = {
+        "t": "done",
+        "id": job.id,
+        "task": job.task,
+        "due": job._due_wall,
+        "state": job.state,
+        "exp": outcome.expires,
+    }
+    if job.key is not None:
+        record["key"] = job.key
+    if outcome.reason is not None:
+        reason = outcome.reason
+        record["why"] = reason if len(reason) <= ERR_MAX else reason[:ERR_MAX] + "..."
+    return record
+
+
+def encode_done(outcome: Outcome) -> bytes:
+    """The ``done`` record of a finished job's outcome; a value JSON cannot hold is left out, and why is said.
+
+    The job did succeed, so nothing is refused here: the value stays in
+    memory, ``outcome.unkept`` and the record's ``lost`` say why it was not
+    written, and after a restart its result is a ``KeyError`` naming that.
+    """
+    record = _done_record(outcome)
+    if outcome.reason is not None:
+        return orjson.dumps(record)
+    value = outcome.value
+    if _exact(value):
+        try:
+            payload = orjson.dumps({**record, "value": value}, option=JSON_ONLY)
+        except TypeError:  # a key that is not a str: orjson refuses what _exact does not look at
+            pass
+        else:
+            if len(payload) <= NEW_RECORD_MAX:
+                return payload
+            outcome.unkept = f"it takes {len(payload):,} bytes as JSON, over the journal's limit of {NEW_RECORD_MAX:,}"
+    if outcome.unkept is None:
+        where, inexact = _first_inexact([value], "value")
+        where = where.replace("value[0]", "the value", 1)
+        outcome.unkept = f"{where} is {_shown(inexact)} ({type(inexact).__qualname__}), which JSON does not hold"
+    record["lost"] = outcome.unkept
+    return orjson.dumps(record)
+
+
+def outcome_from_record(record: dict[str, Any]) -> Outcome:
+    """A kept outcome rebuilt from its ``done`` record; its job holds no args (the record keeps none)."""
+    job = Job(record["id"], record.get("key"), sys.intern(record["task"]), (), {}, 0, record["due"], 0)
+    job.state = cast(JobState, sys.intern(record["state"]))
+    if "why" in record:
+        job.error = JobCancelled(job, record["why"])
+    return Outcome(job, record.get("value"), record["exp"], reason=record.get("why"), unkept=record.get("lost"))
+
+
 def job_from_record(record: dict[str, Any]) -> Job:
     """A job rebuilt from its ``job`` record (JSON turned its tuples into lists).
 
@@ -198,6 +269,10 @@ def job_from_record(record: dict[str, Any]) -> Job:
     job.attempt = record["att"]
     job.state = cast(JobState, sys.intern(record["state"]))
     job.traceback = record.get("err")
+    if "etype" in record:
+        job.error = RecordedError(record["etype"], record.get("emsg", ""))
+    if "after" in record:
+        job._after = list(record["after"])
     spec = record.get("series")
     if spec is not None:
         job._series = Series(
@@ -214,11 +289,11 @@ def job_from_record(record: dict[str, Any]) -> Job:
 def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
     """Replay one record, checked by :func:`check_log_record`, onto the live set (job id -> its ``job`` record)."""
     kind = record["t"]
-    if kind == "job":
+    if kind in ("job", "done"):  # a done record stands for its job until it expires
         live[record["id"]] = record
     elif kind == "move":
         job = live.get(record["id"])
-        if job is not None:
+        if job is not None and job["t"] == "job":
             job["due"] = record["due"]
             if "series" in job:
                 job["series"]["nominal"] = record["due"]
@@ -230,8 +305,8 @@ def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
 
 _MISSING: Final = object()
 _JOB_FIELDS: Final = frozenset(
-    ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key", "err", "parent", "series")
-)
+    ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key", "err", "etype", "emsg", "parent")
+) | {"series", "after"}
 _SERIES_FIELDS: Final = frozenset(("rec", "anchor", "nominal", "misfire", "grace", "overlap"))
 _GONE_FIELDS: Final = frozenset(("t", "id"))
 _MOVE_FIELDS: Final = frozenset(("t", "id", "due"))
@@ -324,9 +399,15 @@ def _check_job(record: dict[str, Any]) -> str | None:
     key = get("key")
     if key is not None and not _is_id(key):
         return _bad("job", "key", key, "a non-empty string or null")
-    error = get("err")
-    if error is not None and error.__class__ is not str:
-        return _bad("job", "err", error, "a string or null")
+    for field in ("err", "etype", "emsg"):
+        text = get(field)
+        if text is not None and text.__class__ is not str:
+            return _bad("job", field, text, "a string or null")
+    after = get("after", _MISSING)
+    if after is not _MISSING and not (
+        after.__class__ is list and after and all(map(_is_id, after)) and state == "pending"
+    ):
+        return _bad("job", "after", after, "a non-empty list of job ids, on a pending job")
     parent, series = get("parent", _MISSING), get("series")
     if parent is not _MISSING and not _is_id(parent):
         return _bad("job", "parent", parent, "the id of a recurring job")
@@ -381,6 +462,35 @@ def _check_move(record: dict[str, Any]) -> str | None:
     return None
 
 
+_DONE_FIELDS: Final = frozenset(("t", "id", "task", "due", "state", "exp", "key", "value", "why", "lost"))
+
+
+def _check_done(record: dict[str, Any]) -> str | None:
+    get = record.get
+    problem = _check_fields("done", record, _DONE_FIELDS)
+    if problem is not None:
+        return problem
+    for field in ("id", "task"):
+        if not _is_id(get(field)):
+            return _bad("done", field, get(field, _MISSING), "a non-empty string")
+    for field in ("due", "exp"):
+        if not _is_time(get(field)):
+            return _bad("done", field, get(field, _MISSING), _TIME)
+    state = get("state")
+    if state not in ("succeeded", "cancelled"):
+        return _bad("done", "state", get("state", _MISSING), "one of succeeded, cancelled")
+    key = get("key")
+    if key is not None and not _is_id(key):
+        return _bad("done", "key", key, "a non-empty string or null")
+    for field in ("why", "lost"):
+        text = get(field)
+        if text is not None and text.__class__ is not str:
+            return _bad("done", field, text, "a string or null")
+    if state == "cancelled" and "why" not in record:
+        return "malformed done record: a cancelled job's outcome says why (why)"
+    return None
+
+
 def _check_gone(record: dict[str, Any]) -> str | None:
     kind = record["t"]
     problem = _check_fields(kind, record, _GONE_FIELDS)
@@ -392,10 +502,12 @@ def _check_gone(record: dict[str, Any]) -> str | None:
 
 
 def check_log_record(record: dict[str, Any]) -> str | None:
-    """None if ``record`` is a sound log record (``job``, ``move``, ``cancel``, ``ack``); else what is wrong."""
+    """None if ``record`` is a sound log record (``job``, ``move``, ``cancel``, ``ack``, ``done``); else the fault."""
     kind = record["t"]
     if kind == "job":
         return None if _sound_job(record) else _check_job(record)
+    if kind == "done":
+        return _check_done(record)
     if kind == "move":
         return _check_move(record)
     if kind in ("cancel", "ack"):
@@ -406,14 +518,16 @@ def check_log_record(record: dict[str, Any]) -> str | None:
 
 
 def check_snapshot_record(record: dict[str, Any]) -> str | None:
-    """None if ``record`` is a sound snapshot record (``job``, or the ``end`` record); else what is wrong."""
+    """None if ``record`` is a sound snapshot record (``job``, ``done``, or the ``end`` record); else what is wrong."""
     kind = record["t"]
     if kind == "job":
         return None if _sound_job(record) else _check_job(record)
+    if kind == "done":
+        return _check_done(record)
     if kind == END:
         problem = _check_fields(END, record, frozenset(("t", "count")))
         count: Any = record.get("count", _MISSING)
         if problem is None and (count.__class__ is not int or count < 0):
             problem = _bad(END, "count", count, "an int >= 0")
         return problem
-    return f"unexpected {_shown(kind)} record in a snapshot (it holds job records and an end record)"
+    return f"unexpected {_shown(kind)} record in a snapshot (it holds job and done records and an end record)"

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from typing import Any, Final, Literal
 
 import orjson
 
 from .._errors import UnknownTask
 from .._job import Job
+from .._outcome import Outcome
 from .._store import Gone
-from .records import encode_job, job_from_record
+from .records import encode_done, encode_job, job_from_record, outcome_from_record
 from .writer import FsyncPolicy, Journal
 
 __all__ = ["JournalStore"]
@@ -27,7 +29,9 @@ class JournalStore:
     """An append-only journal of job changes, compacted into a snapshot when the log outgrows the live set.
 
     ``live`` holds every journaled job not yet acknowledged or cancelled (a
-    snapshot writes them out); ``journal`` is the writer.
+    snapshot writes them out), ``done`` the ``done`` records of finished jobs
+    whose outcome is kept (a snapshot writes those not expired by ``wall``);
+    ``journal`` is the writer.
     """
 
     compact_factor = 4.0  # compact when the log holds this many records per live job...
@@ -41,9 +45,12 @@ class JournalStore:
         *,
         on_corrupt: Literal["error", "truncate"],
         unknown_tasks: Literal["error", "park"],
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.journal = Journal(path, fsync, interval)
         self.live: dict[str, Job] = {}
+        self.done: dict[str, tuple[float, bytes]] = {}  # job id -> its outcome's expiry and done record
+        self._wall = wall
         self.compaction: asyncio.Task[None] | None = None
         self._parked: dict[str, dict[str, Any]] = {}  # records of jobs whose task is not registered
         self._truncate = on_corrupt == "truncate"
@@ -76,6 +83,10 @@ class JournalStore:
     def _rebuild(self, live: dict[str, dict[str, Any]], tasks: Collection[str]) -> list[Job]:
         """Jobs from the live records, runs linked to their series; records of unknown tasks parked."""
         known = set(tasks)
+        done = self.done
+        for job_id in [job_id for job_id, record in live.items() if record["t"] == "done"]:
+            record = live.pop(job_id)  # a finished job's outcome: its task need not be registered
+            done[job_id] = (record["exp"], orjson.dumps(record))
         unknown = sorted({record["task"] for record in live.values()} - known)
         if unknown and not self._park:
             raise UnknownTask(
@@ -126,9 +137,18 @@ class JournalStore:
         if job.id in self.live:
             self._append(orjson.dumps({"t": "move", "id": job.id, "due": job._due_wall}))
 
-    def gone(self, job: Job, why: Gone) -> None:
-        if self.live.pop(job.id, None) is not None:  # a discarded dead letter is gone as a cancelled job is
+    def gone(self, job: Job, why: Gone, kept: Outcome | None = None) -> None:
+        if self.live.pop(job.id, None) is None:
+            return
+        if kept is None:  # a discarded dead letter is gone as a cancelled job is
             self._append(orjson.dumps({"t": "cancel" if why == "discard" else why, "id": job.id}))
+            return
+        payload = encode_done(kept)
+        self.done[job.id] = (kept.expires, payload)
+        self._append(payload)
+
+    def outcomes(self) -> list[Outcome]:
+        return [outcome_from_record(orjson.loads(payload)) for _, payload in self.done.values()]
 
     def claim(self, job: Job) -> bool:
         return True  # one engine per journal (the lock): every due job is this engine's
@@ -152,7 +172,8 @@ class JournalStore:
         if (
             self.compaction is None
             and self._open
-            and journal.log_records > self.compact_factor * max(len(self.live) + len(self._parked), self.compact_min)
+            and journal.log_records
+            > self.compact_factor * max(len(self.live) + len(self._parked) + len(self.done), self.compact_min)
         ):
             self.compaction = asyncio.create_task(self._compact(), name="chronowheel journal compaction")
 
@@ -175,6 +196,10 @@ class JournalStore:
                 count += len(payloads)
                 await asyncio.sleep(0)
             parked = [orjson.dumps(record) for record in self._parked.values()]
+            now = self._wall()
+            for job_id in [job_id for job_id, (expires, _) in self.done.items() if expires <= now]:
+                del self.done[job_id]
+            parked += [payload for _, payload in self.done.values()]
             await journal.add_to_snapshot(parked)
             await journal.finish_snapshot(count + len(parked))
         except asyncio.CancelledError:

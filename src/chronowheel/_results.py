@@ -1,0 +1,151 @@
+"""Results: finished jobs' outcomes kept for ``result_ttl``, and the callers waiting for them.
+
+Outcomes are kept in the order they were made, which (one TTL per engine) is
+the order they expire in: expiry pops the front of a dict lazily, when the
+next outcome is kept or they are read, so it costs no timer and no scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ._dependencies import Dependencies
+from ._errors import JobCancelled, JobFailed
+from ._job import Job
+from ._outcome import Outcome
+from ._placement import Placement
+from ._ticks import Ticks
+from ._timers import Timers
+
+__all__ = ["Results"]
+
+
+class Results:
+    """The outcomes of finished jobs for ``ttl`` seconds, by job id; and the futures of :meth:`wait`.
+
+    A dead job's outcome is its error, kept in the dead letters until discarded.
+    Each end is told to ``dependencies`` too, when some job waits for another.
+    """
+
+    def __init__(
+        self, ttl: float, ticks: Ticks, timers: Timers, placement: Placement, dependencies: Dependencies
+    ) -> None:
+        self.ttl = ttl
+        self._dependencies = dependencies
+        self._wall = ticks.wall
+        self._ticks = ticks
+        self._timers = timers
+        self._placement = placement
+        self._kept: dict[str, Outcome] = {}
+        self._waiters: dict[str, list[asyncio.Future[Outcome | None]]] = {}
+
+    # -- outcomes -------------------------------------------------------------------
+
+    def succeeded(self, job: Job, value: Any) -> None:
+        """The job ran to success: acknowledge it, keeping its value (with the store too) for ``ttl``."""
+        if self.ttl or self._waiters:
+            outcome = Outcome(job, value, self._wall() + self.ttl)
+            self._placement.gone(job, "ack", own=True, kept=outcome if self.ttl else None)
+            self._keep(outcome)
+        else:
+            self._placement.gone(job, "ack", own=True)
+        if self._dependencies.children:
+            self._dependencies.parent_ended(job)
+
+    def cancelled(self, job: Job, reason: str) -> Outcome:
+        """The outcome a cancellation keeps; hand it to ``Placement.take_out``, then to :meth:`ended`."""
+        return Outcome(job, None, self._wall() + self.ttl, reason=reason)
+
+    def ended(self, outcome: Outcome) -> None:
+        """A cancellation was carried out: keep its outcome, wake whoever waits, cancel its children."""
+        self._keep(outcome)
+        if self._dependencies.children:
+            self._dependencies.parent_ended(outcome.job)
+
+    def died(self, job: Job) -> None:
+        """The job went to the dead letters: whoever waits learns it failed; its children are cancelled."""
+        if self._waiters:
+            self._wake(job.id, None)
+        if self._dependencies.children:
+            self._dependencies.parent_ended(job)
+
+    def _keep(self, outcome: Outcome) -> None:
+        if self.ttl:
+            self._expire()
+            self._kept[outcome.job.id] = outcome
+        if self._waiters:
+            self._wake(outcome.job.id, outcome)
+
+    def _wake(self, job_id: str, outcome: Outcome | None) -> None:
+        for future in self._waiters.pop(job_id, ()):
+            if not future.done():
+                future.set_result(outcome)
+
+    def restore(self, outcomes: list[Outcome]) -> None:
+        """At start: the outcomes a store kept, those not yet expired, in the order they expire."""
+        now = self._wall()
+        for outcome in sorted(outcomes, key=lambda outcome: outcome.expires):
+            if outcome.expires > now:
+                self._kept[outcome.job.id] = outcome
+
+    def _expire(self) -> None:
+        kept = self._kept
+        now = self._wall()
+        while kept:
+            first = next(iter(kept.values()))
+            if first.expires > now:
+                return
+            del kept[first.job.id]
+
+    def finished(self) -> Iterator[Job]:
+        """The jobs whose outcome is kept: succeeded, or cancelled."""
+        self._expire()
+        now = self._wall()
+        return (outcome.job for outcome in list(self._kept.values()) if outcome.expires > now)
+
+    # -- reading --------------------------------------------------------------------
+
+    def kept(self, job_id: str) -> Outcome | None:
+        """The job's outcome if it is kept and has not expired."""
+        outcome = self._kept.get(job_id)
+        return outcome if outcome is not None and outcome.expires > self._wall() else None
+
+    async def wait(self, job_id: str, timeout: float | None) -> Outcome | None:  # noqa: ASYNC109 (result()'s)
+        """Wait until the unfinished job ``job_id`` ends: its outcome, or None if it went to the dead letters.
+
+        ``timeout`` runs on the engine's clock (a virtual one in tests), as a
+        timer of the engine's own: ``TimeoutError`` when it fires first.
+        """
+        future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(job_id, [])
+        waiters.append(future)
+
+        def expire() -> None:
+            if not future.done():
+                future.set_exception(TimeoutError(f"job {job_id} did not end within {timeout:g}s"))
+
+        alarm = None if timeout is None else self._timers.file_timer(self._ticks.after(timeout), expire)
+        try:
+            return await future
+        finally:
+            if alarm is not None:
+                alarm.cancel()
+            if future in waiters:  # timed out or cancelled: not woken
+                waiters.remove(future)
+                if not waiters and self._waiters.get(job_id) is waiters:
+                    del self._waiters[job_id]
+
+    def settle(self, job_id: str, outcome: Outcome | None, dead: Mapping[str, Job]) -> Any:
+        """The value of the outcome; :class:`JobCancelled`, :class:`JobFailed` or ``KeyError`` as it ended."""
+        if outcome is not None:
+            if outcome.reason is not None:
+                raise JobCancelled(outcome.job, outcome.reason)
+            if outcome.unkept is not None and outcome.value is None:
+                raise KeyError(f"job {job_id} succeeded, but its return value was not kept: {outcome.unkept}")
+            return outcome.value
+        job = dead.get(job_id)
+        if job is not None:
+            raise JobFailed(job)
+        raise KeyError(f"job {job_id}: no such job, or it finished more than result_ttl ({self.ttl:g}s) ago")

@@ -1,0 +1,214 @@
+"""Results: ``await engine.result(job)`` and ``Engine(result_ttl=)``, in memory and with a journal, across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chronowheel import ChronowheelError, Engine, JobCancelled, JobFailed, Retry
+from chronowheel.testing import VirtualClock
+
+WALL = 1_767_225_600.0
+
+
+class Lab:
+    """Engines one after another, in memory or on one journal, with a task returning its argument."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = None if path is None else str(path / "timers.log")
+        self.wall = WALL
+
+    def engine(self, *, later: float = 0.0, **options: Any) -> tuple[Engine, VirtualClock]:
+        self.wall += later
+        clock = VirtualClock(wall=self.wall)
+        engine = Engine(journal=self.path, clock=clock, **options)
+
+        @engine.task(name="echo")
+        async def echo(value: Any) -> Any:
+            return value
+
+        @engine.task(name="echo_sync")
+        def echo_sync(value: Any) -> Any:
+            return value
+
+        @engine.task(name="broken", retry=Retry(2, backoff=1.0, jitter=False))
+        async def broken() -> None:
+            raise LookupError("no such user")
+
+        @engine.task(name="make_set")
+        async def make_set() -> set[int]:
+            return {1, 2}
+
+        return engine, clock
+
+    def finished(self, clock: VirtualClock) -> None:
+        self.wall = clock.wall()
+
+
+@pytest.fixture(params=["memory", "journal"])
+def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Lab:
+    return Lab(tmp_path if request.param == "journal" else None)
+
+
+VALUES = [None, 0, -7, 2.5, "ok", True, [1, "a", None], {"sent": 3, "to": ["a", "b"]}]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=[type(value).__name__ + str(i) for i, value in enumerate(VALUES)])
+@pytest.mark.parametrize("task", ["echo", "echo_sync"])
+async def test_result_waits_for_the_return_value(lab: Lab, task: str, value: Any) -> None:
+    engine, clock = lab.engine()
+    async with engine:
+        job = await engine.schedule(task, args=(value,), delay=5)
+        waiting = asyncio.ensure_future(engine.result(job))
+        also = asyncio.ensure_future(engine.result(job.id))  # by id, and a second waiter
+        await clock.advance(4.999)
+        assert not waiting.done()
+        await clock.advance(0.001)
+        assert await waiting == value  # a sync task's thread hands its value back through the loop
+        assert await also == value
+        assert await engine.result(job) == value  # kept: asked again after the end
+
+
+async def test_a_result_survives_a_restart_until_its_ttl_has_passed(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    engine, clock = lab.engine(result_ttl=600)
+    async with engine:
+        job = await engine.schedule("echo", args=({"n": [1, 2]},), delay=1)
+        await clock.advance(1)
+        assert await engine.result(job) == {"n": [1, 2]}
+    lab.finished(clock)
+    engine, clock = lab.engine(later=300, result_ttl=600)
+    async with engine:
+        assert await engine.result(job.id) == {"n": [1, 2]}
+        (finished,) = engine.jobs(state="succeeded")
+        assert (finished.id, finished.task) == (job.id, "echo")
+        await clock.advance(301)
+        with pytest.raises(KeyError, match="result_ttl"):
+            await engine.result(job.id)
+    lab.finished(clock)
+    engine, clock = lab.engine(later=1, result_ttl=600)
+    async with engine:
+        with pytest.raises(KeyError):
+            await engine.result(job.id)
+        assert engine.jobs() == []
+
+
+async def test_a_result_json_cannot_hold_is_kept_in_memory_and_said_lost_after_a_restart(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    engine, clock = lab.engine()
+    async with engine:
+        job = await engine.schedule("make_set", delay=1)
+        await clock.advance(1)
+        assert await engine.result(job) == {1, 2}  # this process still has it
+    lab.finished(clock)
+    engine, clock = lab.engine(later=1)
+    async with engine:
+        with pytest.raises(
+            KeyError, match=r"succeeded, but its return value was not kept: the value is \{1, 2\} \(set\)"
+        ):
+            await engine.result(job.id)
+
+
+async def test_a_dead_job_raises_job_failed_naming_its_last_error(lab: Lab) -> None:
+    engine, clock = lab.engine()
+    async with engine:
+        job = await engine.schedule("broken", delay=1)
+        waiting = asyncio.ensure_future(engine.result(job))
+        await clock.advance(2)
+        with pytest.raises(JobFailed) as failed:
+            await waiting
+        assert isinstance(failed.value, ChronowheelError)
+        assert failed.value.job is job
+        assert (failed.value.error_type, failed.value.error_message) == ("LookupError", "no such user")
+        assert "ended dead: LookupError: no such user" in str(failed.value)
+    if lab.path is not None:
+        lab.finished(clock)
+        engine, clock = lab.engine(later=1)
+        async with engine:
+            with pytest.raises(JobFailed, match="LookupError: no such user"):
+                await engine.result(job.id)
+            (dead,) = engine.dead_letters()
+            engine.discard(dead)
+            with pytest.raises(KeyError):
+                await engine.result(job.id)
+
+
+async def test_a_cancelled_job_raises_job_cancelled_with_the_reason(lab: Lab) -> None:
+    engine, clock = lab.engine()
+    async with engine:
+        job = await engine.schedule("echo", args=(1,), delay=10)
+        waiting = asyncio.ensure_future(engine.result(job))
+        await clock.advance(1)
+        engine.cancel(job)
+        with pytest.raises(JobCancelled, match="cancel\\(\\) was called") as cancelled:
+            await waiting
+        assert cancelled.value.job is job
+        assert cancelled.value.reason == "cancel() was called"
+        with pytest.raises(JobCancelled):
+            await engine.result(job.id)
+        assert engine.jobs(state="cancelled") == [job]
+    if lab.path is not None:
+        lab.finished(clock)
+        engine, clock = lab.engine(later=1)
+        async with engine:
+            with pytest.raises(JobCancelled, match="cancel\\(\\) was called"):
+                await engine.result(job.id)
+
+
+async def test_result_times_out_on_the_engine_clock(lab: Lab) -> None:
+    engine, clock = lab.engine()
+    async with engine:
+        job = await engine.schedule("echo", args=(1,), delay=10)
+        waiting = asyncio.ensure_future(engine.result(job, timeout=3))
+        await clock.advance(2.999)
+        assert not waiting.done()
+        await clock.advance(0.002)
+        with pytest.raises(TimeoutError, match=f"job {job.id} did not end within 3s"):
+            await waiting
+        await clock.advance(10)
+        assert await engine.result(job, timeout=0) == 1
+
+
+async def test_with_result_ttl_zero_nothing_is_kept_but_waiters_get_the_value(lab: Lab) -> None:
+    engine, clock = lab.engine(result_ttl=0)
+    async with engine:
+        job = await engine.schedule("echo", args=("x",), delay=1)
+        waiting = asyncio.ensure_future(engine.result(job))
+        await clock.advance(1)
+        assert await waiting == "x"
+        with pytest.raises(KeyError, match=r"result_ttl \(0s\)"):
+            await engine.result(job)
+        assert engine.jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda engine: engine.result(3), TypeError, "job_or_id must be a Job or a job id \\(str\\), got int"),
+        (lambda engine: engine.result("x", timeout=-1), ValueError, "timeout must be a number of seconds"),
+        (lambda engine: engine.result("x", timeout="1"), TypeError, "timeout must be a number of seconds, got str"),
+        (lambda engine: engine.result("nope"), KeyError, "job nope: no such job"),
+    ],
+    ids=["job-type", "timeout-negative", "timeout-type", "unknown"],
+)
+async def test_result_arguments_are_checked(call: Any, error: type[Exception], message: str) -> None:
+    engine = Engine(clock=VirtualClock())
+    async with engine:
+        with pytest.raises(error, match=message):
+            await call(engine)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "error", "message"),
+    [
+        (-1, ValueError, "result_ttl must be a number of seconds from 0"),
+        ("1", TypeError, "result_ttl must be a number"),
+    ],
+    ids=["negative", "type"],
+)
+def test_result_ttl_is_checked(ttl: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        Engine(result_ttl=ttl)
