@@ -1,26 +1,39 @@
-"""chronowheel against asyncio's ``call_later`` (stock and uvloop), side by side.
+"""chronowheel's volatile timers against asyncio's ``call_later`` (stock and uvloop), side by side.
 
 For each N, every contender runs in a fresh child process (so RSS is its own)
 and measures, with N timers resident, delays uniform in 1 s .. 1 h:
 
 * insert      N ``call_later`` calls (chronowheel also: ``TimerWheel.add`` and
               ``TimerWheel.reschedule`` alone, the data structure without a handle)
-* cancel      N/2 cancels of random handles
-* reschedule  N/2 touches of random handles (chronowheel: ``handle.reschedule``;
+* reschedule  touches of random handles (chronowheel: ``handle.reschedule`` to a later deadline;
               asyncio has no such call, so ``cancel`` + ``call_later``)
+* cancel      cancels of other random handles, never touched: the same kind of handle for everyone
+              (what ``call_later`` returned); asyncio's cost of dropping them from its heap comes later
+              (at its next loop iteration) and is not counted here
+* gc          one full ``gc.collect()`` with the N timers resident and their handles kept in a list
+              (the median of three)
+* fire        min(N, 1M) timers all due, fired on a clean loop (and a fresh engine): through the
+              driver for chronowheel, by the loop for asyncio
+* RSS         bytes per resident timer (RSS growth over the insert / N), the kept handle included
 
-The random handles and new delays are gathered into lists before the clock
-starts, so the timed loops pay for the timer structures' own memory access,
-not for the benchmark's.
-* fire        N timers all due, fired through the driver / the loop
-* RSS         bytes per resident timer (RSS growth over the insert / N)
+The touches and cancels are ``min(N / 2, 500k)`` each, the random handles and
+new delays gathered into lists before the clock starts, so the timed loops pay
+for the timer structures' own memory access, not for the benchmark's. The
+chronowheel child also measures the idle cost: process CPU time over five
+seconds of wall time while an engine holds min(N, 1M) timers due in 1 to 2 h.
 
-The chronowheel child also measures the idle cost: process CPU time used over
-five seconds of wall time while the engine holds N timers due in 60 to 120
-minutes, as a share of one core.
+The spread section (``--spread``, 1M by default) files that many timers due
+uniformly within one second on the real clock, each due time fixed in advance,
+and reports the drain time (from the first due time to the last firing) and
+the lateness of each firing (p50, p99, max).
 
-    python bench/bench_timers.py                 # N = 100k and 1M
-    python bench/bench_timers.py --n 100000      # one size
+    python bench/bench_timers.py                     # N = 100k and 1M, then the spread of 1M
+    python bench/bench_timers.py --n 10000000        # one size (a few minutes)
+    python bench/bench_timers.py --n 100000 --spread 0 --only chronowheel-native
+
+:func:`run` runs one contender at one N in a child process and returns its
+figures; :func:`measure` and :func:`spread` are what the child runs. None of
+them prints: :func:`main` does.
 """
 
 from __future__ import annotations
@@ -31,13 +44,18 @@ import gc
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+__all__ = ["CONTENDERS", "measure", "run", "spread"]
+
 IDLE_SECONDS = 5.0
+MAX_TOUCHES = 500_000
+MAX_FIRE = 1_000_000
 CONTENDERS = ["chronowheel-native", "chronowheel-pure", "asyncio", "uvloop"]
 
 
@@ -48,6 +66,11 @@ def rss_bytes() -> int:
 
 def noop() -> None:
     pass
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 class Timed:
@@ -61,83 +84,132 @@ class Timed:
         self.seconds = time.perf_counter() - self.start
 
 
-async def measure_chronowheel(n: int, delays: list[float], picks: list[int]) -> dict[str, float]:
+def gc_pause() -> float:
+    """The median of three full collections, in seconds."""
+    pauses = []
+    for _ in range(3):
+        with Timed() as t:
+            gc.collect()
+        pauses.append(t.seconds)
+    return statistics.median(pauses)
+
+
+def workload(n: int) -> tuple[list[float], list[int], list[int]]:
+    """N delays, and two disjoint random samples of indices: the touched and the cancelled."""
+    rng = random.Random(42)
+    delays = [rng.uniform(1.0, 3600.0) for _ in range(n)]
+    picks = rng.sample(range(n), 2 * min(n // 2, MAX_TOUCHES))
+    half = len(picks) // 2
+    return delays, picks[:half], picks[half:]
+
+
+def run_loop(contender: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """``main()`` on a fresh event loop of the contender's kind (uvloop for uvloop, asyncio otherwise)."""
+    if contender == "uvloop":
+        import uvloop
+
+        return uvloop.run(main())
+    return asyncio.run(main())
+
+
+async def resident_chronowheel(n: int, result: dict[str, Any]) -> None:
     from chronowheel import WHEEL, Engine, TimerWheel
 
-    result: dict[str, Any] = {"wheel": WHEEL}
+    result["wheel"] = WHEEL
+    delays, touched, cancelled = workload(n)
     wheel = TimerWheel()
     ticks = [int(delay * 1000) for delay in delays]
     with Timed() as t:
         wheel_handles = [wheel.add(tick, noop) for tick in ticks]
-    result["wheel_add"] = t.seconds
-    touches = [(wheel_handles[i], ticks[i] + 60_000) for i in picks]
+    result["wheel_add"] = t.seconds / n
+    touches = [(wheel_handles[i], ticks[i] + 60_000) for i in touched]
     with Timed() as t:
-        for handle, tick in touches:
-            wheel.reschedule(handle, tick)
-    result["wheel_reschedule"] = t.seconds
+        for wheel_handle, tick in touches:
+            wheel.reschedule(wheel_handle, tick)
+    result["wheel_reschedule"] = t.seconds / len(touches)
     del wheel, ticks, wheel_handles, touches
     gc.collect()
     async with Engine() as engine:
+        await asyncio.sleep(0)  # the driver runs
         base = rss_bytes()
+        call_later = engine.call_later
         with Timed() as t:
-            handles = [engine.call_later(delay, noop) for delay in delays]
-        result["insert"] = t.seconds
+            handles = [call_later(delay, noop) for delay in delays]
+        result["insert"] = t.seconds / n
         gc.collect()
         result["rss_per_timer"] = (rss_bytes() - base) / n
-        picked = [handles[i] for i in picks]
-        later = [delays[i] + 60.0 for i in picks]
+        result["gc"] = gc_pause()
+        moved = [handles[i] for i in touched]
+        later = [delays[i] + 60.0 for i in touched]
         with Timed() as t:
-            for handle, delay in zip(picked, later, strict=True):
+            for handle, delay in zip(moved, later, strict=True):
                 handle.reschedule(delay)
-        result["reschedule"] = t.seconds
+        result["reschedule"] = t.seconds / len(moved)
+        dropped = [handles[i] for i in cancelled]
         with Timed() as t:
-            for handle in picked:
+            for handle in dropped:
                 handle.cancel()
-        result["cancel"] = t.seconds
+        result["cancel"] = t.seconds / len(dropped)
+        del handles, moved, dropped
+        await engine.stop(grace=0)
+
+
+async def fire_chronowheel(n: int) -> float:
+    from chronowheel import Engine
 
     async with Engine() as engine:
-        result["fire"] = await fire_all(n, lambda: engine.call_later)
+        return await fire_all(n, engine.call_later) / n
+
+
+async def idle_chronowheel(n: int) -> float:
+    from chronowheel import Engine
 
     async with Engine() as engine:
-        for delay in delays:
-            engine.call_later(3600.0 + delay / 60.0, noop)  # all due in the hour after next
+        for i in range(n):
+            engine.call_later(3600.0 + i / n * 3600.0, noop)  # all due in the hour after next
         await asyncio.sleep(0)
         cpu = time.process_time()
         wall = time.monotonic()
         await asyncio.sleep(IDLE_SECONDS)
-        result["idle_cpu_share"] = (time.process_time() - cpu) / (time.monotonic() - wall)
-    return result
+        return (time.process_time() - cpu) / (time.monotonic() - wall)
 
 
-async def measure_asyncio(n: int, delays: list[float], picks: list[int]) -> dict[str, float]:
+async def resident_asyncio(n: int, result: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
-    result: dict[str, Any] = {}
+    delays, touched, cancelled = workload(n)
     base = rss_bytes()
+    call_later = loop.call_later
     with Timed() as t:
-        handles = [loop.call_later(delay, noop) for delay in delays]
-    result["insert"] = t.seconds
+        handles = [call_later(delay, noop) for delay in delays]
+    result["insert"] = t.seconds / n
     gc.collect()
     result["rss_per_timer"] = (rss_bytes() - base) / n
-    picked = [handles[i] for i in picks]
-    later = [delays[i] + 60.0 for i in picks]
+    result["gc"] = gc_pause()
+    picked = [handles[i] for i in touched]
+    later = [delays[i] + 60.0 for i in touched]
     moved = []
     with Timed() as t:
         for handle, delay in zip(picked, later, strict=True):
             handle.cancel()
-            moved.append(loop.call_later(delay, noop))
-    result["reschedule"] = t.seconds
+            moved.append(call_later(delay, noop))
+    result["reschedule"] = t.seconds / len(picked)
+    dropped = [handles[i] for i in cancelled]
     with Timed() as t:
-        for handle in moved:
+        for handle in dropped:
             handle.cancel()
-    result["cancel"] = t.seconds
-    del handles, picked, moved
-    result["fire"] = await fire_all(n, lambda: loop.call_later)
-    return result
+    result["cancel"] = t.seconds / len(dropped)
+    for handle in handles:
+        handle.cancel()
+    for handle in moved:
+        handle.cancel()
 
 
-async def fire_all(n: int, call_later: Callable[[], Callable[..., Any]]) -> float:
+async def fire_asyncio(n: int) -> float:
+    return await fire_all(n, asyncio.get_running_loop().call_later) / n
+
+
+async def fire_all(n: int, call_later: Callable[..., Any]) -> float:
     """Seconds from the end of scheduling n timers (all overdue by then) to the last firing."""
-    schedule = call_later()
     done = asyncio.get_running_loop().create_future()
     remaining = n
 
@@ -145,105 +217,198 @@ async def fire_all(n: int, call_later: Callable[[], Callable[..., Any]]) -> floa
         nonlocal remaining
         remaining -= 1
         if remaining == 0:
-            done.set_result(time.perf_counter())
+            done.set_result(None)
 
     for i in range(n):
-        schedule(i * 1e-7, count)
+        call_later(i * 1e-7, count)
     start = time.perf_counter()
-    finished: float = await done
-    return finished - start
+    await done
+    return time.perf_counter() - start
 
 
-def child(contender: str, n: int) -> None:
-    rng = random.Random(42)
-    delays = [rng.uniform(1.0, 3600.0) for _ in range(n)]
-    picks = rng.sample(range(n), n // 2)
+def measure(contender: str, n: int) -> dict[str, Any]:
+    """One contender's figures at N resident timers, in this process: seconds per operation, bytes, shares.
+
+    Keys: ``insert``, ``reschedule``, ``cancel``, ``fire`` (seconds per timer),
+    ``gc`` (seconds), ``rss_per_timer`` (bytes); chronowheel adds ``wheel``,
+    ``wheel_add``, ``wheel_reschedule`` and ``idle_cpu_share``.
+    """
+    result: dict[str, Any] = {"n": n}
+    fired = min(n, MAX_FIRE)
     if contender.startswith("chronowheel"):
-        result = asyncio.run(measure_chronowheel(n, delays, picks))
-    elif contender == "uvloop":
-        import uvloop
-
-        result = uvloop.run(measure_asyncio(n, delays, picks))
+        run_loop(contender, lambda: resident_chronowheel(n, result))
+        gc.collect()
+        result["fire"] = run_loop(contender, lambda: fire_chronowheel(fired))
+        result["idle_cpu_share"] = run_loop(contender, lambda: idle_chronowheel(fired))
     else:
-        result = asyncio.run(measure_asyncio(n, delays, picks))
-    print(json.dumps(result))
-
-
-def run_child(contender: str, n: int) -> dict[str, Any] | None:
-    env = dict(os.environ)
-    if contender == "chronowheel-pure":
-        env["CHRONOWHEEL_NO_EXTENSIONS"] = "1"
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", contender, "--n", str(n)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        print(f"  {contender}: failed\n{proc.stderr}", file=sys.stderr)
-        return None
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    if contender == "chronowheel-native" and result.get("wheel") != "native":
-        print("  chronowheel-native: the native wheel is not built; skipped", flush=True)
-        return None
+        run_loop(contender, lambda: resident_asyncio(n, result))
+        gc.collect()
+        result["fire"] = run_loop(contender, lambda: fire_asyncio(fired))
     return result
 
 
+async def spread_async(contender: str, n: int) -> dict[str, Any]:
+    """N timers due uniformly within one second, each at a due time fixed before the first is filed."""
+    monotonic = time.monotonic
+    lateness: list[float] = []
+    last = [0.0]
+    record = lateness.append
+    drained = asyncio.Event()
+
+    def fired(due: float) -> None:
+        now = monotonic()
+        record(now - due)
+        last[0] = now
+        if len(lateness) == n:
+            drained.set()
+
+    rng = random.Random(7)
+    offsets = sorted(rng.random() for _ in range(n))
+    engine: Any = None
+    if contender.startswith("chronowheel"):
+        from chronowheel import Engine
+
+        engine = Engine()
+        await engine.start()
+        call_later: Callable[..., Any] = engine.call_later
+    else:
+        call_later = asyncio.get_running_loop().call_later
+    # How long filing takes, from the first 1%, so every timer is filed before the window opens.
+    probe = max(1, n // 100)
+    start = monotonic()
+    far = [call_later(3600.0, noop) for _ in range(probe)]
+    margin = 0.5 + 3 * (monotonic() - start) * n / probe
+    for handle in far:
+        handle.cancel()
+    first = monotonic() + margin
+    for offset in offsets:
+        due = first + offset
+        call_later(due - monotonic(), fired, due)
+    filed = monotonic()
+    await drained.wait()
+    if engine is not None:
+        await engine.stop(grace=0)
+    lateness.sort()
+    return {
+        "n": n,
+        "filed_early_by": first - filed,
+        "drain": last[0] - first,
+        "p50": lateness[n // 2],
+        "p99": lateness[min(n - 1, n * 99 // 100)],
+        "max": lateness[-1],
+    }
+
+
+def spread(contender: str, n: int) -> dict[str, Any]:
+    """The spread section for one contender, in this process: drain seconds and lateness percentiles."""
+    result: dict[str, Any] = run_loop(contender, lambda: spread_async(contender, n))
+    return result
+
+
+def run(contender: str, n: int, section: str = "timers") -> dict[str, Any]:
+    """:func:`measure` (``section="timers"``) or :func:`spread` of one contender in a fresh child process.
+
+    Raises ``RuntimeError`` with the child's stderr if it fails, and if the
+    native contender runs without the native wheel built.
+    """
+    env = dict(os.environ)
+    if contender == "chronowheel-pure":
+        env["CHRONOWHEEL_NO_EXTENSIONS"] = "1"
+    argv = [sys.executable, __file__, "--child", contender, "--section", section, "--n", str(n)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{contender} failed:\n{proc.stderr}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if contender == "chronowheel-native" and section == "timers" and result.get("wheel") != "native":
+        raise RuntimeError("chronowheel-native: the native wheel is not built")
+    return result
+
+
+ROWS: list[tuple[str, str, Callable[[dict[str, Any]], float]]] = [
+    ("insert", "insert ns/op", lambda r: r["insert"] * 1e9),
+    ("cancel", "cancel ns/op", lambda r: r["cancel"] * 1e9),
+    ("reschedule", "reschedule ns/op", lambda r: r["reschedule"] * 1e9),
+    ("fire", "fire ns/timer", lambda r: r["fire"] * 1e9),
+    ("rss", "RSS bytes/timer", lambda r: r["rss_per_timer"]),
+    ("gc", "gc.collect ms", lambda r: r["gc"] * 1e3),
+]
+
+
 def report(n: int, results: dict[str, dict[str, Any]]) -> None:
-    half = n // 2
-    rows: list[tuple[str, str, Callable[[dict[str, Any]], float]]] = [
-        ("insert", "insert ns/op", lambda r: r["insert"] / n * 1e9),
-        ("cancel", "cancel ns/op", lambda r: r["cancel"] / half * 1e9),
-        ("reschedule", "reschedule ns/op", lambda r: r["reschedule"] / half * 1e9),
-        ("fire", "fire ns/timer", lambda r: r["fire"] / n * 1e9),
-        ("rss", "RSS bytes/timer", lambda r: r["rss_per_timer"]),
-    ]
     names = list(results)
-    print(f"\nN = {n:,} resident timers (delays 1 s .. 1 h); lower is better")
+    print(f"\nN = {n:,} resident timers (delays 1 s .. 1 h); lower is better; {load()}")
     print(f"{'':18}" + "".join(f"{name:>20}" for name in names))
-    for _, label, value in rows:
-        print(f"{label:18}" + "".join(f"{value(results[name]):>20,.0f}" for name in names))
+    for _, label, value in ROWS:
+        print(f"{label:18}" + "".join(f"{value(results[name]):>20,.1f}" for name in names))
     for ours in (name for name in names if name.startswith("chronowheel")):
         for theirs in ("asyncio", "uvloop"):
             if theirs not in results:
                 continue
-            ratios = ", ".join(f"{key} {value(results[theirs]) / value(results[ours]):.2f}x" for key, _, value in rows)
+            ratios = ", ".join(f"{key} {value(results[theirs]) / value(results[ours]):.2f}x" for key, _, value in ROWS)
             print(f"ratio {theirs}/{ours}: {ratios}  (>1: {ours} better)")
+        if "asyncio" in results:
+            ours_ = results[ours]
+            touch = results["asyncio"]["reschedule"] / ours_["reschedule"]
+            rate = 1 / ours_["fire"] / 1e6
+            print(f"{ours}: reschedule vs asyncio cancel + call_later {touch:.1f}x; fires {rate:.2f}M callbacks/s")
     for ours in (name for name in names if name.startswith("chronowheel")):
-        add = results[ours]["wheel_add"] / n * 1e9
-        touch = results[ours]["wheel_reschedule"] / half * 1e9
+        add = results[ours]["wheel_add"] * 1e9
+        touch = results[ours]["wheel_reschedule"] * 1e9
         print(f"{ours}: the wheel alone (no handle object): add {add:,.0f} ns/op, reschedule {touch:,.0f} ns/op")
         for theirs in ("asyncio", "uvloop"):
             if theirs in results:
-                insert = results[theirs]["insert"] / n * 1e9 / add
-                moved = results[theirs]["reschedule"] / half * 1e9 / touch
+                insert = results[theirs]["insert"] * 1e9 / add
+                moved = results[theirs]["reschedule"] * 1e9 / touch
                 first = f"{theirs} call_later / wheel.add = {insert:.2f}x"
                 print(f"  {first}; cancel+call_later / wheel.reschedule = {moved:.2f}x")
     for ours in (name for name in names if name.startswith("chronowheel")):
         share = results[ours]["idle_cpu_share"]
-        print(
-            f"idle {ours}: {share * 100:.3f}% of one core over {IDLE_SECONDS:.0f} s holding {n:,} timers due in 1-2 h"
-        )
+        held = min(n, MAX_FIRE)
+        over = f"{IDLE_SECONDS:.0f} s holding {held:,} timers due in 1-2 h"
+        print(f"idle {ours}: {share * 100:.3f}% of one core over {over}")
+
+
+def report_spread(n: int, results: dict[str, dict[str, Any]]) -> None:
+    print(f"\nspread: {n:,} timers due uniformly within 1 s on the real clock; {load()}")
+    print(f"{'':18}" + "".join(f"{name:>20}" for name in results))
+    for key, label in [("drain", "drain s"), ("p50", "p50 late ms"), ("p99", "p99 late ms"), ("max", "max late ms")]:
+        scale = 1.0 if key == "drain" else 1e3
+        print(f"{label:18}" + "".join(f"{results[name][key] * scale:>20,.3f}" for name in results))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, action="append", help="resident timers (repeatable)")
+    parser.add_argument("--spread", type=int, default=1_000_000, help="timers in the spread section (0: skip it)")
+    parser.add_argument("--only", choices=CONTENDERS, action="append", help="run only these contenders")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--section", choices=["timers", "spread"], default="timers", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.n or [100_000, 1_000_000]
     if args.child:
-        child(args.child, sizes[0])
+        figures = measure(args.child, sizes[0]) if args.section == "timers" else spread(args.child, sizes[0])
+        print(json.dumps(figures))
         return
+    contenders = args.only or CONTENDERS
+    print(load(), flush=True)
     for n in sizes:
         results: dict[str, dict[str, Any]] = {}
-        for contender in CONTENDERS:
+        for contender in contenders:
             print(f"N={n:,}: running {contender} ...", flush=True)
-            result = run_child(contender, n)
-            if result is not None:
-                results[contender] = result
+            try:
+                results[contender] = run(contender, n)
+            except RuntimeError as exc:
+                print(f"  {exc}", file=sys.stderr)
         report(n, results)
+    if args.spread:
+        spreads: dict[str, dict[str, Any]] = {}
+        for contender in contenders:
+            print(f"spread {args.spread:,}: running {contender} ...", flush=True)
+            try:
+                spreads[contender] = run(contender, args.spread, "spread")
+            except RuntimeError as exc:
+                print(f"  {exc}", file=sys.stderr)
+        report_spread(args.spread, spreads)
 
 
 if __name__ == "__main__":

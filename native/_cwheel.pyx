@@ -27,17 +27,30 @@ afresh.
 
 The type is GC-tracked and its traverse visits the payloads, so a cycle
 through a payload (wheel -> payload -> owner of the wheel) is collected just as
-with the pure wheel's dicts.
+with the pure wheel's dicts; except while a ``TimerCore`` holding it is
+``quiet`` (its engine's driver runs: see there).
+
+``TimerCore`` and ``TimerHandle``: the engine's volatile timers (``call_later``,
+``call_at``, the handle's methods and the driver's fire loop) in C, the twin of
+``chronowheel._volatile``.
 """
 
 cimport cython
 from cpython.bool cimport PyBool_Check
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_CheckExact, PyLong_FromUnsignedLongLong
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_CheckExact
+from libc.math cimport INFINITY, ceil
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
+
+import math
+from time import monotonic as _monotonic
+
+from chronowheel._limits import MAX_DELAY as _MAX_DELAY
 
 cdef extern from "Python.h":
     void* PyMem_RawMalloc(size_t n) nogil
@@ -94,7 +107,27 @@ cdef extern from *:
 
     /* cw_small_long for an exact int only (not a bool, not a subclass), o any object. */
     #define cw_small_int(o, out) (PyLong_CheckExact(o) && cw_small_long((o), (out)))
+
+    /* time.monotonic() to the bit: CPython's _PyTime_AsSecondsDouble of clock_gettime(CLOCK_MONOTONIC).
+       Linux only; elsewhere the core calls time.monotonic itself (macOS reads another clock). */
+    #if defined(__linux__)
+    #include <time.h>
+    #define CW_HAVE_MONOTONIC 1
+    static double cw_monotonic(void) {
+        struct timespec ts;
+        int64_t ns;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        if (ns % 1000000000 == 0) return (double)(ns / 1000000000);
+        return (double)ns / 1e9;
+    }
+    #else
+    #define CW_HAVE_MONOTONIC 0
+    static double cw_monotonic(void) { return 0.0; }
+    #endif
     """
+    bint CW_HAVE_MONOTONIC
+    double cw_monotonic() noexcept nogil
     int cw_ctz64(unsigned long long x) nogil
     int cw_bitlen64(unsigned long long x) nogil
     bint cw_small_long(object o, int64_t* out) noexcept
@@ -201,6 +234,7 @@ cdef class TimerWheel:
     cdef uint32_t due_head, due_tail
     cdef Timer** scratch  # the level-0 batch being sorted
     cdef Py_ssize_t scratch_cap
+    cdef bint quiet  # True: the collector is not shown the payloads (see TimerCore.quiet)
     cdef object _gc_anchor  # always None: it only makes Cython emit a GC-tracked type (see the end)
 
     def __cinit__(self, *args, **kwargs):
@@ -282,7 +316,6 @@ cdef class TimerWheel:
 
     def add(self, deadline, object payload, priority=0):
         """File ``payload`` to fire at tick ``deadline``; return its handle."""
-        global last_seq
         cdef uint32_t idx
         cdef uint64_t seq = last_seq + 1
         cdef object handle
@@ -294,29 +327,13 @@ cdef class TimerWheel:
             p = 0
         elif not cw_small_int(priority, &p):
             p = _tick(priority, "priority")
-        cdef bint recycled = self.free_head != NIL
-        if recycled:
-            idx = self.free_head
-        else:
-            if self.used == self.cap:
-                self._grow()
-            idx = self.used
+        self._reserve()
+        idx = self.free_head if self.free_head != NIL else self.used
         if seq >> 32:
             handle = (PyLong_FromUnsignedLongLong(seq) << 32) | idx
         else:
             handle = PyLong_FromUnsignedLongLong(seq << 32 | idx)
-        if recycled:
-            self.free_head = self.timers[idx].next
-        else:
-            self.used += 1
-        last_seq = seq
-        cdef Timer* t = &self.timers[idx]
-        t.seq = seq
-        t.priority = p
-        t.payload = <PyObject*>payload
-        cw_incref(t.payload)
-        self.size += 1
-        self._file(idx, d)
+        self._insert(d, p, payload)
         return handle
 
     def cancel(self, handle):
@@ -326,16 +343,7 @@ cdef class TimerWheel:
         cdef uint32_t idx = self._lookup(handle)
         if idx == NIL:
             return False
-        cdef Timer* t = &self.timers[idx]
-        cdef PyObject* payload = t.payload
-        t.payload = NULL
-        if t.where == W_DUE:
-            t.where = W_TOMB  # the drain frees it when it gets there
-        else:
-            self._unlink(idx)
-            self._free(idx)
-        self.size -= 1
-        cw_decref(payload)  # last: a finalizer may use the wheel
+        self._cancel(idx)
         return True
 
     def reschedule(self, handle, deadline):
@@ -348,14 +356,17 @@ cdef class TimerWheel:
         cdef uint32_t idx = self._lookup(handle)
         if idx == NIL:
             return False
-        cdef Timer* t = &self.timers[idx]
-        if t.where != W_DUE and d >= t.deadline:
-            # Later: lazy. The old slot comes up first and re-files it then.
-            t.deadline = d
-            return True
-        self._unlink(idx)
-        self._file(idx, d)
+        self._move(idx, d)
         return True
+
+    def deadline(self, handle):
+        """The tick a pending timer is due at, or None if ``handle`` names no pending timer."""
+        if not PyLong_CheckExact(handle):
+            _check_handle(handle)
+        cdef uint32_t idx = self._lookup(handle)
+        if idx == NIL:
+            return None
+        return self.timers[idx].deadline
 
     def next_expiry(self):
         """The earliest tick at which :meth:`advance` may have work, or None.
@@ -385,8 +396,6 @@ cdef class TimerWheel:
             until = _tick(now, "now")
         cdef Py_ssize_t lim = -1
         cdef Py_ssize_t count = 0
-        cdef uint32_t idx
-        cdef Timer* t
         cdef PyObject* payload
         if limit is not None:
             if not PyLong_CheckExact(limit) and (PyBool_Check(limit) or not PyLong_Check(limit)):
@@ -395,12 +404,87 @@ cdef class TimerWheel:
                 raise ValueError(f"limit must be positive, got {limit!r}")
             if limit < <object>PY_SSIZE_T_MAX:
                 lim = limit
+        cdef list out = []
+        while count != lim and self._pop_due(until, &payload):
+            try:
+                cw_list_append(out, payload)
+            finally:
+                cw_decref(payload)  # the list holds it now
+            count += 1
+        return out
+
+    # -- internals -----------------------------------------------------------
+
+    cdef int _reserve(self) except -1:
+        """Make room for one more timer: the one change ``_insert`` makes that can fail."""
+        if self.free_head == NIL and self.used == self.cap:
+            self._grow()
+        return 0
+
+    cdef uint32_t _insert(self, int64_t deadline, int64_t priority, object payload) noexcept:
+        """File a new timer (after ``_reserve``) under the next sequence number; its slab index."""
+        global last_seq
+        cdef uint32_t idx
+        if self.free_head != NIL:
+            idx = self.free_head
+            self.free_head = self.timers[idx].next
+        else:
+            idx = self.used
+            self.used += 1
+        last_seq += 1
+        cdef Timer* t = &self.timers[idx]
+        t.seq = last_seq
+        t.priority = priority
+        t.payload = <PyObject*>payload
+        cw_incref(t.payload)
+        self.size += 1
+        self._file(idx, deadline)
+        return idx
+
+    cdef inline uint32_t _pending(self, uint32_t idx, uint64_t seq) noexcept:
+        """``idx`` if the timer there is the pending one numbered ``seq``, else NIL."""
+        if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
+            return NIL
+        return idx
+
+    cdef void _cancel(self, uint32_t idx) noexcept:
+        """Remove the pending timer at ``idx``."""
+        cdef Timer* t = &self.timers[idx]
+        cdef PyObject* payload = t.payload
+        t.payload = NULL
+        if t.where == W_DUE:
+            t.where = W_TOMB  # the drain frees it when it gets there
+        else:
+            self._unlink(idx)
+            self._free(idx)
+        self.size -= 1
+        cw_decref(payload)  # last: a finalizer may use the wheel
+
+    cdef void _move(self, uint32_t idx, int64_t deadline) noexcept:
+        """Move the pending timer at ``idx`` to ``deadline``."""
+        cdef Timer* t = &self.timers[idx]
+        if t.where != W_DUE and deadline >= t.deadline:
+            # Later: lazy. The old slot comes up first and re-files it then.
+            t.deadline = deadline
+            return
+        self._unlink(idx)
+        self._file(idx, deadline)
+
+    cdef int _pop_due(self, int64_t until, PyObject** out) except -1:
+        """Take the next payload due by tick ``until`` out of the wheel: 1 and a new reference in ``out``.
+
+        0 once nothing more is due; the wheel has then moved to ``until``
+        (never back). Popping one at a time keeps the batch in the wheel, so a
+        callback may still cancel or move the timers after it.
+        """
+        cdef uint32_t idx
+        cdef Timer* t
+        cdef PyObject* payload
         if until < self.now_:
             until = self.now_
-        cdef list out = []
         while True:
             # Hand out what has already fired, freeing tombstones on the way.
-            while self.due_head != NIL and count != lim:
+            while self.due_head != NIL:
                 idx = self.due_head
                 t = &self.timers[idx]
                 self.due_head = t.next
@@ -413,24 +497,16 @@ cdef class TimerWheel:
                 if payload == NULL:
                     continue  # a tombstone
                 self.size -= 1
-                try:
-                    cw_list_append(out, payload)
-                finally:
-                    cw_decref(payload)  # the list holds it now
-                count += 1
-            if count == lim:
-                return out
+                out[0] = payload  # the wheel's reference, handed over
+                return 1
             if not self._fire_next(until):
                 self.now_ = until
-                return out
-
-    # -- internals -----------------------------------------------------------
+                return 0
 
     cdef uint32_t _lookup(self, object handle) noexcept:
         """The slab index of the pending timer the int ``handle`` names, or NIL (callers checked it is an int)."""
-        cdef uint64_t h, seq
+        cdef uint64_t h
         cdef int64_t small
-        cdef uint32_t idx
         if cw_small_long(handle, &small):  # up to 60 bits: every handle until 2**28 timers were added
             if small < 0:
                 return NIL
@@ -440,11 +516,7 @@ cdef class TimerWheel:
             if h == <uint64_t>-1 and PyErr_Occurred():
                 PyErr_Clear()
                 return self._lookup_big(handle)
-        idx = <uint32_t>(h & 0xFFFFFFFFu)
-        seq = h >> 32
-        if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
-            return NIL
-        return idx
+        return self._pending(<uint32_t>(h & 0xFFFFFFFFu), h >> 32)
 
     cdef uint32_t _lookup_big(self, object handle) noexcept:
         """``_lookup`` for handles past 64 bits (sequence numbers past 2**32)."""
@@ -457,9 +529,7 @@ cdef class TimerWheel:
             idx = handle & 0xFFFFFFFF
         except Exception:  # OverflowError: no handle of ours is that large
             return NIL
-        if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
-            return NIL
-        return idx
+        return self._pending(idx, seq)
 
     cdef int _grow(self) except -1:
         cdef uint64_t cap = self.cap
@@ -698,6 +768,319 @@ cdef class TimerWheel:
         return 1
 
 
+
+# -- the engine's volatile timers ---------------------------------------------------
+
+cdef enum:
+    MAX_CORES = 65536
+
+cdef uint64_t CANCELLED = <uint64_t>1 << 63  # TimerHandle.seq: cancel() was called
+cdef uint64_t SEQ = ~CANCELLED
+cdef double C_MAX_DELAY = _MAX_DELAY
+cdef PyObject* cores[MAX_CORES]  # every live TimerCore by its id (borrowed: a core clears its entry); 0: none
+cdef uint32_t next_core = 1
+
+
+cdef str _delay_refused(object delay):
+    return f"delay must be a number of seconds up to {_MAX_DELAY:g} (0 or less: due now), got {delay!r}"
+
+
+cdef inline TimerCore _core_of(TimerHandle handle):
+    """The handle's core, or None if that engine is gone (a function, not a method: no vtable in the handle)."""
+    cdef PyObject* core = cores[handle.core]
+    return None if core == NULL else <TimerCore>core
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class TimerHandle:
+    """A volatile timer from ``call_later``/``call_at``, used as asyncio's ``TimerHandle``.
+
+    Sixteen bytes of state and no reference, so the cyclic GC does not track
+    it and a million of them cost a collection nothing: the timer's slab index
+    and sequence number, and its engine's ``TimerCore`` by a small id. A handle
+    does not keep its engine alive; once the engine is gone it names no timer.
+    """
+
+    cdef uint64_t seq  # the timer's sequence number; the CANCELLED bit once cancel() was called
+    cdef uint32_t idx
+    cdef uint32_t core
+
+    def cancel(self):
+        """Stop the timer; True if it was still pending."""
+        cdef TimerCore core = _core_of(self)
+        if core is None:
+            self.seq |= CANCELLED
+            return False
+        if core.guard:
+            core._check("cancel")
+        self.seq |= CANCELLED
+        cdef uint32_t idx = core.wheel._pending(self.idx, self.seq & SEQ)
+        if idx == NIL:
+            return False
+        core.wheel._cancel(idx)
+        return True
+
+    def reschedule(self, delay):
+        """Move the timer to ``delay`` seconds from now (the session-expiry touch); True if pending.
+
+        Moving it later is O(1) and lazy; the wheel re-files it only when its
+        old slot comes due. A ``delay`` of 0 or less is due now.
+        """
+        cdef TimerCore core = _core_of(self)
+        if core is None:
+            return False
+        cdef int64_t tick = core._after(delay)
+        if core.guard:
+            core._check("reschedule")
+        cdef uint32_t idx = core.wheel._pending(self.idx, self.seq & SEQ)
+        if idx == NIL:
+            return False
+        core.wheel._move(idx, tick)
+        if tick < core.sleep_tick:
+            core._wake()
+        return True
+
+    def when(self):
+        """The time on the engine clock the timer is due at (its deadline's tick), or None once it is not pending."""
+        cdef TimerCore core = _core_of(self)
+        if core is None:
+            return None
+        cdef uint32_t idx = core.wheel._pending(self.idx, self.seq & SEQ)
+        if idx == NIL:
+            return None
+        return core.epoch + core.wheel.timers[idx].deadline / core.rate
+
+    def cancelled(self):
+        """True once :meth:`cancel` was called, as asyncio's (whether or not the timer had fired)."""
+        return self.seq & CANCELLED != 0
+
+    def __repr__(self):
+        if self.seq & CANCELLED:
+            return "<TimerHandle cancelled>"
+        when = self.when()
+        return "<TimerHandle done>" if when is None else f"<TimerHandle when={when!r}>"
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class TimerCore:
+    """One engine's volatile timers: ``call_later``, ``call_at``, and the fire loop, in C.
+
+    Bound at engine construction, ``engine.call_later`` is :meth:`call_later`
+    itself: no Python frame in between. The clock is read in C when it is
+    ``time.monotonic`` (the system clock), else by calling ``time``.
+    ``sleep_tick`` is the tick the driver sleeps until: filing anything
+    earlier calls ``wake()``. While ``guard`` is up (the engine is stopped,
+    sync jobs run in threads, or the loop is in debug mode) every call first
+    asks ``check(name)``, which raises if the caller may not make it.
+    """
+
+    cdef readonly TimerWheel wheel
+    cdef public int64_t sleep_tick
+    cdef public bint guard
+    cdef readonly double epoch
+    cdef readonly double rate
+    cdef object _time  # the clock's time(), or None: read in C
+    cdef object _wake_call
+    cdef object _check_call
+    cdef uint32_t id
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        global next_core
+        cdef uint32_t tries
+        for tries in range(MAX_CORES):
+            if next_core >= MAX_CORES:
+                next_core = 1
+            if cores[next_core] == NULL:
+                self.id = next_core
+                cores[next_core] = <PyObject*>self
+                next_core += 1
+                break
+            next_core += 1
+        else:
+            raise RuntimeError(f"at most {MAX_CORES - 1} engines can be alive at once")
+        self.wheel = TimerWheel()
+        self.sleep_tick = -1
+
+    def __init__(self, time, double epoch, double rate, wake, check):
+        self._time = None if CW_HAVE_MONOTONIC and time is _monotonic else time
+        self.epoch = epoch
+        self.rate = rate
+        self._wake_call = wake
+        self._check_call = check
+
+    def __dealloc__(self):
+        if self.id and cores[self.id] == <PyObject*>self:
+            cores[self.id] = NULL
+
+    @property
+    def quiet(self):
+        """True while the driver runs: the collector is not shown the wheel's payloads.
+
+        While its engine's driver runs, everything the wheel holds is reachable
+        from the running loop (the driver's alarm or its task), so no cycle
+        through it can be garbage: walking a million payloads at every
+        collection would find nothing. The driver clears it as it ends (stop(),
+        or the loop cancelling it), so a dropped engine is collected as usual.
+        """
+        return self.wheel.quiet
+
+    @quiet.setter
+    def quiet(self, bint value):
+        self.wheel.quiet = value
+
+    def time(self):
+        """The engine clock, as the core reads it."""
+        return self._now()
+
+    cdef double _now(self) except? -1.0:
+        if self._time is None:
+            return cw_monotonic()
+        return PyFloat_AsDouble(self._time())
+
+    cdef int _check(self, str call) except -1:
+        self._check_call(call)
+        return 0
+
+    cdef int _wake(self) except -1:
+        self._wake_call()
+        return 0
+
+    cdef int64_t _after(self, object delay) except? -1:
+        """The tick ``delay`` seconds from now; ``delay`` checked, the messages of ``chronowheel._limits``."""
+        cdef double d
+        cdef int64_t i
+        if PyFloat_CheckExact(delay):
+            d = PyFloat_AS_DOUBLE(delay)
+        elif cw_small_int(delay, &i):
+            d = <double>i
+        else:
+            return self._after_any(delay)
+        if d != d or d > C_MAX_DELAY or d == -INFINITY:
+            raise ValueError(_delay_refused(delay))
+        if d < 0:
+            d = 0.0
+        return <int64_t>ceil((self._now() - self.epoch + d) * self.rate)
+
+    cdef int64_t _after_any(self, object delay) except? -1:
+        """``_after`` for what is not a float or a small int: Python's arithmetic, as the pure twin."""
+        try:
+            if not -math.inf < delay <= _MAX_DELAY:
+                raise ValueError(_delay_refused(delay))
+            if delay is True or delay is False:
+                raise TypeError
+            if delay < 0:
+                delay = delay * 0  # due now, in its own type: what does not mix with floats still fails below
+            return math.ceil((self._now() - self.epoch + delay) * self.rate)
+        except (TypeError, ArithmeticError):
+            raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}") from None
+
+    cdef int64_t _at(self, object when) except? -1:
+        """The tick of time ``when`` on the engine clock; ``when`` checked."""
+        cdef double w
+        cdef int64_t i
+        if PyFloat_CheckExact(when):
+            w = PyFloat_AS_DOUBLE(when)
+        elif cw_small_int(when, &i):
+            w = <double>i
+        else:
+            return self._at_any(when)
+        if not (w > -INFINITY and w <= self._now() + C_MAX_DELAY):
+            raise ValueError(
+                f"when must be a finite time on the engine clock at most {_MAX_DELAY:g}s ahead, got {when!r}"
+            )
+        # Far in the past is due at once, as at the engine's first tick: no tick count overflows.
+        return <int64_t>ceil((w - self.epoch) * self.rate) if w > self.epoch else 0
+
+    cdef int64_t _at_any(self, object when) except? -1:
+        try:
+            if not -math.inf < when <= self._now() + _MAX_DELAY:
+                raise ValueError(
+                    f"when must be a finite time on the engine clock at most {_MAX_DELAY:g}s ahead, got {when!r}"
+                )
+            if when is True or when is False:
+                raise TypeError
+            return math.ceil((when - self.epoch) * self.rate) if when > self.epoch else 0
+        except (TypeError, ArithmeticError):
+            raise TypeError(f"when must be a number, got {type(when).__name__}") from None
+
+    def call_later(self, delay, callback, *args):
+        """Call ``callback(*args)`` after ``delay`` seconds (0 or less: due now); never journaled."""
+        cdef int64_t tick = self._after(delay)
+        if self.guard:
+            self._check("call_later")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        # The payload is the callback itself when there are no args: nothing allocated.
+        return self._file(tick, (callback, args) if args else callback)
+
+    def call_at(self, when, callback, *args):
+        """Call ``callback(*args)`` when the engine clock reaches ``when``; never journaled.
+
+        A ``when`` in the past is due at once; one more than ``MAX_DELAY``
+        seconds ahead is refused, as that delay is by ``call_later``.
+        """
+        cdef int64_t tick = self._at(when)
+        if self.guard:
+            self._check("call_at")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        return self._file(tick, (callback, args) if args else callback)
+
+    def file(self, int64_t tick, payload):
+        """File a callable (or ``(callable, args)``) at ``tick``: the engine's own timers (job timeouts)."""
+        return self._file(tick, payload)
+
+    cdef TimerHandle _file(self, int64_t tick, object payload):
+        cdef TimerWheel wheel = self.wheel
+        wheel._reserve()
+        cdef TimerHandle handle = TimerHandle.__new__(TimerHandle)  # before the change: it may fail
+        handle.idx = wheel._insert(tick, 0, payload)
+        handle.seq = last_seq
+        handle.core = self.id
+        if tick < self.sleep_tick:
+            self._wake()
+        return handle
+
+    def fire(self, now, Py_ssize_t limit, loop, counts):
+        """Call the callbacks of up to ``limit`` timers due by tick ``now``, in order; how many ran.
+
+        As asyncio's ``Handle._run``: SystemExit and KeyboardInterrupt go on
+        to the caller (the rest of the batch stays due in the wheel), anything
+        else a callback raises goes to ``loop``'s exception handler. Each
+        timer is taken out of the wheel just before its call, so a callback
+        may still cancel or move those after it. ``counts["fired"]`` grows by
+        the number called.
+        """
+        cdef int64_t until
+        if not cw_small_int(now, &until):
+            until = _tick(now, "now")
+        cdef Py_ssize_t n = 0
+        cdef PyObject* p
+        cdef object payload
+        try:
+            while n < limit and self.wheel._pop_due(until, &p):
+                payload = <object>p
+                cw_decref(p)
+                n += 1
+                try:
+                    if PyTuple_CheckExact(payload):
+                        (<tuple>payload)[0](*(<tuple>(<tuple>payload)[1]))
+                    else:
+                        payload()
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    loop.call_exception_handler(
+                        {"message": f"chronowheel: timer callback {payload!r} raised", "exception": exc}
+                    )
+        finally:
+            counts["fired"] += n
+        return n
+
+
 # -- garbage collection ----------------------------------------------------------
 # Cython only emits traverse/clear for object attributes (hence _gc_anchor);
 # the payloads live in the C slab, so the type gets its own pair.
@@ -707,6 +1090,8 @@ cdef int _traverse(PyObject* o, visitproc visit, void* arg) noexcept:
     cdef uint32_t i
     cdef int rc
     cdef PyObject* p
+    if wheel.quiet:
+        return 0
     for i in range(wheel.used):
         p = wheel.timers[i].payload
         if p != NULL:
@@ -726,3 +1111,4 @@ cdef int _clear(PyObject* o) noexcept:
 # The package re-homes its public classes to ``chronowheel``; a static type's
 # module comes from its tp_name, so say it here (its __module__ is read-only).
 (<_TypeSlots*><PyObject*>TimerWheel).tp_name = b"chronowheel.TimerWheel"
+(<_TypeSlots*><PyObject*>TimerHandle).tp_name = b"chronowheel.TimerHandle"

@@ -345,7 +345,7 @@ def test_wheel_switch_is_exposed() -> None:
 # -- bad input: every public call names the argument ---------------------------------
 
 
-@pytest.mark.parametrize("delay", [-1, -0.001, math.nan, math.inf, 1e13])
+@pytest.mark.parametrize("delay", [math.nan, math.inf, -math.inf, 1e13])
 def test_call_later_rejects_bad_delay(delay: float) -> None:
     engine = Engine(clock=VirtualClock())
     with pytest.raises(ValueError, match="delay"):

@@ -6,9 +6,15 @@ The suite runs this file on the native wheel and again on the pure one (the Make
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import threading
+import weakref
+from collections.abc import Callable
+
 import pytest
 
-from chronowheel import Engine
+from chronowheel import WHEEL, Engine
 from chronowheel.testing import VirtualClock
 
 TICK = 0.001
@@ -133,3 +139,114 @@ async def test_a_call_at_handle_moves_too() -> None:
         assert handle.reschedule(5) is True  # a delay from now, not a time
         await clock.advance(5)
         assert fired == [55.0]
+
+
+# -- the handle as asyncio's, the fire loop, the collector, the thread check ---------------------------
+
+
+@pytest.mark.parametrize(("delay", "when"), [(1.5, 1.5), (0.0004, 0.001), (0, 0.0), (-3, 0.0), (-1e308, 0.0)], ids=str)
+async def test_when_is_the_deadline_on_the_engine_clock_and_negative_is_due_now(delay: float, when: float) -> None:
+    clock = VirtualClock()
+    fired: list[float] = []
+    async with Engine(clock=clock) as engine:
+        handle = engine.call_later(delay, lambda: fired.append(clock.time()))
+        assert (handle.when(), handle.cancelled()) == (when, False)
+        await clock.advance(when)
+        assert fired == [when]
+        assert (handle.when(), handle.cancelled()) == (None, False)
+
+
+async def test_cancelled_says_cancel_was_called() -> None:
+    clock = VirtualClock()
+    async with Engine(clock=clock) as engine:
+        pending, fired = engine.call_later(5, print), engine.call_later(1, lambda: None)
+        assert pending.cancel()
+        assert pending.cancelled()
+        await clock.advance(2)
+        assert not fired.cancelled()
+        assert fired.cancel() is False
+        assert fired.cancelled()  # as asyncio's: cancel() was called, if too late
+
+
+@pytest.mark.parametrize("count", [1025, 5000])
+async def test_the_loop_runs_between_batches_so_a_first_callback_does_not_wait_for_all(count: int) -> None:
+    """The driver fires at most one batch (1024) before yielding: the loop's own callbacks run in between."""
+    clock = VirtualClock()
+    loop = asyncio.get_running_loop()
+    fired: list[int] = []
+    seen: list[int] = []
+    async with Engine(clock=clock) as engine:
+        engine.call_later(1, lambda: loop.call_soon(lambda: seen.append(len(fired))))
+        for i in range(count):
+            engine.call_later(1, fired.append, i)
+        await clock.advance(1)
+        assert fired == list(range(count))
+        assert seen
+        assert seen[0] <= 1024
+
+
+async def test_the_collector_skips_the_timers_while_the_driver_runs() -> None:
+    """GC-quiet while running (nothing it holds can be garbage then); walked again once stopped."""
+    clock = VirtualClock()
+    engine = Engine(clock=clock)
+    engine.call_later(10, print, "payload")
+    assert not engine._timers.core.quiet
+    async with engine:
+        await asyncio.sleep(0)
+        assert engine._timers.core.quiet
+        if WHEEL == "native":
+            assert gc.get_referents(engine._timers.wheel) == []
+    assert not engine._timers.core.quiet
+    if WHEEL == "native":
+        assert (print, ("payload",)) in gc.get_referents(engine._timers.wheel)
+
+
+async def test_a_stopped_engine_with_pending_timers_in_a_cycle_is_collected() -> None:
+    clock = VirtualClock()
+    engine = Engine(clock=clock)
+    async with engine:
+        engine.call_later(10, lambda engine=engine: engine)  # engine -> wheel -> payload -> engine
+    gone = weakref.ref(engine)
+    del engine
+    for _ in range(3):  # the stopped driver's last callbacks run
+        await asyncio.sleep(0)
+    gc.collect()
+    assert gone() is None
+
+
+async def test_in_debug_mode_call_later_from_another_thread_is_refused() -> None:
+    """Issue 15: the volatile path checks its caller's thread only in asyncio debug mode, where it is cheap enough."""
+    loop = asyncio.get_running_loop()
+    debug = loop.get_debug()
+    loop.set_debug(True)
+    try:
+        async with Engine(clock=VirtualClock()) as engine:
+            assert engine._timers.guarded
+            errors: list[BaseException] = []
+
+            def other() -> None:
+                calls: list[Callable[[], object]] = [
+                    lambda: engine.call_later(1, print),
+                    lambda: engine.call_at(1, print),
+                ]
+                for call in calls:
+                    try:
+                        call()
+                    except RuntimeError as exc:
+                        errors.append(exc)
+
+            thread = threading.Thread(target=other)
+            thread.start()
+            await asyncio.to_thread(thread.join, 10)
+            assert [str(exc).split(":")[0] for exc in errors] == ["call_later", "call_at"]
+            assert all("engine.from_thread" in str(exc) for exc in errors)
+            assert len(engine) == 0
+            engine.call_later(1, print)  # the loop's own thread: fine
+    finally:
+        loop.set_debug(debug)
+
+
+async def test_outside_debug_mode_the_hot_calls_check_nothing() -> None:
+    async with Engine(clock=VirtualClock()) as engine:
+        assert not asyncio.get_running_loop().get_debug()
+        assert not engine._timers.guarded

@@ -153,7 +153,7 @@ async def test_cursor_paging_sees_every_job_once(tmp_path: Path, store: str) -> 
         ("redrive", "dead", "dead", "pending", True),
         ("discard", "dead", "dead", "dead", False),  # a discarded dead letter is gone from every list
         ("pause", "user:1", "pending", "paused", True),
-        ("cancel", "user:1", "pending", "cancelled", False),
+        ("cancel", "user:1", "pending", "cancelled", True),  # kept for result_ttl, as finished jobs are
     ],
 )
 async def test_actions_with_the_csrf_token(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from ._clock import Cancellable
 from ._job import Job
@@ -54,17 +54,19 @@ class Driver:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._drive([]), name="chronowheel driver")
+        self.task = asyncio.create_task(self._drive(), name="chronowheel driver")
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
-    async def _drive(self, left: list[Any]) -> None:
+    async def _drive(self) -> None:
         """Sleep until the next expiry, fire what is due, repeat.
 
-        Volatile timers have their own wheel and always fire. Each pool's jobs
+        Volatile timers have their own wheel and always fire, in batches of
+        ``_BATCH`` that the timer core's fire loop calls, the driver yielding
+        to the loop between batches. Each pool's jobs
         wait in the pool's wheel, taken out only as far as its ready queue has
         room: a full pool leaves its due jobs in its wheel (backpressure, seen
         as lateness) while timers and the other pools carry on, and the pool
@@ -72,35 +74,33 @@ class Driver:
 
         A callback's SystemExit or KeyboardInterrupt goes on to the loop's
         caller, as from asyncio's own callbacks; a new driver takes over, and
-        fires the rest of that batch (``left``) first, should the loop run on.
+        fires the rest of that batch first (it is still due), should the loop run on.
+
+        While a driver runs, the core is ``quiet``: the collector does not walk
+        the timers' payloads (see ``TimerCore.quiet`` in ``native/_cwheel.pyx``).
         """
         loop = asyncio.get_running_loop()
         ticks = self._ticks
         clock = ticks.clock
         timers = self._timers
-        wheel = timers.wheel
         pools = list(self._registry.pools.values())
         fired = self._registry.fired
         counts = self._counts
         claim = None if self._store is None else self._store.claim
-        fire_timer = self._fire_timer
+        fire = timers.core.fire
+        driver = asyncio.current_task()
+        assert driver is not None
+        timers.core.quiet = True
+        driver.add_done_callback(self._ended)
         while True:
             now = ticks.current()
-            if left:
-                due, left = left, []
-            else:
-                due = wheel.advance(now, _BATCH)
-            firing = iter(due)
             try:
-                for payload in firing:
-                    fire_timer(payload, loop)
-            except BaseException:  # only SystemExit and KeyboardInterrupt get out of _fire_timer
-                driver = asyncio.current_task()
-                assert driver is not None
+                timers_fired = fire(now, _BATCH, loop, counts)
+            except BaseException:  # only SystemExit and KeyboardInterrupt get out of the fire loop
                 driver.add_done_callback(_consume)
-                self.task = asyncio.create_task(self._drive(list(firing)), name="chronowheel driver")
+                self.task = asyncio.create_task(self._drive(), name="chronowheel driver")
                 raise
-            busy = len(due) == _BATCH
+            busy = timers_fired == _BATCH
             for pool in pools:
                 room = pool.room()
                 if not room:
@@ -120,7 +120,7 @@ class Driver:
                     except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
                         self._undeliverable(job, exc, loop)
                 busy = busy or len(jobs) == room
-            if busy or due:
+            if busy or timers_fired:
                 await asyncio.sleep(0)  # let the loop breathe between batches
                 if busy:
                     continue
@@ -132,32 +132,17 @@ class Driver:
             try:
                 await wakeup
             finally:
-                timers.sleep_tick = -1
+                timers.awake()
                 if alarm is not None:
                     alarm.cancel()
+
+    def _ended(self, driver: asyncio.Task[None]) -> None:
+        """A driver ended: the collector walks the timers again, unless a new driver took over."""
+        if driver is self.task:
+            self._timers.core.quiet = False
 
     def _next_expiry(self) -> int | None:
         """The earliest tick with work: volatile timers, and jobs of pools with room."""
         ticks = [self._timers.wheel.next_expiry()]
         ticks += [pool.wheel.next_expiry() for pool in self._registry.pools.values() if pool.room()]
         return min((tick for tick in ticks if tick is not None), default=None)
-
-    def _fire_timer(self, payload: Any, loop: asyncio.AbstractEventLoop) -> None:
-        """Run a volatile timer's callback, as asyncio's ``Handle._run`` does.
-
-        SystemExit and KeyboardInterrupt go on to the loop's caller; anything
-        else it raises (CancelledError included) goes to the loop's exception
-        handler, and the driver carries on.
-        """
-        self._counts["fired"] += 1
-        try:
-            if payload.__class__ is tuple:
-                payload[0](*payload[1])
-            else:
-                payload()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            loop.call_exception_handler(
-                {"message": f"chronowheel: timer callback {payload!r} raised", "exception": exc}
-            )

@@ -45,7 +45,8 @@ from ._shutdown import drain, report_unfinished
 from ._stats import Stats
 from ._store import Store
 from ._ticks import Ticks
-from ._timers import TimerCalls, Timers
+from ._timers import Timers
+from ._volatile import Handle
 
 __all__ = ["Engine"]
 
@@ -74,7 +75,7 @@ class ScheduleOptions(TypedDict, total=False):
     after: Job | str | list[Job | str] | tuple[Job | str, ...] | None
 
 
-class Engine(TimerCalls):
+class Engine:
     """Millions of timers in one event loop task.
 
     ``tick`` is the wheel's resolution in seconds: timers fire on the first
@@ -130,7 +131,9 @@ class Engine(TimerCalls):
             self._store, self._journal_figures = store, store.journal.figures
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
-        super().__init__(timers)  # call_later, call_at
+        # The hot calls are the timer core's own methods: no Python frame in between.
+        self.call_later = timers.core.call_later  # type: ignore[method-assign]
+        self.call_at = timers.core.call_at  # type: ignore[method-assign]
         self._registry = registry = Registry()
         self._stats = stats = Stats()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
@@ -153,6 +156,23 @@ class Engine(TimerCalls):
     def time(self) -> float:
         """The engine clock, in seconds; ``call_at`` takes times on it."""
         return self._ticks.time()
+
+    # -- volatile timers: an engine's own call_later and call_at are its timer core's, bound in __init__ ---------
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Handle:
+        """Call ``callback(*args)`` after ``delay`` seconds (0 or less: due now), as ``loop.call_later``; not journaled.
+
+        Returns a :class:`TimerHandle`: ``cancel()``, ``reschedule(delay)``, ``when()``, ``cancelled()``.
+        """
+        return self._timers.core.call_later(delay, callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Handle:
+        """Call ``callback(*args)`` when :meth:`time` reaches ``when``; never journaled.
+
+        A ``when`` in the past is due at once; one more than ``MAX_DELAY``
+        seconds ahead is refused, as that delay is by ``call_later``.
+        """
+        return self._timers.core.call_at(when, callback, *args)
 
     # -- tasks and pools -----------------------------------------------------------
 
@@ -553,7 +573,7 @@ class Engine(TimerCalls):
                 await self._store.close()
                 raise
         self._state = "running"
-        self._timers.bind()
+        self._timers.bind(asyncio.get_running_loop())
         for pool in self._registry.pools.values():
             pool.start(self._execution.run)
         self._driver.start()

@@ -1,9 +1,11 @@
-"""Pick the wheel implementation: the native one when it imports, else the pure one.
+"""Pick the implementation: the native one when it imports, else the pure one.
 
-Both implement :class:`._wheel_api.Wheel`, checked here by mypy (the native
-one through its stub, ``_cwheel.pyi``, which ``mypy.stubtest`` holds to the
-built module). ``TimerWheel`` is typed as ``type[Wheel]``: whichever twin is
-picked, callers see only the protocol.
+Both wheels implement :class:`._wheel_api.Wheel` and both volatile-timer cores
+:class:`._volatile.Core`, checked here by mypy (the native ones through their
+stub, ``_cwheel.pyi``, which ``mypy.stubtest`` holds to the built module).
+``TimerWheel`` and ``TimerCore`` are typed as the protocols: whichever twin
+is picked, callers see only those. ``TimerHandle`` is the handle class the
+picked core returns (typed as the pure one, which has the same methods).
 """
 
 from __future__ import annotations
@@ -11,27 +13,34 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Literal
 
-__all__ = ["WHEEL", "TimerWheel"]
+__all__ = ["WHEEL", "TimerCore", "TimerHandle", "TimerWheel"]
 
 WHEEL: Literal["native", "pure"]
 
 if TYPE_CHECKING:
+    from ._cwheel import TimerCore as _NativeCore
     from ._cwheel import TimerWheel as _NativeWheel
+    from ._volatile import Core, TimerHandle
+    from ._volatile import TimerCore as _PureCore
     from ._wheel import TimerWheel as _PureWheel
     from ._wheel_api import Wheel
 
     _TWINS: tuple[type[Wheel], ...] = (_NativeWheel, _PureWheel)
+    _CORES: tuple[type[Core], ...] = (_NativeCore, _PureCore)
     TimerWheel: type[Wheel] = _NativeWheel
+    TimerCore: type[Core] = _NativeCore
 elif os.environ.get("CHRONOWHEEL_NO_EXTENSIONS"):
+    from ._volatile import TimerCore, TimerHandle
     from ._wheel import TimerWheel
 
     WHEEL = "pure"
 else:
     try:
-        from ._cwheel import TimerWheel
+        from ._cwheel import TimerCore, TimerHandle, TimerWheel
 
         WHEEL = "native"
     except ImportError:
+        from ._volatile import TimerCore, TimerHandle
         from ._wheel import TimerWheel
 
         WHEEL = "pure"

@@ -1,115 +1,64 @@
-"""Volatile timers: the engine's own wheel, ``call_later``/``call_at``, ``TimerHandle``, and the driver's wake-up.
+"""Volatile timers: the engine's timer core, who may call it, and the driver's wake-up.
 
 Hot: ``call_later``, ``TimerHandle.cancel``/``reschedule`` are the calls a
-million timers make. ``Engine`` inherits ``call_later`` and ``call_at`` from
-:class:`TimerCalls`, so ``engine.call_later`` is one Python frame.
+million timers make. They live in the core (:mod:`chronowheel._volatile`'s
+``Core``: native, or its pure twin), and the engine binds ``engine.call_later``
+and ``engine.call_at`` to the core's own methods: no Python frame in between.
+What is left here is rare: the guard, the threads, the driver's sleep.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
-from collections.abc import Callable
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from ._errors import EngineClosed
-from ._limits import MAX_DELAY
-from ._selection import TimerWheel
+from ._selection import TimerCore, TimerHandle
 from ._ticks import Ticks
+from ._volatile import Core, Handle
 from ._wheel_api import Wheel
 
-__all__ = ["TimerCalls", "TimerHandle", "Timers"]
+__all__ = ["TimerHandle", "Timers"]
 
-_ceil: Final = math.ceil
 IDLE: Final = 1 << 62  # sleep target while nothing is scheduled: any timer wakes the driver
 
 
-class TimerHandle(int):
-    """A volatile timer from ``call_later`` / ``call_at``: ``cancel()`` it like asyncio's.
-
-    The handle is the wheel's own int handle. An int subclass with no
-    attributes is not tracked by the cyclic garbage collector, so a million
-    pending handles cost it nothing; the timers it belongs to are a class
-    attribute of a per-engine subclass (see :class:`Timers`).
-    """
-
-    __slots__ = ()
-    _timers: ClassVar[Timers]
-
-    def cancel(self) -> bool:
-        """Stop the timer; True if it was still pending."""
-        return bool(self._timers.wheel.cancel(self))
-
-    def reschedule(self, delay: float) -> bool:
-        """Move the timer to ``delay`` seconds from now (the session-expiry touch); True if pending.
-
-        Moving it later is O(1) and lazy; the wheel re-files it only when its
-        old slot comes due.
-        """
-        timers = self._timers
-        tick = timers.ticks.after(delay)
-        if not timers.wheel.reschedule(self, tick):
-            return False
-        if tick < timers.sleep_tick:
-            timers.wake()
-        return True
-
-    def __repr__(self) -> str:
-        return f"<TimerHandle {int(self)}>"
-
-
-def _checked_cancel(handle: TimerHandle) -> bool:
-    handle._timers.check_thread("cancel")
-    return TimerHandle.cancel(handle)
-
-
-def _checked_reschedule(handle: TimerHandle, delay: float) -> bool:
-    handle._timers.check_thread("reschedule")
-    return TimerHandle.reschedule(handle, delay)
-
-
-# What an engine's handle class does instead while sync jobs run in threads: refuse calls from them.
-# Put on the class then, not checked in the methods, so the methods cost nothing more the rest of the time.
-_CHECKED_HANDLE_METHODS: Final = {"cancel": _checked_cancel, "reschedule": _checked_reschedule}
-
-
 class Timers:
-    """The volatile timers' wheel, and the driver's sleep: what wakes it, and when.
+    """The volatile timers' core and wheel, and the driver's sleep: what wakes it, and when.
 
     ``sleep_tick`` is the tick the driver sleeps until (-1 while it is awake
-    or not started): filing anything earlier must :meth:`wake` it. Not
+    or not started): filing anything earlier must :meth:`wake` it. The core
+    keeps its own copy for its hot calls; this one is the job path's. Not
     thread-safe: calls come from the loop's thread. The hot calls check that
-    only while the guard is up (stopped, or sync jobs running in threads), so
-    they cost nothing more otherwise.
+    only while the guard is up (stopped, sync jobs running in threads, or the
+    loop in debug mode), so they cost nothing more otherwise.
     """
 
     def __init__(self, ticks: Ticks) -> None:
         self.ticks = ticks
-        self._time = ticks.time
-        self._epoch = ticks.epoch
-        self._rate = ticks.rate
-        self.wheel: Wheel = TimerWheel()
-        self._handle_type: type[TimerHandle] = type("TimerHandle", (TimerHandle,), {"__slots__": (), "_timers": self})
+        self.core: Core = TimerCore(ticks.time, ticks.epoch, ticks.rate, self.wake, self._check_caller)
+        self.wheel: Wheel = self.core.wheel
         self.sleep_tick = -1
         self._wakeup: asyncio.Future[None] | None = None
         self._loop_thread: int | None = None
         self._threads = 0  # sync jobs' threads running
+        self._debug = False  # the loop runs in asyncio debug mode: every hot call checks its thread
         self.closed = False  # True once the engine is stopping
-        self._guard = False
 
-    def file_timer(self, tick: int, payload: Any) -> TimerHandle:
+    def file_timer(self, tick: int, payload: Any) -> Handle:
         """Put a volatile timer in the wheel; the engine's own (job timeouts) come here directly."""
-        handle = self._handle_type(self.wheel.add(tick, payload))
-        if tick < self.sleep_tick:
-            self.wake()
-        return handle
+        return self.core.file(tick, payload)
+
+    def fire(self, now: int, limit: int, loop: asyncio.AbstractEventLoop, counts: dict[str, int]) -> int:
+        """Run up to ``limit`` due timers' callbacks (the core's fire loop); how many ran."""
+        return self.core.fire(now, limit, loop, counts)
 
     # -- the driver's sleep --------------------------------------------------------------
 
     def wake(self) -> None:
         """Wake the driver: something is due before the tick it sleeps until, or a pool has room again."""
-        self.sleep_tick = -1
+        self.awake()
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
@@ -117,14 +66,24 @@ class Timers:
     def nap(self, loop: asyncio.AbstractEventLoop, until: int | None) -> asyncio.Future[None]:
         """The future the driver awaits until tick ``until`` (None: until anything is filed)."""
         self._wakeup = loop.create_future()
-        self.sleep_tick = IDLE if until is None else until
+        self.sleep_tick = self.core.sleep_tick = IDLE if until is None else until
         return self._wakeup
+
+    def awake(self) -> None:
+        """The driver is awake: nothing filed needs to wake it."""
+        self.sleep_tick = self.core.sleep_tick = -1
 
     # -- who may call -------------------------------------------------------------------
 
-    def bind(self) -> None:
-        """The engine started: calls from now on must come from this (the loop's) thread."""
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The engine started: calls from now on must come from this (the loop's) thread.
+
+        In asyncio debug mode the hot calls check it too, every time (issue 15):
+        ``loop.call_later`` does as much in debug mode, and nothing otherwise.
+        """
         self._loop_thread = threading.get_ident()
+        self._debug = loop.get_debug()
+        self._set_guard()
 
     def close(self) -> None:
         """The engine is stopping: timers are refused from now on."""
@@ -148,13 +107,13 @@ class Timers:
 
     @property
     def guarded(self) -> bool:
-        """True while the hot calls check their caller (stopped, or threads running)."""
-        return self._guard
+        """True while the hot calls check their caller (stopped, threads running, or debug mode)."""
+        return self.core.guard
 
     def _check_caller(self, call: str) -> None:
         """Refuse a timer from another thread than the loop's, or once the engine is stopped."""
         self.check_thread(call)
-        if self.closed:
+        if self.closed and call in ("call_later", "call_at"):
             raise EngineClosed("the engine is stopped; it takes no more timers")
 
     def check_thread(self, call: str) -> None:
@@ -162,83 +121,15 @@ class Timers:
         if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
             raise RuntimeError(
                 f"{call}: called from thread {threading.current_thread().name!r}, but the engine is not "
-                "thread-safe and runs on its event loop's thread; from another thread, pass the call to "
-                "loop.call_soon_threadsafe(...)"
+                "thread-safe and runs on its event loop's thread; from another thread, use engine.from_thread "
+                "or pass the call to loop.call_soon_threadsafe(...)"
             )
 
     def _set_guard(self) -> None:
-        """Raise the guard while stopped or while sync jobs run in threads, lower it otherwise.
+        """Raise the guard while stopped, while sync jobs run in threads or in debug mode; lower it otherwise.
 
         While it is up, the hot calls (``call_later``, ``call_at``, handle
-        methods) check which thread calls them; the rest of the time they
-        check nothing more than whether it is up (handles, not even that:
-        their checked methods are put on the engine's handle class).
+        methods) ask :meth:`_check_caller` first; the rest of the time they
+        test one flag in the core and nothing more.
         """
-        guard = self.closed or self._threads > 0
-        if guard == self._guard:
-            return
-        self._guard = guard
-        for name, method in _CHECKED_HANDLE_METHODS.items():
-            if guard:
-                setattr(self._handle_type, name, method)
-            else:
-                delattr(self._handle_type, name)
-
-
-class TimerCalls:
-    """The hot calls, ``call_later`` and ``call_at``, as methods of the class that inherits them: ``Engine``.
-
-    Inherited rather than delegated to: ``engine.call_later`` is then one
-    Python frame, and CPython specializes the method lookup (an attribute
-    holding a bound method costs about 150 instructions more per call).
-    """
-
-    def __init__(self, timers: Timers) -> None:
-        self.__timers = timers
-
-    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
-        """Call ``callback(*args)`` after ``delay`` seconds; never journaled."""
-        t = self.__timers
-        # Ticks.after and file_timer, inlined: this is the call a million timers make.
-        try:
-            if not 0 <= delay <= MAX_DELAY:
-                raise ValueError(f"delay must be a number of seconds from 0 to {MAX_DELAY:g}, got {delay!r}")
-            if delay is True or delay is False:
-                raise TypeError
-            tick = _ceil((t._time() - t._epoch + delay) * t._rate)
-        except (TypeError, ArithmeticError):
-            raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}") from None
-        if t._guard:  # stopped, or sync jobs run in threads: one check for both rare cases
-            t._check_caller("call_later")
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        # The payload is the callback itself when there are no args: nothing allocated.
-        handle = t._handle_type(t.wheel.add(tick, (callback, args) if args else callback))
-        if tick < t.sleep_tick:
-            t.wake()
-        return handle
-
-    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
-        """Call ``callback(*args)`` when :meth:`time` reaches ``when``; never journaled.
-
-        A ``when`` in the past is due at once; one more than ``MAX_DELAY``
-        seconds ahead is refused, as that delay is by ``call_later``.
-        """
-        t = self.__timers
-        try:
-            if not -math.inf < when <= t._time() + MAX_DELAY:
-                raise ValueError(
-                    f"when must be a finite time on the engine clock at most {MAX_DELAY:g}s ahead, got {when!r}"
-                )
-            if when is True or when is False:
-                raise TypeError
-            # Far in the past is due at once, as at the engine's first tick: no tick count overflows.
-            tick = _ceil((when - t._epoch) * t._rate) if when > t._epoch else 0
-        except (TypeError, ArithmeticError):
-            raise TypeError(f"when must be a number, got {type(when).__name__}") from None
-        if t._guard:
-            t._check_caller("call_at")
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        # The payload is the callback itself when there are no args: nothing allocated.
-        return t.file_timer(tick, (callback, args) if args else callback)
+        self.core.guard = self.closed or self._threads > 0 or self._debug

@@ -209,6 +209,13 @@ class TimerWheel:
         self._file(handle, deadline, self._take(handle, where))
         return True
 
+    def deadline(self, handle: int) -> int | None:
+        """The tick a pending timer is due at, or None if ``handle`` names no pending timer."""
+        if type(handle) is not int and (handle is True or handle is False or not isinstance(handle, int)):
+            raise _bad_handle(handle)
+        state = self._state.get(handle)
+        return None if state is None else state >> _WHERE_BITS
+
     def next_expiry(self) -> int | None:
         """The earliest tick at which :meth:`advance` may have work, or None.
 

@@ -76,6 +76,10 @@ class Wheel(Protocol):
         """
         ...
 
+    def deadline(self, handle: int) -> int | None:
+        """The tick a pending timer is due at (moved or not), or None if ``handle`` names none; a non-int: TypeError."""
+        ...
+
     def next_expiry(self) -> int | None:
         """The earliest tick at which :meth:`advance` may have work, or None if the wheel is empty.
 

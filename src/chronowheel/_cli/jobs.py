@@ -24,12 +24,14 @@ def configure(commands: Any) -> None:
     parser = commands.add_parser(
         "jobs",
         help="list a journal's jobs, with their errors (reads only, takes no lock)",
-        description="List the jobs a journal holds (pending, failed and waiting for a retry, dead), ordered by"
+        description="List the jobs a journal holds (pending, failed and waiting for a retry, paused, dead, and"
+        " finished ones kept for result_ttl), ordered by"
         " deadline. Exit status: 0, 1 if the journal is damaged (the jobs before the damage are listed),"
         " 2 for usage errors or no journal.",
     )
     parser.add_argument("path", metavar="PATH", help="the journal, as passed to Engine(journal=...)")
-    parser.add_argument("--state", choices=STATES, help="only jobs in this state")
+    # A job record's states, and a done record's (a finished job kept for result_ttl).
+    parser.add_argument("--state", choices=(*STATES, "succeeded", "cancelled"), help="only jobs in this state")
     parser.add_argument("--task", metavar="T", help="only jobs of this task (its registered name)")
     parser.add_argument("--key-prefix", metavar="K", help="only jobs whose key starts with K")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
