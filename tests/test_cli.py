@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import selectors
@@ -19,6 +20,7 @@ import pytest
 
 from chronowheel import Engine, Retry
 from chronowheel.__main__ import main
+from chronowheel._cli import worker
 from chronowheel.testing import VirtualClock
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -333,3 +335,49 @@ def test_a_missing_extra_is_named(
     monkeypatch.setitem(sys.modules, missing, None)  # import fails, as when it is not installed
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def status_of(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        status: int = response.status
+        return status
+
+
+class Announced(logging.Handler):
+    """The worker's log, and an event set when it says it is running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.running = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if record.getMessage().startswith("running "):
+            self.running.set()
+
+
+async def test_worker_serve_in_this_process_until_sigterm(tmp_path: Path) -> None:
+    """The worker's loop body in-process (what the subprocess tests run, here seen by coverage too)."""
+    pytest.importorskip("prometheus_client")
+    pytest.importorskip("uvicorn")
+    from prometheus_client import REGISTRY
+
+    engine = Engine(journal=str(tmp_path / "timers.log"))
+    log = Announced()
+    logger = logging.getLogger("chronowheel.worker")
+    logger.addHandler(log)
+    logger.setLevel(logging.INFO)
+    try:
+        serving = asyncio.ensure_future(worker._serve(engine, 5.0, ("127.0.0.1", 0), ("127.0.0.1", 0)))
+        await log.running.wait()
+        urls = [re.search(r"http://\S+", line) for line in log.lines if " on http://" in line]
+        metrics, web = sorted(match[0] for match in urls if match is not None)[::-1]
+        for url in (metrics, web + "api/dead"):
+            assert await asyncio.to_thread(status_of, url) == 200
+        os.kill(os.getpid(), signal.SIGTERM)  # the worker's handler takes it, not the test process
+        assert await serving == worker.DRAINED
+    finally:
+        logger.removeHandler(log)
+    assert any(line.startswith("SIGTERM: stopping") for line in log.lines)
+    assert REGISTRY.get_sample_value("chronowheel_timers_resident") is None  # the collector went with it
