@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -381,3 +382,36 @@ async def test_worker_serve_in_this_process_until_sigterm(tmp_path: Path) -> Non
         logger.removeHandler(log)
     assert any(line.startswith("SIGTERM: stopping") for line in log.lines)
     assert REGISTRY.get_sample_value("chronowheel_timers_resident") is None  # the collector went with it
+
+
+def test_jobs_on_a_damaged_journal_lists_what_comes_before_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "timers.log"
+    asyncio.run(write_jobs(journal))
+    data = bytearray(journal.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped byte mid-log, with good records after it: damage, not a torn tail
+    journal.write_bytes(bytes(data))
+    assert main(["jobs", str(journal), "--json"]) == 1
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert document["damage"]["path"] == str(journal.resolve())
+    assert len(document["jobs"]) <= 4  # the records before the damage (the later retry and dead letter may be lost)
+    assert "is damaged" in captured.err
+    assert "only the jobs before it are listed" in captured.err
+
+
+def test_worker_exits_1_when_the_engine_fails_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "lockedapp.py").write_text(
+        f"from chronowheel import Engine\nengine = Engine(journal={str(tmp_path / 'timers.log')!r})\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with open(tmp_path / "timers.log.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another engine holds it
+        try:
+            assert main(["worker", "lockedapp:engine"]) == 1
+        finally:
+            sys.modules.pop("lockedapp", None)
+    assert "chronowheel worker: JournalLocked" in capsys.readouterr().err

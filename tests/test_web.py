@@ -265,3 +265,36 @@ async def test_overview_rates_and_lateness_over_time(tmp_path: Path) -> None:
 def test_bad_arguments_name_themselves(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(TypeError, match=message):
         dashboard(Engine(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "back", ["//evil.example/x", "https://evil.example/", "dead", ""], ids=["//", "url", "bare", "none"]
+)
+async def test_an_action_only_redirects_back_into_the_dashboard(site: Site, back: str) -> None:
+    job = site.engine.get("user:1")
+    assert job is not None
+    token = await site.csrf()
+    response = await site.client.post(f"/jobs/{job.id}/pause", data={"csrf": token, "next": back})
+    assert (response.status_code, response.headers["location"]) == (303, f"/jobs/{job.id}")
+
+
+@pytest.mark.parametrize(
+    ("action", "pick", "message"),
+    [
+        ("redrive", "user:1", "is not in the dead letters"),
+        ("resume", "user:1", "False"),
+        ("explode", "user:1", "no action 'explode'"),
+    ],
+    ids=["redrive-pending", "resume-not-paused", "unknown"],
+)
+async def test_an_action_that_does_not_apply_says_why(site: Site, action: str, pick: str, message: str) -> None:
+    job = site.engine.get(pick)
+    assert job is not None
+    token = await site.csrf()
+    response = await site.client.post(f"/api/jobs/{job.id}/{action}", headers={"X-CSRF-Token": token})
+    if message == "False":  # nothing to do: the engine's own answer, not an error
+        assert response.json() == {"job": job.id, action: False}
+    else:
+        assert response.status_code in (404, 409)
+        assert message in response.json()["error"]
+    assert job.state == "pending"
