@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -13,6 +14,16 @@ import uvloop
 from chronowheel._wheel import TimerWheel as PureWheel
 from chronowheel._wheel_api import Wheel
 from helpers import Runner, run_on
+
+# The optional extras' tests (their packages are all in the dev extra): without them the core suite runs alone.
+_EXTRAS = {
+    "test_metrics.py": ("prometheus_client",),
+    "test_web.py": ("starlette", "jinja2", "httpx"),
+    "test_web_browser.py": ("starlette", "jinja2", "uvicorn"),  # playwright and chromium: its own fixture
+}
+collect_ignore = [
+    test for test, needs in _EXTRAS.items() if any(importlib.util.find_spec(name) is None for name in needs)
+]
 
 # Callable[..., Wheel]: the tests also call the constructors with ill-typed arguments.
 WHEELS: dict[str, Callable[..., Wheel]] = {"pure": PureWheel}

@@ -10,6 +10,7 @@ the loop task to :class:`~._driver.Driver`, durability to a
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
@@ -130,12 +131,14 @@ class Engine:
         result_ttl = check_seconds("result_ttl", result_ttl)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._store: Store | None = None  # None: in memory, nothing durable
+        self._journal_figures: Callable[[], dict[str, Any]] | None = None
         if path is not None:
             from ._journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
-            self._store = JournalStore(
+            store = JournalStore(
                 path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks, wall=self._clock.wall
             )
+            self._store, self._journal_figures = store, store.journal.figures
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
         # The hot calls are the timer core's own methods: no Python frame in between.
@@ -172,6 +175,7 @@ class Engine:
         )
         """The job API for other threads: ``schedule``, ``cancel``, ``reschedule``, ``call_later``, as futures."""
         self._loop_thread: int | None = None  # the Timers' too: schedule_nowait checks it without a call
+        self._cut_short: asyncio.Future[None] | None = None  # set by stop(grace=0) while stop() drains
         self.add_pool("default", concurrency=10)
 
     def time(self) -> float:
@@ -424,7 +428,9 @@ class Engine:
         if not self._placement.take_out(job, outcome if results.ttl else None, own=own):
             return False
         job.error = JobCancelled(job, reason)
-        self._stats.counts["cancelled"] += 1
+        stats = self._stats
+        stats.counts["cancelled"] += 1
+        stats.tasks[job.task].counts["cancelled"] += 1
         results.ended(outcome)
         if self._hooks.callbacks["cancelled"]:
             self._hooks.emit("cancelled", job)
@@ -599,13 +605,18 @@ class Engine:
         return len(self._timers.wheel) + sum(len(pool.wheel) for pool in self._registry.pools.values())
 
     def stats(self) -> dict[str, Any]:
-        """Counts and firing lateness (seconds from deadline to start) percentiles."""
-        pools = self._registry.pools.values()
+        """Counts and firing lateness (seconds from deadline to start) percentiles, and the figures per pool and task.
+
+        See docs/observability.md for every key; ``chronowheel.metrics``
+        exports them to Prometheus.
+        """
+        registry = self._registry
         return self._stats.report(
-            pending=len(self),
-            queued=sum(pool.queued for pool in pools),
-            running=sum(pool.running for pool in pools),
-            dead=len(self._execution.dead),
+            registry.pools.values(),
+            self._execution.dead.values(),
+            {name: spec.pool for name, spec in registry.tasks.items()},
+            len(self._timers.wheel),
+            self._journal_figures,
         )
 
     # -- hooks and middleware --------------------------------------------------------
@@ -677,13 +688,20 @@ class Engine:
         and acknowledged, or it would stop the engine again at every start.
         Jobs that were due but had not started, and jobs cancelled at the end
         of the grace period, are logged (see ``_shutdown.report_unfinished``).
+        ``stop(grace=0)`` while another ``stop()`` waits out its grace period
+        ends that period now (``chronowheel worker``'s second signal); any
+        other call once stopping has begun returns at once.
         """
         grace = check_seconds("grace", grace)
         if self._state == "stopped":
+            if grace == 0 and self._cut_short is not None and not self._cut_short.done():
+                self._cut_short.set_result(None)  # a stop(grace=0) during a stop's grace period ends it now
             return
         self._timers.close()
         self._state = "stopped"
-        queued, abandoned = await drain(list(self._registry.pools.values()), grace, self._clock, self._placement)
+        self._cut_short = asyncio.get_running_loop().create_future()
+        pools = list(self._registry.pools.values())
+        queued, abandoned = await drain(pools, grace, self._clock, self._placement, self._cut_short)
         await self._driver.stop()
         queued += (job for job in self._execution.interrupted if job.state == "pending")
         report_unfinished(queued, abandoned, durable=self._store is not None)

@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import traceback
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -109,7 +110,14 @@ class Execution:
         job.state = "running"
         job.attempt += 1
         ticks = self._ticks
-        self._stats.lateness.append(max(0.0, ticks.time() - ticks.epoch - job._due_tick / ticks.rate))
+        began = ticks.time()
+        late = max(0.0, began - ticks.epoch - job._due_tick / ticks.rate)
+        self._stats.lateness.append(late)
+        figures = self._stats.tasks[job.task]
+        figures.counts["started"] += 1
+        histogram = figures.lateness  # Histogram.observe inlined, here and below: no Python frame per job
+        histogram.counts[bisect_left(histogram.bounds, late)] += 1
+        histogram.sum += late
         # Set, never reset: the worker's own context outlives the attempt unseen (tasks the job spawns, and
         # async hooks, took a copy), and the next attempt sets it again; a reset would cost as much once more.
         CURRENT_JOB.set(job)
@@ -135,10 +143,15 @@ class Execution:
             job.error = None
             job.traceback = None
             self._stats.counts["succeeded"] += 1
+            figures.counts["succeeded"] += 1
             self._acknowledge(job, value)
             if self._succeeded:
                 self._hooks.emit("succeeded", job)
         finally:
+            took = ticks.time() - began
+            histogram = figures.duration
+            histogram.counts[bisect_left(histogram.bounds, took)] += 1
+            histogram.sum += took
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
 
@@ -208,6 +221,8 @@ class Execution:
         job.traceback = "".join(traceback.format_exception(error))
         counts = self._stats.counts
         counts["failed"] += 1
+        task_counts = self._stats.tasks[job.task].counts
+        task_counts["failed"] += 1
         retry = spec.retry
         placement = self._placement
         closed = self._timers.closed  # stop() has begun: a retry is only kept by the store, not filed
@@ -215,6 +230,7 @@ class Execution:
             delay = retry.delay(job.attempt, self.rng)
             job.state = "failed"
             counts["retried"] += 1
+            task_counts["retried"] += 1
             if closed:  # stopping: the store keeps the retry for after the restart
                 placement.set_due(job, delay)
                 placement.record(job, own=True)
@@ -235,6 +251,7 @@ class Execution:
                 self._hooks.emit("failed", job)
             return
         job.state = "dead"
+        task_counts["dead"] += 1
         self.dead[job.id] = job
         self._registry.forget(job)
         placement.record(job, own=True)
@@ -255,6 +272,7 @@ class Execution:
         job.state = "dead"
         job.error = error
         job.traceback = "".join(traceback.format_exception(error))
+        self._stats.tasks[job.task].counts["dead"] += 1
         self.dead[job.id] = job
         self._registry.forget(job)
         self._placement.record(job, own=True)

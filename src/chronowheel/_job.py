@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from ._limits import EARLIEST, LATEST
 
 if TYPE_CHECKING:
+    from ._recurrence import Cron, Every
     from ._retry import Retry
     from ._series import Series
 
@@ -183,6 +184,11 @@ class Job:
         year 10000 files a job past it (see ``_limits.MAX_DELAY``).
         """
         return datetime.fromtimestamp(min(max(self._due_wall, EARLIEST), LATEST), UTC)
+
+    @property
+    def recurrence(self) -> Every | Cron | None:
+        """How the job repeats (its ``every`` or ``cron``); None for a one-shot job, or one run of a series."""
+        return None if self._series is None else self._series.recurrence
 
     def __repr__(self) -> str:
         key = f" key={self.key!r}" if self.key is not None else ""

@@ -29,8 +29,10 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def drain(pools: list[Pool], grace: float, clock: Clock, placement: Placement) -> tuple[list[Job], list[Job]]:
-    """Close the pools, let running jobs finish for ``grace`` seconds, then cancel them.
+async def drain(
+    pools: list[Pool], grace: float, clock: Clock, placement: Placement, cut_short: asyncio.Future[None]
+) -> tuple[list[Job], list[Job]]:
+    """Close the pools, let running jobs finish for ``grace`` seconds (or until ``cut_short``), then cancel them.
 
     Returns the jobs that were queued and never started, and those that did
     not end within ``CANCEL_WAIT`` of their cancellation (given up on). The
@@ -47,7 +49,7 @@ async def drain(pools: list[Pool], grace: float, clock: Clock, placement: Placem
                 placement.gone(job, "ack", own=True)
             else:
                 running[worker] = job
-    await _wait(running, grace, clock)
+    await _wait(running, grace, clock, cut_short)
     for worker in running:
         worker.cancel()
     await _wait(running, CANCEL_WAIT, clock)
@@ -57,16 +59,19 @@ async def drain(pools: list[Pool], grace: float, clock: Clock, placement: Placem
     return queued, [job for worker, job in running.items() if not worker.done()]
 
 
-async def _wait(workers: Collection[asyncio.Task[None]], seconds: float, clock: Clock) -> None:
-    """Wait until the workers are done, or for ``seconds`` on the engine clock."""
+async def _wait(
+    workers: Collection[asyncio.Task[None]], seconds: float, clock: Clock, cut_short: asyncio.Future[None] | None = None
+) -> None:
+    """Wait until the workers are done, or for ``seconds`` on the engine clock, or until ``cut_short`` is set."""
     busy = [worker for worker in workers if not worker.done()]
-    if not busy or seconds == 0:
+    if not busy or seconds == 0 or (cut_short is not None and cut_short.done()):
         return
     expired: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     alarm = clock.call_at(clock.time() + seconds, functools.partial(_settle, expired))
     finished = asyncio.gather(*busy, return_exceptions=True)
     try:
-        await asyncio.wait((finished, expired), return_when=asyncio.FIRST_COMPLETED)
+        waits = (finished, expired) if cut_short is None else (finished, expired, cut_short)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
         alarm.cancel()
         expired.cancel()

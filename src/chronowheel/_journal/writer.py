@@ -31,6 +31,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from .._errors import JournalFailed, JournalLocked
+from .._histogram import FSYNC_RECORDS, FSYNC_SECONDS, Histogram
 from .format import IDENTITY_SIZE, LOG, SNAPSHOT, Encoder
 from .recovery import END, JournalFile, plan
 
@@ -98,6 +99,10 @@ class Journal:
         self._snapshot_unsynced = 0  # snapshot bytes written since its last fsync
         self._dirty = False
         self._last_fsync = 0.0
+        # Writer thread writes, the loop thread reads (figures()): how long each fsync took, and what it covered.
+        self._unsynced = 0  # records written since the last fsync
+        self._fsync_seconds = Histogram(FSYNC_SECONDS)
+        self._fsync_records = Histogram(FSYNC_RECORDS)
         # Shared between the threads, under _lock:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -318,6 +323,14 @@ class Journal:
         if future is not None and not future.done():
             future.set_result(None)
 
+    def figures(self) -> dict[str, Any]:
+        """Loop thread: the log fsyncs' latency and records per fsync (``Histogram.report`` each), the log's records."""
+        return {
+            "fsync_seconds": self._fsync_seconds.report(),
+            "records_per_fsync": self._fsync_records.report(),
+            "log_records": self.log_records,
+        }
+
     # -- the writer thread -------------------------------------------------------------
 
     def _write_loop(self) -> None:
@@ -371,6 +384,7 @@ class Journal:
                 continue
             if batch:
                 self._write(self._log.frames(batch))
+                self._unsynced += len(batch)
                 batch = []
             name, future, *args = item
             getattr(self, f"_do_{name}")(*args)
@@ -378,15 +392,20 @@ class Journal:
                 loop.call_soon_threadsafe(self._done, future)
         if batch:
             self._write(self._log.frames(batch))
+            self._unsynced += len(batch)
 
     def _write(self, data: bytes) -> None:
         _write_all(self._fd, data)
         self._dirty = True
 
     def _fsync(self) -> None:
+        began = time.monotonic()
         os.fsync(self._fd)
         self._dirty = False
-        self._last_fsync = time.monotonic()
+        self._last_fsync = now = time.monotonic()
+        self._fsync_seconds.observe(now - began)
+        self._fsync_records.observe(self._unsynced)
+        self._unsynced = 0
 
     def _do_sync(self) -> None:
         if self._dirty:
