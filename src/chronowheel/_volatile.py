@@ -162,6 +162,9 @@ class TimerHandle:
         return "<TimerHandle done>" if when is None else f"<TimerHandle when={when!r}>"
 
 
+_new_handle: Final = object.__new__
+
+
 class TimerCore:
     """One engine's volatile timers in Python: the native ``TimerCore``'s twin (see :class:`Core`)."""
 
@@ -220,8 +223,12 @@ class TimerCore:
             self.check("call_later")
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        # The payload is the callback itself when there are no args: nothing allocated.
-        handle = TimerHandle(self, self.wheel.add(tick, (callback, args) if args else callback))
+        # The payload is the callback itself when there are no args: nothing allocated. The handle is built
+        # here, not by TimerHandle(): its __init__ would be a Python frame per timer.
+        handle = _new_handle(TimerHandle)
+        handle._core = self
+        handle._handle = self.wheel.add(tick, (callback, args) if args else callback)
+        handle._cancelled = False
         if tick < self.sleep_tick:
             self.wake()
         return handle
