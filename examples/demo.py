@@ -1,5 +1,5 @@
 """A short tour of chronowheel on the real clock: timers, jobs, keys, cancel, reschedule, and the operator's
-surface: a result, a chain, a query, a pause and resume.
+surface: a result, a chain, a query, a pause and resume, a rate-limited pool.
 
 Run with ``make demo``. Takes about four seconds.
 """
@@ -11,7 +11,7 @@ import random
 import time
 
 import chronowheel
-from chronowheel import Engine
+from chronowheel import Engine, Rate
 
 N_TIMERS = 200_000
 SPREAD = 2.0  # seconds over which the timers fall due, starting 1 s from now
@@ -36,6 +36,14 @@ async def main() -> None:
     @engine.task
     async def digest() -> str:
         return "digest sent"
+
+    # At most 5 starts in any second, however many are due: the rest wait in the pool's wheel, not in a worker.
+    engine.add_pool("api", concurrency=4, rate=Rate(5, per=1.0))
+    api_starts: list[float] = []
+
+    @engine.task(pool="api")
+    async def call_api(n: int) -> None:
+        api_starts.append(time.monotonic())
 
     async with engine:
         print(f"chronowheel {chronowheel.__version__}, {chronowheel.WHEEL} wheel")
@@ -62,6 +70,8 @@ async def main() -> None:
         print("query remind:* by deadline:", [(job.key, job.state) for job in page])
         print(f"result: {await engine.result(unread, timeout=5)} unread; then {await engine.result(sent, timeout=5)}")
         engine.resume("remind:zoe")  # filed again: it fires at its deadline (at once, had that passed)
+        for n in range(12):
+            engine.schedule_nowait(call_api, args=(n,), delay=0.0)  # 12 due at once, to a pool of 5 a second
         print(f"pending: {len(engine):,}; waiting {SPREAD + 1.2:.1f}s for them to fire")
         await asyncio.sleep(SPREAD + 1.2)
 
@@ -70,7 +80,10 @@ async def main() -> None:
     print(f"fired {fired:,} timers (expected {N_TIMERS - cancelled:,}); none early: {lateness[0] >= 0}")
     for label, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
         print(f"  lateness {label}: {lateness[min(fired - 1, int(q * fired))] * 1000:.2f} ms")
-    print("stats:", {k: v for k, v in engine.stats().items() if k != "lateness"})
+    offsets = " ".join(f"{start - api_starts[0]:.1f}" for start in api_starts)
+    print(f"rate-limited pool (5 a second): {len(api_starts)} calls due at once started at +{offsets} s")
+    stats = engine.stats()
+    print("stats:", {key: value for key, value in stats.items() if isinstance(value, int)})
 
 
 if __name__ == "__main__":
