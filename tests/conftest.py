@@ -61,3 +61,8 @@ def fsync_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", guarded_fsync)
+
+
+from pgserver import pg_dsn, pg_server  # noqa: E402  the cluster tests' PostgreSQL (tests/pgserver.py)
+
+__all__ = ["pg_dsn", "pg_server"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._cluster.config import Cluster as Cluster
 from ._engine import Engine as Engine
 from ._errors import ChronowheelError as ChronowheelError
 from ._errors import DuplicateKey as DuplicateKey
@@ -11,6 +12,7 @@ from ._errors import EngineClosed as EngineClosed
 from ._errors import JournalCorrupt as JournalCorrupt
 from ._errors import JournalFailed as JournalFailed
 from ._errors import JournalLocked as JournalLocked
+from ._errors import LeaseLost as LeaseLost
 from ._errors import NotStarted as NotStarted
 from ._errors import UnknownTask as UnknownTask
 from ._job import Job as Job
@@ -25,6 +27,7 @@ __all__ = [
     "WHEEL",
     "ChronowheelError",
     "Clock",
+    "Cluster",
     "Cron",
     "DuplicateKey",
     "Engine",
@@ -34,6 +37,7 @@ __all__ = [
     "JournalCorrupt",
     "JournalFailed",
     "JournalLocked",
+    "LeaseLost",
     "NotStarted",
     "Retry",
     "SystemClock",

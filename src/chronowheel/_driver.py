@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -30,8 +31,8 @@ class Driver:
     """One task that sleeps until the next expiry, fires what is due, and repeats. Tickless when idle.
 
     ``fire_series`` starts a recurring job's runs; ``undeliverable`` buries a
-    job the engine failed to start; ``store.claim`` (a store's, if any) is
-    asked before a due job goes to its pool.
+    job the engine failed to start; ``store.claim`` (a shared store's) is
+    handed each batch of due jobs, and hands on to their pool those it won.
     """
 
     def __init__(
@@ -80,9 +81,8 @@ class Driver:
         timers = self._timers
         wheel = timers.wheel
         pools = list(self._registry.pools.values())
-        release = self._registry.release
-        counts = self._counts
         claim = None if self._store is None else self._store.claim
+        hand_out = self._hand_out
         fire_timer = self._fire_timer
         while True:
             now = ticks.current()
@@ -106,19 +106,10 @@ class Driver:
                 if not room:
                     continue
                 jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
-                for job in jobs:
-                    try:
-                        if job._series is not None:
-                            self._fire_series(job, pool)
-                            continue
-                        if job.key is not None:
-                            release(job)
-                        if claim is not None and not claim(job):
-                            continue  # another engine's to run (a shared store): it is gone from here
-                        pool.put_nowait(job)
-                        counts["fired"] += 1
-                    except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
-                        self._undeliverable(job, exc, loop)
+                if claim is None:
+                    hand_out(jobs, pool, loop)
+                elif jobs:  # a shared store: it hands on the jobs its claim won, once the claim commits
+                    claim(jobs, functools.partial(hand_out, pool=pool, loop=loop))
                 busy = busy or len(jobs) == room
             if busy or due:
                 await asyncio.sleep(0)  # let the loop breathe between batches
@@ -135,6 +126,22 @@ class Driver:
                 timers.sleep_tick = -1
                 if alarm is not None:
                     alarm.cancel()
+
+    def _hand_out(self, jobs: list[Job], pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
+        """Due jobs to their pool's workers; a series starts its runs."""
+        release = self._registry.release
+        counts = self._counts
+        for job in jobs:
+            try:
+                if job._series is not None:
+                    self._fire_series(job, pool)
+                    continue
+                if job.key is not None:
+                    release(job)
+                pool.put_nowait(job)
+                counts["fired"] += 1
+            except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
+                self._undeliverable(job, exc, loop)
 
     def _next_expiry(self) -> int | None:
         """The earliest tick with work: volatile timers, and jobs of pools with room."""

@@ -10,13 +10,15 @@ the loop task to :class:`~._driver.Driver`, durability to a
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
 
 from ._clock import Clock, SystemClock
+from ._cluster.config import Cluster
 from ._driver import Driver
 from ._errors import DuplicateKey, EngineClosed, NotStarted
 from ._execution import Execution
@@ -42,7 +44,28 @@ from ._store import Store
 from ._ticks import Ticks
 from ._timers import TimerCalls, Timers
 
+if TYPE_CHECKING:
+    from ._cluster.store import ClusterHandle, ClusterStore
+
 __all__ = ["Engine"]
+
+
+def _cluster_store(cluster: Cluster) -> ClusterStore:
+    """Cluster mode's store; asyncpg is imported here, so the package imports without it."""
+    try:
+        from ._cluster.store import ClusterStore
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        raise ImportError(
+            "cluster=: cluster mode needs asyncpg; install it with: pip install 'chronowheel[postgres]'"
+        ) from exc
+    return ClusterStore(cluster)
+
+
+def _run_id(series: Job, nominal: float) -> str:
+    """A cluster's run id: its series and nominal time, so one period is one row, whichever engine starts it."""
+    return f"{series.id}:{round(nominal * 1e6)}"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,6 +106,11 @@ class Engine(TimerCalls):
     everything from the damage on, instead of raising :class:`JournalCorrupt`;
     ``unknown_tasks="park"`` sets aside journaled jobs whose task is no longer
     registered (see :meth:`parked`) instead of raising :class:`UnknownTask`.
+
+    With ``cluster`` (a :class:`Cluster`) the jobs live in a PostgreSQL
+    database shared by many engines, each firing the jobs of the shards it
+    owns (see docs/cluster.md); ``engine.cluster`` then reads and changes
+    jobs cluster-wide. ``journal`` and ``cluster`` exclude each other.
     """
 
     def __init__(
@@ -95,8 +123,13 @@ class Engine(TimerCalls):
         fsync_interval: float = 0.1,
         on_corrupt: Literal["error", "truncate"] = "error",
         unknown_tasks: Literal["error", "park"] = "error",
+        cluster: Cluster | None = None,
     ) -> None:
         tick = check_seconds("tick", tick, low=1e-6, high=60)
+        if cluster is not None and not isinstance(cluster, Cluster):
+            raise TypeError(f"cluster must be a chronowheel.Cluster or None, got {type(cluster).__name__}")
+        if cluster is not None and journal is not None:
+            raise ValueError("pass journal= or cluster=, not both: in cluster mode the database keeps every job")
         # The path is checked here: start() would create ``<path>.lock`` before failing on it.
         path = None if journal is None else check_path("journal", journal)
         if clock is not None:
@@ -110,6 +143,11 @@ class Engine(TimerCalls):
             from ._journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
             self._store = JournalStore(path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks)
+        self.cluster: ClusterHandle | None = None  # cluster mode: what only the database can answer
+        cluster_store = None if cluster is None else _cluster_store(cluster)
+        if cluster_store is not None:
+            self._store = cluster_store
+            self.cluster = cluster_store.handle
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
@@ -125,6 +163,12 @@ class Engine(TimerCalls):
         self._driver = Driver(
             ticks, timers, registry, stats, self._store, recurring.fire, undeliverable=execution.undeliverable
         )
+        if cluster_store is not None:
+            from ._cluster.store import Host
+
+            load = functools.partial(placement.restore, owner=self, dead=execution.dead, refile=recurring.refile)
+            cluster_store.attach(Host(ticks.wall, load, placement.drop))
+            recurring.run_id = _run_id
         self._state: Literal["new", "running", "stopped"] = "new"
         self.add_pool("default", concurrency=10)
 
@@ -188,7 +232,7 @@ class Engine(TimerCalls):
         """
         job = self.schedule_nowait(task, **options)
         if self._store is not None:
-            await self._store.commit()
+            return await self._store.commit(job)
         return job
 
     def schedule_nowait(
@@ -259,7 +303,7 @@ class Engine(TimerCalls):
         placement.set_due(job, seconds, deadline)
         store = self._store
         # Checked before anything changes: args the store cannot keep raise here.
-        token = store.check(job) if store is not None else None
+        token = store.check(job, if_exists) if store is not None else None
         if key is not None and key in keyed:
             self.cancel(key)
         if store is not None:
@@ -356,12 +400,15 @@ class Engine(TimerCalls):
     def stats(self) -> dict[str, Any]:
         """Counts and firing lateness (seconds from deadline to start) percentiles."""
         pools = self._registry.pools.values()
-        return self._stats.report(
+        report = self._stats.report(
             pending=len(self),
             queued=sum(pool.queued for pool in pools),
             running=sum(pool.running for pool in pools),
             dead=len(self._execution.dead),
         )
+        if self.cluster is not None:
+            report["cluster"] = self.cluster.stats()
+        return report
 
     # -- lifecycle -----------------------------------------------------------------
 
