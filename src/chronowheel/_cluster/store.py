@@ -120,6 +120,7 @@ class ClusterStore:
         self._resident: dict[str, tuple[Job, int]] = {}  # jobs of held shards in the wheel -> their shard
         self._outcomes: dict[str, Job | BaseException] = {}
         self._refilled = 0.0
+        self._closing = False
         self.counts = dict.fromkeys(("takeovers", "refused_claims", "reruns", "stale_writes"), 0)
         self.round_trips: deque[float] = deque(maxlen=1024)
         self.handle = ClusterHandle(self)
@@ -144,6 +145,7 @@ class ClusterStore:
 
     async def close(self) -> None:
         """Write out what is pending, hand every shard back (jobs claimed and not finished wait again), let go."""
+        self._closing = True
         if self._tender is not None:
             self._tender.cancel()
             await asyncio.gather(self._tender, return_exceptions=True)
@@ -596,6 +598,8 @@ class ClusterStore:
 
     def _heard(self, conn: object, pid: int, channel: str, payload: str) -> None:
         """A notification: new or moved jobs to load, cancelled ones to drop, released shards to take."""
+        if self._closing:
+            return
         now = time.monotonic()
         load: list[str] = []
         for note in payload.split():
