@@ -49,7 +49,7 @@ test: $(STAMP) lint stubtest $(FLOOR)
 	rm -f .coverage
 	$(PY) -m pytest -m "not slow" $(COV)
 	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest -m "not slow" $(COV) --cov-append tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
-		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py tests/test_timer_handle.py tests/test_retry_during_stop.py tests/test_anyio.py tests/test_errors.py
+		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py tests/test_timer_handle.py tests/test_retry_during_stop.py tests/test_anyio.py tests/test_errors.py tests/test_cluster.py
 	$(PY) -m coverage report
 	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \
 		tests/test_recurrence.py
