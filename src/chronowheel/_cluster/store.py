@@ -133,13 +133,19 @@ class ClusterStore:
     async def restore(self, tasks: Collection[str]) -> list[Job]:
         """Connect, bring the schema up to date, take this engine's shards and return their near future."""
         self._pool = await asyncpg.create_pool(self.config.dsn, min_size=1, max_size=4)
-        async with self._pool.acquire() as conn:
-            await upgrade(conn, self.config.shards)
-            self._channel = "cw_" + await conn.fetchval("SELECT current_schema()")
-        if not self.worker:
-            return []
-        await self._connect_listener()
-        jobs = await self._tend_once()
+        try:
+            async with self._pool.acquire() as conn:
+                await upgrade(conn, self.config.shards)
+                self._channel = "cw_" + await conn.fetchval("SELECT current_schema()")
+            if not self.worker:
+                return []
+            await self._connect_listener()
+            jobs = await self._tend_once()
+        except BaseException:
+            if self._listener is not None:
+                await self._listener.close()
+            await self._pool.close()
+            raise
         self._tender = asyncio.create_task(self._tend(), name="chronowheel cluster leases")
         return jobs
 
