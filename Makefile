@@ -60,11 +60,12 @@ $(FLOOR): pyproject.toml $(STAMP)
 	touch $(FLOOR)
 
 # The long runs: hundreds of SIGKILL cycles instead of the suite's few dozen, the journal fuzz at
-# 5,000 examples, and every `slow` test.
+# 5,000 examples, every `slow` test, and 20 cycles of the cluster fault test.
 soak: $(STAMP)
 	CHRONOWHEEL_CRASH_CYCLES=500 $(PY) -m pytest --timeout=3600 tests/test_crash.py
 	CHRONOWHEEL_FUZZ_EXAMPLES=5000 $(PY) -m pytest --timeout=3600 tests/test_journal_integrity.py -k damaged_journals
 	$(PY) -m pytest --timeout=3600 -m slow
+	CHRONOWHEEL_CLUSTER_CYCLES=20 $(PY) -m pytest --timeout=3600 tests/test_cluster_faults.py
 
 clean:
 	rm -rf $(VENV) .floor build src/chronowheel/*.so native/*.c .coverage

@@ -132,7 +132,12 @@ RETURNING j.id
 ACK: Final = f"""
 DELETE FROM cw_job j USING unnest($2::text[], $3::bigint[]) o(id, fence), cw_shard s
 WHERE j.id = o.id AND {_FENCED}
-RETURNING j.id
+RETURNING j.id, j.shard, j.fence
+"""
+# The fault tests' audit trail (CHRONOWHEEL_CLUSTER_AUDIT=1), written in the transaction of what it records.
+AUDIT: Final = """
+INSERT INTO cw_audit (kind, owner, shard, token, id)
+SELECT $1, $2, s, t, i FROM unnest($3::int[], $4::bigint[], $5::text[]) x(s, t, i)
 """
 
 # -- the claim ------------------------------------------------------------------------------------------

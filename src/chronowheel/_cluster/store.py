@@ -121,7 +121,8 @@ class ClusterStore:
         self._outcomes: dict[str, Job | BaseException] = {}
         self._refilled = 0.0
         self._closing = False
-        self.counts = dict.fromkeys(("takeovers", "refused_claims", "reruns", "stale_writes"), 0)
+        self._round = asyncio.Lock()
+        self.counts = dict.fromkeys(("takeovers", "refused_claims", "guarded", "reruns", "stale_writes"), 0)
         self.round_trips: deque[float] = deque(maxlen=1024)
         self.handle = ClusterHandle(self)
 
@@ -189,7 +190,14 @@ class ClusterStore:
                 del self._fences[job.id]
             batch.settles[job.id] = (job, fence)
         elif job._parent is not None and job.id not in batch.runs and job.attempt == 0:
-            batch.runs[job.id] = job  # a new run of a series, starting now
+            # A new run of a series, starting now: claimed under its shard's token from the start, so that
+            # its ack (it may finish before this turn's flush) is fenced like any other.
+            shard = self._shard(job)
+            token = self.ownership.token(shard, time.monotonic())
+            if token is not None:  # None: the shard is lost; its new owner makes this run, once (the period's id)
+                job._fence = token
+                self._fences[job.id] = (token, shard)
+                batch.runs[job.id] = job
         else:
             batch.puts[job.id] = job  # a redrive, a series refiled at restore
         self._kick()
@@ -220,6 +228,8 @@ class ClusterStore:
             token = self.ownership.token(shard, now)
             if token is not None:
                 claiming.append((job, shard, token))
+            elif shard in self.ownership.held:
+                self.counts["guarded"] += 1  # held, but past the local guard: not claimed, not started
         if claiming:
             self._batch.claims.append((claiming, hand_out))
             self._kick()
@@ -285,6 +295,8 @@ class ClusterStore:
                 if batch.acks:
                     acked = await conn.fetch(sql.ACK, self.me, list(batch.acks), list(batch.acks.values()))
                     self.counts["stale_writes"] += len(batch.acks) - len(acked)
+                    if _AUDIT:
+                        await self._audit(conn, "ack", acked)
                 if batch.moves:
                     rows = await conn.fetch(sql.MOVE, list(batch.moves), list(batch.moves.values()))
                     notes += (f"m{row['shard']}/{row['id']}" for row in rows)
@@ -309,6 +321,7 @@ class ClusterStore:
             # The local guard, again: a claim that took long may have outlived the lease. Such a job is not
             # started; it stays claimed, and the next owner's orphan sweep gives it back.
             ready = [job for job in jobs if self.ownership.token(self._fences[job.id][1], now) == job._fence]
+            self.counts["guarded"] += len(jobs) - len(ready)
             if ready:
                 hand_out(ready)
         for job, future in batch.waiters:
@@ -383,22 +396,16 @@ class ClusterStore:
                 self._outcomes[job.id] = DuplicateKey(f"job: another job with key {job.key!r} is pending")
 
     async def _insert_runs(self, conn: asyncpg.Connection, runs: dict[str, Job]) -> None:
-        now = time.monotonic()
-        ids, shards, dues, fences, records = [], [], [], [], []
-        for run in runs.values():
-            shard = self._shard(run)
-            token = self.ownership.token(shard, now)
-            if token is None:
-                continue  # the shard is lost: the new owner makes this run, once (its id is the period's)
-            run._fence = token
-            self._fences[run.id] = (token, shard)
-            ids.append(run.id)
-            shards.append(shard)
-            dues.append(run._due_wall)
-            fences.append(token)
-            records.append(encode_job(run, new=False))
-        if ids:
-            await conn.fetch(sql.INSERT_RUNS, self.me, ids, shards, dues, fences, records)
+        jobs = list(runs.values())
+        await conn.fetch(
+            sql.INSERT_RUNS,
+            self.me,
+            [run.id for run in jobs],
+            [self._shard(run) for run in jobs],
+            [run._due_wall for run in jobs],
+            [run._fence for run in jobs],
+            [encode_job(run, new=False) for run in jobs],
+        )
 
     async def _settle(self, conn: asyncpg.Connection, settles: dict[str, tuple[Job, int]]) -> None:
         jobs = [job for job, _ in settles.values()]
@@ -446,15 +453,14 @@ class ClusterStore:
         if lost:
             self._lose(lost)
         if _AUDIT:
-            await conn.execute(
-                "INSERT INTO cw_audit (kind, owner, shard, token, id) SELECT 'claim', $1, s, t, i"
-                " FROM unnest($2::int[], $3::bigint[], $4::text[]) x(s, t, i)",
-                self.me,
-                [self._shard(job) for job in claimed],
-                [job._fence for job in claimed],
-                [job.id for job in claimed],
-            )
+            await self._audit(conn, "claim", [(job.id, self._fences[job.id][1], job._fence) for job in claimed])
         return claimed
+
+    async def _audit(self, conn: asyncpg.Connection, kind: str, rows: list[Any]) -> None:
+        """Audit rows ``(id, shard, token)`` (the fault tests'), in the transaction of what they record."""
+        if rows:
+            ids, shards, tokens = (list(column) for column in zip(*rows, strict=True))
+            await conn.execute(sql.AUDIT, kind, self.me, shards, tokens, ids)
 
     async def _notify(self, conn: asyncpg.Connection, notes: list[str]) -> None:
         """One notification per ``NOTIFY_MAX`` bytes of ``kind shard/id`` entries, delivered at commit."""
@@ -486,6 +492,10 @@ class ClusterStore:
 
     async def _tend_once(self) -> list[Job]:
         """One lease round; returns the jobs to file: the near future of shards won, or of all at a refill."""
+        async with self._round:  # a notified hand-over and the periodic round do not interleave
+            return await self._lease_round()
+
+    async def _lease_round(self) -> list[Job]:
         assert self._pool is not None
         assert self._host is not None
         lease = self.config.lease
@@ -512,10 +522,7 @@ class ClusterStore:
                     await conn.execute(sql.SWEEP_ORPHANS, *map(list, zip(*won, strict=True)))
                     self.ownership.acquired(won, sent)
                     if _AUDIT:
-                        await conn.executemany(
-                            "INSERT INTO cw_audit (kind, owner, shard, token) VALUES ('acquire', $1, $2, $3)",
-                            [(self.me, shard, token) for shard, token in won],
-                        )
+                        await self._audit(conn, "acquire", [(None, shard, token) for shard, token in won])
             refill = time.monotonic() - self._refilled >= self.config.horizon / 2
             shards = list(self.ownership.held) if refill else [shard for shard, _ in won]
             if refill:
