@@ -133,7 +133,10 @@ class ClusterStore:
 
     async def restore(self, tasks: Collection[str]) -> list[Job]:
         """Connect, bring the schema up to date, take this engine's shards and return their near future."""
-        self._pool = await asyncpg.create_pool(self.config.dsn, min_size=1, max_size=4)
+        # A paused owner's open transaction would hold its shard rows' locks, and so keep every other engine
+        # from acquiring them (they skip locked rows) for as long as the pause: the server ends it instead.
+        settings = {"idle_in_transaction_session_timeout": str(int(self.config.lease * 500))}
+        self._pool = await asyncpg.create_pool(self.config.dsn, min_size=1, max_size=4, server_settings=settings)
         try:
             async with self._pool.acquire() as conn:
                 await upgrade(conn, self.config.shards)
