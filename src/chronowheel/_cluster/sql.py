@@ -119,19 +119,23 @@ RETURNING id
 
 # -- the claimed rows' outcomes, fenced ---------------------------------------------------------------
 
-_FENCED: Final = "j.state = 1 AND j.fence = o.fence AND s.shard = j.shard AND s.token = o.fence AND s.owner = $1"
+# Each row comes with its shard: the shard rows join in memory, then one primary-key look-up per job (a join
+# on the token alone, or an `id = ANY(...)` filter, made PostgreSQL compare every row with every id).
+_FENCED: Final = "j.id = o.id AND j.shard = o.shard AND j.state = 1 AND j.fence = o.fence"
+_HELD: Final = "JOIN cw_shard s ON s.shard = o.shard AND s.token = o.fence AND s.owner = $1"
 # A retry (0, waiting), a dead letter (3), a fixed-delay series between runs (1), a series filed at its
 # next run (0, and its key kept).
 SETTLE: Final = f"""
 UPDATE cw_job j SET state = o.state, due = o.due, record = o.record
-FROM unnest($2::text[], $3::bigint[], $4::smallint[], $5::float8[], $6::bytea[]) o(id, fence, state, due, record),
-     cw_shard s
-WHERE j.id = o.id AND {_FENCED}
+FROM (SELECT o.* FROM unnest($2::text[], $7::int[], $3::bigint[], $4::smallint[], $5::float8[], $6::bytea[])
+        o(id, shard, fence, state, due, record) {_HELD}) o
+WHERE {_FENCED}
 RETURNING j.id
 """
 ACK: Final = f"""
-DELETE FROM cw_job j USING unnest($2::text[], $3::bigint[]) o(id, fence), cw_shard s
-WHERE j.id = o.id AND {_FENCED}
+DELETE FROM cw_job j
+USING (SELECT o.* FROM unnest($2::text[], $4::int[], $3::bigint[]) o(id, shard, fence) {_HELD}) o
+WHERE {_FENCED}
 RETURNING j.id, j.shard, j.fence
 """
 # The fault tests' audit trail (CHRONOWHEEL_CLUSTER_AUDIT=1), written in the transaction of what it records.
@@ -152,10 +156,10 @@ WITH sh AS (
   WHERE s.owner = $1 AND s.expires_at > now()
   FOR SHARE OF s
 ), claimed AS (
-  UPDATE cw_job j SET state = 1, fence = sh.token, claims = j.claims + 1,
+  UPDATE cw_job j SET state = 1, fence = c.token, claims = j.claims + 1,
                       key = CASE WHEN j.series THEN j.key END
-  FROM sh
-  WHERE j.id = ANY($4::text[]) AND j.state = 0 AND j.shard = sh.shard AND j.due <= $5
+  FROM (SELECT c.id, c.shard, sh.token FROM unnest($4::text[], $6::int[]) c(id, shard) JOIN sh USING (shard)) c
+  WHERE j.id = c.id AND j.shard = c.shard AND j.state = 0 AND j.due <= $5
   RETURNING j.id, j.claims
 )
 SELECT ARRAY(SELECT shard FROM sh) AS shards, ARRAY(SELECT id FROM claimed) AS ids,

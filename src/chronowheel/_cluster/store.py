@@ -84,7 +84,7 @@ class _Batch:
         self.runs: dict[str, Job] = {}
         self.puts: dict[str, Job] = {}
         self.settles: dict[str, tuple[Job, int]] = {}  # id -> the job, its fence
-        self.acks: dict[str, int] = {}  # id -> fence
+        self.acks: dict[str, tuple[int, int]] = {}  # id -> fence, shard
         self.cancels: set[str] = set()
         self.moves: dict[str, float] = {}
         self.claims: list[tuple[list[tuple[Job, int, int]], HandOut]] = []  # (job, shard, token)s and their pool
@@ -216,7 +216,7 @@ class ClusterStore:
         if why == "ack":
             claimed = self._fences.pop(job.id, None)
             if claimed is not None:  # None: acknowledged already, with the task's own transaction
-                batch.acks[job.id] = claimed[0]
+                batch.acks[job.id] = claimed
         elif batch.new.pop(job.id, None) is None:  # cancelled before it was written: nothing to write
             batch.cancels.add(job.id)
         self._kick()
@@ -296,7 +296,8 @@ class ClusterStore:
                 if batch.settles:
                     await self._settle(conn, batch.settles)
                 if batch.acks:
-                    acked = await conn.fetch(sql.ACK, self.me, list(batch.acks), list(batch.acks.values()))
+                    fences, shards = zip(*batch.acks.values(), strict=True)
+                    acked = await conn.fetch(sql.ACK, self.me, list(batch.acks), list(fences), list(shards))
                     self.counts["stale_writes"] += len(batch.acks) - len(acked)
                     if _AUDIT:
                         await self._audit(conn, "ack", acked)
@@ -420,6 +421,7 @@ class ClusterStore:
             [_STATE[job.state] for job in jobs],
             [job._due_wall for job in jobs],
             [encode_job(job, new=False) for job in jobs],
+            [self._shard(job) for job in jobs],
         )
         self.counts["stale_writes"] += len(settles) - len(written)
         assert self._host is not None
@@ -439,6 +441,7 @@ class ClusterStore:
             list(pairs.values()),
             [job.id for job, _, _ in claims],
             self._host.wall() + DUE_TOLERANCE,
+            [shard for _, shard, _ in claims],
         )
         assert row is not None
         held, ids = set(row["shards"]), set(row["ids"])
