@@ -374,13 +374,6 @@ async def test_schema_upgrades_race_safely_and_from_the_command_line(pg_server: 
             await conn.close()
 
     assert await asyncio.gather(*(one() for _ in range(5))) == [VERSION] * 5
-    env = {**os.environ, "PYTHONPATH": "src"}
-    command = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chronowheel", "db", "upgrade", pg_dsn, stdout=subprocess.PIPE, env=env
-    )
-    out, _ = await command.communicate()
-    assert command.returncode == 0
-    assert f"version {VERSION}" in out.decode()
     conn = await asyncpg.connect(pg_dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM cw_version") == VERSION
@@ -390,3 +383,27 @@ async def test_schema_upgrades_race_safely_and_from_the_command_line(pg_server: 
     with pytest.raises(RuntimeError, match="shards=16"):
         async with Engine(cluster=Cluster(pg_dsn, shards=16)):
             pass
+
+
+@pytest.mark.parametrize("kind", ["fresh", "current", "unreachable"])
+def test_db_upgrade_from_the_command_line(
+    pg_server: PgServer, kind: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``python -m chronowheel db upgrade DSN``: creates or upgrades the schema; 1 with the reason if it cannot."""
+    from chronowheel.__main__ import main
+    from chronowheel._cluster.schema import VERSION
+
+    schema = f"cli{os.getpid()}_{kind}"
+    pg_server.psql(f"CREATE SCHEMA {schema}")
+    dsn = pg_server.dsn(schema) if kind != "unreachable" else f"postgresql://postgres@/postgres?host={tmp_path}"
+    if kind == "current":
+        assert main(["db", "upgrade", dsn]) == 0
+    status = main(["db", "upgrade", dsn])
+    out, err = capsys.readouterr()
+    if kind == "unreachable":
+        assert status == 1
+        assert "db upgrade:" in err
+    else:
+        assert status == 0
+        assert f"cluster schema at version {VERSION}" in out
+        assert pg_server.psql(f"SELECT count(*) FROM {schema}.cw_version").strip() == str(VERSION)
