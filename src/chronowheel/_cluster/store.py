@@ -448,6 +448,7 @@ class ClusterStore:
         self.counts["reruns"] += row["reruns"]
         lost = set(pairs) - held
         claimed = []
+        missed = []
         for job, shard, token in claims:
             if job.id in ids:
                 ids.discard(job.id)  # two copies of one job (a notification raced a refill): one starts
@@ -456,8 +457,12 @@ class ClusterStore:
                 claimed.append(job)
             elif shard in lost:
                 self.counts["refused_claims"] += 1
+            elif job.id not in self._fences:
+                missed.append(job.id)
         if lost:
             self._lose(lost)
+        if missed:  # cancelled, claimed elsewhere, or moved by a change whose notification this engine missed:
+            self._spawn(self._load_ids(missed))  # a moved row comes back with its new due
         if _AUDIT:
             await self._audit(conn, "claim", [(job.id, self._fences[job.id][1], job._fence) for job in claimed])
         return claimed
