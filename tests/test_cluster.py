@@ -407,3 +407,50 @@ def test_db_upgrade_from_the_command_line(
         assert status == 0
         assert f"cluster schema at version {VERSION}" in out
         assert pg_server.psql(f"SELECT count(*) FROM {schema}.cw_version").strip() == str(VERSION)
+
+
+@pytest.mark.parametrize("call", ["cancel", "reschedule", "get"])
+async def test_the_sync_job_calls_act_on_this_engines_jobs_and_the_async_ones_on_the_cluster(
+    cluster_of: Callable[..., Engine], call: str
+) -> None:
+    """The documented contract (docs/cluster.md): ``engine.cancel/reschedule/get`` see this engine's wheel only.
+
+    A client keeps no job after its commit, so its sync call finds nothing; the
+    owner's finds its copy, and the change it makes is queued for its next flush,
+    after which every engine sees it. ``engine.cluster.*`` answer from the database.
+    """
+    clock = VirtualClock()
+    worker, client = cluster_of(clock), cluster_of(clock, role="client")
+    ran: list[str] = []
+    for engine in (worker, client):
+        engine.task(name="note")(ran.append)
+    async with worker, client:
+        assert client.cluster is not None
+        assert worker.cluster is not None
+        for key in ("local", "remote"):
+            await client.schedule("note", args=(key,), delay=5.0, key=key)
+        await settle(clock, worker, client)
+        sync: dict[str, Callable[[Engine, str], object]] = {
+            "cancel": lambda engine, key: engine.cancel(key),
+            "reschedule": lambda engine, key: engine.reschedule(key, delay=20.0),
+            "get": lambda engine, key: engine.get(key) is not None,
+        }
+        assert sync[call](client, "local") is False  # not in the client's wheel: "not here", not "nowhere"
+        assert sync[call](worker, "local") is True  # the owner's copy; the store change goes out with its flush
+        await settle(clock, worker, client)
+        stored = await client.cluster.get("local")
+        if call == "cancel":
+            assert stored is None
+        else:
+            assert stored is not None
+            assert stored._due_wall == pytest.approx(clock.wall() + (20.0 if call == "reschedule" else 5.0))
+        assert (await client.cluster.get("remote")) is not None  # the async calls: from the database, anywhere
+        if call == "cancel":
+            assert await client.cluster.cancel("remote") is True
+        elif call == "reschedule":
+            assert await client.cluster.reschedule("remote", delay=20.0) is True
+        await settle(clock, worker, client, seconds=6.0)
+        early = sorted(ran)
+        await settle(clock, worker, client, seconds=15.0)
+    assert early == {"cancel": [], "reschedule": [], "get": ["local", "remote"]}[call]
+    assert sorted(ran) == {"cancel": [], "reschedule": ["local", "remote"], "get": ["local", "remote"]}[call]
