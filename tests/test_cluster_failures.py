@@ -76,7 +76,7 @@ def key_in(shard: int, prefix: str) -> str:
     return next(f"{prefix}{n}" for n in range(10_000) if shard_of(f"{prefix}{n}", SHARDS) == shard)
 
 
-@pytest.mark.parametrize("carrying", ["schedule", "claim"])
+@pytest.mark.parametrize("carrying", ["schedule", "claim", "cancel", "ack"])
 async def test_a_flush_whose_connection_drops_mid_transaction(
     pg_dsn: str, admin: asyncpg.Connection, carrying: str
 ) -> None:
@@ -84,24 +84,41 @@ async def test_a_flush_whose_connection_drops_mid_transaction(
 
     ``schedule``: the caller gets the error and the job is neither stored nor run.
     ``claim``: the due job is not started; it waits in the database, the rescan files it again, it runs once.
+    ``cancel`` (a sync ``cancel()``) and ``ack``: already reported done, so they go out again with the next
+    flush: the cancelled job never runs, the acknowledged one is not run again.
     Either way the engine goes on: a job scheduled afterwards is stored and runs.
     """
     clock = VirtualClock()
     engine = engine_of(pg_dsn, clock)
     ran: list[str] = []
-    engine.task(name="note")(ran.append)
+    finish = asyncio.Event()
+
+    @engine.task(name="note")
+    async def note(name: str) -> None:
+        ran.append(name)
+        if name == "acked":
+            await finish.wait()
+
     async with engine:
         store = store_of(engine)
-        if carrying == "claim":
-            await engine.schedule("note", args=("claimed",), delay=1.0)
+        job = None
+        if carrying in ("claim", "cancel", "ack"):
+            job = await engine.schedule("note", args=(carrying + "ed",), delay=1.0)
+        if carrying == "ack":
+            await settle(clock, engine, seconds=1.0)  # claimed and running
         blocker = await asyncpg.connect(pg_dsn)
         transaction = blocker.transaction()
         await transaction.start()
         await blocker.execute("LOCK TABLE cw_job IN EXCLUSIVE MODE")  # reads go on, writes wait
         if carrying == "schedule":
             pending = asyncio.ensure_future(engine.schedule("note", args=("lost",), delay=1.0))
-        else:
+        elif carrying == "claim":
             await clock.advance(1.0)  # the job is due: its claim waits on the lock
+        elif carrying == "cancel":
+            assert job is not None
+            assert engine.cancel(job) is True
+        else:
+            finish.set()  # the run ends: its ack waits on the lock
         query = "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) LIMIT 1"
         victim = await until(lambda: admin.fetchval(query, blocker.get_server_pid()))
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", victim)
@@ -111,15 +128,21 @@ async def test_a_flush_whose_connection_drops_mid_transaction(
             with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
                 await pending
             assert await admin.fetchval("SELECT count(*) FROM cw_job") == 0
-        else:
+        elif carrying == "claim":
             await settle(clock, engine)
             assert ran == []  # not started: its claim never committed
             assert await admin.fetchval("SELECT count(*) FROM cw_job WHERE state = 0") == 1
             await until(lambda: ran == ["claimed"])  # the next round rescans (the failed flush asked for it), once
+        else:
+            await until(lambda: admin.fetchval("SELECT count(*) = 0 FROM cw_job"))  # written by the retry
+            await round_begun(admin, store)  # a round, with the rescan the failed flush asked for
+            await settle(clock, engine, seconds=1.0)
         await engine.schedule("note", args=("after",), delay=1.0)
         await settle(clock, engine, seconds=2.0)
         assert store.stats()["refused_claims"] == 0
-    assert sorted(ran) == (["after"] if carrying == "schedule" else ["after", "claimed"])
+        assert store.stats()["stale_writes"] == 0
+    expected = {"schedule": [], "claim": ["claimed"], "cancel": [], "ack": ["acked"]}[carrying]
+    assert sorted(ran) == sorted([*expected, "after"])
 
 
 async def test_a_killed_listener_is_replaced_and_the_rescan_files_the_job_it_missed(

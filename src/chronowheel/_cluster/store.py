@@ -50,6 +50,7 @@ logger = logging.getLogger("chronowheel")
 
 DUE_TOLERANCE: Final = 0.05  # seconds: a job the wheel fired this close to its row's due is due
 NOTIFY_MAX: Final = 7900  # bytes of one notification's payload (PostgreSQL's limit is 8000)
+RETRY: Final = 0.25  # seconds between a failed flush and the next try of the changes it carried
 _STATE: Final = {"pending": 0, "failed": 0, "running": 1, "dead": 3}
 _AUDIT: Final = os.environ.get("CHRONOWHEEL_CLUSTER_AUDIT") == "1"  # the fault tests' audit trail
 
@@ -270,13 +271,15 @@ class ClusterStore:
                 batch, self._batch = self._batch, _Batch()
                 if not batch and not batch.waiters:
                     return
-                await self._flush(batch)
+                if not await self._flush(batch):
+                    await asyncio.sleep(RETRY)
         finally:
             self._flusher = None
             if self._batch or self._batch.waiters:
                 self._kick()
 
-    async def _flush(self, batch: _Batch) -> None:
+    async def _flush(self, batch: _Batch) -> bool:
+        """Write one batch in one transaction; False if it failed (what it promised goes out with the next)."""
         assert self._pool is not None
         assert self._host is not None
         started = time.perf_counter()
@@ -316,8 +319,10 @@ class ClusterStore:
             for claims, _ in batch.claims:  # not claimed: they wait in the database; the refill brings them back
                 for job, _, _ in claims:
                     self._fences.pop(job.id, None)
+            if not self._closing:
+                self._requeue(batch)
             self._refilled = 0.0
-            return
+            return False
         self.round_trips.append(time.perf_counter() - started)
         self._after_insert(batch.new)
         now = time.monotonic()
@@ -338,6 +343,21 @@ class ClusterStore:
             if isinstance(outcome, BaseException):
                 logger.error("chronowheel: cluster store: a job scheduled without waiting was refused: %s", outcome)
         self._outcomes.clear()
+        return True
+
+    def _requeue(self, failed: _Batch) -> None:
+        """A failed flush's changes that were reported made (cancels, moves, outcomes): into the next batch.
+
+        New rows are not: their ``schedule()`` callers got the error. Claims
+        are not: their jobs wait in the database for the rescan.
+        """
+        batch = self._batch
+        batch.cancels |= failed.cancels
+        batch.moves = {**failed.moves, **batch.moves}
+        batch.acks = {**failed.acks, **batch.acks}
+        batch.settles = {**failed.settles, **batch.settles}
+        batch.runs = {**failed.runs, **batch.runs}
+        batch.puts = {**failed.puts, **batch.puts}
 
     def _rows(self, jobs: Collection[Job], records: list[bytes] | None = None) -> list[Any]:
         """The six arrays of new rows: id, shard, key, due, series, record."""
