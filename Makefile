@@ -59,7 +59,7 @@ test: $(STAMP) lint stubtest $(FLOOR)
 		tests/test_journal.py tests/test_journal_integrity.py tests/test_docs.py tests/test_timer_handle.py tests/test_retry_during_stop.py tests/test_anyio.py tests/test_errors.py \
 		tests/test_rate.py tests/test_hooks.py tests/test_threads.py tests/test_tasks.py tests/test_integrations.py tests/test_job_path.py \
 		tests/test_metrics.py tests/test_web.py tests/test_stop_cut_short.py \
-		tests/test_operator.py tests/test_results.py tests/test_dependencies.py
+		tests/test_operator.py tests/test_results.py tests/test_dependencies.py tests/test_cluster.py
 	$(PY) -m coverage report
 	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \
 		tests/test_recurrence.py
@@ -70,11 +70,12 @@ $(FLOOR): pyproject.toml $(STAMP)
 	touch $(FLOOR)
 
 # The long runs: hundreds of SIGKILL cycles instead of the suite's few dozen, the journal fuzz at
-# 5,000 examples, and every `slow` test.
+# 5,000 examples, every `slow` test, and 20 cycles of the cluster fault test.
 soak: $(STAMP)
 	CHRONOWHEEL_CRASH_CYCLES=500 $(PY) -m pytest --timeout=3600 tests/test_crash.py
 	CHRONOWHEEL_FUZZ_EXAMPLES=5000 $(PY) -m pytest --timeout=3600 tests/test_journal_integrity.py -k damaged_journals
 	$(PY) -m pytest --timeout=3600 -m slow
+	CHRONOWHEEL_CLUSTER_CYCLES=20 $(PY) -m pytest --timeout=3600 tests/test_cluster_faults.py
 
 clean:
 	rm -rf $(VENV) .floor build src/chronowheel/*.so native/*.c .coverage

@@ -98,3 +98,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+from pgserver import pg_dsn, pg_server  # noqa: E402  the cluster tests' PostgreSQL (tests/pgserver.py)
+
+__all__ = ["pg_dsn", "pg_server"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._cluster.config import Cluster as Cluster
 from ._current import current_job as current_job
 from ._engine import Engine as Engine
 from ._errors import ChronowheelError as ChronowheelError
@@ -14,6 +15,7 @@ from ._errors import JobFailed as JobFailed
 from ._errors import JournalCorrupt as JournalCorrupt
 from ._errors import JournalFailed as JournalFailed
 from ._errors import JournalLocked as JournalLocked
+from ._errors import LeaseLost as LeaseLost
 from ._errors import NotStarted as NotStarted
 from ._errors import RecordedError as RecordedError
 from ._errors import UnknownTask as UnknownTask
@@ -31,6 +33,7 @@ __all__ = [
     "current_job",
     "ChronowheelError",
     "Clock",
+    "Cluster",
     "Cron",
     "DuplicateKey",
     "Engine",
@@ -42,6 +45,7 @@ __all__ = [
     "JournalCorrupt",
     "JournalFailed",
     "JournalLocked",
+    "LeaseLost",
     "NotStarted",
     "Rate",
     "RecordedError",

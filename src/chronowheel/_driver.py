@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Final
 
@@ -30,8 +31,8 @@ class Driver:
     """One task that sleeps until the next expiry, fires what is due, and repeats. Tickless when idle.
 
     ``fire_series`` starts a recurring job's runs; ``undeliverable`` buries a
-    job the engine failed to start; ``store.claim`` (a store's, if any) is
-    asked before a due job goes to its pool.
+    job the engine failed to start; ``store.claim`` (a shared store's) is
+    handed each batch of due jobs, and hands on to their pool those it won.
     """
 
     def __init__(
@@ -84,9 +85,9 @@ class Driver:
         clock = ticks.clock
         timers = self._timers
         pools = list(self._registry.pools.values())
-        fired = self._registry.fired
         counts = self._counts
         claim = None if self._store is None else self._store.claim
+        hand_out = self._hand_out
         fire = timers.core.fire
         driver = asyncio.current_task()
         assert driver is not None
@@ -110,23 +111,11 @@ class Driver:
                     room = min(room, limiter.room(now))
                     if not room:
                         continue
-                    queued = pool.queued
                 jobs: list[Job] = pool.wheel.advance(now, min(room, _BATCH))
-                for job in jobs:
-                    try:
-                        if job._series is not None:
-                            self._fire_series(job, pool)
-                            continue
-                        if job.key is not None:
-                            fired(job)
-                        if claim is not None and not claim(job):
-                            continue  # another engine's to run (a shared store): it is gone from here
-                        pool.put_nowait(job)
-                        counts["fired"] += 1
-                    except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
-                        self._undeliverable(job, exc, loop)
-                if limiter is not None:  # what went to the workers: a claim refused none, a catch-up plan several
-                    limiter.took(now, pool.queued - queued)
+                if claim is None:
+                    hand_out(jobs, pool, loop, now)
+                elif jobs:  # a shared store: it hands on the jobs its claim won, once the claim commits
+                    claim(jobs, functools.partial(hand_out, pool=pool, loop=loop, now=now))
                 busy = busy or len(jobs) == room
             if busy or timers_fired:
                 await asyncio.sleep(0)  # let the loop breathe between batches
@@ -148,6 +137,26 @@ class Driver:
         """A driver ended: the collector walks the timers again, unless a new driver took over."""
         if driver is self.task:
             self._timers.core.quiet = False
+
+    def _hand_out(self, jobs: list[Job], pool: Pool, loop: asyncio.AbstractEventLoop, now: int) -> None:
+        """Due jobs to their pool's workers; a series starts its runs; a rate-limited pool counts what went."""
+        fired = self._registry.fired
+        counts = self._counts
+        queued = pool.queued
+        for job in jobs:
+            try:
+                if job._series is not None:
+                    self._fire_series(job, pool)
+                    continue
+                if job.key is not None:
+                    fired(job)
+                pool.put_nowait(job)
+                counts["fired"] += 1
+            except Exception as exc:  # the engine's own failure, not the job's: the driver carries on
+                self._undeliverable(job, exc, loop)
+        limiter = pool.limiter
+        if limiter is not None:  # what went to the workers: a claim refused none, a catch-up plan several
+            limiter.took(now, pool.queued - queued)
 
     def _next_expiry(self) -> int | None:
         """The earliest tick with work: volatile timers, and jobs of pools with room (and rate to spare)."""

@@ -11,16 +11,18 @@ the loop task to :class:`~._driver.Driver`, durability to a
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict, TypeVar, Unpack, overload
 
 from ._catalog import Catalog
 from ._clock import Clock, SystemClock
+from ._cluster.config import Cluster
 from ._control import Control
 from ._dependencies import Dependencies
 from ._driver import Driver
@@ -56,7 +58,28 @@ from ._ticks import Ticks
 from ._timers import Timers
 from ._volatile import Handle
 
+if TYPE_CHECKING:
+    from ._cluster.store import ClusterHandle, ClusterStore
+
 __all__ = ["Engine"]
+
+
+def _cluster_store(cluster: Cluster) -> ClusterStore:
+    """Cluster mode's store; asyncpg is imported here, so the package imports without it."""
+    try:
+        from ._cluster.store import ClusterStore
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        raise ImportError(
+            "cluster=: cluster mode needs asyncpg; install it with: pip install 'chronowheel[postgres]'"
+        ) from exc
+    return ClusterStore(cluster)
+
+
+def _run_id(series: Job, nominal: float) -> str:
+    """A cluster's run id: its series and nominal time, so one period is one row, whichever engine starts it."""
+    return f"{series.id}:{round(nominal * 1e6)}"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -105,6 +128,11 @@ class Engine:
     a success's return value for :meth:`result`, a cancellation's reason,
     and the job itself for :meth:`jobs`. With a journal the value is
     journaled too when JSON holds it (see docs/durability.md); 0 keeps none.
+
+    With ``cluster`` (a :class:`Cluster`) the jobs live in a PostgreSQL
+    database shared by many engines, each firing the jobs of the shards it
+    owns (see docs/cluster.md); ``engine.cluster`` then reads and changes
+    jobs cluster-wide. ``journal`` and ``cluster`` exclude each other.
     """
 
     def __init__(
@@ -118,8 +146,13 @@ class Engine:
         on_corrupt: Literal["error", "truncate"] = "error",
         unknown_tasks: Literal["error", "park"] = "error",
         result_ttl: float = 3600.0,
+        cluster: Cluster | None = None,
     ) -> None:
         tick = check_seconds("tick", tick, low=1e-6, high=60)
+        if cluster is not None and not isinstance(cluster, Cluster):
+            raise TypeError(f"cluster must be a chronowheel.Cluster or None, got {type(cluster).__name__}")
+        if cluster is not None and journal is not None:
+            raise ValueError("pass journal= or cluster=, not both: in cluster mode the database keeps every job")
         # The path is checked here: start() would create ``<path>.lock`` before failing on it.
         path = None if journal is None else check_path("journal", journal)
         if clock is not None:
@@ -139,6 +172,11 @@ class Engine:
                 path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks, wall=self._clock.wall
             )
             self._store, self._journal_figures = store, store.journal.figures
+        self.cluster: ClusterHandle | None = None  # cluster mode: what only the database can answer
+        cluster_store = None if cluster is None else _cluster_store(cluster)
+        if cluster_store is not None:
+            self._store = cluster_store
+            self.cluster = cluster_store.handle
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
         # The hot calls are the timer core's own methods: no Python frame in between.
@@ -168,6 +206,12 @@ class Engine:
         )
         self._control = Control(ticks, registry, placement, execution.dead)
         self._catalog = Catalog(registry, (execution.dead.values, self.parked, results.finished))
+        if cluster_store is not None:
+            from ._cluster.store import Host
+
+            load = functools.partial(placement.restore, owner=self, dead=execution.dead, refile=recurring.refile)
+            cluster_store.attach(Host(ticks.wall, load, placement.drop))
+            recurring.run_id = _run_id
         self._state: Literal["new", "running", "stopped"] = "new"
         self._loop: Loop | None = None  # while running: the loop and its thread, for from_thread
         self.from_thread: Final = FromThread(
@@ -271,7 +315,7 @@ class Engine:
         """
         job = self.schedule_nowait(task, **options)
         if self._store is not None:
-            await self._store.commit()
+            return await self._store.commit(job)
         return job
 
     def schedule_nowait(
@@ -357,6 +401,8 @@ class Engine:
             series = self._recurring.series_of(every, cron, first_in, overlap, misfire, misfire_grace)
             seconds, deadline = self._recurring.due(series.nominal, series)
 
+        if after is not None:
+            self._not_in_cluster_mode("schedule(after=...)")
         parents = None if after is None else self._parents(after, series)
 
         keyed = registry.keyed
@@ -380,7 +426,7 @@ class Engine:
         if parents is not None:
             job._after = parents
         # Checked before anything changes: args the store cannot keep raise here.
-        token = store.check(job) if store is not None else None
+        token = store.check(job, if_exists) if store is not None else None
         if key is not None and key in keyed:
             self.cancel(key)
         if store is not None:
@@ -404,6 +450,11 @@ class Engine:
         if self._store is not None and self._state == "new":
             self._not_started("cancel and reschedule")
         return self._registry.waiting(key_or_job, self)
+
+    def _not_in_cluster_mode(self, call: str) -> None:
+        """What the cluster store does not keep yet (docs/cluster.md, "Not done yet") is refused, not half done."""
+        if self.cluster is not None:
+            raise NotImplementedError(f"{call}: not supported in cluster mode yet (see docs/cluster.md)")
 
     @staticmethod
     def _not_started(call: str) -> None:
@@ -563,6 +614,7 @@ class Engine:
         a restart. A job that fired (queued or running) cannot be paused.
         """
         self._timers.check_thread("pause")
+        self._not_in_cluster_mode("pause")
         job = self._job_of(key_or_job)
         return job is not None and self._control.pause(job)
 
@@ -573,6 +625,7 @@ class Engine:
         misfire policy decides what its missed runs do (docs/recurring.md).
         """
         self._timers.check_thread("resume")
+        self._not_in_cluster_mode("resume")
         job = self._job_of(key_or_job)
         return job is not None and self._control.resume(job)
 
@@ -611,13 +664,16 @@ class Engine:
         exports them to Prometheus.
         """
         registry = self._registry
-        return self._stats.report(
+        report = self._stats.report(
             registry.pools.values(),
             self._execution.dead.values(),
             {name: spec.pool for name, spec in registry.tasks.items()},
             len(self._timers.wheel),
             self._journal_figures,
         )
+        if self.cluster is not None:
+            report["cluster"] = self.cluster.stats()
+        return report
 
     # -- hooks and middleware --------------------------------------------------------
 

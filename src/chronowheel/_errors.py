@@ -13,6 +13,7 @@ __all__ = [
     "JournalCorrupt",
     "JournalFailed",
     "JournalLocked",
+    "LeaseLost",
     "NotStarted",
     "RecordedError",
     "UnknownTask",
@@ -56,6 +57,10 @@ class JournalFailed(ChronowheelError, OSError):
     def __init__(self, message: str, cause: BaseException) -> None:
         super().__init__(message)
         self.errno = getattr(cause, "errno", None)
+
+
+class LeaseLost(ChronowheelError, RuntimeError):
+    """Cluster mode: this engine no longer holds the claim it would acknowledge a job under (another owner has it)."""
 
 
 class JournalCorrupt(ChronowheelError):

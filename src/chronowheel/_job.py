@@ -132,6 +132,7 @@ class Job:
         "_due_tick",
         "_due_wall",
         "_engine",
+        "_fence",
         "_parent",
         "_series",
         "_timer",
@@ -146,6 +147,8 @@ class Job:
         "task",
         "traceback",
     )
+
+    _fence: int  # set by a cluster store's claim, unset otherwise (see ``fence``)
 
     def __init__(
         self,
@@ -175,6 +178,15 @@ class Job:
         self._series: Series | None = None  # set on a recurring job
         self._parent: Job | None = None  # set on each run of a recurring job
         self._after: list[str] | None = None  # the ids of the parents it still waits for (schedule(after=...))
+
+    @property
+    def fence(self) -> int | None:
+        """In cluster mode, the fencing token this job was last claimed under (rising with each new owner).
+
+        A task can store it beside an external side effect and refuse a
+        write carrying a lower one (docs/cluster.md). None outside cluster mode.
+        """
+        return getattr(self, "_fence", None)  # left unset until a claim: nothing on the single-process path
 
     @property
     def deadline(self) -> datetime:

@@ -75,6 +75,11 @@ class Placement:
         self.record(job, own=own)
         self.place(job)
 
+    def drop(self, job: Job) -> None:
+        """Take a waiting job out of the wheel without telling the store: another engine fires it (cluster mode)."""
+        if self._registry.pool_of(job).wheel.cancel(job._timer):
+            self._registry.release(job)
+
     def take_out(self, job: Job, kept: Outcome | None = None, *, own: bool = False) -> bool:
         """Cancel a waiting job: out of its wheel, its key released, the store told; False if it had fired."""
         if job.state == "running" or job._timer is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from ._job import Job, new_job_id
 from ._limits import MAX_DELAY, check_seconds
@@ -42,6 +43,8 @@ class Recurring:
         self._stats = stats
         self.rng = rng
         self._owner = owner
+        # A run's id from its series and nominal time: a shared store's, so that one period is one row.
+        self.run_id: Callable[[Job, float], str] | None = None
 
     def series_of(
         self,
@@ -121,7 +124,8 @@ class Recurring:
             else:
                 self._stats.counts["skipped"] += 1
             return
-        run = Job(new_job_id(), None, job.task, job.args, job.kwargs, job.priority, nominal, self._ticks.current())
+        run_id = new_job_id() if self.run_id is None else self.run_id(job, nominal)
+        run = Job(run_id, None, job.task, job.args, job.kwargs, job.priority, nominal, self._ticks.current())
         run._engine = self._owner
         run._parent = job
         series.active += 1

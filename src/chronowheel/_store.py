@@ -3,23 +3,25 @@
 The engine's parts talk to durability only through :class:`Store`; they never
 import the journal, never touch a file, never decide a compaction. An
 in-memory engine has no store at all (``None``), so its hot paths pay nothing.
-:class:`chronowheel._journal.store.JournalStore` is one implementation; a
-cluster store (a database shared by several engines) is meant to be another,
-plugged in without touching the driver: that is what :meth:`Store.claim` is for.
+:class:`chronowheel._journal.store.JournalStore` is one implementation, the
+cluster's :class:`chronowheel._cluster.store.ClusterStore` (a database shared
+by several engines) another: that is what :attr:`Store.claim` is for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
     from ._job import Job
     from ._outcome import Outcome
 
-__all__ = ["Gone", "Store"]
+__all__ = ["Claim", "Gone", "Store"]
 
 Gone = Literal["ack", "cancel", "discard"]
+# claim(due jobs, hand_out): the store calls hand_out(the ones this engine may start), now or once its claim commits.
+Claim: TypeAlias = "Callable[[list[Job], Callable[[list[Job]], None]], None]"
 
 
 class Store(Protocol):
@@ -30,7 +32,14 @@ class Store(Protocol):
     store never retries a failed write, as a failed fsync may have lost it.
     The engine's own bookkeeping carries on in memory then (see
     ``_placement.Placement``, the one part that hands changes to the store).
+
+    ``claim`` is None when every due job is this engine's (the journal: one
+    engine per journal), and the driver hands due jobs straight to their
+    pool. A shared store takes a fenced claim of each batch of due jobs,
+    and hands on only those it won: two engines never start one job.
     """
+
+    claim: Claim | None
 
     async def restore(self, tasks: Collection[str]) -> list[Job]:
         """At start: the stored live jobs of the registered ``tasks``, ready to place (runs linked to their series).
@@ -40,10 +49,12 @@ class Store(Protocol):
         """
         ...
 
-    def check(self, job: Job) -> object:
+    def check(self, job: Job, if_exists: str = "error") -> object:
         """Before anything changes: refuse (``TypeError``/``ValueError``) a new job the store cannot keep.
 
         Returns a token for :meth:`recorded` (the journal's: the encoded record).
+        ``if_exists`` is the schedule's: a shared store applies it to keys
+        taken by other engines (the engine has applied it to its own).
         """
         ...
 
@@ -85,16 +96,13 @@ class Store(Protocol):
         """After :meth:`restore`: the kept outcomes (see :meth:`gone`), their jobs rebuilt with empty args."""
         ...
 
-    def claim(self, job: Job) -> bool:
-        """Asked before a due job goes to a worker: False if it is not this engine's to run.
+    async def commit(self, job: Job) -> Job:
+        """Wait until every change so far is durable under the store's policy (an awaited ``schedule()``).
 
-        The journal always says yes (one engine per journal); a shared store
-        takes a fenced claim here, so two engines never run one job.
+        Returns ``job``, or the job a shared store kept under its key
+        (``if_exists="keep"``); raises :class:`~chronowheel.DuplicateKey` for
+        a key another engine holds (``"error"``).
         """
-        ...
-
-    async def commit(self) -> None:
-        """Wait until every change so far is durable under the store's policy (an awaited ``schedule()``)."""
         ...
 
     async def flush(self) -> None:

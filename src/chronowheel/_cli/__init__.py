@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, inspect, jobs, worker
+from . import bench, db, inspect, jobs, worker
 
 __all__ = ["main"]
 
-_COMMANDS = (worker, inspect, jobs, bench)
+_COMMANDS = (worker, inspect, jobs, db, bench)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import orjson
 from .._errors import UnknownTask
 from .._job import Job
 from .._outcome import Outcome
-from .._store import Gone
+from .._store import Claim, Gone
 from .records import encode_done, encode_job, job_from_record, outcome_from_record
 from .writer import FsyncPolicy, Journal
 
@@ -35,6 +35,7 @@ class JournalStore:
     ``journal`` is the writer.
     """
 
+    claim: Claim | None = None  # one engine per journal (the lock): every due job is this engine's
     compact_factor = 4.0  # compact when the log holds this many records per live job...
     compact_min = 10_000  # ...and more than this many records
 
@@ -126,7 +127,7 @@ class JournalStore:
 
     # -- changes --------------------------------------------------------------------
 
-    def check(self, job: Job) -> bytes:
+    def check(self, job: Job, if_exists: str = "error") -> bytes:
         """The new job's record: args JSON cannot hold as themselves raise here (see ``encode_job``)."""
         return encode_job(job, new=True)
 
@@ -151,11 +152,9 @@ class JournalStore:
     def outcomes(self) -> list[Outcome]:
         return [outcome_from_record(orjson.loads(payload)) for _, payload in self.done.values()]
 
-    def claim(self, job: Job) -> bool:
-        return True  # one engine per journal (the lock): every due job is this engine's
-
-    async def commit(self) -> None:
+    async def commit(self, job: Job) -> Job:
         await self.journal.commit()
+        return job
 
     async def flush(self) -> None:
         await self.journal.sync()

@@ -1,0 +1,177 @@
+"""Every statement the cluster store sends, in one place (PostgreSQL 12+; arrays in, arrays out).
+
+Each takes whole batches as arrays (``unnest``), so a loop turn's changes
+cost one statement per kind, whatever their number. Every write that an
+owner makes to a claimed row is fenced: it matches only while the row was
+claimed under the token the engine holds for its shard, and that token is
+still the shard's.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__: list[str] = []  # the module's constants are its API; `sql.NAME`
+
+# -- engines and leases ---------------------------------------------------------------------------------
+
+HEARTBEAT: Final = """
+INSERT INTO cw_engine (id, shards) VALUES ($1, $2)
+ON CONFLICT (id) DO UPDATE SET seen = now()
+"""
+LIVE_ENGINES: Final = "SELECT id FROM cw_engine WHERE seen > now() - make_interval(secs => $1)"
+FORGET_ENGINE: Final = "DELETE FROM cw_engine WHERE id = $1"
+
+# Free or expired shards among $2; the previous owner tells a takeover from a first acquisition.
+ACQUIRE: Final = """
+WITH free AS (
+  SELECT shard, owner FROM cw_shard
+  WHERE shard = ANY($2::int[]) AND (owner IS NULL OR expires_at < now())
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE cw_shard s SET owner = $1, token = s.token + 1, expires_at = now() + make_interval(secs => $3)
+FROM free WHERE s.shard = free.shard
+RETURNING s.shard, s.token, free.owner AS previous
+"""
+# Rows claimed under an older token of a won shard: their owner lost them mid-run. Back to waiting.
+SWEEP_ORPHANS: Final = """
+UPDATE cw_job j SET state = 0 FROM unnest($1::int[], $2::bigint[]) w(shard, token)
+WHERE j.shard = w.shard AND j.state = 1 AND j.fence < w.token
+"""
+RENEW: Final = """
+UPDATE cw_shard s SET expires_at = now() + make_interval(secs => $2)
+FROM unnest($3::int[], $4::bigint[]) h(shard, token)
+WHERE s.shard = h.shard AND s.token = h.token AND s.owner = $1 AND s.expires_at > now()
+RETURNING s.shard
+"""
+# A graceful hand-over: jobs claimed and never finished go back to waiting, then the lease ends now.
+UNCLAIM: Final = """
+UPDATE cw_job j SET state = 0 FROM unnest($1::int[], $2::bigint[]) h(shard, token)
+WHERE j.shard = h.shard AND j.state = 1 AND j.fence = h.token
+"""
+RELEASE: Final = """
+UPDATE cw_shard s SET owner = NULL, expires_at = now()
+FROM unnest($2::int[], $3::bigint[]) h(shard, token)
+WHERE s.shard = h.shard AND s.token = h.token AND s.owner = $1
+"""
+
+# -- loading a shard's near future ----------------------------------------------------------------------
+
+LOAD: Final = """
+SELECT id, shard, due, state, record FROM cw_job
+WHERE shard = ANY($1::int[]) AND due <= $2 AND state = 0
+"""
+LOAD_DEAD: Final = "SELECT id, shard, due, state, record FROM cw_job WHERE shard = ANY($1::int[]) AND state = 3"
+LOAD_IDS: Final = "SELECT id, shard, due, state, record FROM cw_job WHERE id = ANY($1::text[]) AND state = 0"
+
+# -- changes ----------------------------------------------------------------------------------------------
+
+CANCEL: Final = "DELETE FROM cw_job WHERE id = ANY($1::text[]) RETURNING id, shard, due"
+CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due"
+MOVE: Final = """
+UPDATE cw_job j SET due = m.due FROM unnest($1::text[], $2::float8[]) m(id, due)
+WHERE j.id = m.id AND j.state = 0
+RETURNING j.id, j.shard, j.due
+"""
+MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state = 0 RETURNING id, shard, due"
+
+# New jobs. A taken key is a conflict on the unique index: "error" and "keep" insert nothing (the ids not
+# returned), "replace" takes the key over with the new job.
+_NEW_ROWS: Final = (
+    "FROM unnest($1::text[], $2::int[], $3::text[], $4::float8[], $5::bool[], $6::bytea[])"
+    " n(id, shard, key, due, series, record)"
+)
+INSERT: Final = f"""
+INSERT INTO cw_job (id, shard, key, due, series, record)
+SELECT n.id, n.shard, n.key, n.due, n.series, n.record {_NEW_ROWS}
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+INSERT_REPLACE: Final = f"""
+INSERT INTO cw_job (id, shard, key, due, series, record)
+SELECT n.id, n.shard, n.key, n.due, n.series, n.record {_NEW_ROWS}
+ON CONFLICT (key) WHERE key IS NOT NULL
+DO UPDATE SET id = EXCLUDED.id, shard = EXCLUDED.shard, due = EXCLUDED.due, record = EXCLUDED.record,
+              state = 0, fence = NULL, claims = 0
+RETURNING id
+"""
+# A redriven dead job (the row is there, dead) or one the store no longer has: waiting again.
+PUT: Final = f"""
+INSERT INTO cw_job (id, shard, key, due, series, record)
+SELECT n.id, n.shard, n.key, n.due, n.series, n.record {_NEW_ROWS}
+ON CONFLICT (id) DO UPDATE SET due = EXCLUDED.due, record = EXCLUDED.record, key = EXCLUDED.key, state = 0
+RETURNING id
+"""
+KEPT: Final = "SELECT id, shard, due, state, record FROM cw_job WHERE key = $1"
+GET_KEY: Final = "SELECT id, shard, due, state, record FROM cw_job WHERE key = $1 AND state <> 3"
+COUNT: Final = "SELECT count(*) FROM cw_job WHERE state <> 3"
+
+# A series' runs go in already claimed, under the shard's current token (the fence); a run of the same
+# series and nominal time is the same row, so two owners never make two runs of one period.
+INSERT_RUNS: Final = """
+INSERT INTO cw_job (id, shard, due, state, fence, claims, record)
+SELECT n.id, n.shard, n.due, 1, n.fence, 1, n.record
+FROM unnest($2::text[], $3::int[], $4::float8[], $5::bigint[], $6::bytea[]) n(id, shard, due, fence, record)
+JOIN cw_shard s ON s.shard = n.shard AND s.token = n.fence AND s.owner = $1
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+# -- the claimed rows' outcomes, fenced ---------------------------------------------------------------
+
+# Each row comes with its shard: the shard rows join in memory, then one primary-key look-up per job (a join
+# on the token alone, or an `id = ANY(...)` filter, made PostgreSQL compare every row with every id).
+_FENCED: Final = "j.id = o.id AND j.shard = o.shard AND j.state = 1 AND j.fence = o.fence"
+_HELD: Final = "JOIN cw_shard s ON s.shard = o.shard AND s.token = o.fence AND s.owner = $1"
+# A retry (0, waiting), a dead letter (3), a fixed-delay series between runs (1), a series filed at its
+# next run (0, and its key kept).
+SETTLE: Final = f"""
+UPDATE cw_job j SET state = o.state, due = o.due, record = o.record
+FROM (SELECT o.* FROM unnest($2::text[], $7::int[], $3::bigint[], $4::smallint[], $5::float8[], $6::bytea[])
+        o(id, shard, fence, state, due, record) {_HELD}) o
+WHERE {_FENCED}
+RETURNING j.id
+"""
+ACK: Final = f"""
+DELETE FROM cw_job j
+USING (SELECT o.* FROM unnest($2::text[], $4::int[], $3::bigint[]) o(id, shard, fence) {_HELD}) o
+WHERE {_FENCED}
+RETURNING j.id, j.shard, j.fence
+"""
+# The fault tests' audit trail (CHRONOWHEEL_CLUSTER_AUDIT=1), written in the transaction of what it records.
+AUDIT: Final = """
+INSERT INTO cw_audit (kind, owner, shard, token, id)
+SELECT $1, $2, s, t, i FROM unnest($3::int[], $4::bigint[], $5::text[]) x(s, t, i)
+"""
+
+# -- the claim ------------------------------------------------------------------------------------------
+
+# The fence: the shard's current token, an unexpired lease on the database's clock, FOR SHARE so that an
+# acquisition waits for the claims in flight. A one-shot job gives its key back at its claim; a series
+# keeps it. Not due yet by the engine's clock ($5): it was moved, and the claim leaves it alone.
+CLAIM: Final = """
+WITH sh AS (
+  SELECT s.shard, s.token FROM cw_shard s
+  JOIN unnest($2::int[], $3::bigint[]) m(shard, token) ON m.shard = s.shard AND m.token = s.token
+  WHERE s.owner = $1 AND s.expires_at > now()
+  FOR SHARE OF s
+), claimed AS (
+  UPDATE cw_job j SET state = 1, fence = c.token, claims = j.claims + 1,
+                      key = CASE WHEN j.series THEN j.key END
+  FROM (SELECT c.id, c.shard, sh.token FROM unnest($4::text[], $6::int[]) c(id, shard) JOIN sh USING (shard)) c
+  WHERE j.id = c.id AND j.shard = c.shard AND j.state = 0 AND j.due <= $5
+  RETURNING j.id, j.claims
+)
+SELECT ARRAY(SELECT shard FROM sh) AS shards, ARRAY(SELECT id FROM claimed) AS ids,
+       (SELECT count(*) FROM claimed WHERE claims > 1) AS reruns
+"""
+
+# -- the transactional ack (effectively-once) ---------------------------------------------------------
+
+ACK_ONE: Final = """
+DELETE FROM cw_job j USING cw_shard s
+WHERE j.id = $2 AND j.state = 1 AND j.fence = $3 AND s.shard = j.shard AND s.token = $3 AND s.owner = $1
+RETURNING j.id
+"""
+
+NOTIFY: Final = "SELECT pg_notify($1, $2)"

@@ -1,0 +1,122 @@
+"""A private PostgreSQL server for the cluster tests: one per session, on a Unix socket in a temp directory.
+
+No TCP port is opened, so it never collides with a system server. Each test
+gets a schema of its own (``pg_dsn``), in which the cluster store creates its
+tables. Without PostgreSQL the cluster tests skip, unless
+``CHRONOWHEEL_REQUIRE_PG=1`` (CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+__all__ = ["PgServer", "pg_dsn", "pg_server"]
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """A running server: its socket directory, its binaries, and how to run them (as ``postgres`` under root)."""
+
+    socket_dir: str
+    bin_dir: str
+    prefix: tuple[str, ...]
+
+    def dsn(self, schema: str | None = None) -> str:
+        """An asyncpg DSN; with ``schema``, connections put it first on their ``search_path``."""
+        settings = "" if schema is None else f"&search_path={schema}"
+        return f"postgresql://postgres@/postgres?host={self.socket_dir}{settings}"
+
+    def psql(self, command: str) -> str:
+        """Run one SQL command with psql (the tests' own set-up: no event loop needed)."""
+        done = subprocess.run(
+            [os.path.join(self.bin_dir, "psql"), "-h", self.socket_dir, "-U", "postgres", "-XAtqc", command],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+
+def _bin_dir() -> str | None:
+    """``CHRONOWHEEL_PG_BIN``, then ``initdb`` on PATH, then Debian's ``/usr/lib/postgresql/*/bin``."""
+    configured = os.environ.get("CHRONOWHEEL_PG_BIN")
+    if configured:
+        return configured
+    initdb = shutil.which("initdb")
+    if initdb is not None:
+        return os.path.dirname(os.path.realpath(initdb))  # a symlink: psql sits beside the real one
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+def _unavailable(why: str) -> None:
+    if os.environ.get("CHRONOWHEEL_REQUIRE_PG") == "1":
+        pytest.fail(f"PostgreSQL is required (CHRONOWHEEL_REQUIRE_PG=1): {why}")
+    pytest.skip(f"no PostgreSQL: {why}")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    bin_dir = _bin_dir()
+    if bin_dir is None or not os.path.exists(os.path.join(bin_dir, "initdb")):
+        _unavailable("initdb not found (set CHRONOWHEEL_PG_BIN, or install the postgresql package)")
+    assert bin_dir is not None
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        _unavailable("asyncpg is not installed (pip install 'chronowheel[postgres]')")
+    root = tempfile.mkdtemp(prefix="chronowheel-pg-")
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        shutil.chown(root, "postgres", "postgres")
+        prefix = ("runuser", "-u", "postgres", "--")
+    data, log = os.path.join(root, "data"), os.path.join(root, "log")
+    pg_ctl = os.path.join(bin_dir, "pg_ctl")
+    options = (
+        f"-c listen_addresses='' -k {root} -c fsync=off -c synchronous_commit=off"
+        " -c full_page_writes=off -c max_connections=200"
+    )
+    try:
+        initdb = [
+            os.path.join(bin_dir, "initdb"),
+            "-D",
+            data,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]
+        subprocess.run([*prefix, *initdb], check=True, capture_output=True)
+        start = [pg_ctl, "-D", data, "-l", log, "-w", "-o", options, "start"]
+        subprocess.run([*prefix, *start], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        _unavailable(f"the server did not start: {exc}")
+    try:
+        yield PgServer(root, bin_dir, prefix)
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_schemas = itertools.count()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> str:
+    """A DSN whose connections work in a new, empty schema: one cluster per test."""
+    schema = f"t{os.getpid()}_{next(_schemas)}"
+    pg_server.psql(f"CREATE SCHEMA {schema}")
+    return pg_server.dsn(schema)
