@@ -29,6 +29,9 @@ EPSILON = 1.5  # seconds of slack for a loaded 2-core machine (CLUSTER.md's 0.5 
 JOBS = 400
 CYCLES = int(os.environ.get("CHRONOWHEEL_CLUSTER_CYCLES", "1"))
 CHILD = Path(__file__).with_name("cluster_child.py")
+# Three engine processes and a server: it shares a worker with the journal's crash tests, not the machine's
+# two cores with them (make test runs -n auto --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("crash")
 
 
 async def _spawn(dsn: str, stats: Path) -> tuple[asyncio.subprocess.Process, str]:

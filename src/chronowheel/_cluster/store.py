@@ -34,8 +34,8 @@ import orjson
 
 from .._errors import DuplicateKey, LeaseLost
 from .._job import Job
-from .._outcome import Outcome
 from .._journal.records import encode_job, job_from_record
+from .._outcome import Outcome
 from .._store import Claim, Gone
 from . import sql
 from .config import Cluster
