@@ -116,7 +116,7 @@ async def test_jobs_reads_a_journal_in_use_without_its_lock(tmp_path: Path, caps
     ("argv", "message"),
     [
         (["jobs", "{tmp}/nope.log"], "no journal at {tmp}/nope.log"),
-        (["jobs", "postgresql://db/jobs"], "a DSN needs cluster mode"),
+        (["jobs", "postgresql://postgres@/postgres?host={tmp}"], "cannot read the cluster's database"),
         (["worker", "nomodule_here:engine"], "no module named 'nomodule_here'"),
         (["worker", "json"], "ENGINE must be module:attribute"),
         (["worker", "json:nothing"], "json has no attribute 'nothing'"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -470,3 +471,30 @@ async def test_what_the_cluster_store_does_not_keep_is_refused(cluster_of: Calla
             attempt() if attempt is not None else getattr(engine, call)("k")
         assert engine.cluster is not None
         assert await engine.cluster.count() == 1  # nothing changed
+
+
+async def test_jobs_command_lists_a_clusters_jobs_read_only(
+    cluster_of: Callable[..., Engine], pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``chronowheel jobs DSN``: the stored jobs by deadline, filtered, from one SELECT beside running engines."""
+    from chronowheel._cli import main
+
+    clock = VirtualClock()
+    client = cluster_of(clock, role="client")
+    client.task(name="note")(print)
+    client.task(name="mail")(print)
+    async with client:
+        for n in range(3):
+            await client.schedule("note", args=(n,), delay=60 - n, key=f"note:{n}")
+        await client.schedule("mail", delay=30, key="mail:1")
+        status = await asyncio.to_thread(main, ["jobs", pg_dsn, "--json"])
+        assert status == 0
+        listed = json.loads(capsys.readouterr().out)["jobs"]
+        assert [job["key"] for job in listed] == ["mail:1", "note:2", "note:1", "note:0"]  # by deadline
+        assert {job["state"] for job in listed} == {"pending"}
+        assert (
+            await asyncio.to_thread(main, ["jobs", pg_dsn, "--json", "--task", "note", "--key-prefix", "note:1"]) == 0
+        )
+        assert [job["key"] for job in json.loads(capsys.readouterr().out)["jobs"]] == ["note:1"]
+        assert client.cluster is not None
+        assert await client.cluster.count() == 4  # nothing taken or changed

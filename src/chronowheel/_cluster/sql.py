@@ -175,3 +175,6 @@ RETURNING j.id
 """
 
 NOTIFY: Final = "SELECT pg_notify($1, $2)"
+
+# ``chronowheel jobs DSN``: every stored job, read-only (the command decodes the records and filters them).
+LIST: Final = "SELECT id, state, record FROM cw_job"
