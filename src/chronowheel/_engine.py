@@ -218,7 +218,6 @@ class Engine:
             lambda: self._loop, self.schedule, self.cancel, self.reschedule, self.call_later
         )
         """The job API for other threads: ``schedule``, ``cancel``, ``reschedule``, ``call_later``, as futures."""
-        self._loop_thread: int | None = None  # the Timers' too: schedule_nowait checks it without a call
         self._cut_short: asyncio.Future[None] | None = None  # set by stop(grace=0) while stop() drains
         self.add_pool("default", concurrency=10)
 
@@ -364,7 +363,8 @@ class Engine:
         # The usual call (a registered task, a number of seconds, no key, no recurrence) runs inline, the checks
         # of _limits, Registry.spec, new_job_id and Placement.set_due included: three Python frames (this one,
         # Job.__init__, Placement.place) where it took eleven. Anything else takes the checked calls.
-        if self._loop_thread is not None and _get_ident() != self._loop_thread:
+        loop_thread = self._timers.loop_thread
+        if loop_thread is not None and _get_ident() != loop_thread:
             self._timers.check_thread("schedule_nowait")  # raises: the engine is not thread-safe
         if self._timers.closed:
             raise EngineClosed("the engine is stopped; it takes no more jobs")
@@ -728,7 +728,6 @@ class Engine:
         self._state = "running"
         self._timers.bind(loop)
         self._loop = (loop, threading.get_ident())
-        self._loop_thread = self._loop[1]
         for pool in self._registry.pools.values():
             pool.start(self._execution.run)
         self._driver.start()

@@ -41,7 +41,7 @@ class Timers:
         self.wheel: Wheel = self.core.wheel
         self.sleep_tick = -1
         self._wakeup: asyncio.Future[None] | None = None
-        self._loop_thread: int | None = None
+        self.loop_thread: int | None = None  # set by bind(); schedule_nowait compares it itself, a call less
         self._threads = 0  # sync jobs' threads running
         self._debug = False  # the loop runs in asyncio debug mode: every hot call checks its thread
         self.closed = False  # True once the engine is stopping
@@ -81,7 +81,7 @@ class Timers:
         In asyncio debug mode the hot calls check it too, every time (issue 15):
         ``loop.call_later`` does as much in debug mode, and nothing otherwise.
         """
-        self._loop_thread = threading.get_ident()
+        self.loop_thread = threading.get_ident()
         self._debug = loop.get_debug()
         self._set_guard()
 
@@ -118,7 +118,7 @@ class Timers:
 
     def check_thread(self, call: str) -> None:
         """Refuse a call from another thread (a sync job's): the engine is not thread-safe."""
-        if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
+        if self.loop_thread is not None and threading.get_ident() != self.loop_thread:
             raise RuntimeError(
                 f"{call}: called from thread {threading.current_thread().name!r}, but the engine is not "
                 "thread-safe and runs on its event loop's thread; from another thread, use engine.from_thread "
