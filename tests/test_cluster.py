@@ -311,6 +311,29 @@ async def test_a_claim_under_a_stale_token_is_refused(cluster_of: Callable[..., 
             await conn.close()
 
 
+async def test_a_refused_claim_leaves_no_copy_in_this_engines_indexes(
+    cluster_of: Callable[..., Engine], pg_dsn: str
+) -> None:
+    """A job whose claim the fence refused is another engine's: not in ``jobs()``, its key not held here."""
+    clock = VirtualClock()
+    engine = cluster_of(clock)
+    engine.task(name="note")(print)
+    async with engine:
+        for n in range(3):
+            await engine.schedule("note", args=(n,), delay=1, key=f"k{n}")
+        assert len(engine.jobs()) == 3
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("UPDATE cw_shard SET token = token + 1, owner = 'thief'")
+            await settle(clock, engine, seconds=2)
+            assert engine.stats()["cluster"]["refused_claims"] == 3
+            assert engine.jobs() == []
+            assert [engine.get(f"k{n}") for n in range(3)] == [None, None, None]
+            assert await conn.fetchval("SELECT count(*) FROM cw_job WHERE state = 0") == 3  # still stored
+        finally:
+            await conn.close()
+
+
 @pytest.mark.parametrize("outcome", ["commit", "fenced", "raises"])
 async def test_the_transactional_ack_commits_with_the_tasks_writes(
     cluster_of: Callable[..., Engine], pg_dsn: str, outcome: str

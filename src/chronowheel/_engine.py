@@ -210,7 +210,7 @@ class Engine:
             from ._cluster.store import Host
 
             load = functools.partial(placement.restore, owner=self, dead=execution.dead, refile=recurring.refile)
-            cluster_store.attach(Host(ticks.wall, load, placement.drop))
+            cluster_store.attach(Host(ticks.wall, load, placement.drop, placement.let_go))
             recurring.run_id = _run_id
         self._state: Literal["new", "running", "stopped"] = "new"
         self._loop: Loop | None = None  # while running: the loop and its thread, for from_thread

@@ -78,7 +78,16 @@ class Placement:
     def drop(self, job: Job) -> None:
         """Take a waiting job out of the wheel without telling the store: another engine fires it (cluster mode)."""
         if self._registry.pool_of(job).wheel.cancel(job._timer):
-            self._registry.release(job)
+            self.let_go(job)
+
+    def let_go(self, job: Job) -> None:
+        """A job out of the wheel that will not run here (a shared store's claim refused it): out of the indexes.
+
+        Its key is free and no query finds it; the store still has it, for the engine that fires it.
+        """
+        registry = self._registry
+        registry.release(job)
+        registry.forget(job)
 
     def take_out(self, job: Job, kept: Outcome | None = None, *, own: bool = False) -> bool:
         """Cancel a waiting job: out of its wheel, its key released, the store told; False if it had fired."""

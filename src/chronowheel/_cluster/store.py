@@ -64,12 +64,14 @@ class Host:
 
     ``load`` files jobs read from the database (overdue ones at once, dead
     ones into the dead letters); ``drop`` takes a job out of the wheel, as it
-    is not this engine's to fire (any more).
+    is not this engine's to fire (any more); ``let_go`` forgets a job the
+    wheel already handed out whose claim this engine did not win.
     """
 
     wall: Callable[[], float]
     load: Callable[[list[Job]], None]
     drop: Callable[[Job], None]
+    let_go: Callable[[Job], None]
 
 
 def _engine_id() -> str:
@@ -229,6 +231,7 @@ class ClusterStore:
 
     def _claim(self, jobs: list[Job], hand_out: HandOut) -> None:
         """Due jobs, out of the wheel: claim the ones of shards still held; ``hand_out`` gets the claimed."""
+        assert self._host is not None
         now = time.monotonic()
         claiming = []
         for job in jobs:
@@ -237,8 +240,10 @@ class ClusterStore:
             token = self.ownership.token(shard, now)
             if token is not None:
                 claiming.append((job, shard, token))
-            elif shard in self.ownership.held:
-                self.counts["guarded"] += 1  # held, but past the local guard: not claimed, not started
+            else:
+                if shard in self.ownership.held:
+                    self.counts["guarded"] += 1  # held, but past the local guard: not claimed, not started
+                self._host.let_go(job)
         if claiming:
             self._batch.claims.append((claiming, hand_out))
             self._kick()
@@ -334,8 +339,13 @@ class ClusterStore:
         for jobs, hand_out in claimed:
             # The local guard, again: a claim that took long may have outlived the lease. Such a job is not
             # started; it stays claimed, and the next owner's orphan sweep gives it back.
-            ready = [job for job in jobs if self.ownership.token(self._fences[job.id][1], now) == job._fence]
-            self.counts["guarded"] += len(jobs) - len(ready)
+            ready = []
+            for job in jobs:
+                if self.ownership.token(self._fences[job.id][1], now) == job._fence:
+                    ready.append(job)
+                else:
+                    self.counts["guarded"] += 1
+                    self._host.let_go(job)
             if ready:
                 hand_out(ready)
         for job, future in batch.waiters:
@@ -480,10 +490,13 @@ class ClusterStore:
                 job._fence = token
                 self._fences[job.id] = (token, shard)
                 claimed.append(job)
-            elif shard in lost:
-                self.counts["refused_claims"] += 1
-            elif job.id not in self._fences:
-                missed.append(job.id)
+            else:
+                if shard in lost:
+                    self.counts["refused_claims"] += 1
+                elif job.id not in self._fences:
+                    missed.append(job.id)  # reloaded below, and indexed again if its row is still there
+                if job.id not in self._fences:  # not a second copy of a job this engine holds a claim on
+                    self._host.let_go(job)
         if lost:
             self._lose(lost)
         if missed:  # cancelled, claimed elsewhere, or moved by a change whose notification this engine missed:
