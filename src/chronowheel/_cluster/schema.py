@@ -60,6 +60,15 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
                )""",
         ),
     ),
+    (
+        2,
+        (
+            # The database's incarnation: compared on every reconnect (sql.IDENTITY); a restore or a copy that
+            # should not be taken for the same store is given a new one by hand.
+            "CREATE TABLE cw_meta (incarnation text NOT NULL)",
+            "INSERT INTO cw_meta SELECT md5(random()::text || clock_timestamp()::text)",
+        ),
+    ),
 )
 VERSION: Final = MIGRATIONS[-1][0]
 

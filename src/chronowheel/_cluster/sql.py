@@ -22,38 +22,74 @@ ON CONFLICT (id) DO UPDATE SET seen = now()
 LIVE_ENGINES: Final = "SELECT id FROM cw_engine WHERE seen > now() - make_interval(secs => $1)"
 FORGET_ENGINE: Final = "DELETE FROM cw_engine WHERE id = $1"
 
-# Free or expired shards among $2; the previous owner tells a takeover from a first acquisition.
+# Free or expired shards among $2; the previous owner tells a takeover from a first acquisition. With $4, also
+# the shards this engine's id still owns in the database (after a change of server: their tokens are reissued).
+# SKIP LOCKED: an acquisition never waits for a row lock, so it cannot be part of a deadlock.
 ACQUIRE: Final = """
 WITH free AS (
   SELECT shard, owner FROM cw_shard
-  WHERE shard = ANY($2::int[]) AND (owner IS NULL OR expires_at < now())
+  WHERE shard = ANY($2::int[]) AND (owner IS NULL OR expires_at < now() OR ($4 AND owner = $1))
   FOR UPDATE SKIP LOCKED
 )
 UPDATE cw_shard s SET owner = $1, token = s.token + 1, expires_at = now() + make_interval(secs => $3)
 FROM free WHERE s.shard = free.shard
 RETURNING s.shard, s.token, free.owner AS previous
 """
-# Rows claimed under an older token of a won shard: their owner lost them mid-run. Back to waiting.
+# Rows claimed under an older token of a won shard: their owner lost them mid-run. Back to waiting. Rows locked
+# by another transaction (a stale owner's ack or outcome in flight) are skipped, never waited for, and their
+# shards returned (``left``), to be swept again at the next lease round: the sweep cannot deadlock.
 SWEEP_ORPHANS: Final = """
-UPDATE cw_job j SET state = 0 FROM unnest($1::int[], $2::bigint[]) w(shard, token)
-WHERE j.shard = w.shard AND j.state = 1 AND j.fence < w.token
+WITH found AS (
+  SELECT j.id, j.shard FROM cw_job j JOIN unnest($1::int[], $2::bigint[]) w(shard, token)
+    ON j.shard = w.shard AND j.state = 1 AND j.fence < w.token
+), taken AS (
+  SELECT j.id FROM cw_job j JOIN unnest($1::int[], $2::bigint[]) w(shard, token)
+    ON j.shard = w.shard AND j.state = 1 AND j.fence < w.token
+  FOR UPDATE OF j SKIP LOCKED
+), swept AS (
+  UPDATE cw_job j SET state = 0 FROM taken WHERE j.id = taken.id RETURNING j.id
+)
+SELECT ARRAY(SELECT DISTINCT shard FROM found WHERE id NOT IN (SELECT id FROM swept)) AS left
 """
+# Shard rows are locked in shard order by every statement that locks more than one (the renew, the release,
+# the claim's FOR SHARE): two of them never wait for each other in a cycle.
 RENEW: Final = """
 UPDATE cw_shard s SET expires_at = now() + make_interval(secs => $2)
-FROM unnest($3::int[], $4::bigint[]) h(shard, token)
-WHERE s.shard = h.shard AND s.token = h.token AND s.owner = $1 AND s.expires_at > now()
+FROM (
+  SELECT s.shard FROM cw_shard s JOIN unnest($3::int[], $4::bigint[]) h(shard, token)
+    ON s.shard = h.shard AND s.token = h.token
+  WHERE s.owner = $1 AND s.expires_at > now()
+  ORDER BY s.shard FOR UPDATE OF s
+) h
+WHERE s.shard = h.shard
 RETURNING s.shard
 """
-# A graceful hand-over: jobs claimed and never finished go back to waiting, then the lease ends now.
+# A graceful hand-over: jobs claimed and never finished go back to waiting, then the lease ends now. A row
+# locked by another transaction (this engine's ack of it in flight) is skipped: acked, it is gone; otherwise
+# it stays claimed under the old token and the next owner's sweep gives it back.
 UNCLAIM: Final = """
-UPDATE cw_job j SET state = 0 FROM unnest($1::int[], $2::bigint[]) h(shard, token)
-WHERE j.shard = h.shard AND j.state = 1 AND j.fence = h.token
+UPDATE cw_job j SET state = 0
+FROM (
+  SELECT j.id FROM cw_job j JOIN unnest($1::int[], $2::bigint[]) h(shard, token)
+    ON j.shard = h.shard AND j.state = 1 AND j.fence = h.token
+  FOR UPDATE OF j SKIP LOCKED
+) u
+WHERE j.id = u.id
 """
 RELEASE: Final = """
 UPDATE cw_shard s SET owner = NULL, expires_at = now()
-FROM unnest($2::int[], $3::bigint[]) h(shard, token)
-WHERE s.shard = h.shard AND s.token = h.token AND s.owner = $1
+FROM (
+  SELECT s.shard FROM cw_shard s JOIN unnest($2::int[], $3::bigint[]) h(shard, token)
+    ON s.shard = h.shard AND s.token = h.token
+  WHERE s.owner = $1
+  ORDER BY s.shard FOR UPDATE OF s
+) h
+WHERE s.shard = h.shard
 """
+# This server's identity, as seen by every new connection and every lease round: a random row written when
+# the schema was made, and when the server started. Either changing means the database may have gone back in
+# time (a restart that lost commits, a failover to an asynchronous replica, a restore): tokens may be reissued.
+IDENTITY: Final = "SELECT (SELECT incarnation FROM cw_meta) || ' ' || pg_postmaster_start_time()::text"
 
 # -- loading a shard's near future ----------------------------------------------------------------------
 
@@ -154,7 +190,7 @@ WITH sh AS (
   SELECT s.shard, s.token FROM cw_shard s
   JOIN unnest($2::int[], $3::bigint[]) m(shard, token) ON m.shard = s.shard AND m.token = s.token
   WHERE s.owner = $1 AND s.expires_at > now()
-  FOR SHARE OF s
+  ORDER BY s.shard FOR SHARE OF s
 ), claimed AS (
   UPDATE cw_job j SET state = 1, fence = c.token, claims = j.claims + 1,
                       key = CASE WHEN j.series THEN j.key END

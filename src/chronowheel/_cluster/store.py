@@ -124,9 +124,14 @@ class ClusterStore:
         self._resident: dict[str, tuple[Job, int]] = {}  # jobs of held shards in the wheel -> their shard
         self._outcomes: dict[str, Job | BaseException] = {}
         self._refilled = 0.0
+        self._server: str | None = None  # the server's identity (sql.IDENTITY), once known
+        self._reclaim = False  # the server changed: take back the shards this id still owns there
+        self._unswept: set[int] = set()  # won shards whose orphan sweep skipped rows locked at the time
         self._closing = False
         self._round = asyncio.Lock()
-        self.counts = dict.fromkeys(("takeovers", "refused_claims", "guarded", "reruns", "stale_writes"), 0)
+        self.counts = dict.fromkeys(
+            ("takeovers", "refused_claims", "guarded", "reruns", "stale_writes", "server_changes"), 0
+        )
         self.round_trips: deque[float] = deque(maxlen=1024)
         self.handle = ClusterHandle(self)
 
@@ -140,11 +145,14 @@ class ClusterStore:
         # A paused owner's open transaction would hold its shard rows' locks, and so keep every other engine
         # from acquiring them (they skip locked rows) for as long as the pause: the server ends it instead.
         settings = {"idle_in_transaction_session_timeout": str(int(self.config.lease * 500))}
-        self._pool = await asyncpg.create_pool(self.config.dsn, min_size=1, max_size=4, server_settings=settings)
+        self._pool = await asyncpg.create_pool(
+            self.config.dsn, min_size=1, max_size=4, server_settings=settings, init=self._connected
+        )
         try:
             async with self._pool.acquire() as conn:
                 await upgrade(conn, self.config.shards)
                 self._channel = "cw_" + await conn.fetchval("SELECT current_schema()")
+                self._server = await conn.fetchval(sql.IDENTITY)
             if not self.worker:
                 return []
             await self._connect_listener()
@@ -550,6 +558,7 @@ class ClusterStore:
         lease = self.config.lease
         async with self._pool.acquire() as conn:
             await conn.execute(sql.HEARTBEAT, self.me, self.config.shards)
+            self._check_server(await conn.fetchval(sql.IDENTITY))
             live = [row["id"] for row in await conn.fetch(sql.LIVE_ENGINES, lease)]
             if self.ownership.held:
                 sent = time.monotonic()
@@ -564,14 +573,15 @@ class ClusterStore:
             won: list[tuple[int, int]] = []
             if wanted:
                 sent = time.monotonic()
-                rows = await conn.fetch(sql.ACQUIRE, self.me, wanted, lease)
+                rows = await conn.fetch(sql.ACQUIRE, self.me, wanted, lease, self._reclaim)
+                self._reclaim = False
                 won = [(row["shard"], row["token"]) for row in rows]
                 self.counts["takeovers"] += sum(row["previous"] not in (None, self.me) for row in rows)
                 if won:
-                    await conn.execute(sql.SWEEP_ORPHANS, *map(list, zip(*won, strict=True)))
                     self.ownership.acquired(won, sent)
                     if _AUDIT:
                         await self._audit(conn, "acquire", [(None, shard, token) for shard, token in won])
+            await self._sweep(conn, {shard for shard, _ in won} | self._unswept)
             refill = time.monotonic() - self._refilled >= self.config.horizon / 2
             shards = list(self.ownership.held) if refill else [shard for shard, _ in won]
             if refill:
@@ -582,6 +592,46 @@ class ClusterStore:
             if won:
                 rows += await conn.fetch(sql.LOAD_DEAD, [shard for shard, _ in won])
         return self._new_residents(rows)
+
+    async def _sweep(self, conn: asyncpg.Connection, shards: set[int]) -> None:
+        """Give back the rows claimed under older tokens of these held shards; those skipped are tried next round."""
+        pairs = [(shard, self.ownership.held[shard].token) for shard in shards if shard in self.ownership.held]
+        if not pairs:
+            self._unswept = set()
+            return
+        left = await conn.fetchval(sql.SWEEP_ORPHANS, *map(list, zip(*pairs, strict=True)))
+        self._unswept = set(left)
+
+    def _check_server(self, identity: str) -> None:
+        """A connection's view of the server's identity: on a change, every lease is dropped and re-acquired.
+
+        A server that restarted, failed over to an asynchronous replica or was
+        restored may have gone back in time and may reissue a token this
+        engine holds; claims under it are not made. In-flight jobs' fenced
+        outcomes still go out (they match nothing if the token was reissued).
+        """
+        if self._server is None or identity == self._server:
+            self._server = identity
+            return
+        logger.warning(
+            "chronowheel: cluster store: the database server changed (%s, was %s): dropping %d shards to acquire"
+            " them again under new tokens",
+            identity,
+            self._server,
+            len(self.ownership.held),
+        )
+        self._server = identity
+        self.counts["server_changes"] += 1
+        self._unswept = set()
+        if self.ownership.held:
+            self._lose(set(self.ownership.held))
+        self._reclaim = True
+        self._refilled = 0.0
+
+    async def _connected(self, conn: asyncpg.Connection) -> None:
+        """Every new connection of the pool (a reconnect after a restart, too) checks the server's identity."""
+        if self._server is not None:  # None: at start, before the schema (and its cw_meta) exists
+            self._check_server(await conn.fetchval(sql.IDENTITY))
 
     def _releasable(self, shards: set[int]) -> set[int]:
         """Shards to hand over now: those with no job of theirs running here (graceful: no re-runs)."""
@@ -656,6 +706,7 @@ class ClusterStore:
 
     async def _connect_listener(self) -> None:
         self._listener = await asyncpg.connect(self.config.dsn)
+        await self._connected(self._listener)
         await self._listener.add_listener(self._channel, self._heard)
 
     def _heard(self, conn: object, pid: int, channel: str, payload: str) -> None:
