@@ -454,7 +454,11 @@ async def test_the_sync_job_calls_act_on_this_engines_jobs_and_the_async_ones_on
         assert worker.cluster is not None
         for key in ("local", "remote"):
             await client.schedule("note", args=(key,), delay=5.0, key=key)
-        await settle(clock, worker, client)
+        for _ in range(500):  # the owner hears of them by NOTIFY, delivered after the commit: wait for both
+            await settle(clock, worker, client)
+            if len(worker) == 2:
+                break
+            await asyncio.sleep(0.01)
         sync: dict[str, Callable[[Engine, str], object]] = {
             "cancel": lambda engine, key: engine.cancel(key),
             "reschedule": lambda engine, key: engine.reschedule(key, delay=20.0),
