@@ -1,8 +1,9 @@
 """A worker engine in a process of its own, for the cluster fault test (tests/test_cluster_faults.py).
 
-``python tests/cluster_child.py DSN LEASE STATS_PATH``: prints its engine id once started, runs ``work``
-jobs (each records its run in the ``runs`` table) and ``tick`` series runs, and on SIGTERM stops and
-writes its ``stats()["cluster"]`` to STATS_PATH as JSON.
+``python tests/cluster_child.py DSN LEASE STATS_PATH [ENGINE_ID]``: prints its engine id once started, runs
+``work`` jobs (each records its run in the ``runs`` table) and ``tick`` series runs, and on SIGTERM stops and
+writes its ``stats()["cluster"]`` to STATS_PATH as JSON. ``ENGINE_ID`` replaces the engine's own id (its host,
+pid and a random part), as a worker restarted under a fixed name would have: tests/test_cluster_rebalance.py.
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ from pathlib import Path
 import asyncpg
 
 from chronowheel import Cluster, Engine
+from chronowheel._cluster.store import ClusterStore
 
 
-async def main(dsn: str, lease: float, stats_path: str) -> None:
+async def main(dsn: str, lease: float, stats_path: str, engine_id: str | None) -> None:
     engine = Engine(cluster=Cluster(dsn, shards=32, lease=lease))
+    if engine_id is not None:
+        store = engine._store
+        assert isinstance(store, ClusterStore)
+        store.me = store.ownership.me = engine_id
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
 
     @engine.task(name="work")
@@ -44,4 +50,4 @@ async def main(dsn: str, lease: float, stats_path: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3]))
+    asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None))

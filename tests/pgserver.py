@@ -8,6 +8,7 @@ tables. Without PostgreSQL the cluster tests skip, unless
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-__all__ = ["PgServer", "pg_dsn", "pg_server"]
+__all__ = ["PgServer", "pg_dsn", "pg_server", "running_server"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class PgServer:
     socket_dir: str
     bin_dir: str
     prefix: tuple[str, ...]
+    options: str = ""
 
     def dsn(self, schema: str | None = None) -> str:
         """An asyncpg DSN; with ``schema``, connections put it first on their ``search_path``."""
@@ -44,6 +46,12 @@ class PgServer:
             check=True,
         )
         return done.stdout
+
+    def pg_ctl(self, *args: str) -> None:
+        """Run ``pg_ctl`` on this server's data directory (``"stop", "-m", "immediate"``, ``"start"``)."""
+        data, log = os.path.join(self.socket_dir, "data"), os.path.join(self.socket_dir, "log")
+        command = [os.path.join(self.bin_dir, "pg_ctl"), "-D", data, "-l", log, "-w", "-o", self.options, *args]
+        subprocess.run([*self.prefix, *command], check=True, capture_output=True)
 
 
 def _bin_dir() -> str | None:
@@ -64,8 +72,14 @@ def _unavailable(why: str) -> None:
     pytest.skip(f"no PostgreSQL: {why}")
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+@contextlib.contextmanager
+def running_server(*, durable: bool = False) -> Iterator[PgServer]:
+    """A new server in a temp directory, stopped (``-m immediate``) and removed at the end.
+
+    ``durable``: commits are flushed before they are acknowledged (fsync and
+    synchronous_commit on), so that a crash-restart of the server loses no
+    acknowledged commit; the session's shared server trades that for speed.
+    """
     bin_dir = _bin_dir()
     if bin_dir is None or not os.path.exists(os.path.join(bin_dir, "initdb")):
         _unavailable("initdb not found (set CHRONOWHEEL_PG_BIN, or install the postgresql package)")
@@ -79,36 +93,28 @@ def pg_server() -> Iterator[PgServer]:
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root
         shutil.chown(root, "postgres", "postgres")
         prefix = ("runuser", "-u", "postgres", "--")
-    data, log = os.path.join(root, "data"), os.path.join(root, "log")
-    pg_ctl = os.path.join(bin_dir, "pg_ctl")
-    options = (
-        f"-c listen_addresses='' -k {root} -c fsync=off -c synchronous_commit=off"
-        " -c full_page_writes=off -c max_connections=200"
-    )
+    speed = "" if durable else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    options = f"-c listen_addresses='' -k {root}{speed} -c max_connections=200"
+    server = PgServer(root, bin_dir, prefix, options)
     try:
-        initdb = [
-            os.path.join(bin_dir, "initdb"),
-            "-D",
-            data,
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ]
-        subprocess.run([*prefix, *initdb], check=True, capture_output=True)
-        start = [pg_ctl, "-D", data, "-l", log, "-w", "-o", options, "start"]
-        subprocess.run([*prefix, *start], check=True, capture_output=True)
+        initdb = [os.path.join(bin_dir, "initdb"), "-D", os.path.join(root, "data"), "-A", "trust", "-U", "postgres"]
+        subprocess.run([*prefix, *initdb, "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+        server.pg_ctl("start")
     except (OSError, subprocess.CalledProcessError) as exc:
         shutil.rmtree(root, ignore_errors=True)
         _unavailable(f"the server did not start: {exc}")
     try:
-        yield PgServer(root, bin_dir, prefix)
+        yield server
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True, check=False)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            server.pg_ctl("-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    with running_server() as server:
+        yield server
 
 
 _schemas = itertools.count()
