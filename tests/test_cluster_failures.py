@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from chronowheel import Cluster, Engine
+from chronowheel._cluster import sql
 from chronowheel._cluster.ownership import shard_of
+from chronowheel._cluster.schema import upgrade
 from chronowheel._cluster.store import ClusterStore
 from chronowheel.testing import VirtualClock
+from pgserver import PgServer
 from test_cluster import settle, store_of
 
 LEASE = 4.0
@@ -263,3 +267,162 @@ async def test_a_lease_lost_while_a_job_runs(pg_dsn: str, admin: asyncpg.Connect
     assert sorted(ran) == ["slow", "slow", "waiting"]
     assert (stats["takeovers"], stats["refused_claims"]) == (1, 0)
     assert await admin.fetchval("SELECT count(*) FROM cw_job") == 0
+
+
+# -- the lease side's row locks: never waited for, so never part of a deadlock ----------------------------
+
+ORPHANS = 40
+
+
+async def orphans_of_a_stale_owner(admin: asyncpg.Connection) -> list[str]:
+    """Shards 0 and 1 held by ``stale`` under token 1, expired; rows claimed under it (alternating shards)."""
+    await upgrade(admin, SHARDS)
+    await admin.execute(
+        "UPDATE cw_shard SET owner = 'stale', token = 1, expires_at = now() - interval '1 second'"
+        " WHERE shard IN (0, 1)"
+    )
+    ids = [f"o{n:03}" for n in range(ORPHANS)]
+    await admin.execute(
+        "INSERT INTO cw_job (id, shard, due, state, fence, claims, record)"
+        " SELECT id, shard, 0, 1, 1, 1, '\\x7b7d'::bytea FROM unnest($1::text[], $2::int[]) u(id, shard)",
+        ids,
+        [orphan_shard(job_id) for job_id in ids],
+    )
+    return ids
+
+
+def orphan_shard(job_id: str) -> int:
+    return int(job_id[1:]) % 2
+
+
+async def stale_write(conn: asyncpg.Connection, kind: str, ids: list[str]) -> int:
+    """What the stale owner's flush or hand-over writes to its claimed rows; returns the rows it matched."""
+    shards = [orphan_shard(job_id) for job_id in ids]
+    fences = [1] * len(ids)
+    if kind == "ack":
+        return len(await conn.fetch(sql.ACK, "stale", ids, fences, shards))
+    if kind == "settle":  # a fixed-delay series between runs: it stays claimed (state 1)
+        args = (ids, fences, [1] * len(ids), [0.0] * len(ids), [b"{}"] * len(ids), shards)
+        return len(await conn.fetch(sql.SETTLE, "stale", *args))
+    status = await conn.execute(sql.UNCLAIM, [0, 1], [1, 1])  # a hand-over by an owner that missed its expiry
+    return int(status.split()[-1])
+
+
+@pytest.mark.parametrize("kind", ["ack", "settle", "unclaim"])
+async def test_the_orphan_sweep_skips_rows_a_stale_owner_holds_and_sweeps_them_later(
+    pg_dsn: str, admin: asyncpg.Connection, kind: str
+) -> None:
+    """A stale owner's transaction holds some of its old rows (an ack, an outcome, a hand-over in flight).
+
+    The new owner's acquisition and sweep must not wait for those locks: a
+    waiting sweep holding the rows it already took is half of a deadlock (the
+    stale transaction's next statement wants them). It sweeps what it can,
+    names the shards it left, and a second sweep after the commit finishes.
+    """
+    ids = await orphans_of_a_stale_owner(admin)
+    stale = await asyncpg.connect(pg_dsn)
+    try:
+        transaction = stale.transaction()
+        await transaction.start()
+        first = ids[: ORPHANS // 2] if kind != "unclaim" else ids  # rows of both shards
+        assert await stale_write(stale, kind, first) == len(first)
+        won = await admin.fetch(sql.ACQUIRE, "new", [0, 1], 10.0, False)
+        assert sorted((row["shard"], row["token"]) for row in won) == [(0, 2), (1, 2)]
+        left = await asyncio.wait_for(admin.fetchval(sql.SWEEP_ORPHANS, [0, 1], [2, 2]), 5.0)
+        assert sorted(left) == [0, 1]  # rows of both shards were locked: to be swept again
+        swept = await admin.fetchval("SELECT count(*) FROM cw_job WHERE state = 0")
+        assert swept == (0 if kind == "unclaim" else ORPHANS // 2)
+        if kind != "unclaim":  # its next statement: the other rows, swept meanwhile, match nothing (no wait)
+            assert await asyncio.wait_for(stale_write(stale, kind, ids[ORPHANS // 2 :]), 5.0) == 0
+        await transaction.commit()
+    finally:
+        await stale.close()
+    assert await admin.fetchval(sql.SWEEP_ORPHANS, [0, 1], [2, 2]) == []
+    states = await admin.fetchval("SELECT array_agg(DISTINCT state) FROM cw_job")
+    assert states == [0], states  # acked rows are gone; every other one waits again
+    assert await admin.fetchval("SELECT count(*) FROM cw_job") == (ORPHANS // 2 if kind == "ack" else ORPHANS)
+
+
+async def test_concurrent_lease_rounds_of_two_engines_log_no_deadlock(
+    pg_server: PgServer, pg_dsn: str, admin: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Many times over: two engines' lease rounds race for expired shards full of orphans, while the stale
+    owner's ack of them is in flight. No round fails, and the server logs no deadlock."""
+    log = Path(pg_server.socket_dir, "log")
+    before = log.read_text(errors="replace").count("deadlock detected")
+    clock = VirtualClock()
+    first, second = engine_of(pg_dsn, clock), engine_of(pg_dsn, clock)
+    async with first, second:
+        stores = [store_of(first), store_of(second)]
+        for attempt in range(15):
+            for store in stores:
+                if store.ownership.held:
+                    store._lose(set(store.ownership.held))
+            await admin.execute("DELETE FROM cw_job")
+            await admin.execute("UPDATE cw_shard SET owner = 'stale', token = token + 1, expires_at = now()")
+            tokens = dict(await admin.fetch("SELECT shard, token FROM cw_shard"))
+            ids = [f"a{attempt}-{n}" for n in range(4 * SHARDS)]
+            shards = [n % SHARDS for n in range(len(ids))]
+            await admin.execute(
+                "INSERT INTO cw_job (id, shard, due, state, fence, claims, record)"
+                " SELECT i, s, 1e12, 1, t, 1, '\\x7b7d'::bytea FROM unnest($1::text[], $2::int[], $3::bigint[]) u(i, s, t)",
+                ids,
+                shards,
+                [tokens[shard] for shard in shards],
+            )
+            stale = await asyncpg.connect(pg_dsn)
+            try:
+                async with stale.transaction():
+                    acks = stale.fetch(sql.ACK, "stale", ids[::-1], [tokens[s] for s in shards[::-1]], shards[::-1])
+                    await asyncio.gather(acks, *(store._tend_once() for store in stores))
+            finally:
+                await stale.close()
+            for store in stores:
+                await store._tend_once()  # the sweep of what the ack held, if it was skipped
+            assert sum(len(store.ownership.held) for store in stores) == SHARDS
+            assert await admin.fetchval("SELECT count(*) FROM cw_job WHERE state = 1") == 0
+    assert "deadlock" not in caplog.text
+    assert log.read_text(errors="replace").count("deadlock detected") == before
+
+
+# -- the server's identity --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("found_by", ["lease round", "reconnect"])
+async def test_a_changed_server_makes_the_engine_drop_and_reacquire_every_shard(
+    pg_dsn: str, admin: asyncpg.Connection, found_by: str
+) -> None:
+    """The database now says it is another incarnation (a restore, a failover that went back in time).
+
+    The engine drops every lease it held, takes its shards again under new
+    tokens at once (it need not wait for its old leases to expire), and a job
+    waiting in the store still runs once. ``lease round``: only the row
+    changes, the next round's check finds it. ``reconnect``: the engine's
+    backends are killed too, and a new pool connection finds it first.
+    """
+    clock = VirtualClock()
+    engine = engine_of(pg_dsn, clock)
+    ran: list[str] = []
+    engine.task(name="note")(ran.append)
+    async with engine:
+        store = store_of(engine)
+        await engine.schedule("note", args=("waiting",), delay=30.0)
+        before = dict(await admin.fetch("SELECT shard, token FROM cw_shard"))
+        await admin.execute("UPDATE cw_meta SET incarnation = 'restored from a backup'")
+        if found_by == "reconnect":
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+        await until(lambda: store.stats()["server_changes"] == 1)
+        await until(lambda: store.stats()["owned_shards"] == SHARDS)
+        after = dict(await admin.fetch("SELECT shard, token FROM cw_shard"))
+        assert all(after[shard] > before[shard] for shard in before), (before, after)
+        assert await admin.fetchval("SELECT count(DISTINCT owner) FROM cw_shard") == 1
+        await until(lambda: len(engine) == 1)  # the reload after the re-acquisition
+        await settle(clock, engine, seconds=30.0)
+        await settle(clock, engine, seconds=1.0)
+        stats = store.stats()
+    assert ran == ["waiting"]
+    assert stats["server_changes"] == 1
+    assert stats["takeovers"] == 0  # its own shards, taken back
