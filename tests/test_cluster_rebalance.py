@@ -60,8 +60,12 @@ async def no_stale_claim(conn: asyncpg.Connection) -> None:
 
 async def split(workers: list[Engine]) -> None:
     """Until the workers hold every shard between them, each some."""
-    counts = lambda: [store_of(worker).stats()["owned_shards"] for worker in workers]  # noqa: E731
-    await until(lambda: sum(counts()) == SHARDS and min(counts()) > 0)
+
+    def done() -> bool:
+        counts: list[int] = [store_of(worker).stats()["owned_shards"] for worker in workers]
+        return sum(counts) == SHARDS and min(counts) > 0
+
+    await until(done)
 
 
 @pytest.mark.parametrize("jobs", [60])
@@ -94,11 +98,11 @@ async def test_a_store_restart_under_running_engines(audited: None, jobs: int) -
                 await client.schedule("note", args=(-1,), delay=1.0)  # not acknowledged, so not owed
             await asyncio.sleep(LEASE / 2)  # lease rounds fail meanwhile (logged, retried)
             await asyncio.to_thread(server.pg_ctl, "start")
-            for worker in (first, second):
-                await until(lambda worker=worker: store_of(worker).stats()["server_changes"] == 1, 20.0)
+            stores = [store_of(first), store_of(second)]
+            await until(lambda: all(store.stats()["server_changes"] == 1 for store in stores), 20.0)
             await split([first, second])
-            for worker, old in zip((first, second), listeners, strict=True):  # the listeners were replaced
-                await until(lambda worker=worker, old=old: store_of(worker)._listener not in (None, old))
+            # The listeners were replaced.
+            await until(lambda: all(store._listener not in (None, *listeners) for store in stores))
             for n in range(jobs, jobs + 20):  # heard by their owners through the new listeners
                 await client.schedule("note", args=(n,), delay=1.0)
                 acknowledged.add(n)
@@ -242,6 +246,7 @@ async def _check_same_id(conn: asyncpg.Connection, restarted_at: Any) -> None:
         " WHERE kind = 'claim' GROUP BY id HAVING count(*) > 1"
     )
     for row in rerun:
-        assert row["owners"][0] == "worker-1" and row["ats"][0] < restarted_at, row
+        assert row["owners"][0] == "worker-1", row
+        assert row["ats"][0] < restarted_at, row
     doubled = await conn.fetchval("SELECT count(*) FROM (SELECT n FROM runs GROUP BY n HAVING count(*) > 1) x")
     assert doubled <= len(rerun)
