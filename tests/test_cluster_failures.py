@@ -11,6 +11,7 @@ lease rounds run on real time, so the tests use a 4 s lease (a round every
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from chronowheel import Cluster, Engine
 from chronowheel._cluster import sql
 from chronowheel._cluster.ownership import shard_of
 from chronowheel._cluster.schema import upgrade
-from chronowheel._cluster.store import ClusterStore
+from chronowheel._cluster.store import DUE_TOLERANCE, ClusterStore
 from chronowheel.testing import VirtualClock
 from pgserver import PgServer
 from test_cluster import settle, store_of
@@ -432,3 +433,71 @@ async def test_a_changed_server_makes_the_engine_drop_and_reacquire_every_shard(
     assert ran == ["waiting"]
     assert stats["server_changes"] == 1
     assert stats["takeovers"] == 0  # its own shards, taken back
+
+
+# -- the local guard, on a stepped monotonic clock --------------------------------------------------------
+
+
+class Stepped:
+    """The store's monotonic clock, stepped forward by the test (a paused or stalled owner's view of time)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
+@pytest.mark.parametrize("paused", ["before the claim", "during the claim"])
+async def test_a_job_stopped_by_the_guard_runs_once_when_the_shard_is_kept(
+    pg_dsn: str, admin: asyncpg.Connection, paused: str
+) -> None:
+    """The owner's monotonic clock jumps past its local guard (a stall), but its leases had not expired: the next
+    renew keeps every shard.
+
+    ``before the claim``: the due job is not claimed, only taken out of the wheel.
+    ``during the claim``: the claim commits after the jump, and the job is not started: it stays claimed.
+    Either way it does not start while the guard is past, and the next lease round files it again (un-claiming
+    it, fenced by its token): it runs once, and is not counted as a re-run.
+    """
+    clock = VirtualClock()
+    engine = engine_of(pg_dsn, clock)
+    ran: list[str] = []
+    engine.task(name="note")(ran.append)
+    async with engine:
+        store = store_of(engine)
+        assert store._tender is not None
+        store._tender.cancel()  # the test runs the lease rounds
+        stepped = Stepped()
+        store._monotonic = stepped
+        job = await engine.schedule("note", args=("due",), delay=1.0)
+        if paused == "before the claim":
+            stepped.offset = LEASE
+            await settle(clock, engine, seconds=1.0)
+        else:
+            blocker = await asyncpg.connect(pg_dsn)
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute("LOCK TABLE cw_job IN EXCLUSIVE MODE")  # the claim waits
+            await clock.advance(1.0)
+            query = "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+            await until(lambda: admin.fetchval(query, blocker.get_server_pid()))
+            stepped.offset = LEASE
+            await transaction.rollback()
+            await blocker.close()
+            await settle(clock, engine)
+        assert ran == []
+        assert store.stats()["guarded"] == 1
+        assert len(engine) == 0
+        state = await admin.fetchval("SELECT state FROM cw_job WHERE id = $1", job.id)
+        assert state == (0 if paused == "before the claim" else 1)
+        assert store._host is not None
+        store._host.load(await store._tend_once())  # renewed: every shard kept
+        assert store.stats()["owned_shards"] == SHARDS
+        assert len(engine) == 1
+        await settle(clock, engine, seconds=DUE_TOLERANCE)
+        await settle(clock, engine)
+        stats = store.stats()
+    assert ran == ["due"]
+    assert stats["reruns"] == 0
+    assert await admin.fetchval("SELECT count(*) FROM cw_job") == 0

@@ -76,6 +76,13 @@ FROM (
 ) u
 WHERE j.id = u.id
 """
+# Jobs this engine claimed under its current token and never started (stopped by the local guard): waiting
+# again, their claim not counted.
+UNCLAIM_IDS: Final = """
+UPDATE cw_job j SET state = 0, claims = j.claims - 1
+FROM unnest($1::text[], $2::int[], $3::bigint[]) u(id, shard, fence)
+WHERE j.id = u.id AND j.shard = u.shard AND j.state = 1 AND j.fence = u.fence
+"""
 RELEASE: Final = """
 UPDATE cw_shard s SET owner = NULL, expires_at = now()
 FROM (

@@ -127,6 +127,9 @@ class ClusterStore:
         self._server: str | None = None  # the server's identity (sql.IDENTITY), once known
         self._reclaim = False  # the server changed: take back the shards this id still owns there
         self._unswept: set[int] = set()  # won shards whose orphan sweep skipped rows locked at the time
+        self._stranded: dict[str, tuple[int, int]] = {}  # claimed, then stopped by the guard -> shard, token
+        self._rescan: set[int] = set()  # held shards with jobs the guard took out of the wheel
+        self._monotonic: Callable[[], float] = time.monotonic  # the leases' local clock (a seam for tests)
         self._closing = False
         self._round = asyncio.Lock()
         self.counts = dict.fromkeys(
@@ -208,7 +211,7 @@ class ClusterStore:
             # A new run of a series, starting now: claimed under its shard's token from the start, so that
             # its ack (it may finish before this turn's flush) is fenced like any other.
             shard = self._shard(job)
-            token = self.ownership.token(shard, time.monotonic())
+            token = self.ownership.token(shard, self._monotonic())
             if token is not None:  # None: the shard is lost; its new owner makes this run, once (the period's id)
                 job._fence = token
                 self._fences[job.id] = (token, shard)
@@ -240,7 +243,7 @@ class ClusterStore:
     def _claim(self, jobs: list[Job], hand_out: HandOut) -> None:
         """Due jobs, out of the wheel: claim the ones of shards still held; ``hand_out`` gets the claimed."""
         assert self._host is not None
-        now = time.monotonic()
+        now = self._monotonic()
         claiming = []
         for job in jobs:
             entry = self._resident.pop(job.id, None)
@@ -251,6 +254,7 @@ class ClusterStore:
             else:
                 if shard in self.ownership.held:
                     self.counts["guarded"] += 1  # held, but past the local guard: not claimed, not started
+                    self._rescan.add(shard)  # if the next renew keeps the shard, its round files the job again
                 self._host.let_go(job)
         if claiming:
             self._batch.claims.append((claiming, hand_out))
@@ -343,16 +347,19 @@ class ClusterStore:
             return False
         self.round_trips.append(time.perf_counter() - started)
         self._after_insert(batch.new)
-        now = time.monotonic()
+        now = self._monotonic()
         for jobs, hand_out in claimed:
             # The local guard, again: a claim that took long may have outlived the lease. Such a job is not
-            # started; it stays claimed, and the next owner's orphan sweep gives it back.
+            # started; it stays claimed: the next owner's orphan sweep gives it back, or, if the next renew
+            # keeps the shard here, this engine's next lease round does (``_unstrand``).
             ready = []
             for job in jobs:
                 if self.ownership.token(self._fences[job.id][1], now) == job._fence:
                     ready.append(job)
                 else:
                     self.counts["guarded"] += 1
+                    token, shard = self._fences.pop(job.id)
+                    self._stranded[job.id] = (shard, token)
                     self._host.let_go(job)
             if ready:
                 hand_out(ready)
@@ -403,7 +410,7 @@ class ClusterStore:
             statement = sql.INSERT_REPLACE if mode == "replace" else sql.INSERT
             written = {row["id"] for row in await conn.fetch(statement, *self._rows(jobs, [r for _, r, _ in entries]))}
             horizon = self._host.wall() + self.config.horizon if self._host is not None else 0.0
-            now = time.monotonic()
+            now = self._monotonic()
             for job in jobs:
                 if job.id not in written:
                     new.pop(job.id)
@@ -422,7 +429,7 @@ class ClusterStore:
     def _after_insert(self, new: dict[str, tuple[Job, bytes, str]]) -> None:
         """New jobs stay in this engine's wheel only if they are in its shards' near future."""
         assert self._host is not None
-        now = time.monotonic()
+        now = self._monotonic()
         horizon = self._host.wall() + self.config.horizon
         for job, _, _ in new.values():
             if job.state != "pending":
@@ -561,7 +568,7 @@ class ClusterStore:
             self._check_server(await conn.fetchval(sql.IDENTITY))
             live = [row["id"] for row in await conn.fetch(sql.LIVE_ENGINES, lease)]
             if self.ownership.held:
-                sent = time.monotonic()
+                sent = self._monotonic()
                 kept = await conn.fetch(sql.RENEW, self.me, lease, *self.ownership.pairs())
                 lost = self.ownership.renewed([row["shard"] for row in kept], sent)
                 if lost:
@@ -572,7 +579,7 @@ class ClusterStore:
             wanted = list(self.ownership.wanted(live) - set(self.ownership.held))
             won: list[tuple[int, int]] = []
             if wanted:
-                sent = time.monotonic()
+                sent = self._monotonic()
                 rows = await conn.fetch(sql.ACQUIRE, self.me, wanted, lease, self._reclaim)
                 self._reclaim = False
                 won = [(row["shard"], row["token"]) for row in rows]
@@ -582,10 +589,12 @@ class ClusterStore:
                     if _AUDIT:
                         await self._audit(conn, "acquire", [(None, shard, token) for shard, token in won])
             await self._sweep(conn, {shard for shard, _ in won} | self._unswept)
-            refill = time.monotonic() - self._refilled >= self.config.horizon / 2
-            shards = list(self.ownership.held) if refill else [shard for shard, _ in won]
+            await self._unstrand(conn)
+            refill = self._monotonic() - self._refilled >= self.config.horizon / 2
+            rescan, self._rescan = self._rescan & set(self.ownership.held), set()
+            shards = list(self.ownership.held) if refill else list({shard for shard, _ in won} | rescan)
             if refill:
-                self._refilled = time.monotonic()
+                self._refilled = self._monotonic()
             if not shards:
                 return []
             rows = await conn.fetch(sql.LOAD, shards, self._host.wall() + self.config.horizon)
@@ -601,6 +610,26 @@ class ClusterStore:
             return
         left = await conn.fetchval(sql.SWEEP_ORPHANS, *map(list, zip(*pairs, strict=True)))
         self._unswept = set(left)
+
+    async def _unstrand(self, conn: asyncpg.Connection) -> None:
+        """Rows this engine claimed and the guard kept from starting, in shards it still holds: waiting again.
+
+        Fenced by the token they were claimed under: if the shard moved on
+        meanwhile, the new owner's sweep has them. The claim count is taken
+        back (they never ran: not re-runs when claimed again).
+        """
+        if not self._stranded:
+            return
+        held = self.ownership.held
+        mine = [
+            (job_id, shard, token)
+            for job_id, (shard, token) in self._stranded.items()
+            if shard in held and held[shard].token == token
+        ]
+        self._stranded = {}
+        if mine:
+            await conn.execute(sql.UNCLAIM_IDS, *map(list, zip(*mine, strict=True)))
+            self._rescan |= {shard for _, shard, _ in mine}
 
     def _check_server(self, identity: str) -> None:
         """A connection's view of the server's identity: on a change, every lease is dropped and re-acquired.
@@ -713,7 +742,7 @@ class ClusterStore:
         """A notification: new or moved jobs to load, cancelled ones to drop, released shards to take."""
         if self._closing:
             return
-        now = time.monotonic()
+        now = self._monotonic()
         load: list[str] = []
         for note in payload.split():
             if note == "r":
