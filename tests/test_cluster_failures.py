@@ -259,7 +259,12 @@ async def test_a_lease_lost_while_a_job_runs(pg_dsn: str, admin: asyncpg.Connect
             assert await admin.fetchval("SELECT state FROM cw_job WHERE id = $1", slow.id) == 1
             await admin.execute("UPDATE cw_shard SET expires_at = now() WHERE shard = $1", shard)  # the thief dies
             await until(lambda: store.stats()["owned_shards"] == SHARDS)
-            await settle(clock, engine)
+
+            async def both_ran() -> bool:  # once the round that took the shard back has filed its jobs
+                await settle(clock, engine, seconds=1.0)
+                return len(ran) == 3
+
+            await until(both_ran)
             await settle(clock, engine, seconds=1.0)
             stats = store.stats()
         finally:

@@ -584,11 +584,12 @@ class ClusterStore:
                 self._reclaim = False
                 won = [(row["shard"], row["token"]) for row in rows]
                 self.counts["takeovers"] += sum(row["previous"] not in (None, self.me) for row in rows)
-                if won:
-                    self.ownership.acquired(won, sent)
-                    if _AUDIT:
-                        await self._audit(conn, "acquire", [(None, shard, token) for shard, token in won])
-            await self._sweep(conn, {shard for shard, _ in won} | self._unswept)
+            held = self.ownership.held
+            await self._sweep(conn, [*won, *((shard, held[shard].token) for shard in self._unswept if shard in held)])
+            if won:
+                self.ownership.acquired(won, sent)  # its jobs may be claimed once the sweep has given them back
+                if _AUDIT:
+                    await self._audit(conn, "acquire", [(None, shard, token) for shard, token in won])
             await self._unstrand(conn)
             refill = self._monotonic() - self._refilled >= self.config.horizon / 2
             rescan, self._rescan = self._rescan & set(self.ownership.held), set()
@@ -602,9 +603,8 @@ class ClusterStore:
                 rows += await conn.fetch(sql.LOAD_DEAD, [shard for shard, _ in won])
         return self._new_residents(rows)
 
-    async def _sweep(self, conn: asyncpg.Connection, shards: set[int]) -> None:
-        """Give back the rows claimed under older tokens of these held shards; those skipped are tried next round."""
-        pairs = [(shard, self.ownership.held[shard].token) for shard in shards if shard in self.ownership.held]
+    async def _sweep(self, conn: asyncpg.Connection, pairs: list[tuple[int, int]]) -> None:
+        """Give back the rows claimed under older tokens of these ``(shard, token)``s; those skipped: next round."""
         if not pairs:
             self._unswept = set()
             return
