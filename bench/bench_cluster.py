@@ -12,6 +12,9 @@ own. Rows:
 * distribution-bound: tasks that await 50 ms, pool concurrency 50 (about 1,000 fires/s per engine).
 * takeover: two engines, one killed with SIGKILL; seconds until the survivor owns every shard.
 * lateness: the engine's own firing lateness p50/p99 at a light load (500 jobs/s): the claim's share.
+* the claim's share of lateness: one engine process schedules and runs the same jobs at the same rate
+  (500 jobs/s), once with a journal (no claim: a due job goes straight to its pool) and once in cluster mode
+  (a due job starts only after its claim's commit); the difference of the lateness percentiles is the claim's.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ async def spawn(dsn: str, lease: float, sleep: float = 0.0, concurrency: int = 1
 
 async def fresh(dsn: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
-    await conn.execute("DROP TABLE IF EXISTS cw_job, cw_shard, cw_engine, cw_audit, cw_version CASCADE")
+    await conn.execute("DROP TABLE IF EXISTS cw_job, cw_shard, cw_engine, cw_audit, cw_meta, cw_version CASCADE")
     return conn
 
 
@@ -142,6 +145,56 @@ async def run_load(
     }
 
 
+async def paced(where: str, jobs: int, spread: float) -> None:
+    """An engine process that schedules ``jobs`` due evenly over ``spread`` seconds, runs them, prints lateness.
+
+    ``where`` is a journal path (``journal:PATH``) or a DSN: the same engine and jobs with and without the claim.
+    """
+    journal = where.removeprefix("journal:") if where.startswith("journal:") else None
+    engine = Engine(journal=journal) if journal else Engine(cluster=Cluster(where, shards=SHARDS, lease=10.0))
+    done = asyncio.Event()
+    count = 0
+
+    @engine.task(name="work")
+    def work() -> None:
+        nonlocal count
+        count += 1
+        if count == jobs:
+            done.set()
+
+    async with engine:
+        for n in range(jobs):
+            await engine.schedule("work", delay=1.0 + spread * n / jobs)
+        await done.wait()
+        lateness = engine.stats()["lateness"]
+    print(json.dumps(lateness), flush=True)
+
+
+async def claim_share(dsn: str, jobs: int, spread: float) -> dict[str, dict[str, float]]:
+    """Lateness p50/p99 (ms) of one engine at ``jobs / spread`` jobs/s: with a journal, then in cluster mode."""
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode, where in (("journal", f"journal:{tmp}/j"), ("cluster", dsn)):
+            if mode == "cluster":
+                await (await fresh(dsn)).close()
+            argv = [sys.executable, __file__, "--paced", where, str(jobs), str(spread)]
+            process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+            stdout, _ = await process.communicate()
+            lateness = json.loads(stdout.decode().strip().splitlines()[-1])
+            out[mode] = {p: 1e3 * lateness[p] for p in ("p50", "p99")}
+    return out
+
+
+async def claim_rows(dsn: str) -> None:
+    share = await claim_share(dsn, 2500, 5.0)
+    journal, cluster = share["journal"], share["cluster"]
+    print(
+        f"the claim's share of lateness at 500 jobs/s, one engine: p50 {cluster['p50'] - journal['p50']:+.1f} ms,"
+        f" p99 {cluster['p99'] - journal['p99']:+.1f} ms (cluster p50/p99 {cluster['p50']:.1f}/{cluster['p99']:.1f}"
+        f" ms, journal {journal['p50']:.1f}/{journal['p99']:.1f} ms; load average {os.getloadavg()[0]:.1f})"
+    )
+
+
 async def takeover(dsn: str, lease: float) -> float:
     conn = await fresh(dsn)
     survivor = await spawn(dsn, lease)
@@ -164,6 +217,10 @@ async def takeover(dsn: str, lease: float) -> float:
 
 async def main(args: argparse.Namespace, dsn: str) -> None:
     print(f"load average before: {os.getloadavg()}")
+    if args.only == "claim":
+        await claim_rows(dsn)
+        print(f"load average after: {os.getloadavg()}")
+        return
     for engines in args.engines:
         row = await run_load(dsn, engines, args.jobs, 0.0, 0.0, 10)
         print(
@@ -177,6 +234,7 @@ async def main(args: argparse.Namespace, dsn: str) -> None:
         print(f"distribution-bound engines={engines}: {row['fires_per_s']:,.0f} fires/s (tasks await 50 ms)")
     row = await run_load(dsn, 1, 2500, 5.0, 0.0, 10)
     print(f"lateness at 500 jobs/s, one engine: p99 {row['lateness_p99_ms']:.1f} ms (tick 1 ms)")
+    await claim_rows(dsn)
     print(f"takeover after SIGKILL, lease {args.lease:g} s: {await takeover(dsn, args.lease):.2f} s")
     print(f"load average after: {os.getloadavg()}")
 
@@ -186,11 +244,15 @@ if __name__ == "__main__":
         dsn, lease, sleep, concurrency = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
         asyncio.run(child(dsn, lease, sleep, concurrency))
         sys.exit(0)
+    if sys.argv[1:2] == ["--paced"]:
+        asyncio.run(paced(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--engines", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--lease", type=float, default=10.0)
     parser.add_argument("--dsn")
+    parser.add_argument("--only", choices=["claim"], help="run only this row (claim: the claim's share of lateness)")
     args = parser.parse_args()
     root = None
     stop: list[str] = []
