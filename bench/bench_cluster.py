@@ -163,8 +163,9 @@ async def paced(where: str, jobs: int, spread: float) -> None:
             done.set()
 
     async with engine:
-        for n in range(jobs):
-            await engine.schedule("work", delay=1.0 + spread * n / jobs)
+        for n in range(jobs):  # written in one batch, long before the first is due
+            engine.schedule_nowait("work", delay=2.0 + spread * n / jobs)
+        await engine.flush()
         await done.wait()
         lateness = engine.stats()["lateness"]
     print(json.dumps(lateness), flush=True)
