@@ -130,7 +130,7 @@ UPDATE cw_job j SET state = o.state, due = o.due, record = o.record
 FROM (SELECT o.* FROM unnest($2::text[], $7::int[], $3::bigint[], $4::smallint[], $5::float8[], $6::bytea[])
         o(id, shard, fence, state, due, record) {_HELD}) o
 WHERE {_FENCED}
-RETURNING j.id
+RETURNING j.id, o.fence
 """
 ACK: Final = f"""
 DELETE FROM cw_job j

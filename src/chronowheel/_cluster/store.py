@@ -87,8 +87,10 @@ class _Batch:
         self.new: dict[str, tuple[Job, bytes, str]] = {}  # id -> the job, its record, if_exists
         self.runs: dict[str, Job] = {}
         self.puts: dict[str, Job] = {}
-        self.settles: dict[str, tuple[Job, int]] = {}  # id -> the job, its fence
-        self.acks: dict[str, tuple[int, int]] = {}  # id -> fence, shard
+        # Outcomes of attempts, by (id, the attempt's fence): a stale run and the current one of a job may end
+        # in the same turn, and each is written under its own token.
+        self.settles: dict[tuple[str, int], Job] = {}
+        self.acks: dict[tuple[str, int], int] = {}  # -> the shard
         self.cancels: set[str] = set()
         self.moves: dict[str, float] = {}
         self.claims: list[tuple[list[tuple[Job, int, int]], HandOut]] = []  # (job, shard, token)s and their pool
@@ -120,7 +122,9 @@ class ClusterStore:
         self._flusher: asyncio.Task[None] | None = None
         self._tender: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
-        self._fences: dict[str, tuple[int, int]] = {}  # claimed jobs (running; a series between runs) -> fence, shard
+        # This engine's current claim of each claimed job (running; a series between runs) -> its fence, shard. An
+        # attempt carries its own fence (job._fence): a run from before a lease lost and retaken holds an older one.
+        self._fences: dict[str, tuple[int, int]] = {}
         self._resident: dict[str, tuple[Job, int]] = {}  # jobs of held shards in the wheel -> their shard
         self._outcomes: dict[str, Job | BaseException] = {}
         self._refilled = 0.0
@@ -191,11 +195,14 @@ class ClusterStore:
         batch = self._batch
         if isinstance(token, tuple):
             batch.new[job.id] = (job, token[0], token[1])
-        elif job.id in self._fences:
-            fence = self._fences[job.id][0]
-            if job.state != "running":  # a retry, a dead letter, a series filed at its next run: no longer claimed
-                del self._fences[job.id]
-            batch.settles[job.id] = (job, fence)
+        elif job.id in self._fences or (job.fence is not None and job.state in ("failed", "dead")):
+            # An attempt's outcome (a retry, a dead letter, a series between or at its next run), fenced by the
+            # token that attempt was claimed under: a stale run's outcome matches nothing.
+            claimed = self._fences.get(job.id)
+            fence = job.fence if job.fence is not None else claimed[0] if claimed is not None else -1
+            if claimed is not None and claimed[0] == fence and job.state != "running":
+                del self._fences[job.id]  # no longer claimed
+            batch.settles[job.id, fence] = job
         elif job._parent is not None and job.id not in batch.runs and job.attempt == 0:
             # A new run of a series, starting now: claimed under its shard's token from the start, so that
             # its ack (it may finish before this turn's flush) is fenced like any other.
@@ -219,9 +226,12 @@ class ClusterStore:
         batch = self._batch
         self._resident.pop(job.id, None)
         if why == "ack":
-            claimed = self._fences.pop(job.id, None)
-            if claimed is not None:  # None: acknowledged already, with the task's own transaction
-                batch.acks[job.id] = claimed
+            claimed = self._fences.get(job.id)
+            fence = job.fence
+            if claimed is not None and fence is not None:  # None: acknowledged already, in the task's transaction
+                if claimed[0] == fence:
+                    del self._fences[job.id]
+                batch.acks[job.id, fence] = claimed[1]  # a stale run's ack, under its own older token, matches nothing
         elif batch.new.pop(job.id, None) is None:  # cancelled before it was written: nothing to write
             batch.cancels.add(job.id)
         self._kick()
@@ -309,8 +319,8 @@ class ClusterStore:
                 if batch.settles:
                     await self._settle(conn, batch.settles)
                 if batch.acks:
-                    fences, shards = zip(*batch.acks.values(), strict=True)
-                    acked = await conn.fetch(sql.ACK, self.me, list(batch.acks), list(fences), list(shards))
+                    ids, fences = zip(*batch.acks, strict=True)
+                    acked = await conn.fetch(sql.ACK, self.me, list(ids), list(fences), list(batch.acks.values()))
                     self.counts["stale_writes"] += len(batch.acks) - len(acked)
                     if _AUDIT:
                         await self._audit(conn, "ack", acked)
@@ -446,23 +456,27 @@ class ClusterStore:
             [encode_job(run, new=False) for run in jobs],
         )
 
-    async def _settle(self, conn: asyncpg.Connection, settles: dict[str, tuple[Job, int]]) -> None:
-        jobs = [job for job, _ in settles.values()]
-        written = await conn.fetch(
+    async def _settle(self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job]) -> None:
+        jobs = list(settles.values())
+        rows = await conn.fetch(
             sql.SETTLE,
             self.me,
-            list(settles),
-            [fence for _, fence in settles.values()],
+            [job.id for job in jobs],
+            [fence for _, fence in settles],
             [_STATE[job.state] for job in jobs],
             [job._due_wall for job in jobs],
             [encode_job(job, new=False) for job in jobs],
             [self._shard(job) for job in jobs],
         )
+        written = {(row["id"], row["fence"]) for row in rows}
         self.counts["stale_writes"] += len(settles) - len(written)
         assert self._host is not None
         horizon = self._host.wall() + self.config.horizon
-        for job in jobs:
-            if job.state in ("pending", "failed") and job._due_wall <= horizon:
+        for (job_id, fence), job in settles.items():
+            if (job_id, fence) not in written:
+                if job.state in ("pending", "failed"):
+                    self._host.drop(job)  # a stale run's retry: the row is another claim's (or engine's) now
+            elif job.state in ("pending", "failed") and job._due_wall <= horizon:
                 self._resident[job.id] = (job, self._shard(job))
 
     async def _claim_rows(self, conn: asyncpg.Connection, claims: list[tuple[Job, int, int]]) -> list[Job]:
@@ -773,10 +787,9 @@ class ClusterHandle:
         everything the block wrote rolls back and :class:`LeaseLost` is raised.
         """
         store = self._store
-        claimed = store._fences.get(job.id)
-        if claimed is None:
+        fence = job.fence  # the attempt's own: a run from before a lease lost and retaken holds an older one
+        if fence is None or job.id not in store._fences:
             raise ValueError(f"job: {job.id} is not running under a claim of this engine")
-        fence = claimed[0]
         async with self._pool().acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
@@ -788,4 +801,4 @@ class ClusterHandle:
                 await transaction.rollback()
                 raise
             await transaction.commit()
-        store._fences.pop(job.id, None)  # acknowledged: the engine's own ack of it writes nothing
+        store._fences.pop(job.id, None)  # acknowledged under the current claim: the engine's own ack writes nothing
