@@ -8,16 +8,18 @@ a fixed time), and move the tokens in the database by hand.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
-from chronowheel import Retry
+from chronowheel import Cluster, Engine, JobCancelled, JobFailed, Retry
+from chronowheel._cluster import results, schema
 from chronowheel._cluster.ownership import shard_of
 from chronowheel.testing import VirtualClock
 from test_cluster import settle, store_of
-from test_cluster_failures import SHARDS, engine_of, until
+from test_cluster_failures import LEASE, SHARDS, engine_of, until
 
 
 @pytest.fixture
@@ -95,3 +97,131 @@ async def test_a_run_from_before_a_lost_and_retaken_lease_is_fenced_off(
     assert runs == [0, 1]
     assert stats["stale_writes"] == 1
     assert await admin.fetchval("SELECT count(*) FROM cw_job") == 0  # the second run's ack
+
+
+# -- results through the store ------------------------------------------------------------------------------
+
+
+def cluster_engine(pg_dsn: str, clock: VirtualClock, role: str = "worker", **options: Any) -> Engine:
+    return Engine(clock=clock, cluster=Cluster(pg_dsn, shards=SHARDS, lease=LEASE, role=role), **options)  # type: ignore[arg-type]
+
+
+def failing(name: str) -> None:
+    raise ValueError(f"{name} failed")
+
+
+ENDS: dict[str, tuple[Callable[..., Any], Any]] = {
+    # how the job ends -> its task, and what result() gives (a value, or the error it raises and a match)
+    "value": (lambda name: {"name": name, "list": [1, 2.5, None]}, {"name": "k", "list": [1, 2.5, None]}),
+    "none": (lambda name: None, None),
+    "dead": (failing, (JobFailed, "ValueError: k failed")),
+    "cancelled": (print, (JobCancelled, r"cancel\(\) was called")),
+    "cancelled-cluster-wide": (print, (JobCancelled, r"engine\.cluster\.cancel\(\) was called")),
+    "unkept": (lambda name: {1, 2}, (KeyError, "not kept")),  # a set: JSON does not hold it
+}
+
+
+@pytest.mark.parametrize("path", ["notified", "polled"])
+@pytest.mark.parametrize("end", list(ENDS))
+async def test_result_waits_for_the_end_through_the_store_on_another_engine(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, end: str, path: str
+) -> None:
+    """A client waits for a job a worker runs: the value, JobFailed or JobCancelled, as in one engine.
+
+    ``notified``: the poll is made too slow to matter, so the flush's
+    ``d<shard>`` notification wakes the waiter. ``polled``: the client hears
+    nothing, and the poll finds the end.
+    """
+    monkeypatch.setattr(results, "POLL", 60.0 if path == "notified" else 0.05)
+    clock = VirtualClock()
+    worker, client = cluster_engine(pg_dsn, clock), cluster_engine(pg_dsn, clock, role="client")
+    task, expected = ENDS[end]
+    for engine in (worker, client):
+        engine.task(name="job")(task)
+    async with worker, client:
+        if path == "polled":
+            monkeypatch.setattr(store_of(client).finished, "heard", lambda shard: None)
+        job = await client.schedule("job", args=("k",), delay=5.0, key="k")
+        waiting = asyncio.create_task(client.result(job, timeout=60.0))
+        await settle(clock, worker, client)
+        assert not waiting.done()
+        if end == "cancelled":
+            await until(lambda: worker.get("k") is not None)  # the owner heard of it: its copy is in its wheel
+            assert worker.cancel("k")
+        elif end == "cancelled-cluster-wide":
+            assert worker.cluster is not None
+            assert await worker.cluster.cancel("k")
+        await settle(clock, worker, client, seconds=5.0)
+        done, _ = await asyncio.wait({waiting}, timeout=10.0)  # real time: the notification or the poll
+        assert done, "result() was not woken"
+        if isinstance(expected, tuple):
+            error, match = expected
+            with pytest.raises(error, match=match):
+                waiting.result()
+            with pytest.raises(error, match=match):  # asked again, after the end: the same answer at once
+                await client.result(job.id)
+        else:
+            assert waiting.result() == expected
+            assert await client.result(job.id) == expected
+        if end == "unkept":
+            assert await worker.result(job) == {1, 2}  # the engine that ran it still has it in memory
+
+
+@pytest.mark.parametrize("case", ["unknown", "expired", "timeout", "restarted"])
+async def test_result_through_the_store_key_errors_timeouts_and_restarts(
+    pg_dsn: str, admin: asyncpg.Connection, case: str
+) -> None:
+    """KeyError for an unknown or expired job (expired outcomes purged by the lease rounds), TimeoutError on the
+    engine's clock, and an outcome that outlives the engine that ran it."""
+    clock = VirtualClock()
+    worker = cluster_engine(pg_dsn, clock, result_ttl=30.0)
+    worker.task(name="job")(lambda n: n * 2)
+    async with worker:
+        job = await worker.schedule("job", args=(21,), delay=100.0 if case == "timeout" else 1.0)
+        if case == "unknown":
+            with pytest.raises(KeyError, match="no such job"):
+                await worker.result("0" * 32)
+            return
+        if case == "timeout":
+            waiting = asyncio.create_task(worker.result(job, timeout=5.0))
+            await settle(clock, worker, seconds=5.0)
+            with pytest.raises(TimeoutError, match="did not end within 5s"):
+                await waiting
+            return
+        await settle(clock, worker, seconds=1.0)
+        assert await admin.fetchval("SELECT count(*) FROM cw_result") == 1
+        if case == "expired":
+            await settle(clock, worker, seconds=31.0)
+            with pytest.raises(KeyError, match="result_ttl"):
+                await worker.result(job)
+            await until(lambda: admin.fetchval("SELECT count(*) = 0 FROM cw_result"))  # a lease round purged it
+            return
+    again = cluster_engine(pg_dsn, clock, role="client")
+    async with again:
+        assert await again.result(job.id) == 42  # from the database: the engine that ran it is gone
+        await settle(clock, again, seconds=31.0)
+        with pytest.raises(KeyError, match="result_ttl"):
+            await again.result(job.id)
+
+
+async def test_the_results_schema_upgrades_from_the_previous_version(
+    pg_dsn: str, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at the previous version keeps its jobs across the upgrade, and gains ``cw_result``."""
+    previous = schema.MIGRATIONS[:-1]
+    monkeypatch.setattr(schema, "MIGRATIONS", previous)
+    monkeypatch.setattr(schema, "VERSION", previous[-1][0])
+    clock = VirtualClock()
+    old = cluster_engine(pg_dsn, clock, role="client")
+    old.task(name="job")(print)
+    async with old:
+        job = await old.schedule("job", delay=5.0, key="k")
+    assert await admin.fetchval("SELECT to_regclass('cw_result')") is None
+    monkeypatch.undo()
+    new = cluster_engine(pg_dsn, clock, role="client")
+    async with new:
+        assert new.cluster is not None
+        assert (await new.cluster.get("k")) is not None  # kept across the upgrade
+    assert await admin.fetchval("SELECT max(version) FROM cw_version") == schema.VERSION
+    assert await admin.fetchval("SELECT to_regclass('cw_result')::text") == "cw_result"
+    assert job.id == await admin.fetchval("SELECT id FROM cw_job")

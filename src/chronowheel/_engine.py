@@ -210,7 +210,8 @@ class Engine:
             from ._cluster.store import Host
 
             load = functools.partial(placement.restore, owner=self, dead=execution.dead, refile=recurring.refile)
-            cluster_store.attach(Host(ticks.wall, load, placement.drop, placement.let_go))
+            after = lambda seconds, callback: timers.file_timer(ticks.after(seconds), callback).cancel  # noqa: E731
+            cluster_store.attach(Host(ticks.wall, load, placement.drop, placement.let_go, after, result_ttl))
             recurring.run_id = _run_id
         self._state: Literal["new", "running", "stopped"] = "new"
         self._loop: Loop | None = None  # while running: the loop and its thread, for from_thread
@@ -556,7 +557,9 @@ class Engine:
             self._not_started("result")
         results, dead = self._results, self._execution.dead
         outcome = results.kept(job_id)
-        if outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
+        if outcome is None and job_id not in dead and self.cluster is not None:  # the database knows, and waits
+            outcome, dead = await self.cluster.ended(job_id, timeout)
+        elif outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
             outcome = await results.wait(job_id, timeout)
         return results.settle(job_id, outcome, dead)
 

@@ -67,7 +67,7 @@ LOAD_IDS: Final = "SELECT id, shard, due, state, record FROM cw_job WHERE id = A
 # -- changes ----------------------------------------------------------------------------------------------
 
 CANCEL: Final = "DELETE FROM cw_job WHERE id = ANY($1::text[]) RETURNING id, shard, due"
-CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due"
+CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due, state, record"
 MOVE: Final = """
 UPDATE cw_job j SET due = m.due FROM unnest($1::text[], $2::float8[]) m(id, due)
 WHERE j.id = m.id AND j.state = 0
@@ -175,6 +175,28 @@ RETURNING j.id
 """
 
 NOTIFY: Final = "SELECT pg_notify($1, $2)"
+
+# -- finished jobs' outcomes (results.py) ---------------------------------------------------------------
+
+# The outcomes of the jobs this flush ended (the acks the fence let through, the cancellations).
+KEEP: Final = """
+INSERT INTO cw_result (id, shard, expires, record)
+SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::bytea[])
+ON CONFLICT (id) DO UPDATE SET shard = EXCLUDED.shard, expires = EXCLUDED.expires, record = EXCLUDED.record
+"""
+# What ``engine.result()`` looks at: the kept outcome, else the job's row (waiting, running or dead), else nothing.
+LOOK: Final = """
+SELECT r.record AS done, j.state, j.shard, CASE WHEN j.state = 3 THEN j.record END AS dead
+FROM (SELECT) one
+LEFT JOIN cw_result r ON r.id = $1 AND r.expires > $2
+LEFT JOIN cw_job j ON j.id = $1
+"""
+# An owner's lease round: a bounded batch of its shards' expired outcomes.
+PURGE: Final = """
+DELETE FROM cw_result WHERE id = ANY(ARRAY(
+  SELECT id FROM cw_result WHERE expires <= $2 AND shard = ANY($1::int[]) ORDER BY expires LIMIT $3
+))
+"""
 
 # ``chronowheel jobs DSN``: every stored job, read-only (the command decodes the records and filters them).
 LIST: Final = "SELECT id, state, record FROM cw_job"

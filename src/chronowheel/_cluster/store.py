@@ -34,12 +34,13 @@ import orjson
 
 from .._errors import DuplicateKey, LeaseLost
 from .._job import Job
-from .._journal.records import encode_job, job_from_record
+from .._journal.records import encode_done, encode_job, job_from_record
 from .._outcome import Outcome
 from .._store import Claim, Gone
 from . import sql
 from .config import Cluster
 from .ownership import Ownership, shard_of
+from .results import PURGE_MAX, Ended, Finished
 from .schema import upgrade
 
 if TYPE_CHECKING:
@@ -65,13 +66,17 @@ class Host:
     ``load`` files jobs read from the database (overdue ones at once, dead
     ones into the dead letters); ``drop`` takes a job out of the wheel, as it
     is not this engine's to fire (any more); ``let_go`` forgets a job the
-    wheel already handed out whose claim this engine did not win.
+    wheel already handed out whose claim this engine did not win; ``after``
+    calls back in so many seconds of the engine's clock, and returns what
+    cancels that; ``ttl`` is the engine's ``result_ttl``.
     """
 
     wall: Callable[[], float]
     load: Callable[[list[Job]], None]
     drop: Callable[[Job], None]
     let_go: Callable[[Job], None]
+    after: Callable[[float, Callable[[], None]], Callable[[], object]]
+    ttl: float
 
 
 def _engine_id() -> str:
@@ -81,7 +86,7 @@ def _engine_id() -> str:
 class _Batch:
     """One loop turn's changes, taken whole by a flush."""
 
-    __slots__ = ("acks", "cancels", "claims", "moves", "new", "puts", "runs", "settles", "waiters")
+    __slots__ = ("acks", "cancels", "claims", "kept", "moves", "new", "puts", "runs", "settles", "waiters")
 
     def __init__(self) -> None:
         self.new: dict[str, tuple[Job, bytes, str]] = {}  # id -> the job, its record, if_exists
@@ -91,6 +96,9 @@ class _Batch:
         # in the same turn, and each is written under its own token.
         self.settles: dict[tuple[str, int], Job] = {}
         self.acks: dict[tuple[str, int], int] = {}  # -> the shard
+        # Outcomes to keep, by (id, the acked attempt's fence; None: keep it whatever the ack found) -> the shard,
+        # expiry and done record: an ack's only if the fence let the ack through.
+        self.kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
         self.cancels: set[str] = set()
         self.moves: dict[str, float] = {}
         self.claims: list[tuple[list[tuple[Job, int, int]], HandOut]] = []  # (job, shard, token)s and their pool
@@ -98,7 +106,15 @@ class _Batch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.new or self.runs or self.puts or self.settles or self.acks or self.cancels or self.moves or self.claims
+            self.new
+            or self.runs
+            or self.puts
+            or self.settles
+            or self.acks
+            or self.cancels
+            or self.moves
+            or self.claims
+            or self.kept
         )
 
 
@@ -127,6 +143,9 @@ class ClusterStore:
         self._fences: dict[str, tuple[int, int]] = {}
         self._resident: dict[str, tuple[Job, int]] = {}  # jobs of held shards in the wheel -> their shard
         self._outcomes: dict[str, Job | BaseException] = {}
+        self._acked: dict[str, int] = {}  # acknowledged in the task's own transaction -> under that fence
+        self.finished = Finished()
+        self._listening = asyncio.Lock()
         self._refilled = 0.0
         self._closing = False
         self._round = asyncio.Lock()
@@ -222,22 +241,41 @@ class ClusterStore:
             self._kick()
 
     def gone(self, job: Job, why: Gone, kept: Outcome | None = None) -> None:
-        # ``kept``: outcomes stay in the memory of the engine that ran the job (docs/cluster.md, "Not done yet").
         batch = self._batch
         self._resident.pop(job.id, None)
+        fence = job.fence
         if why == "ack":
             claimed = self._fences.get(job.id)
-            fence = job.fence
-            if claimed is not None and fence is not None:  # None: acknowledged already, in the task's transaction
+            if claimed is not None and fence is not None:
                 if claimed[0] == fence:
                     del self._fences[job.id]
                 batch.acks[job.id, fence] = claimed[1]  # a stale run's ack, under its own older token, matches nothing
-        elif batch.new.pop(job.id, None) is None:  # cancelled before it was written: nothing to write
-            batch.cancels.add(job.id)
+            elif fence is not None and self._acked.get(job.id) == fence:
+                del self._acked[job.id]  # acknowledged already, in the task's own transaction
+                fence = None  # its outcome is kept as it is
+            else:
+                kept = None  # not claimed here: nothing acknowledged, nothing to keep
+        else:
+            fence = None
+            if batch.new.pop(job.id, None) is None:  # cancelled before it was written: nothing to delete
+                batch.cancels.add(job.id)
+        if kept is not None:
+            batch.kept[job.id, fence] = (self._shard(job), kept.expires, encode_done(kept))  # sets kept.unkept
         self._kick()
 
     def outcomes(self) -> list[Outcome]:
-        return []  # none kept in the database yet
+        return []  # kept in the database, read by result() there (results.py)
+
+    async def ended(self, job_id: str, expired: asyncio.Future[None] | None) -> Ended | None:
+        """Wait for the job's end anywhere in the cluster: see :meth:`.results.Finished.wait`."""
+        assert self._pool is not None
+        assert self._host is not None
+        await self._drain()  # this engine's own acks first
+        if self._listener is None:  # a client listens from its first wait on
+            async with self._listening:
+                if self._listener is None:
+                    await self._connect_listener()
+        return await self.finished.wait(self._pool, job_id, self._host.wall, expired)
 
     def _claim(self, jobs: list[Job], hand_out: HandOut) -> None:
         """Due jobs, out of the wheel: claim the ones of shards still held; ``hand_out`` gets the claimed."""
@@ -317,13 +355,18 @@ class ClusterStore:
                 if batch.puts:
                     await self._put(conn, batch.puts)
                 if batch.settles:
-                    await self._settle(conn, batch.settles)
+                    await self._settle(conn, batch.settles, notes)
                 if batch.acks:
                     ids, fences = zip(*batch.acks, strict=True)
                     acked = await conn.fetch(sql.ACK, self.me, list(ids), list(fences), list(batch.acks.values()))
                     self.counts["stale_writes"] += len(batch.acks) - len(acked)
                     if _AUDIT:
                         await self._audit(conn, "ack", acked)
+                    let_through = {(row["id"], row["fence"]) for row in acked}
+                else:
+                    let_through = set()
+                if batch.kept:
+                    await self._keep(conn, batch.kept, let_through, notes)
                 if batch.moves:
                     rows = await conn.fetch(sql.MOVE, list(batch.moves), list(batch.moves.values()))
                     notes += (f"m{row['shard']}/{row['id']}" for row in rows)
@@ -383,6 +426,7 @@ class ClusterStore:
         batch.settles = {**failed.settles, **batch.settles}
         batch.runs = {**failed.runs, **batch.runs}
         batch.puts = {**failed.puts, **batch.puts}
+        batch.kept = {**failed.kept, **batch.kept}
 
     def _rows(self, jobs: Collection[Job], records: list[bytes] | None = None) -> list[Any]:
         """The six arrays of new rows: id, shard, key, due, series, record."""
@@ -456,7 +500,20 @@ class ClusterStore:
             [encode_job(run, new=False) for run in jobs],
         )
 
-    async def _settle(self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job]) -> None:
+    async def _keep(
+        self,
+        conn: asyncpg.Connection,
+        kept: dict[tuple[str, int | None], tuple[int, float, bytes]],
+        acked: set[tuple[str, int]],
+        notes: list[str],
+    ) -> None:
+        """Write the outcomes of the jobs this flush ended (an ack's only if the fence let it through)."""
+        rows = [(key[0], *entry) for key, entry in kept.items() if key[1] is None or key in acked]
+        if rows:
+            await conn.execute(sql.KEEP, *map(list, zip(*rows, strict=True)))
+            notes += (f"d{shard}" for shard in {shard for _, shard, _, _ in rows})
+
+    async def _settle(self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str]) -> None:
         jobs = list(settles.values())
         rows = await conn.fetch(
             sql.SETTLE,
@@ -478,6 +535,8 @@ class ClusterStore:
                     self._host.drop(job)  # a stale run's retry: the row is another claim's (or engine's) now
             elif job.state in ("pending", "failed") and job._due_wall <= horizon:
                 self._resident[job.id] = (job, self._shard(job))
+            elif job.state == "dead":
+                notes.append(f"d{self._shard(job)}")  # whoever waits for its result learns it failed
 
     async def _claim_rows(self, conn: asyncpg.Connection, claims: list[tuple[Job, int, int]]) -> list[Job]:
         """The fenced claim; returns the jobs claimed, and forgets the shards the database says are lost."""
@@ -564,6 +623,8 @@ class ClusterStore:
         lease = self.config.lease
         async with self._pool.acquire() as conn:
             await conn.execute(sql.HEARTBEAT, self.me, self.config.shards)
+            if self.ownership.held:
+                await conn.execute(sql.PURGE, list(self.ownership.held), self._host.wall(), PURGE_MAX)
             live = [row["id"] for row in await conn.fetch(sql.LIVE_ENGINES, lease)]
             if self.ownership.held:
                 sent = time.monotonic()
@@ -680,7 +741,11 @@ class ClusterStore:
         load: list[str] = []
         for note in payload.split():
             if note == "r":
-                self._spawn(self._take_released())
+                if self.worker:  # a client listens only for its waiters of results
+                    self._spawn(self._take_released())
+                continue
+            if note[0] == "d":
+                self.finished.heard(int(note[1:]))
                 continue
             shard, _, job_id = note[1:].partition("/")
             if self.ownership.token(int(shard), now) is None:
@@ -747,6 +812,36 @@ class ClusterHandle:
             raise RuntimeError("cluster: start the engine first; it connects in start()")
         return pool
 
+    async def ended(self, job_id: str, timeout: float | None) -> tuple[Outcome | None, dict[str, Job]]:  # noqa: ASYNC109
+        """For ``engine.result()``: the job's kept outcome, or its dead letter, once it ended anywhere.
+
+        Returns ``(None, {})`` for a job the database does not know (or whose
+        outcome expired); ``timeout`` runs on the engine's clock.
+        """
+        store = self._store
+        host = store._host
+        assert host is not None
+        self._pool()
+        expired: asyncio.Future[None] | None = None
+        cancel = None
+        if timeout is not None:
+            expired = asyncio.get_running_loop().create_future()
+
+            def expire() -> None:
+                if expired is not None and not expired.done():
+                    expired.set_exception(TimeoutError(f"job {job_id} did not end within {timeout:g}s"))
+
+            cancel = host.after(timeout, expire)
+        try:
+            found = await store.ended(job_id, expired)
+        finally:
+            if cancel is not None:
+                cancel()
+        if found is None:
+            return None, {}
+        outcome, dead = found
+        return outcome, {} if dead is None else {job_id: dead}
+
     async def get(self, key: str) -> Job | None:
         """The pending (or running series') job with this key, anywhere in the cluster."""
         row = await self._pool().fetchrow(sql.GET_KEY, key)
@@ -754,9 +849,21 @@ class ClusterHandle:
 
     async def cancel(self, key: str) -> bool:
         """Cancel the waiting job with this key, whichever engine holds it; True if there was one."""
+        store = self._store
+        assert store._host is not None
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.CANCEL_KEY, key)
-            await self._store._notify(conn, [f"c{row['shard']}/{row['id']}" for row in rows])
+            notes = [f"c{row['shard']}/{row['id']}" for row in rows]
+            if rows and store._host.ttl:  # kept as a cancellation's outcome: result() raises JobCancelled
+                expires = store._host.wall() + store._host.ttl
+                kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
+                for row in rows:
+                    job = store._job_of(row)
+                    job.state = "cancelled"
+                    outcome = Outcome(job, None, expires, reason="engine.cluster.cancel() was called")
+                    kept[job.id, None] = (row["shard"], expires, encode_done(outcome))
+                await store._keep(conn, kept, set(), notes)
+            await store._notify(conn, notes)
         return bool(rows)
 
     async def reschedule(self, key: str, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -802,3 +909,4 @@ class ClusterHandle:
                 raise
             await transaction.commit()
         store._fences.pop(job.id, None)  # acknowledged under the current claim: the engine's own ack writes nothing
+        store._acked[job.id] = fence  # ... but its outcome, once the task returns
