@@ -225,3 +225,104 @@ async def test_the_results_schema_upgrades_from_the_previous_version(
     assert await admin.fetchval("SELECT max(version) FROM cw_version") == schema.VERSION
     assert await admin.fetchval("SELECT to_regclass('cw_result')::text") == "cw_result"
     assert job.id == await admin.fetchval("SELECT id FROM cw_job")
+
+
+# -- queries through the store --------------------------------------------------------------------------------
+
+
+LISTED = [  # key, task, delay (s), state after 5 s: in deadline order
+    ("mail:1", "mail", 1.0, "succeeded"),
+    ("boom", "boom", 2.0, "dead"),
+    ("slow", "slow", 3.0, "running"),
+    ("note:0", "note", 10.0, "pending"),
+    ("note:1", "note", 20.0, "pending"),
+    ("note:10", "note", 30.0, "pending"),
+    ("note:2", "note", 40.0, "pending"),
+]
+
+
+@pytest.mark.parametrize("limit", [1, 3, 100])
+@pytest.mark.parametrize(
+    "where",
+    [
+        {},
+        *({"state": state} for state in ("pending", "succeeded", "dead", "running")),
+        {"task": "note"},
+        {"key_prefix": "note:1"},
+        {"state": "pending", "key_prefix": "note:1"},
+    ],
+    ids=lambda where: "-".join(f"{name}={value}" for name, value in where.items()) or "all",
+)
+async def test_cluster_jobs_pages_the_whole_clusters_jobs_by_deadline(
+    pg_dsn: str, where: dict[str, str], limit: int
+) -> None:
+    """``engine.cluster.jobs()`` from a client: every engine's jobs, filtered, paged by a (deadline, id) cursor.
+
+    The cursor's own job ending between pages (here cancelled, so kept as
+    finished at the same place) neither repeats nor skips a job; ``engine.jobs()``
+    of the client stays local (it holds none).
+    """
+    clock = VirtualClock()
+    worker, client = cluster_engine(pg_dsn, clock), cluster_engine(pg_dsn, clock, role="client")
+    release = asyncio.Event()
+
+    async def slow() -> None:
+        await release.wait()
+
+    for engine in (worker, client):
+        engine.task(name="mail")(lambda: "sent")
+        engine.task(name="boom")(failing)
+        engine.task(name="slow")(slow)
+        engine.task(name="note")(print)
+    async with worker, client:
+        try:
+            assert client.cluster is not None
+            for key, task, delay, _ in LISTED:
+                await client.schedule(task, args=(key,) if task == "boom" else (), delay=delay, key=key)
+            await settle(clock, worker, client, seconds=5.0)
+            expected = [
+                (key, state)
+                for key, task, _, state in LISTED
+                if where.get("state", state) == state
+                and where.get("task", task) == task
+                and key.startswith(where.get("key_prefix", ""))
+            ]
+            listed: list[tuple[str | None, str]] = []
+            after = None
+            while True:
+                page = await client.cluster.jobs(limit=limit, after=after, **where)  # type: ignore[arg-type]
+                assert len(page) <= limit
+                listed += [(job.key, job.state) for job in page]
+                if len(page) < limit:
+                    break
+                after = page[-1]
+                if after.state == "pending":  # the cursor's own job ends (cancelled): the next page starts after it
+                    assert after.key is not None
+                    assert await client.cluster.cancel(after.key)
+            assert listed == expected
+            assert client.jobs() == []  # engine.jobs() is this engine's memory: a client keeps none
+        finally:
+            release.set()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "match"),
+    [
+        ({"state": "sleeping"}, ValueError, "state"),
+        ({"limit": 0}, ValueError, "limit"),
+        ({"limit": 10_001}, ValueError, "limit"),
+        ({"after": "id"}, TypeError, "after"),
+        ({"task": print}, TypeError, "task"),
+        ({"key_prefix": 3}, TypeError, "key_prefix"),
+    ],
+    ids=lambda value: str(value) if not isinstance(value, dict) else "-".join(value),
+)
+async def test_cluster_jobs_checks_its_arguments(
+    pg_dsn: str, arguments: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    clock = VirtualClock()
+    client = cluster_engine(pg_dsn, clock, role="client")
+    async with client:
+        assert client.cluster is not None
+        with pytest.raises(error, match=match):
+            await client.cluster.jobs(**arguments)

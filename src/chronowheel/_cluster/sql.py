@@ -198,5 +198,26 @@ DELETE FROM cw_result WHERE id = ANY(ARRAY(
 ))
 """
 
+# ``engine.cluster.jobs()`` (queries.py): one page by (due, id) past a cursor, over the live jobs and the kept
+# outcomes of finished ones; filters by state ($1), task ($2), key prefix ($3). The state a row says beats its
+# record's: 1 claimed (running), 3 dead.
+PAGE: Final = """
+WITH listed AS (
+  SELECT j.id, j.due, j.state AS row_state, false AS finished, j.record,
+         CASE j.state WHEN 1 THEN 'running' WHEN 3 THEN 'dead' ELSE d.doc ->> 'state' END AS state,
+         d.doc ->> 'task' AS task, d.doc ->> 'key' AS key
+  FROM cw_job j, LATERAL (SELECT convert_from(j.record, 'UTF8')::jsonb AS doc) d
+  UNION ALL
+  SELECT r.id, (d.doc ->> 'due')::float8, NULL, true, r.record, d.doc ->> 'state', d.doc ->> 'task', d.doc ->> 'key'
+  FROM cw_result r, LATERAL (SELECT convert_from(r.record, 'UTF8')::jsonb AS doc) d
+  WHERE r.expires > $6
+)
+SELECT id, due, row_state, finished, record FROM listed
+WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR task = $2)
+  AND ($3::text IS NULL OR starts_with(key, $3)) AND (due, id) > ($4::float8, $5::text)
+ORDER BY due, id
+LIMIT $7
+"""
+
 # ``chronowheel jobs DSN``: every stored job, read-only (the command decodes the records and filters them).
 LIST: Final = "SELECT id, state, record FROM cw_job"

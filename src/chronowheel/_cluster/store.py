@@ -40,6 +40,7 @@ from .._store import Claim, Gone
 from . import sql
 from .config import Cluster
 from .ownership import Ownership, shard_of
+from .queries import page
 from .results import PURGE_MAX, Ended, Finished
 from .schema import upgrade
 
@@ -841,6 +842,26 @@ class ClusterHandle:
             return None, {}
         outcome, dead = found
         return outcome, {} if dead is None else {job_id: dead}
+
+    async def jobs(
+        self,
+        *,
+        state: str | None = None,
+        task: str | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
+        after: Job | None = None,
+    ) -> list[Job]:
+        """One page of the whole cluster's jobs, as :meth:`Engine.jobs` gives one engine's (``task``: its name).
+
+        Pending, failed (waiting for a retry), running, dead and paused jobs,
+        and finished ones (succeeded, cancelled) while their outcome is kept.
+        """
+        host = self._store._host
+        assert host is not None
+        return await page(
+            self._pool(), host.wall, state=state, task=task, key_prefix=key_prefix, limit=limit, after=after
+        )
 
     async def get(self, key: str) -> Job | None:
         """The pending (or running series') job with this key, anywhere in the cluster."""
