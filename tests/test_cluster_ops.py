@@ -290,7 +290,7 @@ async def test_cluster_jobs_pages_the_whole_clusters_jobs_by_deadline(
             listed: list[tuple[str | None, str]] = []
             after = None
             while True:
-                page = await client.cluster.jobs(limit=limit, after=after, **where)  # type: ignore[arg-type]
+                page = await client.cluster.jobs(limit=limit, after=after, **where)
                 assert len(page) <= limit
                 listed += [(job.key, job.state) for job in page]
                 if len(page) < limit:
