@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from chronowheel import Cluster, Engine, JobCancelled, JobFailed, Retry
+from chronowheel import Cluster, Engine, Every, JobCancelled, JobFailed, Retry
 from chronowheel._cluster import results, schema
 from chronowheel._cluster.ownership import shard_of
 from chronowheel.testing import VirtualClock
@@ -326,3 +326,80 @@ async def test_cluster_jobs_checks_its_arguments(
         assert client.cluster is not None
         with pytest.raises(error, match=match):
             await client.cluster.jobs(**arguments)
+
+
+# -- pause and resume ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["local", "cluster-wide"])
+@pytest.mark.parametrize(
+    ("kind", "runs_by_45s"),
+    [("one-shot", 1), ("series-skip", 1), ("series-fire_once", 2), ("series-fire_all", 4)],
+)
+async def test_a_paused_row_is_never_claimed_and_resume_applies_the_misfire_policy(
+    pg_dsn: str, admin: asyncpg.Connection, how: str, kind: str, runs_by_45s: int
+) -> None:
+    """Paused at 1 s for 35 s: nothing fires (the row is state 4, which no claim takes); resumed, the one-shot is due
+    at once and a series' misfire policy decides its missed runs (10, 20, 30 s), then it goes on (40 s).
+
+    ``local``: the owner's ``engine.pause``/``resume`` (queued for its flush);
+    ``cluster-wide``: a client's ``engine.cluster.pause``/``resume`` by key.
+    """
+    clock = VirtualClock()
+    worker, client = cluster_engine(pg_dsn, clock), cluster_engine(pg_dsn, clock, role="client")
+    runs: list[float] = []
+    for engine in (worker, client):
+        engine.task(name="job")(lambda: runs.append(clock.time()))
+    async with worker, client:
+        assert client.cluster is not None
+        if kind == "one-shot":
+            job = await worker.schedule("job", delay=5.0, key="k")
+        else:
+            misfire = kind.removeprefix("series-")
+            job = await worker.schedule("job", every=Every(10.0), key="k", misfire=misfire)
+        await settle(clock, worker, client, seconds=1.0)
+        if how == "local":
+            assert worker.pause("k")
+        else:
+            assert await client.cluster.pause("k")
+        await settle(clock, worker, client)
+        assert await admin.fetchval("SELECT state FROM cw_job WHERE id = $1", job.id) == 4
+        await settle(clock, worker, client, seconds=35.0)
+        assert runs == []
+        assert [(job.key, job.state) for job in await client.cluster.jobs()] == [("k", "paused")]
+        stored = await client.cluster.get("k")
+        assert stored is not None
+        assert stored.state == "paused"
+        if how == "local":
+            assert worker.resume("k")
+        else:
+            assert await client.cluster.resume("k")
+            assert not await client.cluster.resume("k")  # resumed already
+
+        async def waiting_again() -> bool:  # the owner heard of it (cluster-wide): in its wheel, or fired
+            await settle(clock, worker, client)
+            held = worker.get("k")
+            return bool(runs) or (held is not None and held.state == "pending")
+
+        await until(waiting_again)
+        for _ in range(9):  # to 45 s, a second at a time: a claim's round trip is real time, the clock's jumps not
+            await settle(clock, worker, client, seconds=1.0)
+    assert len(runs) == runs_by_45s
+    assert runs[-1] == (36.0 if kind == "one-shot" else 40.0)
+
+
+async def test_pause_of_what_is_not_waiting(pg_dsn: str) -> None:
+    """A key nobody holds, or a job not waiting: False, nothing changed; a client's sync calls see no copy."""
+    clock = VirtualClock()
+    worker, client = cluster_engine(pg_dsn, clock), cluster_engine(pg_dsn, clock, role="client")
+    for engine in (worker, client):
+        engine.task(name="job")(print)
+    async with worker, client:
+        assert client.cluster is not None
+        await client.schedule("job", delay=60.0, key="k")
+        assert await client.cluster.pause("nobody") is False
+        assert await client.cluster.resume("k") is False  # not paused
+        assert client.pause("k") is False  # the client keeps no copy
+        assert await client.cluster.pause("k") is True
+        assert await client.cluster.pause("k") is False  # paused already
+        assert await client.cluster.count() == 1

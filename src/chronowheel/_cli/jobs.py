@@ -97,8 +97,8 @@ def _text(jobs: list[dict[str, Any]]) -> str:
     ).replace("  \n", "\n")
 
 
-# A row's state where it says more than its record: 1 claimed (running on its owner), 3 dead.
-_ROW_STATES: Final = {1: "running", 3: "dead"}
+# A row's state where it says more than its record: 1 claimed (running on its owner), 3 dead, 4 paused.
+_ROW_STATES: Final = {1: "running", 3: "dead", 4: "paused"}
 
 
 def cluster_jobs(dsn: str) -> dict[str, dict[str, Any]]:

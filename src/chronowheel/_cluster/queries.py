@@ -26,7 +26,7 @@ __all__ = ["page"]
 
 MAX_PAGE: Final = 10_000  # as engine.jobs(): a bigger listing is paged (the catalog sits above this layer)
 
-_ROW_STATES: Final = {1: "running", 3: "dead"}  # where the row's state says more than its record's
+_ROW_STATES: Final = {1: "running", 3: "dead", 4: "paused"}  # where the row's state says more than its record's
 
 
 async def page(

@@ -70,10 +70,16 @@ CANCEL: Final = "DELETE FROM cw_job WHERE id = ANY($1::text[]) RETURNING id, sha
 CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due, state, record"
 MOVE: Final = """
 UPDATE cw_job j SET due = m.due FROM unnest($1::text[], $2::float8[]) m(id, due)
-WHERE j.id = m.id AND j.state = 0
+WHERE j.id = m.id AND j.state IN (0, 4)
 RETURNING j.id, j.shard, j.due
 """
-MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state = 0 RETURNING id, shard, due"
+# Paused (4): the claim, the loads and the refill take only waiting rows (0), so a paused row never fires. The
+# record keeps the job's own state, for when it waits again.
+PAUSE: Final = "UPDATE cw_job SET state = 4 WHERE id = ANY($1::text[]) AND state = 0 RETURNING id"
+RESUME: Final = "UPDATE cw_job SET state = 0 WHERE id = ANY($1::text[]) AND state = 4 RETURNING id, shard, due"
+PAUSE_KEY: Final = "UPDATE cw_job SET state = 4 WHERE key = $1 AND state = 0 RETURNING id, shard"
+RESUME_KEY: Final = "UPDATE cw_job SET state = 0 WHERE key = $1 AND state = 4 RETURNING id, shard"
+MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state IN (0, 4) RETURNING id, shard, due"
 
 # New jobs. A taken key is a conflict on the unique index: "error" and "keep" insert nothing (the ids not
 # returned), "replace" takes the key over with the new job.
@@ -200,11 +206,12 @@ DELETE FROM cw_result WHERE id = ANY(ARRAY(
 
 # ``engine.cluster.jobs()`` (queries.py): one page by (due, id) past a cursor, over the live jobs and the kept
 # outcomes of finished ones; filters by state ($1), task ($2), key prefix ($3). The state a row says beats its
-# record's: 1 claimed (running), 3 dead.
+# record's: 1 claimed (running), 3 dead, 4 paused.
 PAGE: Final = """
 WITH listed AS (
   SELECT j.id, j.due, j.state AS row_state, false AS finished, j.record,
-         CASE j.state WHEN 1 THEN 'running' WHEN 3 THEN 'dead' ELSE d.doc ->> 'state' END AS state,
+         CASE j.state WHEN 1 THEN 'running' WHEN 3 THEN 'dead' WHEN 4 THEN 'paused' ELSE d.doc ->> 'state' END
+           AS state,
          d.doc ->> 'task' AS task, d.doc ->> 'key' AS key
   FROM cw_job j, LATERAL (SELECT convert_from(j.record, 'UTF8')::jsonb AS doc) d
   UNION ALL

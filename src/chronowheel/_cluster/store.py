@@ -87,7 +87,20 @@ def _engine_id() -> str:
 class _Batch:
     """One loop turn's changes, taken whole by a flush."""
 
-    __slots__ = ("acks", "cancels", "claims", "kept", "moves", "new", "puts", "runs", "settles", "waiters")
+    __slots__ = (
+        "acks",
+        "cancels",
+        "claims",
+        "kept",
+        "moves",
+        "new",
+        "pauses",
+        "puts",
+        "resumes",
+        "runs",
+        "settles",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.new: dict[str, tuple[Job, bytes, str]] = {}  # id -> the job, its record, if_exists
@@ -102,6 +115,8 @@ class _Batch:
         self.kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
         self.cancels: set[str] = set()
         self.moves: dict[str, float] = {}
+        self.pauses: dict[str, Job] = {}  # waiting rows to pause (state 4: never claimed, never loaded)
+        self.resumes: dict[str, Job] = {}  # paused rows waiting again
         self.claims: list[tuple[list[tuple[Job, int, int]], HandOut]] = []  # (job, shard, token)s and their pool
         self.waiters: list[tuple[Job, asyncio.Future[Job]]] = []
 
@@ -116,6 +131,8 @@ class _Batch:
             or self.moves
             or self.claims
             or self.kept
+            or self.pauses
+            or self.resumes
         )
 
 
@@ -144,6 +161,7 @@ class ClusterStore:
         self._fences: dict[str, tuple[int, int]] = {}
         self._resident: dict[str, tuple[Job, int]] = {}  # jobs of held shards in the wheel -> their shard
         self._outcomes: dict[str, Job | BaseException] = {}
+        self._paused: set[str] = set()  # jobs this engine paused (kept in its memory): their resume is a row change
         self._acked: dict[str, int] = {}  # acknowledged in the task's own transaction -> under that fence
         self.finished = Finished()
         self._listening = asyncio.Lock()
@@ -215,6 +233,17 @@ class ClusterStore:
         batch = self._batch
         if isinstance(token, tuple):
             batch.new[job.id] = (job, token[0], token[1])
+        elif job.state == "paused" and job.id not in self._fences:
+            self._resident.pop(job.id, None)
+            self._paused.add(job.id)
+            batch.resumes.pop(job.id, None)
+            batch.pauses[job.id] = job
+        elif job.id in self._paused:  # resumed: waiting again, filed in the wheel by the engine
+            self._paused.discard(job.id)
+            if batch.pauses.pop(job.id, None) is None:
+                batch.resumes[job.id] = job
+            else:  # paused and resumed within one turn: the row never changed
+                self._resident[job.id] = (job, self._shard(job))
         elif job.id in self._fences or (job.fence is not None and job.state in ("failed", "dead")):
             # An attempt's outcome (a retry, a dead letter, a series between or at its next run), fenced by the
             # token that attempt was claimed under: a stale run's outcome matches nothing.
@@ -371,6 +400,8 @@ class ClusterStore:
                 if batch.moves:
                     rows = await conn.fetch(sql.MOVE, list(batch.moves), list(batch.moves.values()))
                     notes += (f"m{row['shard']}/{row['id']}" for row in rows)
+                if batch.pauses or batch.resumes:
+                    await self._pause(conn, batch.pauses, batch.resumes, notes)
                 for claims, hand_out in batch.claims:
                     claimed.append((await self._claim_rows(conn, claims), hand_out))
                 await self._notify(conn, notes)
@@ -428,6 +459,8 @@ class ClusterStore:
         batch.runs = {**failed.runs, **batch.runs}
         batch.puts = {**failed.puts, **batch.puts}
         batch.kept = {**failed.kept, **batch.kept}
+        batch.pauses = {**failed.pauses, **batch.pauses}
+        batch.resumes = {**failed.resumes, **batch.resumes}
 
     def _rows(self, jobs: Collection[Job], records: list[bytes] | None = None) -> list[Any]:
         """The six arrays of new rows: id, shard, key, due, series, record."""
@@ -513,6 +546,30 @@ class ClusterStore:
         if rows:
             await conn.execute(sql.KEEP, *map(list, zip(*rows, strict=True)))
             notes += (f"d{shard}" for shard in {shard for _, shard, _, _ in rows})
+
+    async def _pause(
+        self, conn: asyncpg.Connection, pauses: dict[str, Job], resumes: dict[str, Job], notes: list[str]
+    ) -> None:
+        """Pause waiting rows, then resume paused ones; a job whose row said no is not this engine's to hold."""
+        assert self._host is not None
+        if pauses:
+            paused = {row["id"] for row in await conn.fetch(sql.PAUSE, list(pauses))}
+            for job_id, job in pauses.items():
+                if job_id not in paused:  # claimed, cancelled or paused elsewhere meanwhile
+                    self._paused.discard(job_id)
+                    self._host.let_go(job)
+        if resumes:
+            rows = {row["id"]: row for row in await conn.fetch(sql.RESUME, list(resumes))}
+            now = time.monotonic()
+            horizon = self._host.wall() + self.config.horizon
+            for job_id, job in resumes.items():
+                row = rows.get(job_id)
+                if row is not None and self.ownership.token(row["shard"], now) is not None and row["due"] <= horizon:
+                    self._resident[job_id] = (job, row["shard"])
+                    continue
+                self._host.drop(job)  # not this engine's to fire (any more), or not within its horizon
+                if row is not None:
+                    notes.append(f"n{row['shard']}/{job_id}")  # its owner files it
 
     async def _settle(self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str]) -> None:
         jobs = list(settles.values())
@@ -722,6 +779,8 @@ class ClusterStore:
         job = job_from_record(record)
         if row["state"] == 3:
             job.state = "dead"
+        elif row["state"] == 4:
+            job.state = "paused"
         parent = record.get("parent")
         if parent is not None:
             placeholder = Job(parent, None, job.task, (), {}, 0, 0.0, 0)
@@ -885,6 +944,27 @@ class ClusterHandle:
                     kept[job.id, None] = (row["shard"], expires, encode_done(outcome))
                 await store._keep(conn, kept, set(), notes)
             await store._notify(conn, notes)
+        return bool(rows)
+
+    async def pause(self, key: str) -> bool:
+        """Keep the waiting job with this key from firing, whichever engine holds it; True if there was one.
+
+        The row is never claimed while paused; its owner drops its copy.
+        """
+        async with self._pool().acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql.PAUSE_KEY, key)
+            await self._store._notify(conn, [f"c{row['shard']}/{row['id']}" for row in rows])
+        return bool(rows)
+
+    async def resume(self, key: str) -> bool:
+        """Let the paused job with this key wait again, wherever it was paused; True if it was paused.
+
+        A deadline that passed meanwhile is due now; a recurring job's misfire
+        policy decides, when it fires, what its missed runs do.
+        """
+        async with self._pool().acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql.RESUME_KEY, key)
+            await self._store._notify(conn, [f"n{row['shard']}/{row['id']}" for row in rows])
         return bool(rows)
 
     async def reschedule(self, key: str, *, delay: float | None = None, at: datetime | None = None) -> bool:
