@@ -8,6 +8,8 @@ a fixed time), and move the tokens in the database by hand.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -403,3 +405,31 @@ async def test_pause_of_what_is_not_waiting(pg_dsn: str) -> None:
         assert await client.cluster.pause("k") is True
         assert await client.cluster.pause("k") is False  # paused already
         assert await client.cluster.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "keys"),
+    [([], ["done", "paused", "waiting"]), (["--state", "succeeded"], ["done"]), (["--state", "paused"], ["paused"])],
+    ids=["all", "succeeded", "paused"],
+)
+async def test_jobs_command_on_a_dsn_uses_the_clusters_query(
+    pg_dsn: str, capsys: pytest.CaptureFixture[str], options: list[str], keys: list[str]
+) -> None:
+    """``chronowheel jobs DSN`` pages ``engine.cluster.jobs()``'s statement: finished and paused jobs are listed too."""
+    from chronowheel._cli import main
+
+    clock = VirtualClock(wall=time.time())  # the command has no engine clock: it expires outcomes by the real one
+    worker = cluster_engine(pg_dsn, clock)
+    worker.task(name="job")(print)
+    async with worker:
+        assert worker.cluster is not None
+        await worker.schedule("job", delay=1.0, key="done")
+        await worker.schedule("job", delay=50.0, key="paused")
+        await worker.schedule("job", delay=60.0, key="waiting")
+        assert await worker.cluster.pause("paused")
+        await settle(clock, worker, seconds=2.0)
+        assert await asyncio.to_thread(main, ["jobs", pg_dsn, "--json", *options]) == 0
+    listed = json.loads(capsys.readouterr().out)["jobs"]
+    assert [job["key"] for job in listed] == keys
+    states = {"done": "succeeded", "paused": "paused", "waiting": "pending"}
+    assert [job["state"] for job in listed] == [states[key] for key in keys]

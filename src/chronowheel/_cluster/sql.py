@@ -204,9 +204,9 @@ DELETE FROM cw_result WHERE id = ANY(ARRAY(
 ))
 """
 
-# ``engine.cluster.jobs()`` (queries.py): one page by (due, id) past a cursor, over the live jobs and the kept
-# outcomes of finished ones; filters by state ($1), task ($2), key prefix ($3). The state a row says beats its
-# record's: 1 claimed (running), 3 dead, 4 paused.
+# ``engine.cluster.jobs()`` (queries.py) and ``chronowheel jobs DSN``: one page by (due, id) past a cursor, over
+# the live jobs and the kept outcomes of finished ones; filters by state ($1), task ($2), key prefix ($3). The
+# state a row says beats its record's: 1 claimed (running), 3 dead, 4 paused.
 PAGE: Final = """
 WITH listed AS (
   SELECT j.id, j.due, j.state AS row_state, false AS finished, j.record,
@@ -225,6 +225,3 @@ WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR task = $2)
 ORDER BY due, id
 LIMIT $7
 """
-
-# ``chronowheel jobs DSN``: every stored job, read-only (the command decodes the records and filters them).
-LIST: Final = "SELECT id, state, record FROM cw_job"
