@@ -144,11 +144,11 @@ async def test_result_waits_for_the_end_through_the_store_on_another_engine(
         if path == "polled":
             monkeypatch.setattr(store_of(client).finished, "heard", lambda shard: None)
         job = await client.schedule("job", args=("k",), delay=5.0, key="k")
+        await until(lambda: worker.get("k") is not None)  # the owner heard of it (NOTIFY comes after the commit)
         waiting = asyncio.create_task(client.result(job, timeout=60.0))
         await settle(clock, worker, client)
         assert not waiting.done()
         if end == "cancelled":
-            await until(lambda: worker.get("k") is not None)  # the owner heard of it: its copy is in its wheel
             assert worker.cancel("k")
         elif end == "cancelled-cluster-wide":
             assert worker.cluster is not None
@@ -281,6 +281,7 @@ async def test_cluster_jobs_pages_the_whole_clusters_jobs_by_deadline(
             assert client.cluster is not None
             for key, task, delay, _ in LISTED:
                 await client.schedule(task, args=(key,) if task == "boom" else (), delay=delay, key=key)
+            await until(lambda: len(worker) == len(LISTED))  # the owner heard of them all
             await settle(clock, worker, client, seconds=5.0)
             expected = [
                 (key, state)
