@@ -274,12 +274,14 @@ class ClusterStore:
         batch = self._batch
         self._resident.pop(job.id, None)
         fence = job.fence
+        shard = None
         if why == "ack":
             claimed = self._fences.get(job.id)
             if claimed is not None and fence is not None:
                 if claimed[0] == fence:
                     del self._fences[job.id]
-                batch.acks[job.id, fence] = claimed[1]  # a stale run's ack, under its own older token, matches nothing
+                shard = claimed[1]
+                batch.acks[job.id, fence] = shard  # a stale run's ack, under its own older token, matches nothing
             elif fence is not None and self._acked.get(job.id) == fence:
                 del self._acked[job.id]  # acknowledged already, in the task's own transaction
                 fence = None  # its outcome is kept as it is
@@ -290,7 +292,9 @@ class ClusterStore:
             if batch.new.pop(job.id, None) is None:  # cancelled before it was written: nothing to delete
                 batch.cancels.add(job.id)
         if kept is not None:
-            batch.kept[job.id, fence] = (self._shard(job), kept.expires, encode_done(kept))  # sets kept.unkept
+            if shard is None:
+                shard = self._shard(job)
+            batch.kept[job.id, fence] = (shard, kept.expires, encode_done(kept))  # sets kept.unkept
         self._kick()
 
     def outcomes(self) -> list[Outcome]:
