@@ -248,7 +248,10 @@ class ClusterStore:
             # An attempt's outcome (a retry, a dead letter, a series between or at its next run), fenced by the
             # token that attempt was claimed under: a stale run's outcome matches nothing.
             claimed = self._fences.get(job.id)
-            fence = job.fence if job.fence is not None else claimed[0] if claimed is not None else -1
+            fence = job.fence
+            if fence is None:  # a copy never claimed itself: the engine's claim of the job it stands for
+                assert claimed is not None
+                fence = claimed[0]
             if claimed is not None and claimed[0] == fence and job.state != "running":
                 del self._fences[job.id]  # no longer claimed
             batch.settles[job.id, fence] = job
