@@ -210,7 +210,8 @@ class Engine:
             from ._cluster.store import Host
 
             load = functools.partial(placement.restore, owner=self, dead=execution.dead, refile=recurring.refile)
-            cluster_store.attach(Host(ticks.wall, load, placement.drop, placement.let_go))
+            after = lambda seconds, callback: timers.file_timer(ticks.after(seconds), callback).cancel  # noqa: E731
+            cluster_store.attach(Host(ticks.wall, load, placement.drop, placement.let_go, after, result_ttl))
             recurring.run_id = _run_id
         self._state: Literal["new", "running", "stopped"] = "new"
         self._loop: Loop | None = None  # while running: the loop and its thread, for from_thread
@@ -556,7 +557,9 @@ class Engine:
             self._not_started("result")
         results, dead = self._results, self._execution.dead
         outcome = results.kept(job_id)
-        if outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
+        if outcome is None and job_id not in dead and self.cluster is not None:  # the database knows, and waits
+            outcome, dead = await self.cluster.ended(job_id, timeout)
+        elif outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
             outcome = await results.wait(job_id, timeout)
         return results.settle(job_id, outcome, dead)
 
@@ -600,7 +603,9 @@ class Engine:
         ``state``, ``task`` (a name or the registered function) and
         ``key_prefix`` filter; ``limit`` (1 to 10,000) bounds the page;
         ``after`` is the previous page's last job: a cursor, so jobs added or
-        removed between pages never repeat or skip one that stayed.
+        removed between pages never repeat or skip one that stayed. In cluster
+        mode it reads this engine's memory only: ``await engine.cluster.jobs()``
+        pages the whole cluster's, from the database.
         """
         if self._store is not None and self._state == "new":
             self._not_started("jobs")
@@ -611,11 +616,14 @@ class Engine:
         """Keep a waiting job (one-shot or recurring) from firing until :meth:`resume`; True if it was waiting.
 
         It keeps its key and deadline, and with a journal stays paused across
-        a restart. A job that fired (queued or running) cannot be paused.
+        a restart. A job that fired (queued or running) cannot be paused. In
+        cluster mode it acts on this engine's copy (the row is paused with the
+        next flush); ``await engine.cluster.pause(key)`` pauses it wherever it is.
         """
         self._timers.check_thread("pause")
-        self._not_in_cluster_mode("pause")
         job = self._job_of(key_or_job)
+        if job is not None and job._series is not None and job.state == "running":
+            self._not_in_cluster_mode("pause of a recurring job whose run goes on (fixed='delay')")
         return job is not None and self._control.pause(job)
 
     def resume(self, key_or_job: str | Job) -> bool:
@@ -625,7 +633,6 @@ class Engine:
         misfire policy decides what its missed runs do (docs/recurring.md).
         """
         self._timers.check_thread("resume")
-        self._not_in_cluster_mode("resume")
         job = self._job_of(key_or_job)
         return job is not None and self._control.resume(job)
 

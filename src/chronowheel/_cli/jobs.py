@@ -3,7 +3,7 @@
 It reads a journal's files as recovery would (``_inspect.inspect_journal``)
 without taking the journal's lock or running anything, so it works beside a
 running engine (showing what is durable so far) and on a stopped one alike;
-a cluster's database it reads with one ``SELECT``.
+a cluster's database it reads with ``engine.cluster.jobs()``'s ``SELECT``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from typing import Any, Final
 
 import orjson
@@ -97,29 +98,45 @@ def _text(jobs: list[dict[str, Any]]) -> str:
     ).replace("  \n", "\n")
 
 
-# A row's state where it says more than its record: 1 claimed (running on its owner), 3 dead.
-_ROW_STATES: Final = {1: "running", 3: "dead"}
+# A row's state where it says more than its record: 1 claimed (running on its owner), 3 dead, 4 paused.
+_ROW_STATES: Final = {1: "running", 3: "dead", 4: "paused"}
+_PAGE: Final = 10_000
 
 
-def cluster_jobs(dsn: str) -> dict[str, dict[str, Any]]:
-    """A cluster database's stored jobs as job records, by id: one read-only ``SELECT``, no lease, no lock."""
+def cluster_jobs(
+    dsn: str, *, state: str | None = None, task: str | None = None, key_prefix: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """A cluster database's jobs as records, by id: live ones and finished ones still kept (``cw_result``).
+
+    Read-only, no lease, no lock: ``engine.cluster.jobs()``'s statement,
+    filtered in the database, paged by its (deadline, id) cursor.
+    """
     import asyncpg
 
-    from .._cluster.sql import LIST
+    from .._cluster.sql import PAGE
 
     async def read() -> list[Any]:
         conn = await asyncpg.connect(dsn)
+        rows: list[Any] = []
+        cursor: tuple[float, str] = (float("-inf"), "")
         try:
-            return list(await conn.fetch(LIST))
+            while True:
+                page = await conn.fetch(PAGE, state, task, key_prefix, *cursor, time.time(), _PAGE)
+                rows += page
+                if len(page) < _PAGE:
+                    return rows
+                cursor = (page[-1]["due"], page[-1]["id"])
         finally:
             await conn.close()
 
-    live: dict[str, dict[str, Any]] = {}
+    found: dict[str, dict[str, Any]] = {}
     for row in asyncio.run(read()):
         record = orjson.loads(row["record"])
-        record["state"] = _ROW_STATES.get(row["state"], record.get("state"))
-        live[row["id"]] = record
-    return live
+        if not row["finished"]:
+            record["due"] = row["due"]
+            record["state"] = _ROW_STATES.get(row["row_state"], record.get("state"))
+        found[row["id"]] = record
+    return found
 
 
 def _run_on_cluster(args: argparse.Namespace) -> int:
@@ -129,7 +146,7 @@ def _run_on_cluster(args: argparse.Namespace) -> int:
         print("chronowheel jobs: a DSN needs asyncpg: pip install 'chronowheel[postgres]'", file=sys.stderr)
         return 2
     try:
-        live = cluster_jobs(args.path)
+        live = cluster_jobs(args.path, state=args.state, task=args.task, key_prefix=args.key_prefix)
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"chronowheel jobs: cannot read the cluster's database: {exc}", file=sys.stderr)
         return 2

@@ -69,6 +69,19 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "INSERT INTO cw_meta SELECT md5(random()::text || clock_timestamp()::text)",
         ),
     ),
+    (
+        3,
+        (
+            # Finished jobs' outcomes (the journal's done records) until they expire: engine.result() anywhere.
+            """CREATE TABLE cw_result (
+                 id      text PRIMARY KEY,
+                 shard   int NOT NULL,
+                 expires float8 NOT NULL,                -- POSIX seconds, the engine's wall clock
+                 record  bytea NOT NULL                  -- the journal's done record (orjson)
+               )""",
+            "CREATE INDEX cw_result_expires ON cw_result (expires)",
+        ),
+    ),
 )
 VERSION: Final = MIGRATIONS[-1][0]
 

@@ -110,13 +110,19 @@ LOAD_IDS: Final = "SELECT id, shard, due, state, record FROM cw_job WHERE id = A
 # -- changes ----------------------------------------------------------------------------------------------
 
 CANCEL: Final = "DELETE FROM cw_job WHERE id = ANY($1::text[]) RETURNING id, shard, due"
-CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due"
+CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due, state, record"
 MOVE: Final = """
 UPDATE cw_job j SET due = m.due FROM unnest($1::text[], $2::float8[]) m(id, due)
-WHERE j.id = m.id AND j.state = 0
+WHERE j.id = m.id AND j.state IN (0, 4)
 RETURNING j.id, j.shard, j.due
 """
-MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state = 0 RETURNING id, shard, due"
+# Paused (4): the claim, the loads and the refill take only waiting rows (0), so a paused row never fires. The
+# record keeps the job's own state, for when it waits again.
+PAUSE: Final = "UPDATE cw_job SET state = 4 WHERE id = ANY($1::text[]) AND state = 0 RETURNING id"
+RESUME: Final = "UPDATE cw_job SET state = 0 WHERE id = ANY($1::text[]) AND state = 4 RETURNING id, shard, due"
+PAUSE_KEY: Final = "UPDATE cw_job SET state = 4 WHERE key = $1 AND state = 0 RETURNING id, shard"
+RESUME_KEY: Final = "UPDATE cw_job SET state = 0 WHERE key = $1 AND state = 4 RETURNING id, shard"
+MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state IN (0, 4) RETURNING id, shard, due"
 
 # New jobs. A taken key is a conflict on the unique index: "error" and "keep" insert nothing (the ids not
 # returned), "replace" takes the key over with the new job.
@@ -173,7 +179,7 @@ UPDATE cw_job j SET state = o.state, due = o.due, record = o.record
 FROM (SELECT o.* FROM unnest($2::text[], $7::int[], $3::bigint[], $4::smallint[], $5::float8[], $6::bytea[])
         o(id, shard, fence, state, due, record) {_HELD}) o
 WHERE {_FENCED}
-RETURNING j.id
+RETURNING j.id, o.fence
 """
 ACK: Final = f"""
 DELETE FROM cw_job j
@@ -219,5 +225,46 @@ RETURNING j.id
 
 NOTIFY: Final = "SELECT pg_notify($1, $2)"
 
-# ``chronowheel jobs DSN``: every stored job, read-only (the command decodes the records and filters them).
-LIST: Final = "SELECT id, state, record FROM cw_job"
+# -- finished jobs' outcomes (results.py) ---------------------------------------------------------------
+
+# The outcomes of the jobs this flush ended (the acks the fence let through, the cancellations).
+KEEP: Final = """
+INSERT INTO cw_result (id, shard, expires, record)
+SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::bytea[])
+ON CONFLICT (id) DO UPDATE SET shard = EXCLUDED.shard, expires = EXCLUDED.expires, record = EXCLUDED.record
+"""
+# What ``engine.result()`` looks at: the kept outcome, else the job's row (waiting, running or dead), else nothing.
+LOOK: Final = """
+SELECT r.record AS done, j.state, j.shard, CASE WHEN j.state = 3 THEN j.record END AS dead
+FROM (SELECT) one
+LEFT JOIN cw_result r ON r.id = $1 AND r.expires > $2
+LEFT JOIN cw_job j ON j.id = $1
+"""
+# An owner's lease round: a bounded batch of its shards' expired outcomes.
+PURGE: Final = """
+DELETE FROM cw_result WHERE id = ANY(ARRAY(
+  SELECT id FROM cw_result WHERE expires <= $2 AND shard = ANY($1::int[]) ORDER BY expires LIMIT $3
+))
+"""
+
+# ``engine.cluster.jobs()`` (queries.py) and ``chronowheel jobs DSN``: one page by (due, id) past a cursor, over
+# the live jobs and the kept outcomes of finished ones; filters by state ($1), task ($2), key prefix ($3). The
+# state a row says beats its record's: 1 claimed (running), 3 dead, 4 paused.
+PAGE: Final = """
+WITH listed AS (
+  SELECT j.id, j.due, j.state AS row_state, false AS finished, j.record,
+         CASE j.state WHEN 1 THEN 'running' WHEN 3 THEN 'dead' WHEN 4 THEN 'paused' ELSE d.doc ->> 'state' END
+           AS state,
+         d.doc ->> 'task' AS task, d.doc ->> 'key' AS key
+  FROM cw_job j, LATERAL (SELECT convert_from(j.record, 'UTF8')::jsonb AS doc) d
+  UNION ALL
+  SELECT r.id, (d.doc ->> 'due')::float8, NULL, true, r.record, d.doc ->> 'state', d.doc ->> 'task', d.doc ->> 'key'
+  FROM cw_result r, LATERAL (SELECT convert_from(r.record, 'UTF8')::jsonb AS doc) d
+  WHERE r.expires > $6
+)
+SELECT id, due, row_state, finished, record FROM listed
+WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR task = $2)
+  AND ($3::text IS NULL OR starts_with(key, $3)) AND (due, id) > ($4::float8, $5::text)
+ORDER BY due, id
+LIMIT $7
+"""

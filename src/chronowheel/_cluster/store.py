@@ -34,12 +34,14 @@ import orjson
 
 from .._errors import DuplicateKey, LeaseLost
 from .._job import Job
-from .._journal.records import encode_job, job_from_record
+from .._journal.records import encode_done, encode_job, job_from_record
 from .._outcome import Outcome
 from .._store import Claim, Gone
 from . import sql
 from .config import Cluster
 from .ownership import Ownership, shard_of
+from .queries import page
+from .results import PURGE_MAX, Ended, Finished
 from .schema import upgrade
 
 if TYPE_CHECKING:
@@ -65,13 +67,17 @@ class Host:
     ``load`` files jobs read from the database (overdue ones at once, dead
     ones into the dead letters); ``drop`` takes a job out of the wheel, as it
     is not this engine's to fire (any more); ``let_go`` forgets a job the
-    wheel already handed out whose claim this engine did not win.
+    wheel already handed out whose claim this engine did not win; ``after``
+    calls back in so many seconds of the engine's clock, and returns what
+    cancels that; ``ttl`` is the engine's ``result_ttl``.
     """
 
     wall: Callable[[], float]
     load: Callable[[list[Job]], None]
     drop: Callable[[Job], None]
     let_go: Callable[[Job], None]
+    after: Callable[[float, Callable[[], None]], Callable[[], object]]
+    ttl: float
 
 
 def _engine_id() -> str:
@@ -81,22 +87,52 @@ def _engine_id() -> str:
 class _Batch:
     """One loop turn's changes, taken whole by a flush."""
 
-    __slots__ = ("acks", "cancels", "claims", "moves", "new", "puts", "runs", "settles", "waiters")
+    __slots__ = (
+        "acks",
+        "cancels",
+        "claims",
+        "kept",
+        "moves",
+        "new",
+        "pauses",
+        "puts",
+        "resumes",
+        "runs",
+        "settles",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.new: dict[str, tuple[Job, bytes, str]] = {}  # id -> the job, its record, if_exists
         self.runs: dict[str, Job] = {}
         self.puts: dict[str, Job] = {}
-        self.settles: dict[str, tuple[Job, int]] = {}  # id -> the job, its fence
-        self.acks: dict[str, tuple[int, int]] = {}  # id -> fence, shard
+        # Outcomes of attempts, by (id, the attempt's fence): a stale run and the current one of a job may end
+        # in the same turn, and each is written under its own token.
+        self.settles: dict[tuple[str, int], Job] = {}
+        self.acks: dict[tuple[str, int], int] = {}  # -> the shard
+        # Outcomes to keep, by (id, the acked attempt's fence; None: keep it whatever the ack found) -> the shard,
+        # expiry and done record: an ack's only if the fence let the ack through.
+        self.kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
         self.cancels: set[str] = set()
         self.moves: dict[str, float] = {}
+        self.pauses: dict[str, Job] = {}  # waiting rows to pause (state 4: never claimed, never loaded)
+        self.resumes: dict[str, Job] = {}  # paused rows waiting again
         self.claims: list[tuple[list[tuple[Job, int, int]], HandOut]] = []  # (job, shard, token)s and their pool
         self.waiters: list[tuple[Job, asyncio.Future[Job]]] = []
 
     def __bool__(self) -> bool:
         return bool(
-            self.new or self.runs or self.puts or self.settles or self.acks or self.cancels or self.moves or self.claims
+            self.new
+            or self.runs
+            or self.puts
+            or self.settles
+            or self.acks
+            or self.cancels
+            or self.moves
+            or self.claims
+            or self.kept
+            or self.pauses
+            or self.resumes
         )
 
 
@@ -120,9 +156,15 @@ class ClusterStore:
         self._flusher: asyncio.Task[None] | None = None
         self._tender: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
-        self._fences: dict[str, tuple[int, int]] = {}  # claimed jobs (running; a series between runs) -> fence, shard
+        # This engine's current claim of each claimed job (running; a series between runs) -> its fence, shard. An
+        # attempt carries its own fence (job._fence): a run from before a lease lost and retaken holds an older one.
+        self._fences: dict[str, tuple[int, int]] = {}
         self._resident: dict[str, tuple[Job, int]] = {}  # jobs of held shards in the wheel -> their shard
         self._outcomes: dict[str, Job | BaseException] = {}
+        self._paused: set[str] = set()  # jobs this engine paused (kept in its memory): their resume is a row change
+        self._acked: dict[str, int] = {}  # acknowledged in the task's own transaction -> under that fence
+        self.finished = Finished()
+        self._listening = asyncio.Lock()
         self._refilled = 0.0
         self._server: str | None = None  # the server's identity (sql.IDENTITY), once known
         self._reclaim = False  # the server changed: take back the shards this id still owns there
@@ -202,11 +244,28 @@ class ClusterStore:
         batch = self._batch
         if isinstance(token, tuple):
             batch.new[job.id] = (job, token[0], token[1])
-        elif job.id in self._fences:
-            fence = self._fences[job.id][0]
-            if job.state != "running":  # a retry, a dead letter, a series filed at its next run: no longer claimed
-                del self._fences[job.id]
-            batch.settles[job.id] = (job, fence)
+        elif job.state == "paused" and job.id not in self._fences:
+            self._resident.pop(job.id, None)
+            self._paused.add(job.id)
+            batch.resumes.pop(job.id, None)
+            batch.pauses[job.id] = job
+        elif job.id in self._paused:  # resumed: waiting again, filed in the wheel by the engine
+            self._paused.discard(job.id)
+            if batch.pauses.pop(job.id, None) is None:
+                batch.resumes[job.id] = job
+            else:  # paused and resumed within one turn: the row never changed
+                self._resident[job.id] = (job, self._shard(job))
+        elif job.id in self._fences or (job.fence is not None and job.state in ("failed", "dead")):
+            # An attempt's outcome (a retry, a dead letter, a series between or at its next run), fenced by the
+            # token that attempt was claimed under: a stale run's outcome matches nothing.
+            claimed = self._fences.get(job.id)
+            fence = job.fence
+            if fence is None:  # a copy never claimed itself: the engine's claim of the job it stands for
+                assert claimed is not None
+                fence = claimed[0]
+            if claimed is not None and claimed[0] == fence and job.state != "running":
+                del self._fences[job.id]  # no longer claimed
+            batch.settles[job.id, fence] = job
         elif job._parent is not None and job.id not in batch.runs and job.attempt == 0:
             # A new run of a series, starting now: claimed under its shard's token from the start, so that
             # its ack (it may finish before this turn's flush) is fenced like any other.
@@ -226,19 +285,45 @@ class ClusterStore:
             self._kick()
 
     def gone(self, job: Job, why: Gone, kept: Outcome | None = None) -> None:
-        # ``kept``: outcomes stay in the memory of the engine that ran the job (docs/cluster.md, "Not done yet").
         batch = self._batch
         self._resident.pop(job.id, None)
+        fence = job.fence
+        shard = None
         if why == "ack":
-            claimed = self._fences.pop(job.id, None)
-            if claimed is not None:  # None: acknowledged already, with the task's own transaction
-                batch.acks[job.id] = claimed
-        elif batch.new.pop(job.id, None) is None:  # cancelled before it was written: nothing to write
-            batch.cancels.add(job.id)
+            claimed = self._fences.get(job.id)
+            if claimed is not None and fence is not None:
+                if claimed[0] == fence:
+                    del self._fences[job.id]
+                shard = claimed[1]
+                batch.acks[job.id, fence] = shard  # a stale run's ack, under its own older token, matches nothing
+            elif fence is not None and self._acked.get(job.id) == fence:
+                del self._acked[job.id]  # acknowledged already, in the task's own transaction
+                fence = None  # its outcome is kept as it is
+            else:
+                kept = None  # not claimed here: nothing acknowledged, nothing to keep
+        else:
+            fence = None
+            if batch.new.pop(job.id, None) is None:  # cancelled before it was written: nothing to delete
+                batch.cancels.add(job.id)
+        if kept is not None:
+            if shard is None:
+                shard = self._shard(job)
+            batch.kept[job.id, fence] = (shard, kept.expires, encode_done(kept))  # sets kept.unkept
         self._kick()
 
     def outcomes(self) -> list[Outcome]:
-        return []  # none kept in the database yet
+        return []  # kept in the database, read by result() there (results.py)
+
+    async def ended(self, job_id: str, expired: asyncio.Future[None] | None) -> Ended | None:
+        """Wait for the job's end anywhere in the cluster: see :meth:`.results.Finished.wait`."""
+        assert self._pool is not None
+        assert self._host is not None
+        await self._drain()  # this engine's own acks first
+        if self._listener is None:  # a client listens from its first wait on
+            async with self._listening:
+                if self._listener is None:
+                    await self._connect_listener()
+        return await self.finished.wait(self._pool, job_id, self._host.wall, expired)
 
     def _claim(self, jobs: list[Job], hand_out: HandOut) -> None:
         """Due jobs, out of the wheel: claim the ones of shards still held; ``hand_out`` gets the claimed."""
@@ -319,16 +404,23 @@ class ClusterStore:
                 if batch.puts:
                     await self._put(conn, batch.puts)
                 if batch.settles:
-                    await self._settle(conn, batch.settles)
+                    await self._settle(conn, batch.settles, notes)
                 if batch.acks:
-                    fences, shards = zip(*batch.acks.values(), strict=True)
-                    acked = await conn.fetch(sql.ACK, self.me, list(batch.acks), list(fences), list(shards))
+                    ids, fences = zip(*batch.acks, strict=True)
+                    acked = await conn.fetch(sql.ACK, self.me, list(ids), list(fences), list(batch.acks.values()))
                     self.counts["stale_writes"] += len(batch.acks) - len(acked)
                     if _AUDIT:
                         await self._audit(conn, "ack", acked)
+                    let_through = {(row["id"], row["fence"]) for row in acked}
+                else:
+                    let_through = set()
+                if batch.kept:
+                    await self._keep(conn, batch.kept, let_through, notes)
                 if batch.moves:
                     rows = await conn.fetch(sql.MOVE, list(batch.moves), list(batch.moves.values()))
                     notes += (f"m{row['shard']}/{row['id']}" for row in rows)
+                if batch.pauses or batch.resumes:
+                    await self._pause(conn, batch.pauses, batch.resumes, notes)
                 for claims, hand_out in batch.claims:
                     claimed.append((await self._claim_rows(conn, claims), hand_out))
                 await self._notify(conn, notes)
@@ -388,6 +480,9 @@ class ClusterStore:
         batch.settles = {**failed.settles, **batch.settles}
         batch.runs = {**failed.runs, **batch.runs}
         batch.puts = {**failed.puts, **batch.puts}
+        batch.kept = {**failed.kept, **batch.kept}
+        batch.pauses = {**failed.pauses, **batch.pauses}
+        batch.resumes = {**failed.resumes, **batch.resumes}
 
     def _rows(self, jobs: Collection[Job], records: list[bytes] | None = None) -> list[Any]:
         """The six arrays of new rows: id, shard, key, due, series, record."""
@@ -461,24 +556,67 @@ class ClusterStore:
             [encode_job(run, new=False) for run in jobs],
         )
 
-    async def _settle(self, conn: asyncpg.Connection, settles: dict[str, tuple[Job, int]]) -> None:
-        jobs = [job for job, _ in settles.values()]
-        written = await conn.fetch(
+    async def _keep(
+        self,
+        conn: asyncpg.Connection,
+        kept: dict[tuple[str, int | None], tuple[int, float, bytes]],
+        acked: set[tuple[str, int]],
+        notes: list[str],
+    ) -> None:
+        """Write the outcomes of the jobs this flush ended (an ack's only if the fence let it through)."""
+        rows = [(key[0], *entry) for key, entry in kept.items() if key[1] is None or key in acked]
+        if rows:
+            await conn.execute(sql.KEEP, *map(list, zip(*rows, strict=True)))
+            notes += (f"d{shard}" for shard in {shard for _, shard, _, _ in rows})
+
+    async def _pause(
+        self, conn: asyncpg.Connection, pauses: dict[str, Job], resumes: dict[str, Job], notes: list[str]
+    ) -> None:
+        """Pause waiting rows, then resume paused ones; a job whose row said no is not this engine's to hold."""
+        assert self._host is not None
+        if pauses:
+            paused = {row["id"] for row in await conn.fetch(sql.PAUSE, list(pauses))}
+            for job_id, job in pauses.items():
+                if job_id not in paused:  # claimed, cancelled or paused elsewhere meanwhile
+                    self._paused.discard(job_id)
+                    self._host.let_go(job)
+        if resumes:
+            rows = {row["id"]: row for row in await conn.fetch(sql.RESUME, list(resumes))}
+            now = time.monotonic()
+            horizon = self._host.wall() + self.config.horizon
+            for job_id, job in resumes.items():
+                row = rows.get(job_id)
+                if row is not None and self.ownership.token(row["shard"], now) is not None and row["due"] <= horizon:
+                    self._resident[job_id] = (job, row["shard"])
+                    continue
+                self._host.drop(job)  # not this engine's to fire (any more), or not within its horizon
+                if row is not None:
+                    notes.append(f"n{row['shard']}/{job_id}")  # its owner files it
+
+    async def _settle(self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str]) -> None:
+        jobs = list(settles.values())
+        rows = await conn.fetch(
             sql.SETTLE,
             self.me,
-            list(settles),
-            [fence for _, fence in settles.values()],
+            [job.id for job in jobs],
+            [fence for _, fence in settles],
             [_STATE[job.state] for job in jobs],
             [job._due_wall for job in jobs],
             [encode_job(job, new=False) for job in jobs],
             [self._shard(job) for job in jobs],
         )
+        written = {(row["id"], row["fence"]) for row in rows}
         self.counts["stale_writes"] += len(settles) - len(written)
         assert self._host is not None
         horizon = self._host.wall() + self.config.horizon
-        for job in jobs:
-            if job.state in ("pending", "failed") and job._due_wall <= horizon:
+        for (job_id, fence), job in settles.items():
+            if (job_id, fence) not in written:
+                if job.state in ("pending", "failed"):
+                    self._host.drop(job)  # a stale run's retry: the row is another claim's (or engine's) now
+            elif job.state in ("pending", "failed") and job._due_wall <= horizon:
                 self._resident[job.id] = (job, self._shard(job))
+            elif job.state == "dead":
+                notes.append(f"d{self._shard(job)}")  # whoever waits for its result learns it failed
 
     async def _claim_rows(self, conn: asyncpg.Connection, claims: list[tuple[Job, int, int]]) -> list[Job]:
         """The fenced claim; returns the jobs claimed, and forgets the shards the database says are lost."""
@@ -566,6 +704,8 @@ class ClusterStore:
         async with self._pool.acquire() as conn:
             await conn.execute(sql.HEARTBEAT, self.me, self.config.shards)
             self._check_server(await conn.fetchval(sql.IDENTITY))
+            if self.ownership.held:
+                await conn.execute(sql.PURGE, list(self.ownership.held), self._host.wall(), PURGE_MAX)
             live = [row["id"] for row in await conn.fetch(sql.LIVE_ENGINES, lease)]
             if self.ownership.held:
                 sent = self._monotonic()
@@ -725,6 +865,8 @@ class ClusterStore:
         job = job_from_record(record)
         if row["state"] == 3:
             job.state = "dead"
+        elif row["state"] == 4:
+            job.state = "paused"
         parent = record.get("parent")
         if parent is not None:
             placeholder = Job(parent, None, job.task, (), {}, 0, 0.0, 0)
@@ -746,7 +888,11 @@ class ClusterStore:
         load: list[str] = []
         for note in payload.split():
             if note == "r":
-                self._spawn(self._take_released())
+                if self.worker:  # a client listens only for its waiters of results
+                    self._spawn(self._take_released())
+                continue
+            if note[0] == "d":
+                self.finished.heard(int(note[1:]))
                 continue
             shard, _, job_id = note[1:].partition("/")
             if self.ownership.token(int(shard), now) is None:
@@ -813,6 +959,56 @@ class ClusterHandle:
             raise RuntimeError("cluster: start the engine first; it connects in start()")
         return pool
 
+    async def ended(self, job_id: str, timeout: float | None) -> tuple[Outcome | None, dict[str, Job]]:  # noqa: ASYNC109
+        """For ``engine.result()``: the job's kept outcome, or its dead letter, once it ended anywhere.
+
+        Returns ``(None, {})`` for a job the database does not know (or whose
+        outcome expired); ``timeout`` runs on the engine's clock.
+        """
+        store = self._store
+        host = store._host
+        assert host is not None
+        self._pool()
+        expired: asyncio.Future[None] | None = None
+        cancel = None
+        if timeout is not None:
+            expired = asyncio.get_running_loop().create_future()
+
+            def expire() -> None:
+                if expired is not None and not expired.done():
+                    expired.set_exception(TimeoutError(f"job {job_id} did not end within {timeout:g}s"))
+
+            cancel = host.after(timeout, expire)
+        try:
+            found = await store.ended(job_id, expired)
+        finally:
+            if cancel is not None:
+                cancel()
+        if found is None:
+            return None, {}
+        outcome, dead = found
+        return outcome, {} if dead is None else {job_id: dead}
+
+    async def jobs(
+        self,
+        *,
+        state: str | None = None,
+        task: str | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
+        after: Job | None = None,
+    ) -> list[Job]:
+        """One page of the whole cluster's jobs, as :meth:`Engine.jobs` gives one engine's (``task``: its name).
+
+        Pending, failed (waiting for a retry), running, dead and paused jobs,
+        and finished ones (succeeded, cancelled) while their outcome is kept.
+        """
+        host = self._store._host
+        assert host is not None
+        return await page(
+            self._pool(), host.wall, state=state, task=task, key_prefix=key_prefix, limit=limit, after=after
+        )
+
     async def get(self, key: str) -> Job | None:
         """The pending (or running series') job with this key, anywhere in the cluster."""
         row = await self._pool().fetchrow(sql.GET_KEY, key)
@@ -820,9 +1016,42 @@ class ClusterHandle:
 
     async def cancel(self, key: str) -> bool:
         """Cancel the waiting job with this key, whichever engine holds it; True if there was one."""
+        store = self._store
+        assert store._host is not None
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.CANCEL_KEY, key)
+            notes = [f"c{row['shard']}/{row['id']}" for row in rows]
+            if rows and store._host.ttl:  # kept as a cancellation's outcome: result() raises JobCancelled
+                expires = store._host.wall() + store._host.ttl
+                kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
+                for row in rows:
+                    job = store._job_of(row)
+                    job.state = "cancelled"
+                    outcome = Outcome(job, None, expires, reason="engine.cluster.cancel() was called")
+                    kept[job.id, None] = (row["shard"], expires, encode_done(outcome))
+                await store._keep(conn, kept, set(), notes)
+            await store._notify(conn, notes)
+        return bool(rows)
+
+    async def pause(self, key: str) -> bool:
+        """Keep the waiting job with this key from firing, whichever engine holds it; True if there was one.
+
+        The row is never claimed while paused; its owner drops its copy.
+        """
+        async with self._pool().acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql.PAUSE_KEY, key)
             await self._store._notify(conn, [f"c{row['shard']}/{row['id']}" for row in rows])
+        return bool(rows)
+
+    async def resume(self, key: str) -> bool:
+        """Let the paused job with this key wait again, wherever it was paused; True if it was paused.
+
+        A deadline that passed meanwhile is due now; a recurring job's misfire
+        policy decides, when it fires, what its missed runs do.
+        """
+        async with self._pool().acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql.RESUME_KEY, key)
+            await self._store._notify(conn, [f"n{row['shard']}/{row['id']}" for row in rows])
         return bool(rows)
 
     async def reschedule(self, key: str, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -853,10 +1082,9 @@ class ClusterHandle:
         everything the block wrote rolls back and :class:`LeaseLost` is raised.
         """
         store = self._store
-        claimed = store._fences.get(job.id)
-        if claimed is None:
+        fence = job.fence  # the attempt's own: a run from before a lease lost and retaken holds an older one
+        if fence is None or job.id not in store._fences:
             raise ValueError(f"job: {job.id} is not running under a claim of this engine")
-        fence = claimed[0]
         async with self._pool().acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
@@ -868,4 +1096,5 @@ class ClusterHandle:
                 await transaction.rollback()
                 raise
             await transaction.commit()
-        store._fences.pop(job.id, None)  # acknowledged: the engine's own ack of it writes nothing
+        store._fences.pop(job.id, None)  # acknowledged under the current claim: the engine's own ack writes nothing
+        store._acked[job.id] = fence  # ... but its outcome, once the task returns
