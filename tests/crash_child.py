@@ -245,10 +245,12 @@ async def main(options: argparse.Namespace, keys: list[str]) -> None:
     async def record(key: str) -> None:
         say(f"done {key}")
 
+    acked = asyncio.Event()  # --series-crash: the run waits for the schedule's ack (a slow fsync outlasts 0.01 s)
     if options.series_crash:
 
         @engine.task(SERIES)
         async def series_run(key: str) -> None:
+            await acked.wait()
             say(f"running {key} {engine.get(key) is not None}")  # its key is taken while it runs
             await engine.flush()  # the series' record "waiting for this run to end" is durable
             die(f"mid-run of {key}")
@@ -259,6 +261,7 @@ async def main(options: argparse.Namespace, keys: list[str]) -> None:
         key = f"{options.prefix}series"
         await engine.schedule(SERIES, args=[key], every=Every(0.01, fixed="delay"), key=key)
         say(f"acked {key}")
+        acked.set()
         await asyncio.sleep(TIMEOUT)
     if options.crash_recover_at:
         os._exit(0)  # the recovery was the point: leave without another journal write
