@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chronowheel import Engine
+from chronowheel import Engine, current_job
 from chronowheel._histogram import JOB_SECONDS
 from chronowheel._outcome import Outcome
 from chronowheel.testing import VirtualClock
@@ -70,3 +70,37 @@ async def test_each_attempt_lands_in_the_bucket_bisect_gives() -> None:
     assert expected.count(0) == 0  # every bucket has its sample
     assert figures["duration"]["counts"] == expected
     assert figures["lateness"]["counts"][0] == len(DURATIONS)  # all on time: the first bucket
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["in memory", "journaled"])
+@pytest.mark.parametrize("key", [None, "k"], ids=["no key", "a key"])
+@pytest.mark.parametrize("delay", [0, 0.5, 30.0], ids=["0", "0.5", "30"])
+async def test_schedule_nowait_files_a_job_as_placement_place_does(
+    journal: bool, key: str | None, delay: float, tmp_path: Path
+) -> None:
+    """The inlined filing against ``Placement.place``: the pool's wheel at the due tick, the indexes, the wake-up."""
+    clock = VirtualClock(wall=WALL)
+    engine = Engine(clock=clock, journal=str(tmp_path / "j.log") if journal else None)
+    engine.add_pool("side", concurrency=1)
+    ran: list[str] = []
+
+    @engine.task(name="t", pool="side", priority=3)
+    async def t() -> None:
+        ran.append(current_job().id)
+
+    async with engine:
+        engine.schedule_nowait("t", delay=3600)  # the driver sleeps until it: the next job must wake it
+        await clock.advance(0)
+        job = engine.schedule_nowait("t", delay=delay, key=key)
+        registry = engine._registry
+        wheel = registry.pools["side"].wheel
+        assert wheel.deadline(job._timer) == job._due_tick
+        assert registry.jobs[job.id] is job
+        if key is None:
+            assert job not in registry.keyed.values()
+        else:
+            assert registry.keyed[key] is job
+            assert engine.get(key) is job
+        await clock.advance(delay)
+        assert ran == [job.id]
+        assert job.id not in registry.jobs
