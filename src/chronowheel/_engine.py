@@ -362,8 +362,8 @@ class Engine:
         and ``kwargs`` must be what JSON holds (tuples come back as lists).
         """
         # The usual call (a registered task, a number of seconds, no key, no recurrence) runs inline, the checks
-        # of _limits, Registry.spec, new_job_id and Placement.set_due included: three Python frames (this one,
-        # Job.__init__, Placement.place) where it took eleven. Anything else takes the checked calls.
+        # of _limits, Registry.spec, new_job_id, Placement.set_due and Placement.place included: two Python frames
+        # (this one, Job.__init__) where it took eleven. Anything else takes the checked calls.
         loop_thread = self._timers.loop_thread
         if loop_thread is not None and _get_ident() != loop_thread:
             self._timers.check_thread("schedule_nowait")  # raises: the engine is not thread-safe
@@ -432,8 +432,14 @@ class Engine:
             self.cancel(key)
         if store is not None:
             store.recorded(job, token)
-        if parents is None:
-            placement.place(job)
+        if parents is None:  # Placement.place, inlined: into the pool's wheel, indexed by id and key
+            tick = job._due_tick
+            job._timer = registry.pools[spec.pool].wheel.add(tick, job, -priority)
+            registry.jobs[job_id] = job
+            if key is not None:
+                keyed.setdefault(key, job)
+            if tick < self._timers.sleep_tick:
+                self._timers.wake()
         else:
             self._dependencies.hold(job, parents)
         return job

@@ -115,8 +115,11 @@ class Execution:
         self._stats.lateness.append(late)
         figures = self._stats.tasks[job.task]
         figures.counts["started"] += 1
-        histogram = figures.lateness  # Histogram.observe inlined, here and below: no Python frame per job
-        histogram.counts[bisect_left(histogram.bounds, late)] += 1
+        # Histogram.observe inlined, here and below: no Python frame per job; and the first bucket (where a
+        # job on time, or a short one, falls) by one comparison, without a bisect (1,200 instructions).
+        histogram = figures.lateness
+        bounds = histogram.bounds
+        histogram.counts[0 if late <= bounds[0] else bisect_left(bounds, late)] += 1
         histogram.sum += late
         # Set, never reset: the worker's own context outlives the attempt unseen (tasks the job spawns, and
         # async hooks, took a copy), and the next attempt sets it again; a reset would cost as much once more.
@@ -124,7 +127,10 @@ class Execution:
         try:
             if self._started:
                 self._hooks.emit("started", job)
-            value = await self._attempt(spec, job)
+            if spec.is_async and spec.timeout is None and not self._middleware:  # _attempt and _invoke, inlined
+                value = await spec.func(*job.args, **job.kwargs)
+            else:
+                value = await self._attempt(spec, job)
         except asyncio.CancelledError as exc:
             worker = asyncio.current_task()
             assert worker is not None
@@ -150,7 +156,8 @@ class Execution:
         finally:
             took = ticks.time() - began
             histogram = figures.duration
-            histogram.counts[bisect_left(histogram.bounds, took)] += 1
+            bounds = histogram.bounds
+            histogram.counts[0 if took <= bounds[0] else bisect_left(bounds, took)] += 1
             histogram.sum += took
             if job._parent is not None and job.state in ("succeeded", "dead"):
                 self._run_finished(job._parent)
