@@ -175,8 +175,31 @@ def encode_job(job: Job, *, new: bool) -> bytes:
     its record must leave room for what its later records add (an error
     text, an attempt count), so that those never outgrow the decoder's limit.
     """
+    if (
+        job._series is None
+        and job._parent is None
+        and job._after is None
+        and job.traceback is None
+        and job.error is None
+        and job.state != "running"
+    ):  # job_record(), inlined for a plain job: every durable schedule(), every job of a snapshot
+        record: dict[str, Any] = {
+            "t": "job",
+            "id": job.id,
+            "task": job.task,
+            "args": job.args,
+            "kwargs": job.kwargs,
+            "due": job._due_wall,
+            "prio": job.priority,
+            "att": job.attempt,
+            "state": job.state,
+        }
+        if job.key is not None:
+            record["key"] = job.key
+    else:
+        record = job_record(job)
     try:
-        payload = orjson.dumps(job_record(job), option=JSON_ONLY)
+        payload = orjson.dumps(record, option=JSON_ONLY)
     except TypeError as exc:  # orjson.JSONEncodeError
         raise TypeError(f"args and kwargs of a journaled job must be JSON values: {exc}") from None
     if new:  # inline, scalars first: most args are a few of them, and this is every durable schedule()

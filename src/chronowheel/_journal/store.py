@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Final, Literal
 
 import orjson
@@ -133,7 +133,9 @@ class JournalStore:
 
     def recorded(self, job: Job, token: object = None) -> None:
         self.live[job.id] = job
-        self._append(token if isinstance(token, bytes) else encode_job(job, new=False))
+        payload = token if token.__class__ is bytes else encode_job(job, new=False)
+        if self.journal.append(payload) > self.compact_factor * self.compact_min:  # _append, inlined
+            self._consider_compaction()
 
     def moved(self, job: Job) -> None:
         if job.id in self.live:
@@ -152,9 +154,8 @@ class JournalStore:
     def outcomes(self) -> list[Outcome]:
         return [outcome_from_record(orjson.loads(payload)) for _, payload in self.done.values()]
 
-    async def commit(self, job: Job) -> Job:
-        await self.journal.commit()
-        return job
+    def commit(self, job: Job) -> Awaitable[Job]:
+        return self.journal.durable(job)
 
     async def flush(self) -> None:
         await self.journal.sync()
@@ -167,12 +168,15 @@ class JournalStore:
 
     def _append(self, payload: bytes) -> None:
         """Queue a record, and start a compaction once the log outweighs the live set."""
-        journal = self.journal
-        journal.append(payload)
+        if self.journal.append(payload) > self.compact_factor * self.compact_min:
+            self._consider_compaction()
+
+    def _consider_compaction(self) -> None:
+        """Start a compaction if the log holds more than ``compact_factor`` records per live job (and kept outcome)."""
         if (
             self.compaction is None
             and self._open
-            and journal.log_records
+            and self.journal.log_records
             > self.compact_factor * max(len(self.live) + len(self._parked) + len(self.done), self.compact_min)
         ):
             self.compaction = asyncio.create_task(self._compact(), name="chronowheel journal compaction")

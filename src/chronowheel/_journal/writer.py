@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import orjson
 
@@ -40,6 +40,7 @@ __all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in .rec
 logger = logging.getLogger("chronowheel")
 
 FsyncPolicy = Literal["always", "interval", "never"]
+_T = TypeVar("_T")
 
 _HANDOVER_MAX: Final = 4096  # records appended in one loop turn before they go to the writer mid-turn
 _SNAPSHOT_IN_FLIGHT: Final = 2  # snapshot chunks queued to the writer before the compaction waits
@@ -106,19 +107,21 @@ class Journal:
         # Shared between the threads, under _lock:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self._queue: list[Any] = []  # payload bytes, or operation tuples, in order
+        # Hand-overs in order: (payload bytes or operation tuples, whether any is an operation).
+        self._queue: list[tuple[list[Any], bool]] = []
         self._handed = 0  # records handed to the writer thread
         self._closing = False
         self._idle = False
         # Loop thread only:
         self._appended = 0
         self._pending: list[Any] = []  # appended this loop turn: handed to the writer together
+        self._has_operations = False  # _pending holds an operation tuple, not only records
         self._handing = False
         self._chunks: deque[asyncio.Future[None]] = deque()  # snapshot chunks not yet written
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._durable = 0
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._waiters: deque[tuple[int, asyncio.Future[Any], Any]] = deque()  # (appended, future, its value)
         self._operations: set[asyncio.Future[None]] = set()
         self._failure: BaseException | None = None
 
@@ -202,19 +205,22 @@ class Journal:
         self._thread = threading.Thread(target=self._write_loop, name=f"chronowheel journal {self.path}", daemon=True)
         self._thread.start()
 
-    def _enqueue(self, item: Any, *, record: bool = False) -> None:
-        if self._failure is not None:
-            raise JournalFailed(
-                f"journal: writing {self.path} failed earlier; restart to recover", self._failure
-            ) from self._failure
+    def _enqueue(self, item: Any) -> None:
+        """Queue an operation tuple (records go through :meth:`append`)."""
+        self._raise_if_failed()
         self._pending.append(item)
-        if record:
-            self._appended += 1
+        self._has_operations = True
         if self._loop is None or len(self._pending) >= _HANDOVER_MAX:
             self._hand_over()
         elif not self._handing:
             self._handing = True
             self._loop.call_soon(self._hand_over)
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise JournalFailed(
+                f"journal: writing {self.path} failed earlier; restart to recover", self._failure
+            ) from self._failure
 
     def _hand_over(self) -> None:
         """Give the writer what this loop turn appended: one lock and one wake-up per turn, not per record."""
@@ -222,27 +228,55 @@ class Journal:
         items, self._pending = self._pending, []
         if not items:
             return
+        operations, self._has_operations = self._has_operations, False
         with self._lock:
-            self._queue += items
+            self._queue.append((items, operations))
             self._handed = self._appended
             if self._idle:
                 self._ready.notify()
 
-    def append(self, payload: bytes) -> None:
-        """Queue one record; it is durable once a later :meth:`commit` returns."""
-        self._enqueue(payload, record=True)
-        self.log_records += 1
+    def append(self, payload: bytes) -> int:
+        """Queue one record; it is durable once a later :meth:`commit` returns. Returns the log's record count.
 
-    async def commit(self) -> None:
-        """Wait until every record appended so far is durable under the fsync policy."""
+        Every durable schedule() comes through here: one frame, no call but
+        the list's append, and a hand-over scheduled once per loop turn.
+        """
+        if self._failure is not None:
+            self._raise_if_failed()
+        pending = self._pending
+        pending.append(payload)
+        self._appended += 1
+        if not self._handing:
+            if self._loop is None:
+                self._hand_over()
+            else:
+                self._handing = True
+                self._loop.call_soon(self._hand_over)
+        elif len(pending) >= _HANDOVER_MAX:
+            self._hand_over()
+        self.log_records += 1
+        return self.log_records
+
+    def durable(self, value: _T) -> asyncio.Future[_T]:
+        """A future of ``value``, done once every record appended so far is durable under the fsync policy.
+
+        A future rather than a coroutine: an awaited ``schedule()`` waits on
+        it directly, with no frame of ours to suspend and resume.
+        """
         if self._failure is not None:
             raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
+        loop = self._loop
+        assert loop is not None
+        future: asyncio.Future[_T] = loop.create_future()
         if self._durable >= self._appended:
-            return
-        assert self._loop is not None
-        future = self._loop.create_future()
-        self._waiters.append((self._appended, future))
-        await future
+            future.set_result(value)
+        else:
+            self._waiters.append((self._appended, future, value))
+        return future
+
+    def commit(self) -> asyncio.Future[None]:
+        """Wait until every record appended so far is durable under the fsync policy."""
+        return self.durable(None)
 
     def _submit(self, name: str, *args: Any) -> asyncio.Future[None]:
         """Queue an operation for the writer thread; the future is done when it has run."""
@@ -305,15 +339,15 @@ class Journal:
         self._durable = max(self._durable, appended)
         waiters = self._waiters
         while waiters and waiters[0][0] <= appended:
-            future = waiters.popleft()[1]
+            _, future, value = waiters.popleft()
             if not future.done():
-                future.set_result(None)
+                future.set_result(value)
 
     def _failed(self, error: BaseException) -> None:
         """Loop thread: the writer gave up. Never retry a failed fsync: fail loudly, recover at restart."""
         self._failure = error
         logger.error("chronowheel: journal %s failed; durable operations now raise", self.path, exc_info=error)
-        futures = [future for _, future in self._waiters] + list(self._operations)
+        futures = [future for _, future, _ in self._waiters] + list(self._operations)
         self._waiters.clear()
         for future in futures:
             if not future.done():
@@ -376,23 +410,29 @@ class Journal:
             return None
         return self._last_fsync + self._interval - time.monotonic()
 
-    def _process(self, items: list[Any], loop: asyncio.AbstractEventLoop) -> None:
-        batch: list[bytes] = []
-        for item in items:
-            if item.__class__ is bytes:
-                batch.append(item)
+    def _process(self, handed: list[tuple[list[Any], bool]], loop: asyncio.AbstractEventLoop) -> None:
+        """Write what the loop handed over: a hand-over of records only is framed whole, into one write."""
+        records: list[bytes] = []
+        for items, operations in handed:
+            if not operations:
+                records += items
                 continue
-            if batch:
-                self._write(self._log.frames(batch))
-                self._unsynced += len(batch)
-                batch = []
-            name, future, *args = item
-            getattr(self, f"_do_{name}")(*args)
-            if future is not None:
-                loop.call_soon_threadsafe(self._done, future)
-        if batch:
-            self._write(self._log.frames(batch))
-            self._unsynced += len(batch)
+            for item in items:
+                if item.__class__ is bytes:
+                    records.append(item)
+                    continue
+                self._write_records(records)
+                records = []
+                name, future, *args = item
+                getattr(self, f"_do_{name}")(*args)
+                if future is not None:
+                    loop.call_soon_threadsafe(self._done, future)
+        self._write_records(records)
+
+    def _write_records(self, records: list[bytes]) -> None:
+        if records:
+            self._write(self._log.frames(records))
+            self._unsynced += len(records)
 
     def _write(self, data: bytes) -> None:
         _write_all(self._fd, data)
