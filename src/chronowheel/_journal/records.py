@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -52,7 +53,9 @@ __all__ = [
     "TIME_MAX",
     "apply",
     "check_log_record",
+    "check_log_records",
     "check_snapshot_record",
+    "check_snapshot_records",
     "encode_done",
     "encode_job",
     "job_from_record",
@@ -370,39 +373,68 @@ def _check_fields(kind: str, record: dict[str, Any], fields: frozenset[str]) -> 
 _PLAIN_STATES: Final = frozenset(("pending", "failed", "dead", "paused"))
 
 
-def _sound_job(record: dict[str, Any]) -> bool:
-    """True for a sound job record of the common shape (no series, parent or error): :func:`_check_job`, fast.
+def _sound_jobs(records: list[dict[str, Any]], start: int) -> int:
+    """The index of the first record from ``start`` that is not a sound ``job`` record of the common shape.
 
-    Recovery checks every record; this is the one-shot job's record, in one
-    expression (subscripts, not ``get`` calls: a C call each). Anything it
-    does not accept goes to :func:`_check_job`, which decides, and words what
-    is wrong.
+    The common shape: a one-shot job with no series, parent or error. This is
+    :func:`_check_job` for it, fast: the loop over a run of records in one
+    call, each record in one expression (subscripts, not ``get`` calls: a C
+    call each). Anything it does not accept goes to :func:`_check_job`, which
+    decides, and words what is wrong.
     """
-    try:
-        job_id, task, due, prio, att = record["id"], record["task"], record["due"], record["prio"], record["att"]
-        args, kwargs, state = record["args"], record["kwargs"], record["state"]
-    except KeyError:
-        return False
-    size = len(record)  # the nine fields every job record has, and its key: no others
-    key = None if size == 9 else record.get("key")
-    return (
-        size == (9 if key is None else 10)
-        and job_id.__class__ is str
-        and job_id != ""
-        and task.__class__ is str
-        and task != ""
-        and args.__class__ is list
-        and kwargs.__class__ is dict
-        and (due.__class__ is float or due.__class__ is int)
-        and -TIME_MAX <= due <= TIME_MAX
-        and prio.__class__ is int
-        and -PRIORITY_MAX <= prio <= PRIORITY_MAX
-        and att.__class__ is int
-        and 0 <= att <= PRIORITY_MAX
-        and state.__class__ is str  # before the set: an unhashable one would raise there
-        and state in _PLAIN_STATES
-        and (key is None or (key.__class__ is str and key != ""))
-    )
+    for index in range(start, len(records)):
+        record = records[index]
+        try:
+            kind, job_id, task, due, prio = record["t"], record["id"], record["task"], record["due"], record["prio"]
+            att, args, kwargs, state = record["att"], record["args"], record["kwargs"], record["state"]
+        except KeyError:
+            return index
+        size = len(record)  # the nine fields every job record has, and its key: no others
+        key = None if size == 9 else record.get("key")
+        if not (
+            kind == "job"
+            and size == (9 if key is None else 10)
+            and job_id.__class__ is str
+            and job_id != ""
+            and task.__class__ is str
+            and task != ""
+            and args.__class__ is list
+            and kwargs.__class__ is dict
+            and (due.__class__ is float or due.__class__ is int)
+            and -TIME_MAX <= due <= TIME_MAX
+            and prio.__class__ is int
+            and -PRIORITY_MAX <= prio <= PRIORITY_MAX
+            and att.__class__ is int
+            and 0 <= att <= PRIORITY_MAX
+            and state.__class__ is str  # before the set: an unhashable one would raise there
+            and state in _PLAIN_STATES
+            and (key is None or (key.__class__ is str and key != ""))
+        ):
+            return index
+    return len(records)
+
+
+def _first_fault(
+    records: list[dict[str, Any]], check: Callable[[dict[str, Any]], str | None]
+) -> tuple[int, str] | None:
+    """(index, fault) of the first record ``check`` refuses; the usual job records are passed by :func:`_sound_jobs`."""
+    index, count = 0, len(records)
+    while (index := _sound_jobs(records, index)) < count:
+        fault = check(records[index])
+        if fault is not None:
+            return index, fault
+        index += 1
+    return None
+
+
+def check_log_records(records: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """:func:`check_log_record` over a run of records: (index, fault) of the first unsound one, or None."""
+    return _first_fault(records, check_log_record)
+
+
+def check_snapshot_records(records: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """:func:`check_snapshot_record` over a run of records: (index, fault) of the first unsound one, or None."""
+    return _first_fault(records, check_snapshot_record)
 
 
 def _check_job(record: dict[str, Any]) -> str | None:
@@ -537,7 +569,7 @@ def check_log_record(record: dict[str, Any]) -> str | None:
     """None if ``record`` is a sound log record (``job``, ``move``, ``cancel``, ``ack``, ``done``); else the fault."""
     kind = record["t"]
     if kind == "job":
-        return None if _sound_job(record) else _check_job(record)
+        return _check_job(record)
     if kind == "done":
         return _check_done(record)
     if kind == "move":
@@ -553,7 +585,7 @@ def check_snapshot_record(record: dict[str, Any]) -> str | None:
     """None if ``record`` is a sound snapshot record (``job``, ``done``, or the ``end`` record); else what is wrong."""
     kind = record["t"]
     if kind == "job":
-        return None if _sound_job(record) else _check_job(record)
+        return _check_job(record)
     if kind == "done":
         return _check_done(record)
     if kind == END:

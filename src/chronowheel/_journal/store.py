@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Final, Literal
@@ -97,14 +98,30 @@ class JournalStore:
             )
         jobs = self.live
         parents: dict[str, str] = {}  # run id -> its series' id
+        tasks_of = {task: sys.intern(task) for task in known}  # a million jobs share a few task names
+        pop = live.pop
         for job_id in list(live):
-            record = live.pop(job_id)  # freed as it goes: each job reuses the memory of a record before it
-            if record["task"] not in known:
+            record = pop(job_id)  # freed as it goes: each job reuses the memory of a record before it
+            task = tasks_of.get(record["task"])
+            if task is None:
                 self._parked[job_id] = record
-                continue
-            jobs[job_id] = job_from_record(record)
-            if "parent" in record:
-                parents[job_id] = record["parent"]
+            elif len(record) <= 10 and record["state"] == "pending" and (len(record) == 9 or "key" in record):
+                # job_from_record(), inlined for a one-shot job's plain record (the schema has checked its fields)
+                job = jobs[job_id] = Job(
+                    job_id,
+                    record.get("key"),
+                    task,
+                    tuple(record["args"]),
+                    record["kwargs"],
+                    record["prio"],
+                    record["due"],
+                    0,
+                )
+                job.attempt = record["att"]
+            else:
+                jobs[job_id] = job_from_record(record)
+                if "parent" in record:
+                    parents[job_id] = record["parent"]
         for job_id, parent_id in parents.items():  # a run of a recurring job finds its series again
             parent = jobs.get(parent_id)
             if parent is not None and parent._series is not None:

@@ -265,9 +265,7 @@ class Journal:
         """
         if self._failure is not None:
             raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
-        loop = self._loop
-        assert loop is not None
-        future: asyncio.Future[_T] = loop.create_future()
+        future: asyncio.Future[_T] = asyncio.Future(loop=self._loop)  # not loop.create_future(): a frame on asyncio
         if self._durable >= self._appended:
             future.set_result(value)
         else:
