@@ -27,7 +27,8 @@ from typing import Any, Final, Literal
 
 from .._errors import JournalCorrupt
 from .format import LOG, SNAPSHOT, Check, Decoder, Ending, Header, Record
-from .records import END, apply, check_log_records, check_snapshot_records
+from .records import apply
+from .schema import END, check_log_records, check_snapshot_records
 
 __all__ = ["END", "FileVerdict", "JournalFile", "RecoveryPlan", "Role", "plan"]
 
