@@ -48,6 +48,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import chronowheel._journal.files as files_module
+import chronowheel._journal.repair as repair_module
 import chronowheel._journal.store as store_module
 import chronowheel._journal.writer as journal_module
 from chronowheel import Engine, Every
@@ -75,7 +77,7 @@ def die(reason: str) -> None:
 
 
 class StepCounter:
-    """Stands in for ``os`` inside ``chronowheel._journal.writer``; counts and numbers the watched steps.
+    """Stands in for ``os`` inside the journal's writer, files and repair modules; counts and numbers the watched steps.
 
     A step is a call that changes what the files hold (see the module docstring).
     While ``active``, each is announced and the process dies before step ``crash_at``;
@@ -232,7 +234,8 @@ async def main(options: argparse.Namespace, keys: list[str]) -> None:
     vars(store_module)["SNAPSHOT_SLICE"] = 0.0
     vars(store_module)["_SLICE_STEP"] = 1 << 20
     counter = StepCounter(options.crash_at or options.crash_recover_at, STEP_JITTER, options.seed)
-    vars(journal_module)["os"] = counter  # only the journal's own calls go through it
+    for module in (journal_module, files_module, repair_module):  # the modules that change the files
+        vars(module)["os"] = counter  # only the journal's own calls go through it
     if options.crash_recover_at:
         watch_recovery(counter)
     else:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chronowheel import Engine, UnknownTask, _wheel
-from chronowheel._journal import records as _records
+from chronowheel._journal import schema as _schema
 from chronowheel._journal import store as _store_module
 from chronowheel._journal.store import JournalStore
 from chronowheel._journal.writer import JournalFile
@@ -244,12 +244,12 @@ UNSOUND: list[tuple[str, dict[str, Any]]] = [
 @pytest.mark.parametrize("record", [row[1] for row in UNSOUND], ids=[row[0] for row in UNSOUND])
 def test_the_fast_record_check_refuses_what_the_full_one_words(record: dict[str, Any]) -> None:
     """Every record the fast shape check turns away is worded by the full check; none of them raises."""
-    assert _records._sound_job(record) is False
-    assert isinstance(_records.check_log_record(record), str)
+    assert (_schema._sound_jobs([record], 0) == 1) is False
+    assert isinstance(_schema.check_log_record(record), str)
 
 
 @pytest.mark.parametrize("extra", [{}, {"key": "k"}, {"key": None}], ids=["no key", "a key", "a null key"])
 def test_the_fast_record_check_takes_the_usual_records(extra: dict[str, Any]) -> None:
     record = {**SOUND, **extra}
-    assert _records._sound_job(record) is (extra.get("key") is not None or not extra)
-    assert _records.check_log_record(record) is None
+    assert (_schema._sound_jobs([record], 0) == 1) is (extra.get("key") is not None or not extra)
+    assert _schema.check_log_record(record) is None

@@ -41,7 +41,8 @@ from hypothesis import strategies as st
 
 from chronowheel import Engine, JournalCorrupt
 from chronowheel._journal.format import LOG, MAX_PAYLOAD, SNAPSHOT, Decoder, Ending, Header, Record
-from chronowheel._journal.records import KINDS, apply
+from chronowheel._journal.records import apply
+from chronowheel._journal.schema import KINDS
 from chronowheel._journal.writer import Journal, JournalFile
 from chronowheel.testing import VirtualClock
 from helpers import Runner

@@ -10,7 +10,7 @@ by several engines) another: that is what :attr:`Store.claim` is for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class Store(Protocol):
         """After :meth:`restore`: the kept outcomes (see :meth:`gone`), their jobs rebuilt with empty args."""
         ...
 
-    async def commit(self, job: Job) -> Job:
+    def commit(self, job: Job) -> Awaitable[Job]:
         """Wait until every change so far is durable under the store's policy (an awaited ``schedule()``).
 
         Returns ``job``, or the job a shared store kept under its key

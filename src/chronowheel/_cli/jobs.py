@@ -18,7 +18,7 @@ from typing import Any, Final
 import orjson
 
 from .._inspect import JournalMissing, inspect_journal, iso
-from .._journal.records import STATES
+from .._journal.schema import STATES
 
 __all__ = ["configure", "list_jobs", "run"]
 

@@ -1,4 +1,4 @@
-"""What the journal says: the record types, their schema, and how replaying them rebuilds the live set.
+"""What the journal says: jobs and outcomes to records and back, and how replaying records rebuilds the live set.
 
 Every record is a dict with ``"t"`` (its type) and ``"id"`` (the job's id),
 and every record sets state outright rather than changing it by a delta, so
@@ -17,11 +17,10 @@ snapshot began is in the new log too, and replaying it again is harmless.
   when ``result_ttl`` > 0; a snapshot holds the unexpired ones.
 * ``end`` -- a snapshot's last record: how many jobs it holds.
 
-Each type has one schema (:func:`check_log_record`,
-:func:`check_snapshot_record`): the decoder applies it to every record before
-recovery replays it, so a malformed record is damage at its offset, never a
-job rebuilt from wrong fields. Writing goes through :func:`encode_job`, which
-refuses what could not be read back as it was written.
+Each type has one schema (``schema``): the decoder applies it to every
+record before recovery replays it. This module is the other half: a job to
+its record and back. Writing goes through :func:`encode_job`, which refuses
+what could not be read back as it was written.
 
 Deadlines are POSIX seconds (UTC wall clock): the monotonic clock does not
 survive a restart. Sans-IO: plain dicts in and out.
@@ -38,21 +37,16 @@ import orjson
 from .._errors import JobCancelled, RecordedError, error_type
 from .._job import Job, JobState
 from .._outcome import Outcome
-from .._recurrence import MISFIRE, OVERLAP, recurrence_from_spec
+from .._recurrence import recurrence_from_spec
 from .._series import Series
 from .format import MAX_PAYLOAD
+from .schema import shown
 
 __all__ = [
-    "END",
     "ERR_MAX",
     "JSON_ONLY",
-    "KINDS",
     "NEW_RECORD_MAX",
-    "PRIORITY_MAX",
-    "TIME_MAX",
     "apply",
-    "check_log_record",
-    "check_snapshot_record",
     "encode_done",
     "encode_job",
     "job_from_record",
@@ -60,12 +54,6 @@ __all__ = [
     "outcome_from_record",
 ]
 
-KINDS: Final = ("job", "move", "cancel", "ack", "done")  # a log's record types
-END: Final = "end"  # a snapshot's last record: {"t": "end", "count": n}
-# A job record's states; running: a series between runs; paused: out of the wheel until resumed.
-STATES: Final = ("pending", "failed", "dead", "running", "paused")
-PRIORITY_MAX: Final = 2**63 - 1  # priorities are int64 in the wheel, negated: -PRIORITY_MAX..PRIORITY_MAX
-TIME_MAX: Final = 2e12  # POSIX seconds: beyond the farthest deadline (now + 1e12 s) of any wall clock before year 33000
 ERR_MAX: Final = 8192  # characters of a failure's traceback a record keeps: its end, where the error is
 # What a job's later records can add to its first one: the error's traceback and message (at most 6
 # bytes a character, escaped), the attempt count, a run's parent id.
@@ -161,7 +149,7 @@ def _inexact(job: Job) -> str:
     except orjson.JSONDecodeError:
         back = "nothing readable"
     return (
-        f"{where} is {_shown(value)} ({type(value).__qualname__}), which would come back from the journal as"
+        f"{where} is {shown(value)} ({type(value).__qualname__}), which would come back from the journal as"
         f" {back} after a restart; args and kwargs of a journaled job must be JSON values (str, int, finite"
         " float, bool, None, and lists, tuples and str-keyed dicts of them)"
     )
@@ -175,8 +163,31 @@ def encode_job(job: Job, *, new: bool) -> bytes:
     its record must leave room for what its later records add (an error
     text, an attempt count), so that those never outgrow the decoder's limit.
     """
+    if (
+        job._series is None
+        and job._parent is None
+        and job._after is None
+        and job.traceback is None
+        and job.error is None
+        and job.state != "running"
+    ):  # job_record(), inlined for a plain job: every durable schedule(), every job of a snapshot
+        record: dict[str, Any] = {
+            "t": "job",
+            "id": job.id,
+            "task": job.task,
+            "args": job.args,
+            "kwargs": job.kwargs,
+            "due": job._due_wall,
+            "prio": job.priority,
+            "att": job.attempt,
+            "state": job.state,
+        }
+        if job.key is not None:
+            record["key"] = job.key
+    else:
+        record = job_record(job)
     try:
-        payload = orjson.dumps(job_record(job), option=JSON_ONLY)
+        payload = orjson.dumps(record, option=JSON_ONLY)
     except TypeError as exc:  # orjson.JSONEncodeError
         raise TypeError(f"args and kwargs of a journaled job must be JSON values: {exc}") from None
     if new:  # inline, scalars first: most args are a few of them, and this is every durable schedule()
@@ -236,7 +247,7 @@ def encode_done(outcome: Outcome) -> bytes:
     if outcome.unkept is None:
         where, inexact = _first_inexact([value], "value")
         where = where.replace("value[0]", "the value", 1)
-        outcome.unkept = f"{where} is {_shown(inexact)} ({type(inexact).__qualname__}), which JSON does not hold"
+        outcome.unkept = f"{where} is {shown(inexact)} ({type(inexact).__qualname__}), which JSON does not hold"
     record["lost"] = outcome.unkept
     return orjson.dumps(record)
 
@@ -301,242 +312,3 @@ def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
                 job["series"]["nominal"] = record["due"]
     else:  # cancel, ack
         live.pop(record["id"], None)
-
-
-# -- the schema ----------------------------------------------------------------------
-
-_MISSING: Final = object()
-_JOB_FIELDS: Final = frozenset(
-    ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key", "err", "etype", "emsg", "parent")
-) | {"series", "after"}
-_SERIES_FIELDS: Final = frozenset(("rec", "anchor", "nominal", "misfire", "grace", "overlap"))
-_GONE_FIELDS: Final = frozenset(("t", "id"))
-_MOVE_FIELDS: Final = frozenset(("t", "id", "due"))
-_sound_specs: set[bytes] = set()  # recurrence specs already rebuilt once: a cron series has a record per run
-
-
-def _shown(value: Any) -> str:
-    if value is _MISSING:
-        return "nothing"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _bad(kind: str, field: str, value: Any, must: str) -> str:
-    return f"malformed {kind} record: {field} must be {must}, got {_shown(value)}"
-
-
-def _is_time(value: Any) -> bool:
-    kind = value.__class__
-    return (kind is float or kind is int) and -TIME_MAX <= value <= TIME_MAX
-
-
-def _is_id(value: Any) -> bool:
-    return value.__class__ is str and value != ""
-
-
-_TIME: Final = f"a number of POSIX seconds within ±{TIME_MAX:g}"
-
-
-def _check_fields(kind: str, record: dict[str, Any], fields: frozenset[str]) -> str | None:
-    if record.keys() <= fields:
-        return None
-    return f"malformed {kind} record: unknown fields {sorted(record.keys() - fields)}"
-
-
-_PLAIN_STATES: Final = frozenset(("pending", "failed", "dead", "paused"))
-
-
-def _sound_job(record: dict[str, Any]) -> bool:
-    """True for a sound job record of the common shape (no series, parent or error): :func:`_check_job`, fast.
-
-    Recovery checks every record; this is the one-shot job's record, in one
-    expression (subscripts, not ``get`` calls: a C call each). Anything it
-    does not accept goes to :func:`_check_job`, which decides, and words what
-    is wrong.
-    """
-    try:
-        job_id, task, due, prio, att = record["id"], record["task"], record["due"], record["prio"], record["att"]
-        args, kwargs, state = record["args"], record["kwargs"], record["state"]
-    except KeyError:
-        return False
-    size = len(record)  # the nine fields every job record has, and its key: no others
-    key = None if size == 9 else record.get("key")
-    return (
-        size == (9 if key is None else 10)
-        and job_id.__class__ is str
-        and job_id != ""
-        and task.__class__ is str
-        and task != ""
-        and args.__class__ is list
-        and kwargs.__class__ is dict
-        and (due.__class__ is float or due.__class__ is int)
-        and -TIME_MAX <= due <= TIME_MAX
-        and prio.__class__ is int
-        and -PRIORITY_MAX <= prio <= PRIORITY_MAX
-        and att.__class__ is int
-        and 0 <= att <= PRIORITY_MAX
-        and state.__class__ is str  # before the set: an unhashable one would raise there
-        and state in _PLAIN_STATES
-        and (key is None or (key.__class__ is str and key != ""))
-    )
-
-
-def _check_job(record: dict[str, Any]) -> str | None:
-    get = record.get
-    problem = _check_fields("job", record, _JOB_FIELDS)
-    if problem is not None:
-        return problem
-    for field in ("id", "task"):
-        if not _is_id(get(field)):
-            return _bad("job", field, get(field, _MISSING), "a non-empty string")
-    if get("args").__class__ is not list:
-        return _bad("job", "args", get("args", _MISSING), "a list")
-    if get("kwargs").__class__ is not dict:
-        return _bad("job", "kwargs", get("kwargs", _MISSING), "a dict")
-    if not _is_time(get("due")):
-        return _bad("job", "due", get("due", _MISSING), _TIME)
-    prio = get("prio")
-    if prio.__class__ is not int or not -PRIORITY_MAX <= prio <= PRIORITY_MAX:
-        return _bad("job", "prio", get("prio", _MISSING), f"an int within ±{PRIORITY_MAX}")
-    att = get("att")
-    if att.__class__ is not int or not 0 <= att <= PRIORITY_MAX:
-        return _bad("job", "att", get("att", _MISSING), "an int >= 0")
-    state = get("state")
-    if state not in STATES:
-        return _bad("job", "state", get("state", _MISSING), f"one of {', '.join(STATES)}")
-    key = get("key")
-    if key is not None and not _is_id(key):
-        return _bad("job", "key", key, "a non-empty string or null")
-    for field in ("err", "etype", "emsg"):
-        text = get(field)
-        if text is not None and text.__class__ is not str:
-            return _bad("job", field, text, "a string or null")
-    after = get("after", _MISSING)
-    if after is not _MISSING and not (
-        after.__class__ is list and after and all(map(_is_id, after)) and state == "pending"
-    ):
-        return _bad("job", "after", after, "a non-empty list of job ids, on a pending job")
-    parent, series = get("parent", _MISSING), get("series")
-    if parent is not _MISSING and not _is_id(parent):
-        return _bad("job", "parent", parent, "the id of a recurring job")
-    if series is not None:
-        if parent is not _MISSING:
-            return "malformed job record: a run of a recurring job (with a parent) has no series of its own"
-        return _check_series(series)
-    if state == "running":
-        return "malformed job record: only a recurring job (with a series) can be running between runs"
-    return None
-
-
-def _check_series(series: Any) -> str | None:
-    if series.__class__ is not dict:
-        return _bad("job", "series", series, "a dict")
-    problem = _check_fields("job series", series, _SERIES_FIELDS)
-    if problem is not None:
-        return problem
-    get: Any = series.get
-    for field in ("anchor", "nominal"):
-        if not _is_time(get(field)):
-            return _bad("job", f"series.{field}", get(field, _MISSING), _TIME)
-    grace = get("grace")
-    if not (_is_time(grace) and grace >= 0):
-        return _bad("job", "series.grace", get("grace", _MISSING), "a number of seconds >= 0")
-    for field, choices in (("misfire", MISFIRE), ("overlap", OVERLAP)):
-        if get(field) not in choices:
-            return _bad("job", f"series.{field}", get(field, _MISSING), f"one of {', '.join(choices)}")
-    spec = get("rec")
-    if spec.__class__ is not dict:
-        return _bad("job", "series.rec", get("rec", _MISSING), "a recurrence (a dict)")
-    known = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
-    if known not in _sound_specs:
-        try:
-            recurrence_from_spec(spec)
-        except Exception as exc:  # whatever Every or Cron refuse: a recurrence that cannot be rebuilt
-            return f"malformed job record: series.rec {_shown(spec)} is not a recurrence: {exc}"
-        if len(_sound_specs) >= 4096:
-            _sound_specs.clear()
-        _sound_specs.add(known)
-    return None
-
-
-def _check_move(record: dict[str, Any]) -> str | None:
-    problem = _check_fields("move", record, _MOVE_FIELDS)
-    if problem is not None:
-        return problem
-    if not _is_id(record.get("id")):
-        return _bad("move", "id", record.get("id", _MISSING), "a non-empty string")
-    if not _is_time(record.get("due")):
-        return _bad("move", "due", record.get("due", _MISSING), _TIME)
-    return None
-
-
-_DONE_FIELDS: Final = frozenset(("t", "id", "task", "due", "state", "exp", "key", "value", "why", "lost"))
-
-
-def _check_done(record: dict[str, Any]) -> str | None:
-    get = record.get
-    problem = _check_fields("done", record, _DONE_FIELDS)
-    if problem is not None:
-        return problem
-    for field in ("id", "task"):
-        if not _is_id(get(field)):
-            return _bad("done", field, get(field, _MISSING), "a non-empty string")
-    for field in ("due", "exp"):
-        if not _is_time(get(field)):
-            return _bad("done", field, get(field, _MISSING), _TIME)
-    state = get("state")
-    if state not in ("succeeded", "cancelled"):
-        return _bad("done", "state", get("state", _MISSING), "one of succeeded, cancelled")
-    key = get("key")
-    if key is not None and not _is_id(key):
-        return _bad("done", "key", key, "a non-empty string or null")
-    for field in ("why", "lost"):
-        text = get(field)
-        if text is not None and text.__class__ is not str:
-            return _bad("done", field, text, "a string or null")
-    if state == "cancelled" and "why" not in record:
-        return "malformed done record: a cancelled job's outcome says why (why)"
-    return None
-
-
-def _check_gone(record: dict[str, Any]) -> str | None:
-    kind = record["t"]
-    problem = _check_fields(kind, record, _GONE_FIELDS)
-    if problem is not None:
-        return problem
-    if not _is_id(record.get("id")):
-        return _bad(kind, "id", record.get("id", _MISSING), "a non-empty string")
-    return None
-
-
-def check_log_record(record: dict[str, Any]) -> str | None:
-    """None if ``record`` is a sound log record (``job``, ``move``, ``cancel``, ``ack``, ``done``); else the fault."""
-    kind = record["t"]
-    if kind == "job":
-        return None if _sound_job(record) else _check_job(record)
-    if kind == "done":
-        return _check_done(record)
-    if kind == "move":
-        return _check_move(record)
-    if kind in ("cancel", "ack"):
-        return _check_gone(record)
-    if kind == END:
-        return "an end record belongs to a snapshot, not to a log"
-    return f"unknown record type {_shown(kind)}"
-
-
-def check_snapshot_record(record: dict[str, Any]) -> str | None:
-    """None if ``record`` is a sound snapshot record (``job``, ``done``, or the ``end`` record); else what is wrong."""
-    kind = record["t"]
-    if kind == "job":
-        return None if _sound_job(record) else _check_job(record)
-    if kind == "done":
-        return _check_done(record)
-    if kind == END:
-        problem = _check_fields(END, record, frozenset(("t", "count")))
-        count: Any = record.get("count", _MISSING)
-        if problem is None and (count.__class__ is not int or count < 0):
-            problem = _bad(END, "count", count, "an int >= 0")
-        return problem
-    return f"unexpected {_shown(kind)} record in a snapshot (it holds job and done records and an end record)"

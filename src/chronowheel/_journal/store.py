@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Final, Literal
 
 import orjson
@@ -97,14 +98,30 @@ class JournalStore:
             )
         jobs = self.live
         parents: dict[str, str] = {}  # run id -> its series' id
+        tasks_of = {task: sys.intern(task) for task in known}  # a million jobs share a few task names
+        pop = live.pop
         for job_id in list(live):
-            record = live.pop(job_id)  # freed as it goes: each job reuses the memory of a record before it
-            if record["task"] not in known:
+            record = pop(job_id)  # freed as it goes: each job reuses the memory of a record before it
+            task = tasks_of.get(record["task"])
+            if task is None:
                 self._parked[job_id] = record
-                continue
-            jobs[job_id] = job_from_record(record)
-            if "parent" in record:
-                parents[job_id] = record["parent"]
+            elif len(record) <= 10 and record["state"] == "pending" and (len(record) == 9 or "key" in record):
+                # job_from_record(), inlined for a one-shot job's plain record (the schema has checked its fields)
+                job = jobs[job_id] = Job(
+                    job_id,
+                    record.get("key"),
+                    task,
+                    tuple(record["args"]),
+                    record["kwargs"],
+                    record["prio"],
+                    record["due"],
+                    0,
+                )
+                job.attempt = record["att"]
+            else:
+                jobs[job_id] = job_from_record(record)
+                if "parent" in record:
+                    parents[job_id] = record["parent"]
         for job_id, parent_id in parents.items():  # a run of a recurring job finds its series again
             parent = jobs.get(parent_id)
             if parent is not None and parent._series is not None:
@@ -133,7 +150,9 @@ class JournalStore:
 
     def recorded(self, job: Job, token: object = None) -> None:
         self.live[job.id] = job
-        self._append(token if isinstance(token, bytes) else encode_job(job, new=False))
+        payload = token if token.__class__ is bytes else encode_job(job, new=False)
+        if self.journal.append(payload) > self.compact_factor * self.compact_min:  # _append, inlined
+            self._consider_compaction()
 
     def moved(self, job: Job) -> None:
         if job.id in self.live:
@@ -152,9 +171,8 @@ class JournalStore:
     def outcomes(self) -> list[Outcome]:
         return [outcome_from_record(orjson.loads(payload)) for _, payload in self.done.values()]
 
-    async def commit(self, job: Job) -> Job:
-        await self.journal.commit()
-        return job
+    def commit(self, job: Job) -> Awaitable[Job]:
+        return self.journal.durable(job)
 
     async def flush(self) -> None:
         await self.journal.sync()
@@ -167,12 +185,15 @@ class JournalStore:
 
     def _append(self, payload: bytes) -> None:
         """Queue a record, and start a compaction once the log outweighs the live set."""
-        journal = self.journal
-        journal.append(payload)
+        if self.journal.append(payload) > self.compact_factor * self.compact_min:
+            self._consider_compaction()
+
+    def _consider_compaction(self) -> None:
+        """Start a compaction if the log holds more than ``compact_factor`` records per live job (and kept outcome)."""
         if (
             self.compaction is None
             and self._open
-            and journal.log_records
+            and self.journal.log_records
             > self.compact_factor * max(len(self.live) + len(self._parked) + len(self.done), self.compact_min)
         ):
             self.compaction = asyncio.create_task(self._compact(), name="chronowheel journal compaction")

@@ -20,58 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import threading
 import time
 from collections import deque
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
-import orjson
-
-from .._errors import JournalFailed, JournalLocked
+from .._errors import JournalFailed
 from .._histogram import FSYNC_RECORDS, FSYNC_SECONDS, Histogram
-from .format import IDENTITY_SIZE, LOG, SNAPSHOT, Encoder
-from .recovery import END, JournalFile, plan
+from .files import SnapshotFile, create_log, fsync_directory, take_lock, write_all
+from .format import IDENTITY_SIZE, LOG, Encoder
+from .recovery import JournalFile, plan
+from .repair import remove_old_log, repair
 
 __all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in .recovery
 
 logger = logging.getLogger("chronowheel")
 
 FsyncPolicy = Literal["always", "interval", "never"]
+_T = TypeVar("_T")
 
 _HANDOVER_MAX: Final = 4096  # records appended in one loop turn before they go to the writer mid-turn
 _SNAPSHOT_IN_FLIGHT: Final = 2  # snapshot chunks queued to the writer before the compaction waits
-_SNAPSHOT_SYNC_BYTES: Final = 16 << 20  # snapshot bytes written between fsyncs
-_SNAPSHOT_CHUNK: Final = 4096  # records per write when recovery finishes a compaction itself
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _create_log(path: str, log: Encoder) -> None:
-    """Write an empty log under a temporary name, fsync it, and rename it into place."""
-    temporary = path + ".tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, log.header)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    _fsync_directory(path)
 
 
 class Journal:
@@ -93,10 +64,8 @@ class Journal:
         self._lock_fd: int | None = None
         # Writer thread (recovery's before it starts): how the current log and snapshot are framed.
         self._log = Encoder(LOG, bytes(IDENTITY_SIZE), 0, 0)
-        self._snapshot: Encoder | None = None
+        self._snapshot: SnapshotFile | None = None
         self._fd = -1
-        self._snapshot_fd = -1
-        self._snapshot_unsynced = 0  # snapshot bytes written since its last fsync
         self._dirty = False
         self._last_fsync = 0.0
         # Writer thread writes, the loop thread reads (figures()): how long each fsync took, and what it covered.
@@ -106,19 +75,21 @@ class Journal:
         # Shared between the threads, under _lock:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self._queue: list[Any] = []  # payload bytes, or operation tuples, in order
+        # Hand-overs in order: (payload bytes or operation tuples, whether any is an operation).
+        self._queue: list[tuple[list[Any], bool]] = []
         self._handed = 0  # records handed to the writer thread
         self._closing = False
         self._idle = False
         # Loop thread only:
         self._appended = 0
         self._pending: list[Any] = []  # appended this loop turn: handed to the writer together
+        self._has_operations = False  # _pending holds an operation tuple, not only records
         self._handing = False
         self._chunks: deque[asyncio.Future[None]] = deque()  # snapshot chunks not yet written
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._durable = 0
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._waiters: deque[tuple[int, asyncio.Future[Any], Any]] = deque()  # (appended, future, its value)
         self._operations: set[asyncio.Future[None]] = set()
         self._failure: BaseException | None = None
 
@@ -137,14 +108,7 @@ class Journal:
             raise
 
     def _take_lock(self) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise JournalLocked(f"journal: {self.path} is open in another engine or process") from None
-        self._lock_fd = fd
+        self._lock_fd = take_lock(self.path)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -155,43 +119,10 @@ class Journal:
         found = plan(self.path, truncate_corrupt=truncate_corrupt)
         if found.problem is not None:
             raise found.problem
-        for leftover in found.leftovers:
-            os.unlink(leftover)
-        for verdict in found.files:
-            if verdict.dropped:
-                assert verdict.ending is not None
-                log_at = logger.error if verdict.ending.status == "corrupt" else logger.warning
-                log_at(
-                    "chronowheel: journal %s: %s; dropping its last %d bytes",
-                    verdict.path,
-                    verdict.ending.reason,
-                    verdict.dropped,
-                )
-        for path, offset in found.truncate:
-            with open(path, "r+b") as file:
-                file.truncate(offset)
-                os.fsync(file.fileno())
-        identity = found.identity if found.identity is not None else os.urandom(IDENTITY_SIZE)
+        self._log = repair(self.path, found)
         self.generation, self.log_records = found.generation, found.log_records
-        self._log = Encoder(LOG, identity, found.generation, found.first_seq, found.next_seq)
-        if found.compact:  # finish the cut-short compaction now (or rewrite a version-1 journal)
-            # The writer thread's own steps, in this thread: it has not started yet.
-            records = list(found.live.values())
-            for start in range(0, len(records), _SNAPSHOT_CHUNK):
-                self._do_snapshot([orjson.dumps(record) for record in records[start : start + _SNAPSHOT_CHUNK]])
-            self._seal_snapshot(len(records))  # the logs are stale from here on: the snapshot holds them
-        if found.compact or found.new_log:
-            # Before the .old log goes: a snapshot never stands without a log or an .old log beside it.
-            _create_log(self.path, self._log)
-        if found.remove_old:
-            self._remove_old_log()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         return found.live
-
-    def _remove_old_log(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.old_path)
-            _fsync_directory(self.path)
 
     # -- the loop side ---------------------------------------------------------------
 
@@ -202,19 +133,22 @@ class Journal:
         self._thread = threading.Thread(target=self._write_loop, name=f"chronowheel journal {self.path}", daemon=True)
         self._thread.start()
 
-    def _enqueue(self, item: Any, *, record: bool = False) -> None:
-        if self._failure is not None:
-            raise JournalFailed(
-                f"journal: writing {self.path} failed earlier; restart to recover", self._failure
-            ) from self._failure
+    def _enqueue(self, item: Any) -> None:
+        """Queue an operation tuple (records go through :meth:`append`)."""
+        self._raise_if_failed()
         self._pending.append(item)
-        if record:
-            self._appended += 1
+        self._has_operations = True
         if self._loop is None or len(self._pending) >= _HANDOVER_MAX:
             self._hand_over()
         elif not self._handing:
             self._handing = True
             self._loop.call_soon(self._hand_over)
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise JournalFailed(
+                f"journal: writing {self.path} failed earlier; restart to recover", self._failure
+            ) from self._failure
 
     def _hand_over(self) -> None:
         """Give the writer what this loop turn appended: one lock and one wake-up per turn, not per record."""
@@ -222,27 +156,53 @@ class Journal:
         items, self._pending = self._pending, []
         if not items:
             return
+        operations, self._has_operations = self._has_operations, False
         with self._lock:
-            self._queue += items
+            self._queue.append((items, operations))
             self._handed = self._appended
             if self._idle:
                 self._ready.notify()
 
-    def append(self, payload: bytes) -> None:
-        """Queue one record; it is durable once a later :meth:`commit` returns."""
-        self._enqueue(payload, record=True)
-        self.log_records += 1
+    def append(self, payload: bytes) -> int:
+        """Queue one record; it is durable once a later :meth:`commit` returns. Returns the log's record count.
 
-    async def commit(self) -> None:
-        """Wait until every record appended so far is durable under the fsync policy."""
+        Every durable schedule() comes through here: one frame, no call but
+        the list's append, and a hand-over scheduled once per loop turn.
+        """
+        if self._failure is not None:
+            self._raise_if_failed()
+        pending = self._pending
+        pending.append(payload)
+        self._appended += 1
+        if not self._handing:
+            if self._loop is None:
+                self._hand_over()
+            else:
+                self._handing = True
+                self._loop.call_soon(self._hand_over)
+        elif len(pending) >= _HANDOVER_MAX:
+            self._hand_over()
+        self.log_records += 1
+        return self.log_records
+
+    def durable(self, value: _T) -> asyncio.Future[_T]:
+        """A future of ``value``, done once every record appended so far is durable under the fsync policy.
+
+        A future rather than a coroutine: an awaited ``schedule()`` waits on
+        it directly, with no frame of ours to suspend and resume.
+        """
         if self._failure is not None:
             raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
+        future: asyncio.Future[_T] = asyncio.Future(loop=self._loop)  # not loop.create_future(): a frame on asyncio
         if self._durable >= self._appended:
-            return
-        assert self._loop is not None
-        future = self._loop.create_future()
-        self._waiters.append((self._appended, future))
-        await future
+            future.set_result(value)
+        else:
+            self._waiters.append((self._appended, future, value))
+        return future
+
+    def commit(self) -> asyncio.Future[None]:
+        """Wait until every record appended so far is durable under the fsync policy."""
+        return self.durable(None)
 
     def _submit(self, name: str, *args: Any) -> asyncio.Future[None]:
         """Queue an operation for the writer thread; the future is done when it has run."""
@@ -305,15 +265,15 @@ class Journal:
         self._durable = max(self._durable, appended)
         waiters = self._waiters
         while waiters and waiters[0][0] <= appended:
-            future = waiters.popleft()[1]
+            _, future, value = waiters.popleft()
             if not future.done():
-                future.set_result(None)
+                future.set_result(value)
 
     def _failed(self, error: BaseException) -> None:
         """Loop thread: the writer gave up. Never retry a failed fsync: fail loudly, recover at restart."""
         self._failure = error
         logger.error("chronowheel: journal %s failed; durable operations now raise", self.path, exc_info=error)
-        futures = [future for _, future in self._waiters] + list(self._operations)
+        futures = [future for _, future, _ in self._waiters] + list(self._operations)
         self._waiters.clear()
         for future in futures:
             if not future.done():
@@ -376,26 +336,32 @@ class Journal:
             return None
         return self._last_fsync + self._interval - time.monotonic()
 
-    def _process(self, items: list[Any], loop: asyncio.AbstractEventLoop) -> None:
-        batch: list[bytes] = []
-        for item in items:
-            if item.__class__ is bytes:
-                batch.append(item)
+    def _process(self, handed: list[tuple[list[Any], bool]], loop: asyncio.AbstractEventLoop) -> None:
+        """Write what the loop handed over: a hand-over of records only is framed whole, into one write."""
+        records: list[bytes] = []
+        for items, operations in handed:
+            if not operations:
+                records += items
                 continue
-            if batch:
-                self._write(self._log.frames(batch))
-                self._unsynced += len(batch)
-                batch = []
-            name, future, *args = item
-            getattr(self, f"_do_{name}")(*args)
-            if future is not None:
-                loop.call_soon_threadsafe(self._done, future)
-        if batch:
-            self._write(self._log.frames(batch))
-            self._unsynced += len(batch)
+            for item in items:
+                if item.__class__ is bytes:
+                    records.append(item)
+                    continue
+                self._write_records(records)
+                records = []
+                name, future, *args = item
+                getattr(self, f"_do_{name}")(*args)
+                if future is not None:
+                    loop.call_soon_threadsafe(self._done, future)
+        self._write_records(records)
+
+    def _write_records(self, records: list[bytes]) -> None:
+        if records:
+            self._write(self._log.frames(records))
+            self._unsynced += len(records)
 
     def _write(self, data: bytes) -> None:
-        _write_all(self._fd, data)
+        write_all(self._fd, data)
         self._dirty = True
 
     def _fsync(self) -> None:
@@ -416,50 +382,37 @@ class Journal:
         os.close(self._fd)
         self._fd = -1
         os.replace(self.path, self.old_path)
-        _fsync_directory(self.path)
+        fsync_directory(self.path)
         self.generation += 1
         self._log = Encoder(LOG, self._log.identity, self.generation, self._log.seq)
-        _create_log(self.path, self._log)
+        create_log(self.path, self._log)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def _do_snapshot(self, payloads: list[bytes]) -> None:
         """Write jobs to the snapshot of the current log's generation: it covers the records before that log."""
         if self._snapshot is None:
-            log = self._log
-            self._snapshot = Encoder(SNAPSHOT, log.identity, log.generation, log.first)
-            temporary = self.snapshot_path + ".tmp"
-            self._snapshot_fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            _write_all(self._snapshot_fd, self._snapshot.header)
-            self._snapshot_unsynced = 0
-        data = self._snapshot.frames(payloads)
-        _write_all(self._snapshot_fd, data)
-        self._snapshot_unsynced += len(data)
-        if self._snapshot_unsynced >= _SNAPSHOT_SYNC_BYTES:  # a little at a time: the seal's fsync stays short
-            os.fsync(self._snapshot_fd)
-            self._snapshot_unsynced = 0
+            self._snapshot = SnapshotFile(self.snapshot_path, self._log)
+        self._snapshot.write(payloads)
 
     def _do_seal(self, count: int) -> None:
         self._seal_snapshot(count)
-        self._remove_old_log()
+        remove_old_log(self.path)
 
     def _seal_snapshot(self, count: int) -> None:
         """End the snapshot of ``count`` jobs, fsync it and rename it into place."""
-        self._do_snapshot([orjson.dumps({"t": END, "count": count})])
-        os.fsync(self._snapshot_fd)
-        os.close(self._snapshot_fd)
-        self._snapshot_fd, self._snapshot = -1, None
-        os.replace(self.snapshot_path + ".tmp", self.snapshot_path)
-        _fsync_directory(self.path)
+        snapshot = self._snapshot if self._snapshot is not None else SnapshotFile(self.snapshot_path, self._log)
+        self._snapshot = None
+        snapshot.seal(count)
 
     def _do_abandon(self) -> None:
-        if self._snapshot_fd >= 0:
-            os.close(self._snapshot_fd)
-            self._snapshot_fd, self._snapshot = -1, None
-            os.unlink(self.snapshot_path + ".tmp")
+        if self._snapshot is not None:
+            snapshot, self._snapshot = self._snapshot, None
+            snapshot.abandon()
 
     def _close_files(self) -> None:
-        for fd in (self._fd, self._snapshot_fd):
+        for fd in (self._fd, -1 if self._snapshot is None else self._snapshot.fd):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._fd = self._snapshot_fd = -1
+        self._fd = -1
+        self._snapshot = None
