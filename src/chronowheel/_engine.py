@@ -561,12 +561,8 @@ class Engine:
         return results.settle(job_id, outcome, dead)
 
     def _unfinished(self, job_id: str) -> Job | None:
-        """The job if it is filed, held, queued or running (a run of a recurring job is never filed)."""
-        job = self._registry.jobs.get(job_id)
-        if job is not None:
-            return job
-        running = (job for pool in self._registry.pools.values() for _, job in pool.running_jobs())
-        return next((job for job in running if job.id == job_id), None)
+        """The job if it is filed, held, queued or running (a series' runs are indexed from their start)."""
+        return self._registry.jobs.get(job_id)
 
     def _ended_as(self, job_id: str) -> str | None:
         """How a finished job ended (``"succeeded"``, ``"cancelled"``, ``"dead"``), if the engine still knows it."""
