@@ -607,7 +607,9 @@ class Engine:
         """Keep a waiting job (one-shot or recurring) from firing until :meth:`resume`; True if it was waiting.
 
         It keeps its key and deadline, and with a journal stays paused across
-        a restart. A job that fired (queued or running) cannot be paused.
+        a restart. A job that fired (queued or running) cannot be paused. A
+        job waiting for its parents (``after=``) can: once they all succeeded
+        it still waits, for :meth:`resume`.
         """
         self._timers.check_thread("pause")
         self._not_in_cluster_mode("pause")
