@@ -557,6 +557,8 @@ class Engine:
         results, dead = self._results, self._execution.dead
         outcome = results.kept(job_id)
         if outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
+            if self._state == "stopped":
+                raise EngineClosed(f"job {job_id}: the engine is stopped; the job did not end in it")
             outcome = await results.wait(job_id, timeout)
         return results.settle(job_id, outcome, dead)
 
@@ -756,6 +758,7 @@ class Engine:
         pools = list(self._registry.pools.values())
         queued, abandoned = await drain(pools, grace, self._clock, self._placement, self._cut_short)
         await self._driver.stop()
+        self._results.close(durable=self._store is not None)
         queued += (job for job in self._execution.interrupted if job.state == "pending")
         report_unfinished(queued, abandoned, durable=self._store is not None)
         if self._store is not None:
