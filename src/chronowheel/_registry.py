@@ -94,9 +94,14 @@ class Registry:
             raise TypeError(f"task: expected a function, got {type(func).__name__}")
         spec = make(func)
         for name in (spec.name, *aliases):
-            if name in self.tasks and self.tasks[name].func is not func:
+            owner = self.tasks.get(name)
+            if owner is not None and owner.func is not func:
                 what = "name" if name == spec.name else "aliases"
-                raise ValueError(f"{what}: a different function is already registered as {name!r}")
+                role = "the name" if owner.name == name else "an alias"
+                raise ValueError(
+                    f"{what}: {name!r} is already {role} of task {owner.name!r}"
+                    f" ({getattr(owner.func, '__qualname__', owner.func)!r}); one name runs one function"
+                )
         for name in (spec.name, *aliases):
             self.tasks[name] = spec
         self.by_function[func] = spec
