@@ -7,7 +7,7 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -297,7 +297,7 @@ async def test_a_retry_is_one_info_line_and_a_death_one_error_with_its_traceback
 
 
 @pytest.mark.parametrize("event", ["started", "succeeded"])
-async def test_a_slow_async_hook_holds_no_worker(event: str) -> None:
+async def test_a_slow_async_hook_holds_no_worker(event: Literal["started", "succeeded"]) -> None:
     """An async hook runs as a task of its own: a one-worker pool starts its next job on time meanwhile."""
     clock = VirtualClock()
     engine = Engine(clock=clock)
