@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from chronowheel import Engine, Every, JobCancelled, Retry
+from chronowheel import Engine, Every, Job, JobCancelled, Retry
 from chronowheel.testing import VirtualClock
+from helpers import stopping
 
 WALL = 1_767_225_600.0
 
@@ -49,6 +50,11 @@ class Lab:
 @pytest.fixture(params=["memory", "journal"])
 def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Lab:
     return Lab(tmp_path if request.param == "journal" else None)
+
+
+def state(job: Job) -> str:
+    """The job's state now (a call, so that a type checker does not narrow it across awaits)."""
+    return job.state
 
 
 async def test_a_chain_runs_in_order_each_after_its_parent_and_its_own_delay(lab: Lab) -> None:
@@ -207,14 +213,90 @@ async def test_a_recurring_job_cannot_wait_for_others() -> None:
             await engine.schedule("step", args=("s",), every=Every(5), after=parent)
 
 
-async def test_a_waiting_child_can_be_rescheduled_but_not_paused(lab: Lab) -> None:
+async def test_a_waiting_child_can_be_rescheduled(lab: Lab) -> None:
     engine, clock = lab.engine()
     async with engine:
         parent = await engine.schedule("step", args=("p",), delay=5)
         child = await engine.schedule("step", args=("c",), after=parent)
-        assert engine.pause(child) is False
         assert engine.reschedule(child, delay=30)  # its own deadline, kept for when its parent succeeded
         await clock.advance(29.999)
         assert lab.names == ["p"]
         await clock.advance(0.002)
         assert lab.names == ["p", "c"]
+
+
+# (when the child is paused, when it is resumed, its own delay): paused while its parent (due at 5) waits
+PAUSES = [
+    (1.0, 3.0, 0.0, 5.0),  # resumed before the parent succeeded: it waits for it, then runs at once
+    (1.0, 8.0, 0.0, 8.0),  # resumed after: its deadline passed, it runs at the resume
+    (1.0, 8.0, 20.0, 20.0),  # resumed after the parent, before its own delay: it runs at its deadline
+    (6.0, 9.0, 30.0, 30.0),  # paused after the parent succeeded (so in its wheel), resumed before its delay
+    (6.0, 40.0, 30.0, 40.0),  # the same, resumed after its delay
+]
+
+
+@pytest.mark.parametrize(
+    ("pause_at", "resume_at", "delay", "runs_at"),
+    PAUSES,
+    ids=["resumed-before-parent", "resumed-after-parent", "resumed-before-delay", "filed-then-paused", "filed-late"],
+)
+async def test_a_child_paused_while_waiting_for_its_parent_runs_only_once_resumed(
+    lab: Lab, pause_at: float, resume_at: float, delay: float, runs_at: float
+) -> None:
+    engine, clock = lab.engine()
+    async with stopping(engine):
+        parent = await engine.schedule("step", args=("p",), delay=5)
+        child = await engine.schedule("step", args=("c",), delay=delay, after=parent, key="child")
+        await clock.advance(pause_at)
+        assert engine.pause("child")
+        assert engine.pause(child) is False  # already paused
+        assert state(child) == "paused"
+        await clock.advance(resume_at - pause_at)
+        assert lab.names == (["p"] if resume_at > 5 else [])
+        assert state(child) == "paused"
+        assert engine.resume(child)
+        assert engine.resume(child) is False
+        await clock.advance(runs_at - resume_at - 0.002 if runs_at > resume_at else 0)
+        assert "c" not in lab.names or runs_at == resume_at
+        await clock.advance(0.004)
+        assert [when for when, name in lab.ran if name == "c"] == [runs_at]
+        assert await engine.result(child) == "c"
+
+
+@pytest.mark.parametrize("ending", ["dead", "cancelled"])
+async def test_a_paused_child_is_cancelled_when_its_parent_fails(lab: Lab, ending: str) -> None:
+    engine, clock = lab.engine()
+    async with stopping(engine):
+        parent = await engine.schedule("broken" if ending == "dead" else "step", args=("p",), delay=5)
+        child = await engine.schedule("step", args=("c",), after=parent)
+        assert engine.pause(child)
+        if ending == "cancelled":
+            engine.cancel(parent)
+        await clock.advance(10)
+        assert state(child) == "cancelled"
+        assert engine.resume(child) is False
+        with pytest.raises(JobCancelled, match=f"parent job {parent.id} of task {parent.task!r} ended {ending}"):
+            await engine.result(child)
+
+
+@pytest.mark.parametrize("parent_done", [False, True], ids=["parent-waiting", "parent-succeeded"])
+async def test_a_paused_child_stays_paused_across_a_restart(tmp_path: Path, parent_done: bool) -> None:
+    lab = Lab(tmp_path)
+    engine, clock = lab.engine()
+    async with stopping(engine):
+        parent = await engine.schedule("step", args=("p",), delay=5)
+        child = await engine.schedule("step", args=("c",), after=parent, key="child")
+        assert engine.pause(child)
+        await clock.advance(6 if parent_done else 1)
+    lab.finished(clock)
+    engine, clock = lab.engine(later=1)
+    async with stopping(engine):
+        await clock.advance(10)
+        restored = engine.get("child")
+        assert restored is not None
+        assert restored.state == "paused"
+        assert lab.names == ["p"]
+        assert engine.resume("child")
+        await clock.advance(0.002)
+        assert lab.names == ["p", "c"]
+        assert await engine.result(child.id) == "c"

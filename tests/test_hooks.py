@@ -7,7 +7,7 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -294,3 +294,31 @@ async def test_a_retry_is_one_info_line_and_a_death_one_error_with_its_traceback
     assert death.exc_info is not None
     assert isinstance(death.exc_info[1], ConnectionError)
     assert "moved to the dead letters" in death.getMessage()
+
+
+@pytest.mark.parametrize("event", ["started", "succeeded"])
+async def test_a_slow_async_hook_holds_no_worker(event: Literal["started", "succeeded"]) -> None:
+    """An async hook runs as a task of its own: a one-worker pool starts its next job on time meanwhile."""
+    clock = VirtualClock()
+    engine = Engine(clock=clock)
+    engine.add_pool("solo", concurrency=1)
+    starts: list[float] = []
+    hooked: list[float] = []
+
+    @engine.task(name="noop", pool="solo")
+    async def noop() -> None:
+        starts.append(engine.time())
+
+    async def slow(job: Job) -> None:
+        await virtual_sleep(engine, 100)
+        hooked.append(engine.time())
+
+    engine.on(event, slow)
+    async with stopping(engine):
+        for delay in (1, 2, 3):
+            await engine.schedule(noop, delay=delay)
+        await clock.advance(3)
+        assert starts == pytest.approx([1, 2, 3], abs=0.002)
+        assert hooked == []
+        await clock.advance(100)
+        assert hooked == pytest.approx([101, 102, 103], abs=0.002)

@@ -6,6 +6,7 @@ both loops, on a virtual clock; the durable parts also across a restart.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chronowheel import Engine, Every, Job, RecordedError, Retry
+from chronowheel import Cron, Engine, Every, Job, RecordedError, Retry
 from chronowheel.testing import VirtualClock
+from helpers import stopping
 
 WALL = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -466,3 +468,110 @@ async def test_a_paused_job_can_be_rescheduled_and_resumes_at_its_new_deadline(l
         assert lab.ran == []
         await clock.advance(0.003)
         assert lab.ran == [1]
+
+
+# -- jobs() over every state, for one-shot and recurring jobs -------------------------------
+
+KINDS: dict[str, dict[str, Any]] = {
+    "one-shot": {},
+    "interval": {"every": Every(60)},
+    "cron": {"cron": Cron("*/5 * * * *")},
+}
+STATES = ("pending", "queued", "running", "failed", "dead", "paused", "succeeded", "cancelled")
+
+
+async def blocked(engine: Engine) -> None:
+    """Wait on the engine's clock longer than any test advances it: a job that holds its worker."""
+    await engine_sleep(engine, 10_000)
+
+
+def scenario_engine(path: str | None, clock: VirtualClock, **options: Any) -> Engine:
+    """One worker (so a second due job waits in the queue), and a task per way of ending an attempt."""
+    engine = Engine(journal=path, clock=clock, **options)
+    engine.add_pool("solo", concurrency=1)
+
+    @engine.task(name="hold", pool="solo")
+    async def hold() -> None:
+        await blocked(engine)
+
+    @engine.task(name="work", pool="solo", retry=Retry(2, backoff=200.0, jitter=False))
+    async def work(mode: str) -> str:
+        if mode == "block":
+            await blocked(engine)
+        if mode in ("retry", "die"):
+            raise ValueError(mode)
+        return "done"
+
+    @engine.task(name="once", pool="solo")
+    async def once(mode: str) -> str:
+        raise ValueError(mode)
+
+    return engine
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("wanted", STATES)
+async def test_jobs_sees_every_state_of_one_shot_and_recurring_jobs(lab: Lab, kind: str, wanted: str) -> None:
+    """The job (or the series' run) in each state is listed, by ``state=`` too; a queued run among them."""
+    clock = VirtualClock(wall=WALL)
+    engine = scenario_engine(lab.path, clock)
+    mode = {"running": "block", "failed": "retry", "dead": "die"}.get(wanted, "ok")
+    task = "once" if wanted == "dead" else "work"
+    async with stopping(engine):
+        if wanted == "queued":
+            await engine.schedule("hold", delay=0)  # takes the only worker
+        first = await engine.schedule(task, args=(mode,), delay=300, **KINDS[kind])
+        if wanted == "paused":
+            assert engine.pause(first)
+        if wanted == "cancelled":
+            assert engine.cancel(first)
+        if wanted not in ("pending", "paused", "cancelled"):
+            await clock.advance(300)
+        listed = engine.jobs(limit=1000)
+        shown = "pending" if wanted == "queued" else wanted  # a queued job has fired, and waits for a worker
+        ours = [job for job in listed if job.task == task and job.state == shown]
+        if kind != "one-shot" and wanted not in ("pending", "paused", "cancelled"):
+            ours = [job for job in ours if job is not first]  # the series' run, not the series
+        assert len(ours) == 1, [(job.id, job.task, job.state) for job in listed]
+        (job,) = ours
+        assert job.args == (mode,)
+        assert job in engine.jobs(state=job.state, task=task)
+        assert [found.id for found in listed].count(job.id) == 1
+        if kind != "one-shot" and wanted != "cancelled":
+            assert first in listed  # the series itself, waiting for its next run
+
+
+async def test_jobs_sees_parked_one_shot_and_recurring_jobs(tmp_path: Path) -> None:
+    path = str(tmp_path / "timers.log")
+    clock = VirtualClock(wall=WALL)
+    engine = scenario_engine(path, clock)
+    async with stopping(engine):
+        ids = [(await engine.schedule("work", args=("ok",), delay=300, **options)).id for options in KINDS.values()]
+    later = Engine(journal=path, clock=VirtualClock(wall=WALL + 1), unknown_tasks="park")
+    async with stopping(later):
+        listed = later.jobs()
+        assert sorted(job.id for job in listed) == sorted(ids)
+        assert {job.state for job in listed} == {"parked"}
+        assert [job.id for job in later.jobs(state="parked")] == [job.id for job in listed]
+
+
+@pytest.mark.parametrize("kind", ["interval", "cron"])
+async def test_a_queued_run_can_be_waited_for_and_is_not_cancelled_behind_its_queue(lab: Lab, kind: str) -> None:
+    """A series' run waiting for a worker: ``result()`` waits for it; ``cancel``/``pause`` refuse it (it fired)."""
+    clock = VirtualClock(wall=WALL)
+    engine = scenario_engine(lab.path, clock)
+    async with stopping(engine):
+        holder = await engine.schedule("hold", delay=0)
+        series = await engine.schedule("work", args=("ok",), delay=300, **KINDS[kind])
+        await clock.advance(300)
+        (run,) = [job for job in engine.jobs(task="work") if job is not series]
+        assert run.state == "pending"
+        assert engine.cancel(run) is False
+        assert engine.pause(run) is False
+        waiter = asyncio.ensure_future(engine.result(run.id))
+        await clock.advance(1)
+        assert not waiter.done()
+        assert engine.cancel(holder) is False  # running: it holds the worker until it is done
+        await clock.advance(10_000)
+        assert await waiter == "done"
+        assert state(run) == "succeeded"

@@ -23,7 +23,9 @@ def most_in_a_window(starts: list[float], per: float) -> int:
     return max((sum(1 for t in starts[i:] if t < s + per - 1e-9) for i, s in enumerate(starts)), default=0)
 
 
-bursts = st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 12)), min_size=1, max_size=6)  # (ms, jobs)
+bursts = st.lists(  # (ms, jobs, priority)
+    st.tuples(st.integers(0, 3000), st.integers(1, 12), st.integers(-2, 2)), min_size=1, max_size=6
+)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
@@ -36,9 +38,10 @@ bursts = st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 12)), min_size=
     work=st.sampled_from([0.0, 0.004, 0.3]),
 )
 def test_no_window_sees_more_than_limit_starts(
-    backend: str, shape: list[tuple[int, int]], limit: int, per: float, concurrency: int, work: float
+    backend: str, shape: list[tuple[int, int, int]], limit: int, per: float, concurrency: int, work: float
 ) -> None:
-    starts: list[float] = []
+    """Bursts of mixed priorities: the window holds, and no job starts while a higher-priority one waits."""
+    jobs: list[tuple[float, int, float]] = []  # (due, priority, start) of each job
 
     async def main() -> None:
         clock = VirtualClock()
@@ -46,24 +49,28 @@ def test_no_window_sees_more_than_limit_starts(
         engine.add_pool("api", concurrency=concurrency, rate=Rate(limit, per=per))
 
         @engine.task(pool="api")
-        async def call() -> None:
-            starts.append(engine.time())
+        async def call(due: float, priority: int) -> None:
+            jobs.append((due, priority, engine.time()))
             if work:
                 await virtual_sleep(engine, work)
 
         async with stopping(engine):
-            for at_ms, count in shape:
+            for at_ms, count, priority in shape:
                 for _ in range(count):
-                    engine.schedule_nowait(call, delay=at_ms / 1000)
-            total = sum(count for _, count in shape)
+                    engine.schedule_nowait(call, args=(at_ms / 1000, priority), delay=at_ms / 1000, priority=priority)
+            total = sum(count for _, count, _ in shape)
             await clock.advance(3 + (total / limit + 1) * per + total * work)
             assert engine.stats()["succeeded"] == total
 
     run_on(backend)(main)
+    starts = [start for *_, start in jobs]
     assert most_in_a_window(starts, per) <= limit
     # Not slower than the limit needs: a full window's worth starts as soon as the first burst is due.
-    first_burst = min(at for at, _ in shape) / 1000
+    first_burst = min(at for at, _, _ in shape) / 1000
     assert min(starts) == pytest.approx(first_burst, abs=0.002)
+    for due, priority, start in jobs:  # every job due when this one started, and started later, ranks no higher
+        passed_over = [p for d, p, s in jobs if d <= start + 1e-9 and s > start + 1e-9 and p > priority]
+        assert not passed_over, (due, priority, start)
 
 
 @pytest.mark.parametrize(("limit", "per"), [(1, 1.0), (2, 0.5), (3, 2.0)])
@@ -93,30 +100,42 @@ async def test_waiting_jobs_stay_in_the_wheel_not_against_their_timeout(limit: i
     assert stats["lateness"]["p99"] == pytest.approx(last_start, abs=0.002)  # the wait shows as lateness
 
 
+@pytest.mark.parametrize("limited_by", ["rate", "workers"])
 @pytest.mark.parametrize(
     "priorities",
     [[0, 5, 1, 5, 3], [9, 8, 7], [1, 2, 3, 4, 5, 6], [0, 0, 2, 0]],
     ids=["mixed", "down", "up", "one-high"],
 )
-async def test_jobs_due_together_start_by_priority(priorities: list[int]) -> None:
-    """Jobs waiting for the rate keep the wheel's order: by deadline, and by priority among those due together."""
+async def test_waiting_jobs_start_by_priority_as_in_a_pool_without_a_rate(
+    priorities: list[int], limited_by: str
+) -> None:
+    """When the window opens the highest-priority waiting job starts, even one due after the others.
+
+    The same order as a pool without a rate whose one worker is busy for as
+    long as the window is shut: the ready queue orders its waiting jobs so.
+    """
     clock = VirtualClock()
     engine = Engine(clock=clock)
-    engine.add_pool("api", concurrency=3, rate=Rate(1, per=1.0))
+    if limited_by == "rate":
+        engine.add_pool("api", concurrency=3, rate=Rate(1, per=1.0))
+    else:
+        engine.add_pool("api", concurrency=1)
     order: list[tuple[int, int, float]] = []
 
     @engine.task(pool="api")
     async def call(serial: int, priority: int) -> None:
         order.append((priority, serial, engine.time()))
+        if limited_by == "workers":
+            await virtual_sleep(engine, 1.0)
 
     async with stopping(engine):
         for serial, priority in enumerate(priorities):
             engine.schedule_nowait(call, args=(serial, priority), delay=0.5, priority=priority)
-        engine.schedule_nowait(call, args=(len(priorities), 99), delay=0.7, priority=99)  # due later: waits its turn
+        engine.schedule_nowait(call, args=(len(priorities), 99), delay=0.7, priority=99)  # due later, ranks first
         await clock.advance(len(priorities) + 2)
     expected = sorted(((p, s) for s, p in enumerate(priorities)), key=lambda ps: (-ps[0], ps[1]))
-    assert [(p, s) for p, s, _ in order] == [*expected, (99, len(priorities))]
-    assert [t for *_, t in order] == pytest.approx([0.5 + n for n in range(len(priorities) + 1)])
+    assert [(p, s) for p, s, _ in order] == [expected[0], (99, len(priorities)), *expected[1:]]
+    assert [t for *_, t in order] == pytest.approx([0.5 + n for n in range(len(priorities) + 1)], abs=0.002)
 
 
 @pytest.mark.parametrize("attempts", [2, 3])

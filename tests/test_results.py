@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from chronowheel import ChronowheelError, Engine, JobCancelled, JobFailed, Retry
+from chronowheel import ChronowheelError, Engine, EngineClosed, JobCancelled, JobFailed, Retry, current_job
 from chronowheel.testing import VirtualClock
-from helpers import journal_store
+from helpers import journal_store, stopping
 
 WALL = 1_767_225_600.0
 
@@ -262,3 +262,61 @@ async def test_kept_outcomes_survive_a_compaction_and_expired_ones_leave_the_sna
         for job in early:
             with pytest.raises(KeyError):
                 await engine.result(job.id)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["no-restart", "restart-between-attempts"])
+@pytest.mark.parametrize("succeeds_at", [2, 3])
+async def test_result_of_a_job_retried_until_it_succeeds_is_its_last_value(
+    tmp_path: Path, succeeds_at: int, restart: bool
+) -> None:
+    """A failed attempt does not settle ``result()``: the waiter gets the value of the attempt that succeeded."""
+    path = str(tmp_path / "timers.log") if restart else None
+    clock = VirtualClock(wall=WALL)
+
+    def make(clock: VirtualClock) -> Engine:
+        engine = Engine(journal=path, clock=clock)
+
+        @engine.task(name="flaky", retry=Retry(3, backoff=10.0, jitter=False))
+        async def flaky() -> str:
+            attempt = current_job().attempt
+            if attempt < succeeds_at:
+                raise ConnectionError(f"attempt {attempt} refused")
+            return f"sent at attempt {attempt}"
+
+        return engine
+
+    engine = make(clock)
+    async with stopping(engine):
+        job = await engine.schedule("flaky", delay=1)
+        waiting = asyncio.ensure_future(engine.result(job))
+        await clock.advance(1)
+        assert job.state == "failed"
+        assert not waiting.done()
+        if not restart:
+            await clock.advance(100)
+            assert await waiting == f"sent at attempt {succeeds_at}"
+    if restart:
+        with pytest.raises(EngineClosed, match=f"job {job.id}: the engine stopped before it ended; it runs again"):
+            await waiting  # the engine it waited on stopped
+        with pytest.raises(EngineClosed, match=f"job {job.id}: the engine is stopped"):
+            await engine.result(job)
+        clock = VirtualClock(wall=WALL + 2)
+        engine = make(clock)
+        async with stopping(engine):
+            waiting = asyncio.ensure_future(engine.result(job.id))
+            await clock.advance(100)
+            assert await waiting == f"sent at attempt {succeeds_at}"
+    assert await engine.result(job.id) == f"sent at attempt {succeeds_at}"
+
+
+async def test_a_waiter_is_told_when_the_engine_stops_before_its_job_ended(lab: Lab) -> None:
+    engine, clock = lab.engine()
+    async with stopping(engine):
+        job = await engine.schedule("echo", args=(1,), delay=10)
+        waiting = asyncio.ensure_future(engine.result(job))
+        await clock.advance(1)
+    later = "; it runs again at the next start" if lab.path is not None else ""
+    with pytest.raises(EngineClosed, match=f"^job {job.id}: the engine stopped before it ended{later}$"):
+        await waiting
+    with pytest.raises(EngineClosed, match=f"^job {job.id}: the engine is stopped; the job did not end in it$"):
+        await engine.result(job.id)

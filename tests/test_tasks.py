@@ -57,16 +57,36 @@ async def test_jobs_journaled_under_an_old_name_run_under_the_new_one(tmp_path: 
         ("old", TypeError, "aliases must be a tuple of task names, got str"),
         (("old", ""), ValueError, "aliases must be a non-empty string, got ''"),
         ((1,), TypeError, "aliases must be a non-empty string, got int"),
-        (("taken",), ValueError, "aliases: a different function is already registered as 'taken'"),
+        (
+            ("taken",),
+            ValueError,
+            r"aliases: 'taken' is already the name of task 'taken' \('print'\); one name runs one function",
+        ),
+        (
+            ("fresh", "old"),
+            ValueError,
+            r"aliases: 'old' is already an alias of task 'taken' \('print'\); one name runs one function",
+        ),
     ],
-    ids=["str", "empty", "int", "taken"],
+    ids=["str", "empty", "int", "taken", "another-alias"],
 )
 def test_bad_aliases_are_named(aliases: Any, error: type[Exception], message: str) -> None:
     engine = Engine()
-    engine.task(name="taken")(print)
+    engine.task(name="taken", aliases=("old",))(print)
     with pytest.raises(error, match=f"^{message}$"):
         engine.task(name="new", aliases=aliases)(repr)
     assert "new" not in engine._registry.tasks  # nothing half-registered
+    assert "fresh" not in engine._registry.tasks
+
+
+@pytest.mark.parametrize("name", ["taken", "old"], ids=["its-name", "its-alias"])
+def test_a_name_taken_by_another_task_or_its_alias_is_named(name: str) -> None:
+    engine = Engine()
+    engine.task(name="taken", aliases=("old",))(print)
+    role = "the name" if name == "taken" else "an alias"
+    with pytest.raises(ValueError, match=rf"^name: '{name}' is already {role} of task 'taken' \('print'\)"):
+        engine.task(name=name)(repr)
+    engine.task(name=name)(print)  # the same function again: the same task
 
 
 async def needs_two(a: int, b: int, *, flag: bool = False) -> None: ...

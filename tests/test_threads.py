@@ -216,3 +216,30 @@ async def test_a_closed_loop_is_named(call: str) -> None:
     raised = await in_thread(lambda: FROM_THREAD[call](engine))
     assert isinstance(raised, RuntimeError)
     assert str(raised) == f"engine.from_thread.{call}: the engine's event loop is closed"
+
+
+@pytest.mark.parametrize(("threads", "each"), [(2, 50), (8, 25)])
+async def test_from_thread_from_many_threads_at_once(engine: Engine, threads: int, each: int) -> None:
+    """Threads scheduling together: every call gets its own job, none lost, all run, on the loop's thread."""
+    start = threading.Barrier(threads)
+    futures: list[concurrent.futures.Future[Job]] = []
+    lock = threading.Lock()
+
+    def caller(number: int) -> None:
+        start.wait(10)
+        for n in range(each):
+            future = engine.from_thread.schedule("note", args=(f"{number}-{n}",), delay=1)
+            with lock:
+                futures.append(future)
+
+    async with stopping(engine):
+        workers = [threading.Thread(target=caller, args=(number,)) for number in range(threads)]
+        for worker in workers:
+            worker.start()
+        await asyncio.gather(*(asyncio.to_thread(worker.join, 10) for worker in workers))
+        jobs = await asyncio.gather(*(asyncio.wrap_future(future) for future in futures))
+        assert len({job.id for job in jobs}) == threads * each
+        assert {job.id for job in engine.jobs(limit=10_000)} == {job.id for job in jobs}
+        await clock_of(engine).advance(1)
+        expected = {f"{number}-{n}" for number in range(threads) for n in range(each)}
+        assert sorted(engine.ran) == sorted(expected)  # type: ignore[attr-defined]

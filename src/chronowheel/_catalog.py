@@ -39,12 +39,7 @@ class Catalog:
         self._ends: dict[str, Position] = {}  # the last job of each page handed out -> where it stood then
 
     def _everything(self) -> Iterator[Job]:
-        registry = self._registry
-        yield from registry.jobs.values()
-        for pool in registry.pools.values():
-            for _, job in pool.running_jobs():
-                if job.id not in registry.jobs:  # a run of a recurring job: never filed in a wheel
-                    yield job
+        yield from self._registry.jobs.values()  # every unfinished job: filed, held, queued or running
         for source in self._sources:
             yield from source()
 

@@ -24,12 +24,14 @@ class Control:
         """Take a waiting job out of its wheel, keeping its key and deadline; False if it is not waiting.
 
         A series between runs (``fixed="delay"``, its run going on) is paused
-        too: the run finishes, and the next is not filed until resumed. A job
-        waiting for its parents (``after=``) is not paused.
+        too: the run finishes, and the next is not filed until resumed. So is
+        a job waiting for its parents (``after=``, in no wheel): it still
+        counts them off, and once they all succeeded it waits for its resume.
         """
         if job._after is not None:
-            return False  # waiting for its parents, in no wheel: cancel it, or pause a parent
-        if job.state in ("pending", "failed"):
+            if job.state != "pending":
+                return False
+        elif job.state in ("pending", "failed"):
             if not self._registry.pool_of(job).wheel.cancel(job._timer):
                 return False  # it fired: queued or running
         elif not (job.state == "running" and job._series is not None):
@@ -42,12 +44,17 @@ class Control:
     def resume(self, job: Job) -> bool:
         """File a paused job again at its deadline (past: due now; a series' misfire policy decides it).
 
-        False if it is not paused.
+        A job whose parents have not all succeeded goes back to waiting for
+        them. False if it is not paused.
         """
         if job.state != "paused":
             return False
         series = job._series
         placement = self._placement
+        if job._after is not None:
+            job.state = "pending"  # held for its parents, as before the pause
+            placement.record(job)
+            return True
         if series is not None and series.after_finish and series.active:
             job.state = "running"  # its run goes on: the next is timed from that run's end
             placement.record(job)

@@ -4,14 +4,16 @@ A child waits in the engine's indexes (not in a wheel) with ``Job._after``,
 the ids of the parents it still waits for; each parent's end is looked up in
 ``children``. A parent that succeeds is struck off (the child re-recorded, so
 a restart resumes a chain where it was); the last one files the child at its
-own deadline, or now if that has passed. A parent that ends dead or cancelled
-cancels the child, with the reason, and so on down the chain. Parents must
-exist when the child is scheduled, so no cycle can be made.
+own deadline, or now if that has passed (a child paused meanwhile waits for
+its resume). A parent that ends dead or cancelled cancels the child, with the
+reason, and so on down the chain. Parents must exist when the child is
+scheduled, so no cycle can be made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from typing import Final
 
 from ._job import Job
 from ._limits import MAX_AHEAD
@@ -19,6 +21,8 @@ from ._placement import Placement
 from ._ticks import Ticks
 
 __all__ = ["Dependencies"]
+
+_HELD: Final = ("pending", "paused")  # the states of a child still waiting for its parents
 
 
 class Dependencies:
@@ -86,7 +90,7 @@ class Dependencies:
             return
         for child in children:
             waiting = child._after
-            if waiting is None or parent.id not in waiting or child.state != "pending":
+            if waiting is None or parent.id not in waiting or child.state not in _HELD:
                 continue  # cancelled meanwhile
             if parent.state == "succeeded":
                 waiting.remove(parent.id)
@@ -98,10 +102,16 @@ class Dependencies:
                 self._cancel(child, f"parent job {parent.id} of task {parent.task!r} ended {parent.state}")
 
     def _release(self, job: Job) -> None:
-        """Every parent succeeded: file the job at its own deadline (due now if that has passed)."""
+        """Every parent succeeded: file the job at its own deadline (due now if that has passed).
+
+        A paused job is only recorded: ``resume()`` files it.
+        """
         job._after = None
-        deadline = job._due_wall
         placement = self._placement
+        if job.state == "paused":
+            placement.record(job, own=True)
+            return
+        deadline = job._due_wall
         placement.set_due(job, min(max(0.0, deadline - self._wall()), MAX_AHEAD))
         job._due_wall = deadline
         placement.record(job, own=True)
@@ -116,7 +126,7 @@ class Dependencies:
         """
         for job in jobs:
             waiting = job._after
-            if waiting is None or job.state != "pending":
+            if waiting is None or job.state not in _HELD:
                 continue
             for parent in waiting:
                 how = None if parent in unfinished else failed(parent)

@@ -566,16 +566,14 @@ class Engine:
         if outcome is None and job_id not in dead and self.cluster is not None:  # the database knows, and waits
             outcome, dead = await self.cluster.ended(job_id, timeout)
         elif outcome is None and job_id not in dead and self._unfinished(job_id) is not None:
+            if self._state == "stopped":
+                raise EngineClosed(f"job {job_id}: the engine is stopped; the job did not end in it")
             outcome = await results.wait(job_id, timeout)
         return results.settle(job_id, outcome, dead)
 
     def _unfinished(self, job_id: str) -> Job | None:
-        """The job if it is filed, held, queued or running (a run of a recurring job is never filed)."""
-        job = self._registry.jobs.get(job_id)
-        if job is not None:
-            return job
-        running = (job for pool in self._registry.pools.values() for _, job in pool.running_jobs())
-        return next((job for job in running if job.id == job_id), None)
+        """The job if it is filed, held, queued or running (a series' runs are indexed from their start)."""
+        return self._registry.jobs.get(job_id)
 
     def _ended_as(self, job_id: str) -> str | None:
         """How a finished job ended (``"succeeded"``, ``"cancelled"``, ``"dead"``), if the engine still knows it."""
@@ -622,9 +620,11 @@ class Engine:
         """Keep a waiting job (one-shot or recurring) from firing until :meth:`resume`; True if it was waiting.
 
         It keeps its key and deadline, and with a journal stays paused across
-        a restart. A job that fired (queued or running) cannot be paused. In
-        cluster mode it acts on this engine's copy (the row is paused with the
-        next flush); ``await engine.cluster.pause(key)`` pauses it wherever it is.
+        a restart. A job that fired (queued or running) cannot be paused. A
+        job waiting for its parents (``after=``) can: once they all succeeded
+        it still waits, for :meth:`resume`. In cluster mode it acts on this
+        engine's copy (the row is paused with the next flush);
+        ``await engine.cluster.pause(key)`` pauses it wherever it is.
         """
         self._timers.check_thread("pause")
         job = self._job_of(key_or_job)
@@ -771,6 +771,7 @@ class Engine:
         pools = list(self._registry.pools.values())
         queued, abandoned = await drain(pools, grace, self._clock, self._placement, self._cut_short)
         await self._driver.stop()
+        self._results.close(durable=self._store is not None)
         queued += (job for job in self._execution.interrupted if job.state == "pending")
         report_unfinished(queued, abandoned, durable=self._store is not None)
         if self._store is not None:

@@ -64,7 +64,7 @@ class Placement:
             self._timers.wake()
 
     def keep(self, job: Job) -> None:
-        """Index a job that waits outside the wheels: paused, or a series whose run goes on."""
+        """Index a job outside the wheels: paused, a series whose run goes on, or a series' run, queued."""
         self._registry.jobs[job.id] = job
         if job.key is not None:
             self._registry.keyed.setdefault(job.key, job)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
 
+from ._ranked import RankedWheel
 from ._selection import TimerWheel
 from ._wheel_api import Wheel
 
@@ -39,7 +40,9 @@ class Pool:
     With a ``limiter`` (a rate limit) a due job leaves the wheel only for an
     idle worker, and only as the limiter allows: the ready queue never holds
     a job waiting for the rate, so the time a job is handed out is the time
-    it starts, and what the limiter counts is starts.
+    it starts, and what the limiter counts is starts. Its wheel hands out
+    the due jobs by priority (a :class:`~chronowheel._ranked.RankedWheel`),
+    so the highest-priority waiting job is the next to start, as without a rate.
 
     The ready queue is a heap and a line of idle workers' futures, not an
     ``asyncio.PriorityQueue``: that one's ``get`` and ``put_nowait`` took
@@ -58,7 +61,8 @@ class Pool:
     ) -> None:
         self.name = name
         self.limiter = limiter
-        self.wheel: Wheel = TimerWheel()  # this pool's jobs, until due and there is room for them
+        # This pool's jobs, until due and there is room for them; with a rate, due ones leave by priority.
+        self.wheel: Wheel = TimerWheel() if limiter is None else RankedWheel(TimerWheel())
         self._on_room = on_room
         self._full = False
         self.concurrency = concurrency

@@ -129,7 +129,9 @@ class Recurring:
         run._engine = self._owner
         run._parent = job
         series.active += 1
-        self._placement.record(run, own=True)
+        placement = self._placement
+        placement.record(run, own=True)
+        placement.keep(run)  # indexed from now on, queued or running: what jobs() and result() look up
         pool.put_nowait(run)
         self._stats.counts["fired"] += 1
 

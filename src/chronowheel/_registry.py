@@ -22,9 +22,10 @@ class Registry:
     paused, or a series between runs; it is released when the job fires, is
     cancelled, or ends. ``started`` maps the key of a job that fired to it
     until it ends (so ``get(key)`` finds a running job while the key is free
-    for a new one). ``jobs`` holds every job filed in a wheel by id, from
-    its filing until it ends (acknowledged, cancelled, dead): what queries
-    read, one dict entry per job. ``tasks`` holds each task under its name
+    for a new one). ``jobs`` holds every unfinished job by id (filed in a
+    wheel, held out of one, or a series' run queued or running), until it
+    ends (acknowledged, cancelled, dead): what queries read, one dict entry
+    per job. ``tasks`` holds each task under its name
     and its aliases (old names that stored jobs may still carry); ``tasks``
     and ``by_function`` are what :meth:`spec` reads; ``schedule_nowait``
     reads them itself, a frame less, and calls :meth:`spec` only for the error.
@@ -93,9 +94,14 @@ class Registry:
             raise TypeError(f"task: expected a function, got {type(func).__name__}")
         spec = make(func)
         for name in (spec.name, *aliases):
-            if name in self.tasks and self.tasks[name].func is not func:
+            owner = self.tasks.get(name)
+            if owner is not None and owner.func is not func:
                 what = "name" if name == spec.name else "aliases"
-                raise ValueError(f"{what}: a different function is already registered as {name!r}")
+                role = "the name" if owner.name == name else "an alias"
+                raise ValueError(
+                    f"{what}: {name!r} is already {role} of task {owner.name!r}"
+                    f" ({getattr(owner.func, '__qualname__', owner.func)!r}); one name runs one function"
+                )
         for name in (spec.name, *aliases):
             self.tasks[name] = spec
         self.by_function[func] = spec
@@ -148,7 +154,8 @@ class Registry:
         if isinstance(key_or_job, Job):
             if key_or_job._engine is not owner:
                 raise ValueError(f"key_or_job: job {key_or_job.id} is not a job of this engine")
-            waiting = key_or_job.state in ("pending", "failed", "paused")
+            started_run = key_or_job._parent is not None and key_or_job._timer is None  # queued or running
+            waiting = key_or_job.state in ("pending", "failed", "paused") and not started_run
             between_runs = key_or_job._series is not None and key_or_job.state == "running"
             return key_or_job if waiting or between_runs else None
         if isinstance(key_or_job, str):

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from ._dependencies import Dependencies
-from ._errors import JobCancelled, JobFailed
+from ._errors import EngineClosed, JobCancelled, JobFailed
 from ._job import Job
 from ._outcome import Outcome
 from ._placement import Placement
@@ -95,6 +95,15 @@ class Results:
             self._wake(job.id, None)
         if self._dependencies.children:
             self._dependencies.parent_ended(job)
+
+    def close(self, durable: bool) -> None:
+        """``stop()``: the jobs still waited for will not end in this engine; their waiters get EngineClosed."""
+        waiters, self._waiters = self._waiters, {}
+        later = "; it runs again at the next start" if durable else ""
+        for job_id, futures in waiters.items():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(EngineClosed(f"job {job_id}: the engine stopped before it ended{later}"))
 
     def _wake(self, job_id: str, outcome: Outcome | None) -> None:
         for future in self._waiters.pop(job_id, ()):

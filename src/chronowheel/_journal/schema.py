@@ -176,9 +176,9 @@ def _check_job(record: dict[str, Any]) -> str | None:
             return _bad("job", field, text, "a string or null")
     after = get("after", _MISSING)
     if after is not _MISSING and not (
-        after.__class__ is list and after and all(map(_is_id, after)) and state == "pending"
+        after.__class__ is list and after and all(map(_is_id, after)) and state in ("pending", "paused")
     ):
-        return _bad("job", "after", after, "a non-empty list of job ids, on a pending job")
+        return _bad("job", "after", after, "a non-empty list of job ids, on a pending or paused job")
     parent, series = get("parent", _MISSING), get("series")
     if parent is not _MISSING and not _is_id(parent):
         return _bad("job", "parent", parent, "the id of a recurring job")
