@@ -212,6 +212,10 @@ async def _same_id(dsn: str, tmp: Path, downtime: float) -> None:
                 if await conn.fetchval("SELECT count(*) FROM cw_job") == 0:
                     break
                 await asyncio.sleep(0.1)
+            for _ in range(200):  # a loaded machine: the other worker may finish every job before the new one starts
+                if await conn.fetchval(_ACQUIRED_SINCE, restarted_at):
+                    break
+                await asyncio.sleep(0.1)
         for child in children[1:]:
             child.send_signal(signal.SIGTERM)
             await asyncio.wait_for(child.wait(), 30)
@@ -223,6 +227,9 @@ async def _same_id(dsn: str, tmp: Path, downtime: float) -> None:
                 child.kill()
                 await child.wait()
         await conn.close()
+
+
+_ACQUIRED_SINCE = "SELECT count(*) FROM cw_audit WHERE kind = 'acquire' AND owner = 'worker-1' AND at > $1"
 
 
 async def _check_same_id(conn: asyncpg.Connection, restarted_at: Any) -> None:
@@ -237,9 +244,7 @@ async def _check_same_id(conn: asyncpg.Connection, restarted_at: Any) -> None:
         restarted_at,
     )
     assert old_tokens == 0
-    assert await conn.fetchval(
-        "SELECT count(*) FROM cw_audit WHERE kind = 'acquire' AND owner = 'worker-1' AND at > $1", restarted_at
-    )  # it took shards back
+    assert await conn.fetchval(_ACQUIRED_SINCE, restarted_at)  # it took shards back
     # Re-runs: only jobs claimed by the killed process before the restart, and never acked by it.
     rerun = await conn.fetch(
         "SELECT id, array_agg(owner ORDER BY at) AS owners, array_agg(at ORDER BY at) AS ats FROM cw_audit"
