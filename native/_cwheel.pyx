@@ -799,6 +799,8 @@ cdef inline TimerCore _core_of(TimerHandle handle):
 
 @cython.final
 @cython.auto_pickle(False)
+@cython.binding(False)
+@cython.always_allow_keywords(False)
 cdef class TimerHandle:
     """A volatile timer from ``call_later``/``call_at``, used as asyncio's ``TimerHandle``.
 
@@ -870,6 +872,7 @@ cdef class TimerHandle:
 
 @cython.final
 @cython.auto_pickle(False)
+@cython.binding(False)
 @cython.no_gc_clear  # its wheel stays set until it is freed: a handle's finalizer may still reach it
 cdef class TimerCore:
     """One engine's volatile timers: ``call_later``, ``call_at``, and the fire loop, in C.
