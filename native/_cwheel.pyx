@@ -2,7 +2,7 @@
 """The hierarchical timing wheel in C: a drop-in for ``chronowheel._wheel.TimerWheel``.
 
 Same algorithm, same outputs (see the pure module for the design); only the
-storage differs. Every timer is a 48-byte C struct in one growable slab, linked
+storage differs. Every timer is a 40-byte C struct in one growable slab, linked
 into an intrusive doubly-linked list: a wheel slot's, the overflow list, or the
 due batch. Its payload is the only Python object the wheel keeps per timer; the
 slab is allocated with ``PyMem_Raw*`` so ``tracemalloc`` sees it.
@@ -144,6 +144,8 @@ cdef enum:
     W_DUE = 1023  # fired, in the due batch, not yet handed out
     W_TOMB = 1024  # cancelled while due: a tombstone in the due batch
     W_FREE = 1025  # on the free list
+    WHERE_BITS = 11  # ``where`` shares a 64-bit word with the sequence number
+    WHERE_MASK = 2047
 
 cdef uint32_t NIL = 0xFFFFFFFFu
 cdef uint32_t MAX_TIMERS = 0xFFFFFFFEu
@@ -151,6 +153,7 @@ cdef int64_t TICK_MAX = 0x7FFFFFFFFFFFFFFF  # ticks and priorities: -TICK_MAX ..
 cdef str RANGE = "from -(2**63 - 1) to 2**63 - 1"
 
 cdef uint64_t last_seq = 0  # the last sequence number handed out, by any wheel
+cdef uint64_t SEQ_LIMIT = <uint64_t>1 << (64 - WHERE_BITS)  # 2**53: 28 years of 10M timers a second
 
 
 cdef int64_t _tick(object value, str name) except? -1:
@@ -178,14 +181,21 @@ cdef int _check_handle(object handle) except -1:
         raise TypeError(f"handle must be an int returned by add(), got {type(handle).__name__}")
     return 0
 
-ctypedef struct Timer:
+ctypedef struct Timer:  # 40 bytes
     int64_t deadline
     int64_t priority
-    uint64_t seq  # 0 while free
+    uint64_t key  # seq << WHERE_BITS | where: its sequence number (0 while free) and the list it is on
     PyObject* payload  # owned reference; NULL when free or a tombstone
     uint32_t next  # list links (next doubles as the free-list link)
     uint32_t prev
-    uint32_t where
+
+
+cdef inline uint32_t _where(const Timer* t) noexcept nogil:
+    return <uint32_t>(t.key & WHERE_MASK)
+
+
+cdef inline void _set_where(Timer* t, uint32_t where) noexcept nogil:
+    t.key = (t.key & ~<uint64_t>WHERE_MASK) | where
 
 
 cdef inline bint _before(const Timer* a, const Timer* b) noexcept nogil:
@@ -194,7 +204,7 @@ cdef inline bint _before(const Timer* a, const Timer* b) noexcept nogil:
         return a.deadline < b.deadline
     if a.priority != b.priority:
         return a.priority < b.priority
-    return a.seq < b.seq
+    return a.key < b.key  # seq decides: the where bits below it never do
 
 
 cdef int _cmp_timers(const void* x, const void* y) noexcept nogil:
@@ -419,6 +429,8 @@ cdef class TimerWheel:
         """Make room for one more timer: the one change ``_insert`` makes that can fail."""
         if self.free_head == NIL and self.used == self.cap:
             self._grow()
+        if last_seq + 1 >= SEQ_LIMIT:
+            raise OverflowError("this process has filed 2**53 - 1 timers: no sequence numbers are left")
         return 0
 
     cdef uint32_t _insert(self, int64_t deadline, int64_t priority, object payload) noexcept:
@@ -433,7 +445,7 @@ cdef class TimerWheel:
             self.used += 1
         last_seq += 1
         cdef Timer* t = &self.timers[idx]
-        t.seq = last_seq
+        t.key = last_seq << WHERE_BITS
         t.priority = priority
         t.payload = <PyObject*>payload
         cw_incref(t.payload)
@@ -443,7 +455,7 @@ cdef class TimerWheel:
 
     cdef inline uint32_t _pending(self, uint32_t idx, uint64_t seq) noexcept:
         """``idx`` if the timer there is the pending one numbered ``seq``, else NIL."""
-        if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
+        if idx >= self.used or self.timers[idx].key >> WHERE_BITS != seq or _where(&self.timers[idx]) > W_DUE:
             return NIL
         return idx
 
@@ -452,8 +464,8 @@ cdef class TimerWheel:
         cdef Timer* t = &self.timers[idx]
         cdef PyObject* payload = t.payload
         t.payload = NULL
-        if t.where == W_DUE:
-            t.where = W_TOMB  # the drain frees it when it gets there
+        if _where(t) == W_DUE:
+            _set_where(t, W_TOMB)  # the drain frees it when it gets there
         else:
             self._unlink(idx)
             self._free(idx)
@@ -463,7 +475,7 @@ cdef class TimerWheel:
     cdef void _move(self, uint32_t idx, int64_t deadline) noexcept:
         """Move the pending timer at ``idx`` to ``deadline``."""
         cdef Timer* t = &self.timers[idx]
-        if t.where != W_DUE and deadline >= t.deadline:
+        if _where(t) != W_DUE and deadline >= t.deadline:
             # Later: lazy. The old slot comes up first and re-files it then.
             t.deadline = deadline
             return
@@ -547,9 +559,8 @@ cdef class TimerWheel:
 
     cdef inline void _free(self, uint32_t idx) noexcept:
         cdef Timer* t = &self.timers[idx]
-        t.seq = 0
+        t.key = W_FREE  # seq 0
         t.payload = NULL
-        t.where = W_FREE
         t.prev = NIL
         t.next = self.free_head
         self.free_head = idx
@@ -577,7 +588,7 @@ cdef class TimerWheel:
 
     cdef void _unlink(self, uint32_t idx) noexcept:
         """Take a pending timer out of whichever list holds it."""
-        cdef uint32_t where = self.timers[idx].where
+        cdef uint32_t where = _where(&self.timers[idx])
         if where < W_OVERFLOW:
             self._remove(&self.heads[where], &self.tails[where], idx)
             if self.heads[where] == NIL:
@@ -597,7 +608,7 @@ cdef class TimerWheel:
         if deadline <= now:
             if self.due_head != NIL:
                 # A drain is under way: join it in fire order, after its equals (as insort).
-                t.where = W_DUE
+                _set_where(t, W_DUE)
                 cur = self.due_tail
                 while cur != NIL and _before(t, &self.timers[cur]):
                     cur = self.timers[cur].prev
@@ -618,12 +629,12 @@ cdef class TimerWheel:
         else:
             level = (cw_bitlen64((<uint64_t>deadline ^ <uint64_t>now) | SLOT_MASK) - 1) // BITS
             if level >= self.nlevels:
-                t.where = W_OVERFLOW
+                _set_where(t, W_OVERFLOW)
                 self._append(&self.ov_head, &self.ov_tail, idx)
                 return
             slot = <int>((<uint64_t>deadline >> (level * BITS)) & SLOT_MASK)
         where = level * SLOTS + slot
-        t.where = where
+        _set_where(t, where)
         self._append(&self.heads[where], &self.tails[where], idx)
         self.masks[level] |= <uint64_t>1 << slot
 
@@ -758,7 +769,7 @@ cdef class TimerWheel:
         for i in range(n):
             t = self.scratch[i]
             idx = <uint32_t>(t - self.timers)
-            t.where = W_DUE
+            _set_where(t, W_DUE)
             t.prev = prev
             t.next = NIL
             if prev == NIL:
