@@ -2,10 +2,12 @@
 """The hierarchical timing wheel in C: a drop-in for ``chronowheel._wheel.TimerWheel``.
 
 Same algorithm, same outputs (see the pure module for the design); only the
-storage differs. Every timer is a 40-byte C struct in one growable slab, linked
+storage differs. Every timer is a 32-byte C struct in one growable slab, linked
 into an intrusive doubly-linked list: a wheel slot's, the overflow list, or the
 due batch. Its payload is the only Python object the wheel keeps per timer; the
-slab is allocated with ``PyMem_Raw*`` so ``tracemalloc`` sees it.
+slab is allocated with ``PyMem_Raw*`` so ``tracemalloc`` sees it. Priorities
+live in a second array, by slab index, allocated with the first priority that
+is not 0: the engine's volatile timers and most jobs never need it.
 
 A handle is the int ``seq << 32 | index``: ``seq`` is the timer's insertion
 sequence number, drawn from one counter for every wheel in the process, so a
@@ -54,6 +56,7 @@ from chronowheel._limits import MAX_DELAY as _MAX_DELAY
 
 cdef extern from "Python.h":
     void* PyMem_RawMalloc(size_t n) nogil
+    void* PyMem_RawCalloc(size_t n, size_t size) nogil
     void* PyMem_RawRealloc(void* p, size_t n) nogil
     void PyMem_RawFree(void* p) nogil
     void cw_incref "Py_INCREF"(PyObject* o) noexcept
@@ -181,9 +184,8 @@ cdef int _check_handle(object handle) except -1:
         raise TypeError(f"handle must be an int returned by add(), got {type(handle).__name__}")
     return 0
 
-ctypedef struct Timer:  # 40 bytes
+ctypedef struct Timer:  # 32 bytes
     int64_t deadline
-    int64_t priority
     uint64_t key  # seq << WHERE_BITS | where: its sequence number (0 while free) and the list it is on
     PyObject* payload  # owned reference; NULL when free or a tombstone
     uint32_t next  # list links (next doubles as the free-list link)
@@ -198,21 +200,26 @@ cdef inline void _set_where(Timer* t, uint32_t where) noexcept nogil:
     t.key = (t.key & ~<uint64_t>WHERE_MASK) | where
 
 
-cdef inline bint _before(const Timer* a, const Timer* b) noexcept nogil:
-    """(deadline, priority, seq) of ``a`` < that of ``b``."""
+cdef inline bint _before(const Timer* a, const Timer* b, const Timer* base, const int64_t* prio) noexcept nogil:
+    """(deadline, priority, seq) of ``a`` < that of ``b``: timers of the slab at ``base``, priorities ``prio``."""
     if a.deadline != b.deadline:
         return a.deadline < b.deadline
-    if a.priority != b.priority:
-        return a.priority < b.priority
+    if prio != NULL and prio[a - base] != prio[b - base]:
+        return prio[a - base] < prio[b - base]
     return a.key < b.key  # seq decides: the where bits below it never do
+
+
+# qsort passes no context: the wheel being sorted, set just before the call (under the GIL, which it keeps).
+cdef const Timer* sort_base = NULL
+cdef const int64_t* sort_prio = NULL
 
 
 cdef int _cmp_timers(const void* x, const void* y) noexcept nogil:
     cdef const Timer* a = (<const Timer**>x)[0]
     cdef const Timer* b = (<const Timer**>y)[0]
-    if _before(a, b):
+    if _before(a, b, sort_base, sort_prio):
         return -1
-    if _before(b, a):
+    if _before(b, a, sort_base, sort_prio):
         return 1
     return 0
 
@@ -231,7 +238,8 @@ cdef class TimerWheel:
     """
 
     cdef Timer* timers
-    cdef uint32_t cap  # entries allocated
+    cdef int64_t* prio  # each timer's priority, by slab index: NULL until one is not 0 (most wheels: never)
+    cdef uint32_t cap  # entries allocated (of both)
     cdef uint32_t used  # entries ever handed out (high-water mark)
     cdef uint32_t free_head
     cdef Py_ssize_t size  # pending timers: filed, overflowing or due (not tombstones)
@@ -249,6 +257,7 @@ cdef class TimerWheel:
 
     def __cinit__(self, *args, **kwargs):
         self.timers = NULL
+        self.prio = NULL
         self.cap = 0
         self.scratch = NULL
         self.scratch_cap = 0
@@ -298,6 +307,8 @@ cdef class TimerWheel:
         cdef PyObject* p
         self.timers = NULL
         self.cap = 0
+        PyMem_RawFree(self.prio)
+        self.prio = NULL
         self._reset()
         for i in range(n):
             p = old[i].payload
@@ -338,6 +349,8 @@ cdef class TimerWheel:
         elif not cw_small_int(priority, &p):
             p = _tick(priority, "priority")
         self._reserve()
+        if p != 0 and self.prio == NULL:
+            self._add_priorities()
         idx = self.free_head if self.free_head != NIL else self.used
         if seq >> 32:
             handle = (PyLong_FromUnsignedLongLong(seq) << 32) | idx
@@ -446,7 +459,8 @@ cdef class TimerWheel:
         last_seq += 1
         cdef Timer* t = &self.timers[idx]
         t.key = last_seq << WHERE_BITS
-        t.priority = priority
+        if self.prio != NULL:
+            self.prio[idx] = priority
         t.payload = <PyObject*>payload
         cw_incref(t.payload)
         self.size += 1
@@ -554,7 +568,20 @@ cdef class TimerWheel:
         if grown == NULL:
             raise MemoryError()
         self.timers = grown
+        cdef int64_t* prio
+        if self.prio != NULL:  # a failure here leaves the slab bigger than ``cap`` says: harmless
+            prio = <int64_t*>PyMem_RawRealloc(self.prio, cap * sizeof(int64_t))
+            if prio == NULL:
+                raise MemoryError()
+            self.prio = prio
         self.cap = <uint32_t>cap
+        return 0
+
+    cdef int _add_priorities(self) except -1:
+        """The first priority that is not 0: from now on every timer's is kept, the ones before it 0."""
+        self.prio = <int64_t*>PyMem_RawCalloc(self.cap, sizeof(int64_t))
+        if self.prio == NULL:
+            raise MemoryError()
         return 0
 
     cdef inline void _free(self, uint32_t idx) noexcept:
@@ -610,7 +637,7 @@ cdef class TimerWheel:
                 # A drain is under way: join it in fire order, after its equals (as insort).
                 _set_where(t, W_DUE)
                 cur = self.due_tail
-                while cur != NIL and _before(t, &self.timers[cur]):
+                while cur != NIL and _before(t, &self.timers[cur], self.timers, self.prio):
                     cur = self.timers[cur].prev
                 t.prev = cur
                 if cur == NIL:
@@ -670,6 +697,7 @@ cdef class TimerWheel:
         A level-0 slot fills the due batch; a higher slot cascades its timers
         down; crossing into a new top-level window brings overflow in.
         """
+        global sort_base, sort_prio
         cdef uint32_t where = 0
         cdef uint32_t idx, nxt
         cdef uint64_t start = 0
@@ -751,18 +779,20 @@ cdef class TimerWheel:
         # Already in order, most often (a slot's list is in filing order, which is seq order for timers
         # neither moved nor of another priority): one pass tells, and spares sorting a big batch.
         i = 1
-        while i < n and not _before(self.scratch[i], self.scratch[i - 1]):
+        while i < n and not _before(self.scratch[i], self.scratch[i - 1], self.timers, self.prio):
             i += 1
         if i < n and n <= 16:  # insertion sort from the first timer out of order: small batches
             while i < n:
                 t = self.scratch[i]
                 j = i - 1
-                while j >= 0 and _before(t, self.scratch[j]):
+                while j >= 0 and _before(t, self.scratch[j], self.timers, self.prio):
                     self.scratch[j + 1] = self.scratch[j]
                     j -= 1
                 self.scratch[j + 1] = t
                 i += 1
         elif i < n:
+            sort_base = self.timers
+            sort_prio = self.prio
             qsort(self.scratch, n, sizeof(Timer*), _cmp_timers)
         # The due batch is empty here (advance drained it): link the batch in order.
         prev = NIL
