@@ -2,10 +2,12 @@
 """The hierarchical timing wheel in C: a drop-in for ``chronowheel._wheel.TimerWheel``.
 
 Same algorithm, same outputs (see the pure module for the design); only the
-storage differs. Every timer is a 48-byte C struct in one growable slab, linked
+storage differs. Every timer is a 32-byte C struct in one growable slab, linked
 into an intrusive doubly-linked list: a wheel slot's, the overflow list, or the
 due batch. Its payload is the only Python object the wheel keeps per timer; the
-slab is allocated with ``PyMem_Raw*`` so ``tracemalloc`` sees it.
+slab is allocated with ``PyMem_Raw*`` so ``tracemalloc`` sees it. Priorities
+live in a second array, by slab index, allocated with the first priority that
+is not 0: the engine's volatile timers and most jobs never need it.
 
 A handle is the int ``seq << 32 | index``: ``seq`` is the timer's insertion
 sequence number, drawn from one counter for every wheel in the process, so a
@@ -54,6 +56,7 @@ from chronowheel._limits import MAX_DELAY as _MAX_DELAY
 
 cdef extern from "Python.h":
     void* PyMem_RawMalloc(size_t n) nogil
+    void* PyMem_RawCalloc(size_t n, size_t size) nogil
     void* PyMem_RawRealloc(void* p, size_t n) nogil
     void PyMem_RawFree(void* p) nogil
     void cw_incref "Py_INCREF"(PyObject* o) noexcept
@@ -144,6 +147,8 @@ cdef enum:
     W_DUE = 1023  # fired, in the due batch, not yet handed out
     W_TOMB = 1024  # cancelled while due: a tombstone in the due batch
     W_FREE = 1025  # on the free list
+    WHERE_BITS = 11  # ``where`` shares a 64-bit word with the sequence number
+    WHERE_MASK = 2047
 
 cdef uint32_t NIL = 0xFFFFFFFFu
 cdef uint32_t MAX_TIMERS = 0xFFFFFFFEu
@@ -151,6 +156,7 @@ cdef int64_t TICK_MAX = 0x7FFFFFFFFFFFFFFF  # ticks and priorities: -TICK_MAX ..
 cdef str RANGE = "from -(2**63 - 1) to 2**63 - 1"
 
 cdef uint64_t last_seq = 0  # the last sequence number handed out, by any wheel
+cdef uint64_t SEQ_LIMIT = <uint64_t>1 << (64 - WHERE_BITS)  # 2**53: 28 years of 10M timers a second
 
 
 cdef int64_t _tick(object value, str name) except? -1:
@@ -178,31 +184,42 @@ cdef int _check_handle(object handle) except -1:
         raise TypeError(f"handle must be an int returned by add(), got {type(handle).__name__}")
     return 0
 
-ctypedef struct Timer:
+ctypedef struct Timer:  # 32 bytes
     int64_t deadline
-    int64_t priority
-    uint64_t seq  # 0 while free
+    uint64_t key  # seq << WHERE_BITS | where: its sequence number (0 while free) and the list it is on
     PyObject* payload  # owned reference; NULL when free or a tombstone
     uint32_t next  # list links (next doubles as the free-list link)
     uint32_t prev
-    uint32_t where
 
 
-cdef inline bint _before(const Timer* a, const Timer* b) noexcept nogil:
-    """(deadline, priority, seq) of ``a`` < that of ``b``."""
+cdef inline uint32_t _where(const Timer* t) noexcept nogil:
+    return <uint32_t>(t.key & WHERE_MASK)
+
+
+cdef inline void _set_where(Timer* t, uint32_t where) noexcept nogil:
+    t.key = (t.key & ~<uint64_t>WHERE_MASK) | where
+
+
+cdef inline bint _before(const Timer* a, const Timer* b, const Timer* base, const int64_t* prio) noexcept nogil:
+    """(deadline, priority, seq) of ``a`` < that of ``b``: timers of the slab at ``base``, priorities ``prio``."""
     if a.deadline != b.deadline:
         return a.deadline < b.deadline
-    if a.priority != b.priority:
-        return a.priority < b.priority
-    return a.seq < b.seq
+    if prio != NULL and prio[a - base] != prio[b - base]:
+        return prio[a - base] < prio[b - base]
+    return a.key < b.key  # seq decides: the where bits below it never do
+
+
+# qsort passes no context: the wheel being sorted, set just before the call (under the GIL, which it keeps).
+cdef const Timer* sort_base = NULL
+cdef const int64_t* sort_prio = NULL
 
 
 cdef int _cmp_timers(const void* x, const void* y) noexcept nogil:
     cdef const Timer* a = (<const Timer**>x)[0]
     cdef const Timer* b = (<const Timer**>y)[0]
-    if _before(a, b):
+    if _before(a, b, sort_base, sort_prio):
         return -1
-    if _before(b, a):
+    if _before(b, a, sort_base, sort_prio):
         return 1
     return 0
 
@@ -221,7 +238,8 @@ cdef class TimerWheel:
     """
 
     cdef Timer* timers
-    cdef uint32_t cap  # entries allocated
+    cdef int64_t* prio  # each timer's priority, by slab index: NULL until one is not 0 (most wheels: never)
+    cdef uint32_t cap  # entries allocated (of both)
     cdef uint32_t used  # entries ever handed out (high-water mark)
     cdef uint32_t free_head
     cdef Py_ssize_t size  # pending timers: filed, overflowing or due (not tombstones)
@@ -239,6 +257,7 @@ cdef class TimerWheel:
 
     def __cinit__(self, *args, **kwargs):
         self.timers = NULL
+        self.prio = NULL
         self.cap = 0
         self.scratch = NULL
         self.scratch_cap = 0
@@ -288,6 +307,8 @@ cdef class TimerWheel:
         cdef PyObject* p
         self.timers = NULL
         self.cap = 0
+        PyMem_RawFree(self.prio)
+        self.prio = NULL
         self._reset()
         for i in range(n):
             p = old[i].payload
@@ -328,6 +349,8 @@ cdef class TimerWheel:
         elif not cw_small_int(priority, &p):
             p = _tick(priority, "priority")
         self._reserve()
+        if p != 0 and self.prio == NULL:
+            self._add_priorities()
         idx = self.free_head if self.free_head != NIL else self.used
         if seq >> 32:
             handle = (PyLong_FromUnsignedLongLong(seq) << 32) | idx
@@ -419,6 +442,8 @@ cdef class TimerWheel:
         """Make room for one more timer: the one change ``_insert`` makes that can fail."""
         if self.free_head == NIL and self.used == self.cap:
             self._grow()
+        if last_seq + 1 >= SEQ_LIMIT:
+            raise OverflowError("this process has filed 2**53 - 1 timers: no sequence numbers are left")
         return 0
 
     cdef uint32_t _insert(self, int64_t deadline, int64_t priority, object payload) noexcept:
@@ -433,8 +458,9 @@ cdef class TimerWheel:
             self.used += 1
         last_seq += 1
         cdef Timer* t = &self.timers[idx]
-        t.seq = last_seq
-        t.priority = priority
+        t.key = last_seq << WHERE_BITS
+        if self.prio != NULL:
+            self.prio[idx] = priority
         t.payload = <PyObject*>payload
         cw_incref(t.payload)
         self.size += 1
@@ -443,7 +469,7 @@ cdef class TimerWheel:
 
     cdef inline uint32_t _pending(self, uint32_t idx, uint64_t seq) noexcept:
         """``idx`` if the timer there is the pending one numbered ``seq``, else NIL."""
-        if idx >= self.used or self.timers[idx].seq != seq or self.timers[idx].where > W_DUE:
+        if idx >= self.used or self.timers[idx].key >> WHERE_BITS != seq or _where(&self.timers[idx]) > W_DUE:
             return NIL
         return idx
 
@@ -452,8 +478,8 @@ cdef class TimerWheel:
         cdef Timer* t = &self.timers[idx]
         cdef PyObject* payload = t.payload
         t.payload = NULL
-        if t.where == W_DUE:
-            t.where = W_TOMB  # the drain frees it when it gets there
+        if _where(t) == W_DUE:
+            _set_where(t, W_TOMB)  # the drain frees it when it gets there
         else:
             self._unlink(idx)
             self._free(idx)
@@ -463,7 +489,7 @@ cdef class TimerWheel:
     cdef void _move(self, uint32_t idx, int64_t deadline) noexcept:
         """Move the pending timer at ``idx`` to ``deadline``."""
         cdef Timer* t = &self.timers[idx]
-        if t.where != W_DUE and deadline >= t.deadline:
+        if _where(t) != W_DUE and deadline >= t.deadline:
             # Later: lazy. The old slot comes up first and re-files it then.
             t.deadline = deadline
             return
@@ -542,14 +568,26 @@ cdef class TimerWheel:
         if grown == NULL:
             raise MemoryError()
         self.timers = grown
+        cdef int64_t* prio
+        if self.prio != NULL:  # a failure here leaves the slab bigger than ``cap`` says: harmless
+            prio = <int64_t*>PyMem_RawRealloc(self.prio, cap * sizeof(int64_t))
+            if prio == NULL:
+                raise MemoryError()
+            self.prio = prio
         self.cap = <uint32_t>cap
+        return 0
+
+    cdef int _add_priorities(self) except -1:
+        """The first priority that is not 0: from now on every timer's is kept, the ones before it 0."""
+        self.prio = <int64_t*>PyMem_RawCalloc(self.cap, sizeof(int64_t))
+        if self.prio == NULL:
+            raise MemoryError()
         return 0
 
     cdef inline void _free(self, uint32_t idx) noexcept:
         cdef Timer* t = &self.timers[idx]
-        t.seq = 0
+        t.key = W_FREE  # seq 0
         t.payload = NULL
-        t.where = W_FREE
         t.prev = NIL
         t.next = self.free_head
         self.free_head = idx
@@ -577,7 +615,7 @@ cdef class TimerWheel:
 
     cdef void _unlink(self, uint32_t idx) noexcept:
         """Take a pending timer out of whichever list holds it."""
-        cdef uint32_t where = self.timers[idx].where
+        cdef uint32_t where = _where(&self.timers[idx])
         if where < W_OVERFLOW:
             self._remove(&self.heads[where], &self.tails[where], idx)
             if self.heads[where] == NIL:
@@ -597,9 +635,9 @@ cdef class TimerWheel:
         if deadline <= now:
             if self.due_head != NIL:
                 # A drain is under way: join it in fire order, after its equals (as insort).
-                t.where = W_DUE
+                _set_where(t, W_DUE)
                 cur = self.due_tail
-                while cur != NIL and _before(t, &self.timers[cur]):
+                while cur != NIL and _before(t, &self.timers[cur], self.timers, self.prio):
                     cur = self.timers[cur].prev
                 t.prev = cur
                 if cur == NIL:
@@ -618,12 +656,12 @@ cdef class TimerWheel:
         else:
             level = (cw_bitlen64((<uint64_t>deadline ^ <uint64_t>now) | SLOT_MASK) - 1) // BITS
             if level >= self.nlevels:
-                t.where = W_OVERFLOW
+                _set_where(t, W_OVERFLOW)
                 self._append(&self.ov_head, &self.ov_tail, idx)
                 return
             slot = <int>((<uint64_t>deadline >> (level * BITS)) & SLOT_MASK)
         where = level * SLOTS + slot
-        t.where = where
+        _set_where(t, where)
         self._append(&self.heads[where], &self.tails[where], idx)
         self.masks[level] |= <uint64_t>1 << slot
 
@@ -659,6 +697,7 @@ cdef class TimerWheel:
         A level-0 slot fills the due batch; a higher slot cascades its timers
         down; crossing into a new top-level window brings overflow in.
         """
+        global sort_base, sort_prio
         cdef uint32_t where = 0
         cdef uint32_t idx, nxt
         cdef uint64_t start = 0
@@ -740,25 +779,27 @@ cdef class TimerWheel:
         # Already in order, most often (a slot's list is in filing order, which is seq order for timers
         # neither moved nor of another priority): one pass tells, and spares sorting a big batch.
         i = 1
-        while i < n and not _before(self.scratch[i], self.scratch[i - 1]):
+        while i < n and not _before(self.scratch[i], self.scratch[i - 1], self.timers, self.prio):
             i += 1
         if i < n and n <= 16:  # insertion sort from the first timer out of order: small batches
             while i < n:
                 t = self.scratch[i]
                 j = i - 1
-                while j >= 0 and _before(t, self.scratch[j]):
+                while j >= 0 and _before(t, self.scratch[j], self.timers, self.prio):
                     self.scratch[j + 1] = self.scratch[j]
                     j -= 1
                 self.scratch[j + 1] = t
                 i += 1
         elif i < n:
+            sort_base = self.timers
+            sort_prio = self.prio
             qsort(self.scratch, n, sizeof(Timer*), _cmp_timers)
         # The due batch is empty here (advance drained it): link the batch in order.
         prev = NIL
         for i in range(n):
             t = self.scratch[i]
             idx = <uint32_t>(t - self.timers)
-            t.where = W_DUE
+            _set_where(t, W_DUE)
             t.prev = prev
             t.next = NIL
             if prev == NIL:
@@ -799,6 +840,8 @@ cdef inline TimerCore _core_of(TimerHandle handle):
 
 @cython.final
 @cython.auto_pickle(False)
+@cython.binding(False)
+@cython.always_allow_keywords(False)
 cdef class TimerHandle:
     """A volatile timer from ``call_later``/``call_at``, used as asyncio's ``TimerHandle``.
 
@@ -870,6 +913,7 @@ cdef class TimerHandle:
 
 @cython.final
 @cython.auto_pickle(False)
+@cython.binding(False)
 @cython.no_gc_clear  # its wheel stays set until it is freed: a handle's finalizer may still reach it
 cdef class TimerCore:
     """One engine's volatile timers: ``call_later``, ``call_at``, and the fire loop, in C.

@@ -523,6 +523,29 @@ def test_native_matches_pure_on_a_long_random_stream() -> None:
     pair.check()
 
 
+@needs_native
+@pytest.mark.parametrize("first", [0, 1, 63, 64, 65, 1000])
+def test_native_matches_pure_when_priorities_start_late(first: int) -> None:
+    """The native wheel keeps priorities only from the first one that is not 0 on: timers before it rank as 0.
+
+    ``first`` timers of priority 0 come first, spread over the slab's growth
+    points (64, 128, ...); then priorities of every sign, sharing deadlines
+    with the earlier ones, fired in batches and compared in order.
+    """
+    rng = random.Random(first)
+    pair = Pair(2)
+    for _ in range(first):
+        pair.add(rng.randrange(1, 40))
+    for _ in range(600):
+        pair.add(rng.randrange(1, 40), rng.choice([-(2**40), -1, 0, 1, 2**62]))
+    pair.check()
+    for i in range(0, len(pair.pure_handles), 7):
+        pair.reschedule(i, rng.randrange(1, 40))
+    while pair.deadline:
+        pair.advance(pair.pure.now + 3, rng.choice([None, 5]))
+        pair.check()
+
+
 # -- payload references and handles ------------------------------------------------
 
 

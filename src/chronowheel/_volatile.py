@@ -113,22 +113,29 @@ def _when_refused(when: object) -> ValueError:
 
 
 class TimerHandle:
-    """A volatile timer from ``call_later``/``call_at``: its core and the wheel's int handle."""
+    """A volatile timer from ``call_later``/``call_at``: its core and the wheel's int handle.
 
-    __slots__ = ("_cancelled", "_core", "_handle")
+    Two slots, as few as a tracked object can have here (every instance of a
+    Python class is tracked by the cyclic GC, whatever it holds): ``cancel()``
+    negates the handle, which the wheel then knows as no timer of its own.
+    """
+
+    __slots__ = ("_core", "_handle")
 
     def __init__(self, core: TimerCore, handle: int) -> None:
         self._core = core
         self._handle = handle
-        self._cancelled = False
 
     def cancel(self) -> bool:
         """Stop the timer; True if it was still pending."""
         core = self._core
         if core.guard:
             core.check("cancel")
-        self._cancelled = True
-        return core.wheel.cancel(self._handle)
+        handle = self._handle
+        if handle < 0:
+            return False
+        self._handle = -handle
+        return core.wheel.cancel(handle)
 
     def reschedule(self, delay: float) -> bool:
         """Move the timer to ``delay`` seconds from now (the session-expiry touch); True if pending.
@@ -153,10 +160,10 @@ class TimerHandle:
 
     def cancelled(self) -> bool:
         """True once :meth:`cancel` was called, as asyncio's (whether or not the timer had fired)."""
-        return self._cancelled
+        return self._handle < 0
 
     def __repr__(self) -> str:
-        if self._cancelled:
+        if self._handle < 0:
             return "<TimerHandle cancelled>"
         when = self.when()
         return "<TimerHandle done>" if when is None else f"<TimerHandle when={when!r}>"
@@ -228,7 +235,6 @@ class TimerCore:
         handle = _new_handle(TimerHandle)
         handle._core = self
         handle._handle = self.wheel.add(tick, (callback, args) if args else callback)
-        handle._cancelled = False
         if tick < self.sleep_tick:
             self.wake()
         return handle

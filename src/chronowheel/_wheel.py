@@ -41,6 +41,7 @@ _RANGE: Final = "from -(2**63 - 1) to 2**63 - 1"
 _NAME: Final = "chronowheel.TimerWheel"  # as the native type names itself in its errors
 
 _handles = count(1)  # next(_handles): a specialised builtin call, cheaper than a bound __next__
+_GONE: Final = object()  # what the due batch's payloads give for a timer taken back
 
 # ``where`` is ``level * 64 + slot`` while filed in the wheel, _OVERFLOW while
 # waiting beyond the top level, _DUE while fired but not yet handed out.
@@ -248,23 +249,28 @@ class TimerWheel:
             raise ValueError(f"limit must be positive, got {limit!r}")
         now = max(now, self._now)
         out: list[Any] = []
+        append = out.append
         due = self._due
-        payloads = self._due_payloads
+        take = self._due_payloads.pop
         state = self._state
+        priority = self._priority
+        left = limit  # -1 (no limit) never counts down to 0
         while True:
             # Hand out what has already fired, skipping what was taken back.
             i = self._due_at
             n = len(due)
-            while i < n and len(out) != limit:
+            while i < n and left:
                 handle = due[i][2]
                 i += 1
-                if handle in payloads:
-                    out.append(payloads.pop(handle))
+                payload = take(handle, _GONE)
+                if payload is not _GONE:
+                    append(payload)
+                    left -= 1
                     del state[handle]
-                    if self._priority:
-                        self._priority.pop(handle, None)
+                    if priority:
+                        priority.pop(handle, None)
             self._due_at = i
-            if len(out) == limit:
+            if not left:
                 return out
             due.clear()
             self._due_at = 0
@@ -366,10 +372,24 @@ class TimerWheel:
         self._masks[where >> _BITS] &= ~(1 << (where & _SLOT_MASK))
         state = self._state
         if where >= _SLOTS:
+            # _file's common case inlined, as in add: a cascade moves every timer of the slot, and a
+            # call per timer would be most of its cost.
+            now = self._now
+            levels = self._levels
+            slots = self._slots
+            masks = self._masks
             for handle, payload in slot.items():
-                self._file(handle, state[handle] >> _WHERE_BITS, payload)
+                deadline = state[handle] >> _WHERE_BITS
+                if deadline <= now or (level := (((deadline ^ now) | _SLOT_MASK).bit_length() - 1) // _BITS) >= levels:
+                    self._file(handle, deadline, payload)
+                    continue
+                bit = (deadline >> (level * _BITS)) & _SLOT_MASK
+                filed = level * _SLOTS + bit
+                state[handle] = deadline << _WHERE_BITS | filed
+                slots[filed][handle] = payload
+                masks[level] |= 1 << bit
             return True
-        due = self._due
+        append = self._due.append
         payloads = self._due_payloads
         priority = self._priority
         for handle, payload in slot.items():
@@ -377,9 +397,10 @@ class TimerWheel:
             if deadline <= start:
                 state[handle] = deadline << _WHERE_BITS | _DUE
                 payloads[handle] = payload
-                due.append((deadline, priority.get(handle, 0) if priority else 0, handle))
+                append((deadline, priority.get(handle, 0) if priority else 0, handle))
             else:
                 self._file(handle, deadline, payload)
+        due = self._due
         if len(due) > 1:
             due.sort()
         return True
