@@ -207,7 +207,7 @@ class Engine:
         self._control = Control(ticks, registry, placement, execution.dead)
         self._catalog = Catalog(registry, (execution.dead.values, self.parked, results.finished))
         if cluster_store is not None:
-            from ._cluster.store import Host
+            from ._cluster.host import Host
 
             load = functools.partial(placement.restore, owner=self, dead=execution.dead, refile=recurring.refile)
             after = lambda seconds, callback: timers.file_timer(ticks.after(seconds), callback).cancel  # noqa: E731

@@ -26,7 +26,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
@@ -38,7 +37,9 @@ from .._journal.records import encode_done, encode_job, job_from_record
 from .._outcome import Outcome
 from .._store import Claim, Gone
 from . import sql
+from .batch import Batch, HandOut
 from .config import Cluster
+from .host import Host
 from .ownership import Ownership, shard_of
 from .queries import page
 from .results import PURGE_MAX, Ended, Finished
@@ -47,7 +48,7 @@ from .schema import upgrade
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["ClusterHandle", "ClusterStore", "Host"]
+__all__ = ["ClusterHandle", "ClusterStore"]
 
 logger = logging.getLogger("chronowheel")
 
@@ -57,83 +58,9 @@ RETRY: Final = 0.25  # seconds between a failed flush and the next try of the ch
 _STATE: Final = {"pending": 0, "failed": 0, "running": 1, "dead": 3}
 _AUDIT: Final = os.environ.get("CHRONOWHEEL_CLUSTER_AUDIT") == "1"  # the fault tests' audit trail
 
-HandOut = Callable[[list[Job]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Host:
-    """What the store needs of its engine: its wall clock, and its wheel, changed without telling the store.
-
-    ``load`` files jobs read from the database (overdue ones at once, dead
-    ones into the dead letters); ``drop`` takes a job out of the wheel, as it
-    is not this engine's to fire (any more); ``let_go`` forgets a job the
-    wheel already handed out whose claim this engine did not win; ``after``
-    calls back in so many seconds of the engine's clock, and returns what
-    cancels that; ``ttl`` is the engine's ``result_ttl``.
-    """
-
-    wall: Callable[[], float]
-    load: Callable[[list[Job]], None]
-    drop: Callable[[Job], None]
-    let_go: Callable[[Job], None]
-    after: Callable[[float, Callable[[], None]], Callable[[], object]]
-    ttl: float
-
 
 def _engine_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-
-
-class _Batch:
-    """One loop turn's changes, taken whole by a flush."""
-
-    __slots__ = (
-        "acks",
-        "cancels",
-        "claims",
-        "kept",
-        "moves",
-        "new",
-        "pauses",
-        "puts",
-        "resumes",
-        "runs",
-        "settles",
-        "waiters",
-    )
-
-    def __init__(self) -> None:
-        self.new: dict[str, tuple[Job, bytes, str]] = {}  # id -> the job, its record, if_exists
-        self.runs: dict[str, Job] = {}
-        self.puts: dict[str, Job] = {}
-        # Outcomes of attempts, by (id, the attempt's fence): a stale run and the current one of a job may end
-        # in the same turn, and each is written under its own token.
-        self.settles: dict[tuple[str, int], Job] = {}
-        self.acks: dict[tuple[str, int], int] = {}  # -> the shard
-        # Outcomes to keep, by (id, the acked attempt's fence; None: keep it whatever the ack found) -> the shard,
-        # expiry and done record: an ack's only if the fence let the ack through.
-        self.kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
-        self.cancels: set[str] = set()
-        self.moves: dict[str, float] = {}
-        self.pauses: dict[str, Job] = {}  # waiting rows to pause (state 4: never claimed, never loaded)
-        self.resumes: dict[str, Job] = {}  # paused rows waiting again
-        self.claims: list[tuple[list[tuple[Job, int, int]], HandOut]] = []  # (job, shard, token)s and their pool
-        self.waiters: list[tuple[Job, asyncio.Future[Job]]] = []
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.new
-            or self.runs
-            or self.puts
-            or self.settles
-            or self.acks
-            or self.cancels
-            or self.moves
-            or self.claims
-            or self.kept
-            or self.pauses
-            or self.resumes
-        )
 
 
 class ClusterStore:
@@ -152,7 +79,7 @@ class ClusterStore:
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._channel = "cw"
-        self._batch = _Batch()
+        self._batch = Batch()
         self._flusher: asyncio.Task[None] | None = None
         self._tender: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
@@ -375,7 +302,7 @@ class ClusterStore:
         try:
             while True:
                 await asyncio.sleep(0)  # the rest of this turn's changes join the batch
-                batch, self._batch = self._batch, _Batch()
+                batch, self._batch = self._batch, Batch()
                 if not batch and not batch.waiters:
                     return
                 if not await self._flush(batch):
@@ -385,7 +312,7 @@ class ClusterStore:
             if self._batch or self._batch.waiters:
                 self._kick()
 
-    async def _flush(self, batch: _Batch) -> bool:
+    async def _flush(self, batch: Batch) -> bool:
         """Write one batch in one transaction; False if it failed (what it promised goes out with the next)."""
         assert self._pool is not None
         assert self._host is not None
@@ -434,7 +361,7 @@ class ClusterStore:
                 for job, _, _ in claims:
                     self._fences.pop(job.id, None)
             if not self._closing:
-                self._requeue(batch)
+                self._batch.take_back(batch)
             self._refilled = 0.0
             return False
         self.round_trips.append(time.perf_counter() - started)
@@ -466,23 +393,6 @@ class ClusterStore:
                 logger.error("chronowheel: cluster store: a job scheduled without waiting was refused: %s", outcome)
         self._outcomes.clear()
         return True
-
-    def _requeue(self, failed: _Batch) -> None:
-        """A failed flush's changes that were reported made (cancels, moves, outcomes): into the next batch.
-
-        New rows are not: their ``schedule()`` callers got the error. Claims
-        are not: their jobs wait in the database for the rescan.
-        """
-        batch = self._batch
-        batch.cancels |= failed.cancels
-        batch.moves = {**failed.moves, **batch.moves}
-        batch.acks = {**failed.acks, **batch.acks}
-        batch.settles = {**failed.settles, **batch.settles}
-        batch.runs = {**failed.runs, **batch.runs}
-        batch.puts = {**failed.puts, **batch.puts}
-        batch.kept = {**failed.kept, **batch.kept}
-        batch.pauses = {**failed.pauses, **batch.pauses}
-        batch.resumes = {**failed.resumes, **batch.resumes}
 
     def _rows(self, jobs: Collection[Job], records: list[bytes] | None = None) -> list[Any]:
         """The six arrays of new rows: id, shard, key, due, series, record."""
