@@ -59,7 +59,8 @@ from ._timers import Timers
 from ._volatile import Handle
 
 if TYPE_CHECKING:
-    from ._cluster.store import ClusterHandle, ClusterStore
+    from ._cluster.handle import ClusterHandle
+    from ._cluster.store import ClusterStore
 
 __all__ = ["Engine"]
 
@@ -175,8 +176,10 @@ class Engine:
         self.cluster: ClusterHandle | None = None  # cluster mode: what only the database can answer
         cluster_store = None if cluster is None else _cluster_store(cluster)
         if cluster_store is not None:
+            from ._cluster.handle import ClusterHandle
+
             self._store = cluster_store
-            self.cluster = cluster_store.handle
+            self.cluster = ClusterHandle(cluster_store)
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
         # The hot calls are the timer core's own methods: no Python frame in between.
