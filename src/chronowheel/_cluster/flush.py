@@ -49,6 +49,8 @@ class Flusher:
 
     def __init__(self, holdings: Holdings, listener: Listener) -> None:
         self._holdings = holdings
+        self._ownership = holdings.ownership
+        self._config = holdings.config
         self._listener = listener
         self.pool: asyncpg.Pool | None = None  # set by the store once connected
         self.channel = "cw"
@@ -104,11 +106,11 @@ class Flusher:
                 if batch.acks:
                     ids, fences = zip(*batch.acks, strict=True)
                     acked = await conn.fetch(
-                        sql.ACK, self._holdings.ownership.me, list(ids), list(fences), list(batch.acks.values())
+                        sql.ACK, self._ownership.me, list(ids), list(fences), list(batch.acks.values())
                     )
                     self._holdings.counts["stale_writes"] += len(batch.acks) - len(acked)
                     if AUDIT:
-                        await audit(conn, "ack", self._holdings.ownership.me, acked)
+                        await audit(conn, "ack", self._ownership.me, acked)
                     let_through = {(row["id"], row["fence"]) for row in acked}
                 else:
                     let_through = set()
@@ -144,7 +146,7 @@ class Flusher:
             # keeps the shard here, this engine's next lease round does (``_unstrand``).
             ready = []
             for job in jobs:
-                if self._holdings.ownership.token(self._holdings.fences[job.id][1], now) == job._fence:
+                if self._ownership.token(self._holdings.fences[job.id][1], now) == job._fence:
                     ready.append(job)
                 else:
                     self._holdings.counts["guarded"] += 1
@@ -185,17 +187,13 @@ class Flusher:
             jobs = [job for job, _, _ in entries]
             statement = sql.INSERT_REPLACE if mode == "replace" else sql.INSERT
             written = {row["id"] for row in await conn.fetch(statement, *self._rows(jobs, [r for _, r, _ in entries]))}
-            horizon = (
-                self._holdings.host.wall() + self._holdings.config.horizon if self._holdings.host is not None else 0.0
-            )
+            horizon = self._holdings.host.wall() + self._config.horizon if self._holdings.host is not None else 0.0
             now = self._holdings.monotonic()
             for job in jobs:
                 if job.id not in written:
                     new.pop(job.id)
                     self._outcomes[job.id] = await self._taken(conn, job, mode)
-                elif (
-                    job._due_wall <= horizon and self._holdings.ownership.token(self._holdings.shard(job), now) is None
-                ):
+                elif job._due_wall <= horizon and self._ownership.token(self._holdings.shard(job), now) is None:
                     notes.append(f"n{self._holdings.shard(job)}/{job.id}")  # its owner is another engine: tell it
 
     async def _taken(self, conn: asyncpg.Connection, job: Job, mode: str) -> Job | BaseException:
@@ -210,12 +208,12 @@ class Flusher:
         """New jobs stay in this engine's wheel only if they are in its shards' near future."""
         assert self._holdings.host is not None
         now = self._holdings.monotonic()
-        horizon = self._holdings.host.wall() + self._holdings.config.horizon
+        horizon = self._holdings.host.wall() + self._config.horizon
         for job, _, _ in new.values():
             if job.state != "pending":
                 continue  # cancelled or fired meanwhile
             shard = self._holdings.shard(job)
-            if self._holdings.ownership.token(shard, now) is not None and job._due_wall <= horizon:
+            if self._ownership.token(shard, now) is not None and job._due_wall <= horizon:
                 self._holdings.resident[job.id] = (job, shard)
             else:
                 self._holdings.host.drop(job)
@@ -233,7 +231,7 @@ class Flusher:
         jobs = list(runs.values())
         await conn.fetch(
             sql.INSERT_RUNS,
-            self._holdings.ownership.me,
+            self._ownership.me,
             [run.id for run in jobs],
             [self._holdings.shard(run) for run in jobs],
             [run._due_wall for run in jobs],
@@ -255,14 +253,10 @@ class Flusher:
         if resumes:
             rows = {row["id"]: row for row in await conn.fetch(sql.RESUME, list(resumes))}
             now = time.monotonic()
-            horizon = self._holdings.host.wall() + self._holdings.config.horizon
+            horizon = self._holdings.host.wall() + self._config.horizon
             for job_id, job in resumes.items():
                 row = rows.get(job_id)
-                if (
-                    row is not None
-                    and self._holdings.ownership.token(row["shard"], now) is not None
-                    and row["due"] <= horizon
-                ):
+                if row is not None and self._ownership.token(row["shard"], now) is not None and row["due"] <= horizon:
                     self._holdings.resident[job_id] = (job, row["shard"])
                     continue
                 self._holdings.host.drop(job)  # not this engine's to fire (any more), or not within its horizon
@@ -273,7 +267,7 @@ class Flusher:
         jobs = list(settles.values())
         rows = await conn.fetch(
             sql.SETTLE,
-            self._holdings.ownership.me,
+            self._ownership.me,
             [job.id for job in jobs],
             [fence for _, fence in settles],
             [_STATE[job.state] for job in jobs],
@@ -284,7 +278,7 @@ class Flusher:
         written = {(row["id"], row["fence"]) for row in rows}
         self._holdings.counts["stale_writes"] += len(settles) - len(written)
         assert self._holdings.host is not None
-        horizon = self._holdings.host.wall() + self._holdings.config.horizon
+        horizon = self._holdings.host.wall() + self._config.horizon
         for (job_id, fence), job in settles.items():
             if (job_id, fence) not in written:
                 if job.state in ("pending", "failed"):
@@ -300,7 +294,7 @@ class Flusher:
         pairs = {shard: token for _, shard, token in claims}
         row = await conn.fetchrow(
             sql.CLAIM,
-            self._holdings.ownership.me,
+            self._ownership.me,
             list(pairs),
             list(pairs.values()),
             [job.id for job, _, _ in claims],
@@ -334,7 +328,7 @@ class Flusher:
             await audit(
                 conn,
                 "claim",
-                self._holdings.ownership.me,
+                self._ownership.me,
                 [(job.id, self._holdings.fences[job.id][1], job._fence) for job in claimed],
             )
         return claimed

@@ -36,6 +36,8 @@ class Leases:
 
     def __init__(self, holdings: Holdings, listener: Listener) -> None:
         self._holdings = holdings
+        self._ownership = holdings.ownership
+        self._config = holdings.config
         self._listener = listener
         self.pool: asyncpg.Pool | None = None  # set by the store once connected
         self.channel = "cw"
@@ -60,7 +62,7 @@ class Leases:
         """Every quarter of the lease (jittered): keep the leases, move towards this engine's share, refill."""
         assert self._holdings.host is not None
         while True:
-            await asyncio.sleep(self._holdings.config.lease / 4 * random.uniform(0.8, 1.0))
+            await asyncio.sleep(self._config.lease / 4 * random.uniform(0.8, 1.0))
             try:
                 if self._listener.connection is None or self._listener.connection.is_closed():
                     await self._listener.connect()
@@ -77,55 +79,47 @@ class Leases:
     async def _lease_round(self) -> list[Job]:
         assert self.pool is not None
         assert self._holdings.host is not None
-        lease = self._holdings.config.lease
+        lease = self._config.lease
         async with self.pool.acquire() as conn:
-            await conn.execute(sql.HEARTBEAT, self._holdings.ownership.me, self._holdings.config.shards)
+            await conn.execute(sql.HEARTBEAT, self._ownership.me, self._config.shards)
             self.check_server(await conn.fetchval(sql.IDENTITY))
-            if self._holdings.ownership.held:
-                await conn.execute(
-                    sql.PURGE, list(self._holdings.ownership.held), self._holdings.host.wall(), PURGE_MAX
-                )
+            if self._ownership.held:
+                await conn.execute(sql.PURGE, list(self._ownership.held), self._holdings.host.wall(), PURGE_MAX)
             live = [row["id"] for row in await conn.fetch(sql.LIVE_ENGINES, lease)]
-            if self._holdings.ownership.held:
+            if self._ownership.held:
                 sent = self._holdings.monotonic()
-                kept = await conn.fetch(
-                    sql.RENEW, self._holdings.ownership.me, lease, *self._holdings.ownership.pairs()
-                )
-                lost = self._holdings.ownership.renewed([row["shard"] for row in kept], sent)
+                kept = await conn.fetch(sql.RENEW, self._ownership.me, lease, *self._ownership.pairs())
+                lost = self._ownership.renewed([row["shard"] for row in kept], sent)
                 if lost:
                     self._holdings.lose(lost, already=True)
-            release = self._holdings.releasable(self._holdings.ownership.to_release(live))
+            release = self._holdings.releasable(self._ownership.to_release(live))
             if release:
                 await self.release(release, conn)
-            wanted = list(self._holdings.ownership.wanted(live) - set(self._holdings.ownership.held))
+            wanted = list(self._ownership.wanted(live) - set(self._ownership.held))
             won: list[tuple[int, int]] = []
             if wanted:
                 sent = self._holdings.monotonic()
-                rows = await conn.fetch(sql.ACQUIRE, self._holdings.ownership.me, wanted, lease, self._reclaim)
+                rows = await conn.fetch(sql.ACQUIRE, self._ownership.me, wanted, lease, self._reclaim)
                 self._reclaim = False
                 won = [(row["shard"], row["token"]) for row in rows]
                 self._holdings.counts["takeovers"] += sum(
-                    row["previous"] not in (None, self._holdings.ownership.me) for row in rows
+                    row["previous"] not in (None, self._ownership.me) for row in rows
                 )
-            held = self._holdings.ownership.held
+            held = self._ownership.held
             await self._sweep(conn, [*won, *((shard, held[shard].token) for shard in self._unswept if shard in held)])
             if won:
-                self._holdings.ownership.acquired(
-                    won, sent
-                )  # its jobs may be claimed once the sweep has given them back
+                self._ownership.acquired(won, sent)  # its jobs may be claimed once the sweep has given them back
                 if flush.AUDIT:
-                    await audit(
-                        conn, "acquire", self._holdings.ownership.me, [(None, shard, token) for shard, token in won]
-                    )
+                    await audit(conn, "acquire", self._ownership.me, [(None, shard, token) for shard, token in won])
             await self._unstrand(conn)
-            refill = self._holdings.monotonic() - self._holdings.refilled >= self._holdings.config.horizon / 2
-            rescan, self._holdings.rescan = self._holdings.rescan & set(self._holdings.ownership.held), set()
-            shards = list(self._holdings.ownership.held) if refill else list({shard for shard, _ in won} | rescan)
+            refill = self._holdings.monotonic() - self._holdings.refilled >= self._config.horizon / 2
+            rescan, self._holdings.rescan = self._holdings.rescan & set(self._ownership.held), set()
+            shards = list(self._ownership.held) if refill else list({shard for shard, _ in won} | rescan)
             if refill:
                 self._holdings.refilled = self._holdings.monotonic()
             if not shards:
                 return []
-            rows = await conn.fetch(sql.LOAD, shards, self._holdings.host.wall() + self._holdings.config.horizon)
+            rows = await conn.fetch(sql.LOAD, shards, self._holdings.host.wall() + self._config.horizon)
             if won:
                 rows += await conn.fetch(sql.LOAD_DEAD, [shard for shard, _ in won])
         return self._holdings.new_residents(rows)
@@ -147,7 +141,7 @@ class Leases:
         """
         if not self._holdings.stranded:
             return
-        held = self._holdings.ownership.held
+        held = self._ownership.held
         mine = [
             (job_id, shard, token)
             for job_id, (shard, token) in self._holdings.stranded.items()
@@ -174,13 +168,13 @@ class Leases:
             " them again under new tokens",
             identity,
             self._server,
-            len(self._holdings.ownership.held),
+            len(self._ownership.held),
         )
         self._server = identity
         self._holdings.counts["server_changes"] += 1
         self._unswept = set()
-        if self._holdings.ownership.held:
-            self._holdings.lose(set(self._holdings.ownership.held))
+        if self._ownership.held:
+            self._holdings.lose(set(self._ownership.held))
         self._reclaim = True
         self._holdings.refilled = 0.0
 
@@ -194,11 +188,7 @@ class Leases:
         if not shards:
             return
         assert self.pool is not None
-        pairs = [
-            (shard, self._holdings.ownership.held[shard].token)
-            for shard in shards
-            if shard in self._holdings.ownership.held
-        ]
+        pairs = [(shard, self._ownership.held[shard].token) for shard in shards if shard in self._ownership.held]
         self._holdings.lose(shards)
         if not pairs:
             return
@@ -212,5 +202,5 @@ class Leases:
     async def _hand_over(self, conn: asyncpg.Connection, arrays: list[list[int]]) -> None:
         async with conn.transaction():
             await conn.execute(sql.UNCLAIM, *arrays)
-            await conn.execute(sql.RELEASE, self._holdings.ownership.me, *arrays)
+            await conn.execute(sql.RELEASE, self._ownership.me, *arrays)
             await conn.execute(sql.NOTIFY, self.channel, "r")
