@@ -65,7 +65,7 @@ class Flusher:
             self.task = asyncio.create_task(self._flush_all(), name="chronowheel cluster flush")
 
     async def drain(self) -> None:
-        """Wait until nothing is being written, the flushes the writes start included."""
+        """Wait until no flush is under way (one that ends with changes queued starts the next itself)."""
         while self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)
 
