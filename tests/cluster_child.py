@@ -26,7 +26,7 @@ async def main(dsn: str, lease: float, stats_path: str, engine_id: str | None) -
     if engine_id is not None:
         store = engine._store
         assert isinstance(store, ClusterStore)
-        store.me = store.ownership.me = engine_id
+        store.ownership.me = engine_id
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
 
     @engine.task(name="work")

@@ -43,9 +43,9 @@ async def settle(clock: VirtualClock, *engines: Engine, seconds: float = 0.0) ->
         for engine in engines:
             store = engine._store
             if isinstance(store, ClusterStore):
-                busy = busy or store._flusher is not None or bool(store._fetches)
+                busy = busy or store.flusher.task is not None or bool(store.listener.fetches)
                 await store.flush()
-                await asyncio.gather(*store._fetches)
+                await asyncio.gather(*store.listener.fetches)
         await clock.settle()
         if not busy:
             return
@@ -276,8 +276,8 @@ async def test_two_workers_split_the_shards_and_fire_each_job_once(cluster_of: C
     async with first, second:  # the second joins: the first hands over its share at its next lease round
         for engine in (first, second):  # that round, and the second's acquisition, now rather than in real time
             store = store_of(engine)
-            assert store._host is not None
-            store._host.load(await store._tend_once())
+            assert store.holdings.host is not None
+            store.holdings.host.load(await store.leases.tend_once())
         await settle(clock, first, second)
         owned = (first.stats()["cluster"]["owned_shards"], second.stats()["cluster"]["owned_shards"])
         for n in range(200):

@@ -21,9 +21,10 @@ import pytest
 
 from chronowheel import Cluster, Engine
 from chronowheel._cluster import sql
+from chronowheel._cluster.flush import DUE_TOLERANCE
 from chronowheel._cluster.ownership import shard_of
 from chronowheel._cluster.schema import upgrade
-from chronowheel._cluster.store import DUE_TOLERANCE, ClusterStore
+from chronowheel._cluster.store import ClusterStore
 from chronowheel.testing import VirtualClock
 from pgserver import PgServer
 from test_cluster import settle, store_of
@@ -70,7 +71,7 @@ async def round_begun(admin: asyncpg.Connection, store: ClusterStore) -> None:
 async def kill_listener(admin: asyncpg.Connection, store: ClusterStore) -> asyncpg.Connection:
     """Kill the owner's listening backend right after a round's check; returns the dead connection."""
     await round_begun(admin, store)
-    listener = store._listener
+    listener = store.listener.connection
     assert listener is not None
     await admin.execute("SELECT pg_terminate_backend($1)", listener.get_server_pid())
     await until(listener.is_closed)
@@ -164,10 +165,10 @@ async def test_a_killed_listener_is_replaced_and_the_rescan_files_the_job_it_mis
         dead = await kill_listener(admin, store)
         await client.schedule("note", args=("gap",), delay=5.0, key="gap")
         await settle(clock, worker, client)
-        assert store._listener is dead  # not replaced yet: the notification went out to nobody
+        assert store.listener.connection is dead  # not replaced yet: the notification went out to nobody
         assert len(worker) == 0
         await until(lambda: len(worker) == 1)  # the next round: a new listener, and a rescan
-        assert store._listener is not dead
+        assert store.listener.connection is not dead
         await settle(clock, worker, client, seconds=5.0)
         assert ran == ["gap"]
         await client.schedule("note", args=("heard",), delay=1.0, key="heard")  # the new listener hears it
@@ -198,7 +199,7 @@ async def test_a_change_whose_notify_the_owner_misses(pg_dsn: str, admin: asyncp
             assert await client.cluster.cancel("k") is True
         else:
             assert await client.cluster.reschedule("k", delay=20.0) is True
-        assert store._listener is dead  # missed: the old copy is still in the wheel
+        assert store.listener.connection is dead  # missed: the old copy is still in the wheel
         assert len(worker) == 1
         await settle(clock, worker, client, seconds=6.0)  # the old copy is due: its claim finds nothing to run
         assert ran == []
@@ -366,12 +367,12 @@ async def test_concurrent_lease_rounds_of_two_engines_log_no_deadlock(
     async with first, second:
         stores = [store_of(first), store_of(second)]
         for store in stores:
-            assert store._tender is not None
-            store._tender.cancel()  # the test runs the rounds: a background one could take a shard mid-setup
+            assert store.leases.task is not None
+            store.leases.task.cancel()  # the test runs the rounds: a background one could take a shard mid-setup
         for attempt in range(15):
             for store in stores:
                 if store.ownership.held:
-                    store._lose(set(store.ownership.held))
+                    store.holdings.lose(set(store.ownership.held))
             await admin.execute("DELETE FROM cw_job")
             await admin.execute("UPDATE cw_shard SET owner = 'stale', token = token + 1, expires_at = now()")
             tokens = dict(await admin.fetch("SELECT shard, token FROM cw_shard"))
@@ -389,11 +390,11 @@ async def test_concurrent_lease_rounds_of_two_engines_log_no_deadlock(
             try:
                 async with stale.transaction():
                     acks = stale.fetch(sql.ACK, "stale", ids[::-1], [tokens[s] for s in shards[::-1]], shards[::-1])
-                    await asyncio.gather(acks, *(store._tend_once() for store in stores))
+                    await asyncio.gather(acks, *(store.leases.tend_once() for store in stores))
             finally:
                 await stale.close()
             for store in stores:
-                await store._tend_once()  # the sweep of what the ack held, if it was skipped
+                await store.leases.tend_once()  # the sweep of what the ack held, if it was skipped
             assert sum(len(store.ownership.held) for store in stores) == SHARDS
             assert await admin.fetchval("SELECT count(*) FROM cw_job WHERE state = 1") == 0
     assert "deadlock" not in caplog.text
@@ -474,10 +475,10 @@ async def test_a_job_stopped_by_the_guard_runs_once_when_the_shard_is_kept(
     engine.task(name="note")(ran.append)
     async with engine:
         store = store_of(engine)
-        assert store._tender is not None
-        store._tender.cancel()  # the test runs the lease rounds
+        assert store.leases.task is not None
+        store.leases.task.cancel()  # the test runs the lease rounds
         stepped = Stepped()
-        store._monotonic = stepped
+        store.holdings.monotonic = stepped
         job = await engine.schedule("note", args=("due",), delay=1.0)
         if paused == "before the claim":
             stepped.offset = LEASE
@@ -499,8 +500,8 @@ async def test_a_job_stopped_by_the_guard_runs_once_when_the_shard_is_kept(
         assert len(engine) == 0
         state = await admin.fetchval("SELECT state FROM cw_job WHERE id = $1", job.id)
         assert state == (0 if paused == "before the claim" else 1)
-        assert store._host is not None
-        store._host.load(await store._tend_once())  # renewed: every shard kept
+        assert store.holdings.host is not None
+        store.holdings.host.load(await store.leases.tend_once())  # renewed: every shard kept
         assert store.stats()["owned_shards"] == SHARDS
         assert len(engine) == 1
         await settle(clock, engine, seconds=DUE_TOLERANCE)

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-import chronowheel._cluster.store as cluster_store
+import chronowheel._cluster.flush as cluster_flush
 from chronowheel import Cluster, Engine
 from chronowheel.testing import VirtualClock
 from pgserver import PgServer, running_server
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.xdist_group("crash")
 
 @pytest.fixture
 def audited(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cluster_store, "_AUDIT", True)
+    monkeypatch.setattr(cluster_flush, "AUDIT", True)
 
 
 def engines(dsn: str, clock: VirtualClock, roles: list[str]) -> list[Engine]:
@@ -92,7 +92,7 @@ async def test_a_store_restart_under_running_engines(audited: None, jobs: int) -
                 await client.schedule("note", args=(n,), delay=1 + n % 10)
                 acknowledged.add(n)
             await settle(clock, first, second, client, seconds=5.0)
-            listeners = [store_of(worker)._listener for worker in (first, second)]
+            listeners = [store_of(worker).listener.connection for worker in (first, second)]
             await asyncio.to_thread(server.pg_ctl, "-m", "immediate", "stop")
             with pytest.raises((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
                 await client.schedule("note", args=(-1,), delay=1.0)  # not acknowledged, so not owed
@@ -102,7 +102,7 @@ async def test_a_store_restart_under_running_engines(audited: None, jobs: int) -
             await until(lambda: all(store.stats()["server_changes"] == 1 for store in stores), 20.0)
             await split([first, second])
             # The listeners were replaced.
-            await until(lambda: all(store._listener not in (None, *listeners) for store in stores))
+            await until(lambda: all(store.listener.connection not in (None, *listeners) for store in stores))
             for n in range(jobs, jobs + 20):  # heard by their owners through the new listeners
                 await client.schedule("note", args=(n,), delay=1.0)
                 acknowledged.add(n)

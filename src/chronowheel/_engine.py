@@ -59,7 +59,8 @@ from ._timers import Timers
 from ._volatile import Handle
 
 if TYPE_CHECKING:
-    from ._cluster.store import ClusterHandle, ClusterStore
+    from ._cluster.handle import ClusterHandle
+    from ._cluster.store import ClusterStore
 
 __all__ = ["Engine"]
 
@@ -175,8 +176,10 @@ class Engine:
         self.cluster: ClusterHandle | None = None  # cluster mode: what only the database can answer
         cluster_store = None if cluster is None else _cluster_store(cluster)
         if cluster_store is not None:
+            from ._cluster.handle import ClusterHandle
+
             self._store = cluster_store
-            self.cluster = cluster_store.handle
+            self.cluster = ClusterHandle(cluster_store)
         self._ticks = ticks = Ticks(self._clock, tick)
         self._timers = timers = Timers(ticks)
         # The hot calls are the timer core's own methods: no Python frame in between.
@@ -207,7 +210,7 @@ class Engine:
         self._control = Control(ticks, registry, placement, execution.dead)
         self._catalog = Catalog(registry, (execution.dead.values, self.parked, results.finished))
         if cluster_store is not None:
-            from ._cluster.store import Host
+            from ._cluster.host import Host
 
             load = functools.partial(placement.restore, owner=self, dead=execution.dead, refile=recurring.refile)
             after = lambda seconds, callback: timers.file_timer(ticks.after(seconds), callback).cancel  # noqa: E731

@@ -1,0 +1,368 @@
+"""``Flusher``: a loop turn's changes written in one transaction, and what their commit tells the engine.
+
+Everything an engine changes in a loop turn (new rows, cancels, moves,
+pauses, fenced outcomes of claimed jobs, and the claim of the jobs the
+driver found due) is a :class:`.batch.Batch`; one flush writes it in one
+transaction, so a turn costs a handful of statements whatever the number of
+jobs. Claimed jobs go to their pool only once the claim has committed, and
+only while the local guard still holds their lease. A failed flush commits
+nothing: its awaited ``schedule()`` callers get the error, and what it
+reported done (cancels, moves, outcomes) goes out with the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Collection
+from typing import Any, Final
+
+import asyncpg
+
+from .._errors import DuplicateKey
+from .._job import Job
+from .._journal.records import encode_job
+from . import sql
+from .batch import Batch, HandOut
+from .holdings import Holdings, job_of
+from .listener import Listener
+
+__all__ = ["AUDIT", "Flusher", "audit", "keep", "notify"]
+
+logger = logging.getLogger("chronowheel")
+
+DUE_TOLERANCE: Final = 0.05  # seconds: a job the wheel fired this close to its row's due is due
+NOTIFY_MAX: Final = 7900  # bytes of one notification's payload (PostgreSQL's limit is 8000)
+RETRY: Final = 0.25  # seconds between a failed flush and the next try of the changes it carried
+AUDIT: Final = os.environ.get("CHRONOWHEEL_CLUSTER_AUDIT") == "1"  # the fault tests' audit trail
+_STATE: Final = {"pending": 0, "failed": 0, "running": 1, "dead": 3}
+
+
+class Flusher:
+    """The batch of this loop turn, and the task that writes it (one at a time, the next turn's batch waiting).
+
+    ``listener`` loads again the rows a claim missed (moved, or cancelled).
+    """
+
+    def __init__(self, holdings: Holdings, listener: Listener) -> None:
+        self._holdings = holdings
+        self._ownership = holdings.ownership
+        self._config = holdings.config
+        self._listener = listener
+        self.pool: asyncpg.Pool | None = None  # set by the store once connected
+        self.channel = "cw"
+        self.batch = Batch()
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False  # at close a failed flush is given up, not tried again
+        self._outcomes: dict[str, Job | BaseException] = {}  # of new rows and redrives, for their waiters
+        self.round_trips: deque[float] = deque(maxlen=1024)
+
+    def kick(self) -> None:
+        if self.task is None:
+            self.task = asyncio.create_task(self._flush_all(), name="chronowheel cluster flush")
+
+    async def drain(self) -> None:
+        """Wait until no flush is under way (one that ends with changes queued starts the next itself)."""
+        while self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _flush_all(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(0)  # the rest of this turn's changes join the batch
+                batch, self.batch = self.batch, Batch()
+                if not batch and not batch.waiters:
+                    return
+                if not await self._flush(batch):
+                    await asyncio.sleep(RETRY)
+        finally:
+            self.task = None
+            if self.batch or self.batch.waiters:
+                self.kick()
+
+    async def _flush(self, batch: Batch) -> bool:
+        """Write one batch in one transaction; False if it failed (what it promised goes out with the next)."""
+        assert self.pool is not None
+        assert self._holdings.host is not None
+        started = time.perf_counter()
+        claimed: list[tuple[list[Job], HandOut]] = []
+        notes: list[str] = []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if batch.cancels:
+                    rows = await conn.fetch(sql.CANCEL, list(batch.cancels))
+                    notes += (f"c{row['shard']}/{row['id']}" for row in rows)
+                if batch.new:
+                    await self._insert(conn, batch.new, notes)
+                if batch.runs:
+                    await self._insert_runs(conn, batch.runs)
+                if batch.puts:
+                    await self._put(conn, batch.puts)
+                if batch.settles:
+                    await self._settle(conn, batch.settles, notes)
+                if batch.acks:
+                    ids, fences = zip(*batch.acks, strict=True)
+                    acked = await conn.fetch(
+                        sql.ACK, self._ownership.me, list(ids), list(fences), list(batch.acks.values())
+                    )
+                    self._holdings.counts["stale_writes"] += len(batch.acks) - len(acked)
+                    if AUDIT:
+                        await audit(conn, "ack", self._ownership.me, acked)
+                    let_through = {(row["id"], row["fence"]) for row in acked}
+                else:
+                    let_through = set()
+                if batch.kept:
+                    await keep(conn, batch.kept, let_through, notes)
+                if batch.moves:
+                    rows = await conn.fetch(sql.MOVE, list(batch.moves), list(batch.moves.values()))
+                    notes += (f"m{row['shard']}/{row['id']}" for row in rows)
+                if batch.pauses or batch.resumes:
+                    await self._pause(conn, batch.pauses, batch.resumes, notes)
+                for claims, hand_out in batch.claims:
+                    claimed.append((await self._claim_rows(conn, claims), hand_out))
+                await notify(conn, self.channel, notes)
+        except Exception as exc:
+            logger.error("chronowheel: cluster store: a write of %d waiting callers failed", len(batch.waiters))
+            for job, future in batch.waiters:
+                if not future.done():
+                    outcome = self._outcomes.pop(job.id, None)
+                    future.set_exception(outcome if isinstance(outcome, BaseException) else exc)
+            for claims, _ in batch.claims:  # not claimed: they wait in the database; the refill brings them back
+                for job, _, _ in claims:
+                    self._holdings.fences.pop(job.id, None)
+            if not self.closing:
+                self.batch.take_back(batch)
+            self._holdings.refilled = 0.0
+            return False
+        self.round_trips.append(time.perf_counter() - started)
+        self._after_insert(batch.new)
+        now = self._holdings.monotonic()
+        for jobs, hand_out in claimed:
+            # The local guard, again: a claim that took long may have outlived the lease. Such a job is not
+            # started; it stays claimed: the next owner's orphan sweep gives it back, or, if the next renew
+            # keeps the shard here, this engine's next lease round does (``_unstrand``).
+            ready = []
+            for job in jobs:
+                if self._ownership.token(self._holdings.fences[job.id][1], now) == job._fence:
+                    ready.append(job)
+                else:
+                    self._holdings.counts["guarded"] += 1
+                    token, shard = self._holdings.fences.pop(job.id)
+                    self._holdings.stranded[job.id] = (shard, token)
+                    self._holdings.host.let_go(job)
+            if ready:
+                hand_out(ready)
+        for job, future in batch.waiters:
+            outcome = self._outcomes.pop(job.id, job)
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        for outcome in self._outcomes.values():  # schedule_nowait() calls: nobody awaits them
+            if isinstance(outcome, BaseException):
+                logger.error("chronowheel: cluster store: a job scheduled without waiting was refused: %s", outcome)
+        self._outcomes.clear()
+        return True
+
+    def _rows(self, jobs: Collection[Job], records: list[bytes] | None = None) -> list[Any]:
+        """The six arrays of new rows: id, shard, key, due, series, record."""
+        return [
+            [job.id for job in jobs],
+            [self._holdings.shard(job) for job in jobs],
+            [job.key for job in jobs],
+            [job._due_wall for job in jobs],
+            [job._series is not None for job in jobs],
+            records if records is not None else [encode_job(job, new=False) for job in jobs],
+        ]
+
+    async def _insert(self, conn: asyncpg.Connection, new: dict[str, tuple[Job, bytes, str]], notes: list[str]) -> None:
+        """Write new jobs; a key taken cluster-wide is :class:`DuplicateKey` (``"error"``) or the kept job."""
+        for mode in ("error", "keep", "replace"):
+            entries = [entry for entry in new.values() if entry[2] == mode]
+            if not entries:
+                continue
+            jobs = [job for job, _, _ in entries]
+            statement = sql.INSERT_REPLACE if mode == "replace" else sql.INSERT
+            written = {row["id"] for row in await conn.fetch(statement, *self._rows(jobs, [r for _, r, _ in entries]))}
+            horizon = self._holdings.host.wall() + self._config.horizon if self._holdings.host is not None else 0.0
+            now = self._holdings.monotonic()
+            for job in jobs:
+                if job.id not in written:
+                    new.pop(job.id)
+                    self._outcomes[job.id] = await self._taken(conn, job, mode)
+                elif job._due_wall <= horizon and self._ownership.token(self._holdings.shard(job), now) is None:
+                    notes.append(f"n{self._holdings.shard(job)}/{job.id}")  # its owner is another engine: tell it
+
+    async def _taken(self, conn: asyncpg.Connection, job: Job, mode: str) -> Job | BaseException:
+        assert self._holdings.host is not None
+        self._holdings.host.drop(job)
+        row = await conn.fetchrow(sql.KEPT, job.key) if mode == "keep" else None
+        if row is None:
+            return DuplicateKey(f"key: a job with key {job.key!r} is already pending in the cluster")
+        return job_of(row)
+
+    def _after_insert(self, new: dict[str, tuple[Job, bytes, str]]) -> None:
+        """New jobs stay in this engine's wheel only if they are in its shards' near future."""
+        assert self._holdings.host is not None
+        now = self._holdings.monotonic()
+        horizon = self._holdings.host.wall() + self._config.horizon
+        for job, _, _ in new.values():
+            if job.state != "pending":
+                continue  # cancelled or fired meanwhile
+            shard = self._holdings.shard(job)
+            if self._ownership.token(shard, now) is not None and job._due_wall <= horizon:
+                self._holdings.resident[job.id] = (job, shard)
+            else:
+                self._holdings.host.drop(job)
+
+    async def _put(self, conn: asyncpg.Connection, puts: dict[str, Job]) -> None:
+        """Whole rows written back unfenced (a redrive); a key taken meanwhile refuses the redrive alone."""
+        try:
+            async with conn.transaction():  # a savepoint
+                await conn.fetch(sql.PUT, *self._rows(list(puts.values())))
+        except asyncpg.UniqueViolationError:
+            for job in puts.values():
+                self._outcomes[job.id] = DuplicateKey(f"job: another job with key {job.key!r} is pending")
+
+    async def _insert_runs(self, conn: asyncpg.Connection, runs: dict[str, Job]) -> None:
+        jobs = list(runs.values())
+        await conn.fetch(
+            sql.INSERT_RUNS,
+            self._ownership.me,
+            [run.id for run in jobs],
+            [self._holdings.shard(run) for run in jobs],
+            [run._due_wall for run in jobs],
+            [run._fence for run in jobs],
+            [encode_job(run, new=False) for run in jobs],
+        )
+
+    async def _pause(
+        self, conn: asyncpg.Connection, pauses: dict[str, Job], resumes: dict[str, Job], notes: list[str]
+    ) -> None:
+        """Pause waiting rows, then resume paused ones; a job whose row said no is not this engine's to hold."""
+        assert self._holdings.host is not None
+        if pauses:
+            paused = {row["id"] for row in await conn.fetch(sql.PAUSE, list(pauses))}
+            for job_id, job in pauses.items():
+                if job_id not in paused:  # claimed, cancelled or paused elsewhere meanwhile
+                    self._holdings.paused.discard(job_id)
+                    self._holdings.host.let_go(job)
+        if resumes:
+            rows = {row["id"]: row for row in await conn.fetch(sql.RESUME, list(resumes))}
+            now = time.monotonic()
+            horizon = self._holdings.host.wall() + self._config.horizon
+            for job_id, job in resumes.items():
+                row = rows.get(job_id)
+                if row is not None and self._ownership.token(row["shard"], now) is not None and row["due"] <= horizon:
+                    self._holdings.resident[job_id] = (job, row["shard"])
+                    continue
+                self._holdings.host.drop(job)  # not this engine's to fire (any more), or not within its horizon
+                if row is not None:
+                    notes.append(f"n{row['shard']}/{job_id}")  # its owner files it
+
+    async def _settle(self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str]) -> None:
+        jobs = list(settles.values())
+        rows = await conn.fetch(
+            sql.SETTLE,
+            self._ownership.me,
+            [job.id for job in jobs],
+            [fence for _, fence in settles],
+            [_STATE[job.state] for job in jobs],
+            [job._due_wall for job in jobs],
+            [encode_job(job, new=False) for job in jobs],
+            [self._holdings.shard(job) for job in jobs],
+        )
+        written = {(row["id"], row["fence"]) for row in rows}
+        self._holdings.counts["stale_writes"] += len(settles) - len(written)
+        assert self._holdings.host is not None
+        horizon = self._holdings.host.wall() + self._config.horizon
+        for (job_id, fence), job in settles.items():
+            if (job_id, fence) not in written:
+                if job.state in ("pending", "failed"):
+                    self._holdings.host.drop(job)  # a stale run's retry: the row is another claim's (or engine's) now
+            elif job.state in ("pending", "failed") and job._due_wall <= horizon:
+                self._holdings.resident[job.id] = (job, self._holdings.shard(job))
+            elif job.state == "dead":
+                notes.append(f"d{self._holdings.shard(job)}")  # whoever waits for its result learns it failed
+
+    async def _claim_rows(self, conn: asyncpg.Connection, claims: list[tuple[Job, int, int]]) -> list[Job]:
+        """The fenced claim; returns the jobs claimed, and forgets the shards the database says are lost."""
+        assert self._holdings.host is not None
+        pairs = {shard: token for _, shard, token in claims}
+        row = await conn.fetchrow(
+            sql.CLAIM,
+            self._ownership.me,
+            list(pairs),
+            list(pairs.values()),
+            [job.id for job, _, _ in claims],
+            self._holdings.host.wall() + DUE_TOLERANCE,
+            [shard for _, shard, _ in claims],
+        )
+        assert row is not None
+        held, ids = set(row["shards"]), set(row["ids"])
+        self._holdings.counts["reruns"] += row["reruns"]
+        lost = set(pairs) - held
+        claimed = []
+        missed = []
+        for job, shard, token in claims:
+            if job.id in ids:
+                ids.discard(job.id)  # two copies of one job (a notification raced a refill): one starts
+                job._fence = token
+                self._holdings.fences[job.id] = (token, shard)
+                claimed.append(job)
+            else:
+                if shard in lost:
+                    self._holdings.counts["refused_claims"] += 1
+                elif job.id not in self._holdings.fences:
+                    missed.append(job.id)  # reloaded below, and indexed again if its row is still there
+                if job.id not in self._holdings.fences:  # not a second copy of a job this engine holds a claim on
+                    self._holdings.host.let_go(job)
+        if lost:
+            self._holdings.lose(lost)
+        if missed:  # cancelled, claimed elsewhere, or moved by a change whose notification this engine missed:
+            self._listener.spawn(self._listener.load_ids(missed))  # a moved row comes back with its new due
+        if AUDIT:
+            await audit(
+                conn,
+                "claim",
+                self._ownership.me,
+                [(job.id, self._holdings.fences[job.id][1], job._fence) for job in claimed],
+            )
+        return claimed
+
+
+async def keep(
+    conn: asyncpg.Connection,
+    kept: dict[tuple[str, int | None], tuple[int, float, bytes]],
+    acked: set[tuple[str, int]],
+    notes: list[str],
+) -> None:
+    """Write the outcomes of the jobs this flush ended (an ack's only if the fence let it through)."""
+    rows = [(key[0], *entry) for key, entry in kept.items() if key[1] is None or key in acked]
+    if rows:
+        await conn.execute(sql.KEEP, *map(list, zip(*rows, strict=True)))
+        notes += (f"d{shard}" for shard in {shard for _, shard, _, _ in rows})
+
+
+async def audit(conn: asyncpg.Connection, kind: str, me: str, rows: list[Any]) -> None:
+    """Audit rows ``(id, shard, token)`` (the fault tests'), in the transaction of what they record."""
+    if rows:
+        ids, shards, tokens = (list(column) for column in zip(*rows, strict=True))
+        await conn.execute(sql.AUDIT, kind, me, shards, tokens, ids)
+
+
+async def notify(conn: asyncpg.Connection, channel: str, notes: list[str]) -> None:
+    """One notification per ``NOTIFY_MAX`` bytes of ``kind shard/id`` entries, delivered at commit."""
+    chunk: list[str] = []
+    size = 0
+    for note in notes:
+        if size + len(note) + 1 > NOTIFY_MAX:
+            await conn.execute(sql.NOTIFY, channel, " ".join(chunk))
+            chunk, size = [], 0
+        chunk.append(note)
+        size += len(note) + 1
+    if chunk:
+        await conn.execute(sql.NOTIFY, channel, " ".join(chunk))
