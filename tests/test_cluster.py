@@ -245,8 +245,12 @@ async def test_a_client_schedules_and_a_worker_fires(cluster_of: Callable[..., E
     clock = VirtualClock()
     worker, client = cluster_of(clock), cluster_of(clock, role="client")
     ran: list[int] = []
+
+    async def note(n: int) -> None:  # async: a sync task's ack follows its thread, after settle() may have looked
+        ran.append(n)
+
     for engine in (worker, client):
-        engine.task(name="note")(ran.append)
+        engine.task(name="note")(note)
     async with worker, client:
         assert client.cluster is not None
         for n in range(20):
