@@ -37,7 +37,7 @@ from .._job import Job
 from .._journal.records import encode_done, encode_job, job_from_record
 from .._outcome import Outcome
 from .._store import Claim, Gone
-from . import sql
+from . import dependencies, sql
 from .config import Cluster
 from .ownership import Ownership, shard_of
 from .queries import page
@@ -345,6 +345,11 @@ class ClusterStore:
             self._batch.claims.append((claiming, hand_out))
             self._kick()
 
+    def _expires(self) -> float | None:
+        """When an outcome kept now expires; None with ``result_ttl=0``, which keeps none."""
+        assert self._host is not None
+        return self._host.wall() + self._host.ttl if self._host.ttl else None
+
     def _shard(self, job: Job) -> int:
         if job._parent is not None:
             return self._shard(job._parent)  # a run stays with its series
@@ -392,11 +397,13 @@ class ClusterStore:
         started = time.perf_counter()
         claimed: list[tuple[list[Job], HandOut]] = []
         notes: list[str] = []
+        ended: dict[str, str] = {}  # jobs with children (after=) this flush ended -> how
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 if batch.cancels:
                     rows = await conn.fetch(sql.CANCEL, list(batch.cancels))
                     notes += (f"c{row['shard']}/{row['id']}" for row in rows)
+                    ended.update((row["id"], "cancelled") for row in rows if row["waited"])
                 if batch.new:
                     await self._insert(conn, batch.new, notes)
                 if batch.runs:
@@ -404,7 +411,7 @@ class ClusterStore:
                 if batch.puts:
                     await self._put(conn, batch.puts)
                 if batch.settles:
-                    await self._settle(conn, batch.settles, notes)
+                    await self._settle(conn, batch.settles, notes, ended)
                 if batch.acks:
                     ids, fences = zip(*batch.acks, strict=True)
                     acked = await conn.fetch(sql.ACK, self.me, list(ids), list(fences), list(batch.acks.values()))
@@ -412,6 +419,7 @@ class ClusterStore:
                     if _AUDIT:
                         await self._audit(conn, "ack", acked)
                     let_through = {(row["id"], row["fence"]) for row in acked}
+                    ended.update((row["id"], "succeeded") for row in acked if row["waited"])
                 else:
                     let_through = set()
                 if batch.kept:
@@ -421,6 +429,8 @@ class ClusterStore:
                     notes += (f"m{row['shard']}/{row['id']}" for row in rows)
                 if batch.pauses or batch.resumes:
                     await self._pause(conn, batch.pauses, batch.resumes, notes)
+                if ended:
+                    notes += await dependencies.follow(conn, ended, self._expires())
                 for claims, hand_out in batch.claims:
                     claimed.append((await self._claim_rows(conn, claims), hand_out))
                 await self._notify(conn, notes)
@@ -496,7 +506,33 @@ class ClusterStore:
         ]
 
     async def _insert(self, conn: asyncpg.Connection, new: dict[str, tuple[Job, bytes, str]], notes: list[str]) -> None:
-        """Write new jobs; a key taken cluster-wide is :class:`DuplicateKey` (``"error"``) or the kept job."""
+        """Write new jobs, then the children (``after=``) among them, each once the parents it follows are written."""
+        children = [entry[0] for entry in new.values() if entry[0]._after is not None]
+        if not children:
+            return await self._write(conn, new, notes)
+        await self._write(conn, {key: entry for key, entry in new.items() if entry[0]._after is None}, notes, new)
+        assert self._host is not None
+        for generation in dependencies.generations(children):
+            refused, waiting = await dependencies.admit(conn, generation, self._host.wall())
+            for job_id, error in refused.items():
+                new.pop(job_id)
+                self._outcomes[job_id] = error
+            rows = {job.id: new[job.id] for job in generation if job.id in new}
+            await self._write(conn, rows, notes, new)
+            written = [job for job in generation if job.id in new]
+            notes += await dependencies.hold(conn, written, waiting, self._shard)
+
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        new: dict[str, tuple[Job, bytes, str]],
+        notes: list[str],
+        batch: dict[str, tuple[Job, bytes, str]] | None = None,
+    ) -> None:
+        """Write new jobs; a key taken cluster-wide is :class:`DuplicateKey` (``"error"``) or the kept job.
+
+        A job not written leaves ``new`` (and the ``batch`` it is part of).
+        """
         for mode in ("error", "keep", "replace"):
             entries = [entry for entry in new.values() if entry[2] == mode]
             if not entries:
@@ -509,13 +545,16 @@ class ClusterStore:
             for job in jobs:
                 if job.id not in written:
                     new.pop(job.id)
+                    if batch is not None:
+                        batch.pop(job.id)
                     self._outcomes[job.id] = await self._taken(conn, job, mode)
                 elif job._due_wall <= horizon and self.ownership.token(self._shard(job), now) is None:
                     notes.append(f"n{self._shard(job)}/{job.id}")  # its owner is another engine: tell it
 
     async def _taken(self, conn: asyncpg.Connection, job: Job, mode: str) -> Job | BaseException:
         assert self._host is not None
-        self._host.drop(job)
+        if job._after is None:  # a child (after=) was never in the wheel
+            self._host.drop(job)
         row = await conn.fetchrow(sql.KEPT, job.key) if mode == "keep" else None
         if row is None:
             return DuplicateKey(f"key: a job with key {job.key!r} is already pending in the cluster")
@@ -527,8 +566,8 @@ class ClusterStore:
         now = self._monotonic()
         horizon = self._host.wall() + self.config.horizon
         for job, _, _ in new.values():
-            if job.state != "pending":
-                continue  # cancelled or fired meanwhile
+            if job.state != "pending" or job._after is not None:
+                continue  # cancelled or fired meanwhile; a child (after=), in no wheel: its release loads it
             shard = self._shard(job)
             if self.ownership.token(shard, now) is not None and job._due_wall <= horizon:
                 self._resident[job.id] = (job, shard)
@@ -593,7 +632,9 @@ class ClusterStore:
                 if row is not None:
                     notes.append(f"n{row['shard']}/{job_id}")  # its owner files it
 
-    async def _settle(self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str]) -> None:
+    async def _settle(
+        self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str], ended: dict[str, str]
+    ) -> None:
         jobs = list(settles.values())
         rows = await conn.fetch(
             sql.SETTLE,
@@ -606,6 +647,7 @@ class ClusterStore:
             [self._shard(job) for job in jobs],
         )
         written = {(row["id"], row["fence"]) for row in rows}
+        ended.update((row["id"], "dead") for row in rows if row["waited"] and settles[row["id"], row["fence"]].state == "dead")
         self.counts["stale_writes"] += len(settles) - len(written)
         assert self._host is not None
         horizon = self._host.wall() + self.config.horizon
@@ -867,6 +909,8 @@ class ClusterStore:
             job.state = "dead"
         elif row["state"] == 4:
             job.state = "paused"
+        if row["state"] != dependencies.WAITING:
+            job._after = None  # its parents all succeeded (the record keeps the list it was scheduled with)
         parent = record.get("parent")
         if parent is not None:
             placeholder = Job(parent, None, job.task, (), {}, 0, 0.0, 0)
@@ -1030,6 +1074,9 @@ class ClusterHandle:
                     outcome = Outcome(job, None, expires, reason="engine.cluster.cancel() was called")
                     kept[job.id, None] = (row["shard"], expires, encode_done(outcome))
                 await store._keep(conn, kept, set(), notes)
+            ended = {row["id"]: "cancelled" for row in rows if row["waited"]}
+            if ended:
+                notes += await dependencies.follow(conn, ended, store._expires())
             await store._notify(conn, notes)
         return bool(rows)
 
@@ -1090,8 +1137,11 @@ class ClusterHandle:
             await transaction.start()
             try:
                 yield conn
-                if await conn.fetchval(sql.ACK_ONE, store.me, job.id, fence) is None:
+                acked = await conn.fetchrow(sql.ACK_ONE, store.me, job.id, fence)
+                if acked is None:
                     raise LeaseLost(f"job {job.id}: its claim (fence {fence}) is no longer this engine's")
+                if acked["waited"]:
+                    await store._notify(conn, await dependencies.follow(conn, {job.id: "succeeded"}, None))
             except BaseException:
                 await transaction.rollback()
                 raise
