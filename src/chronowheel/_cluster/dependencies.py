@@ -81,7 +81,9 @@ async def admit(
                         f"after: job {parent} is recurring; a job can only follow one-shot jobs"
                     )
                 elif row["state"] == 3:
-                    refused[job.id] = ValueError(f"after: job {parent} already ended dead; a job after it could never run")
+                    refused[job.id] = ValueError(
+                        f"after: job {parent} already ended dead; a job after it could never run"
+                    )
                 else:
                     outstanding.append((parent, row["task"]))
                     continue
@@ -125,7 +127,7 @@ async def follow(conn: asyncpg.Connection, ended: dict[str, str], expires: float
     cancelled ones to their result waiters. ``expires``: when a cancelled
     child's kept outcome expires (None: ``result_ttl=0`` keeps none).
     """
-    notes = []
+    notes: list[str] = []
     succeeded = [parent for parent, how in ended.items() if how == "succeeded"]
     if succeeded:
         children = [row["id"] for row in await conn.fetch(sql.STRIKE_OFF, succeeded)]

@@ -509,7 +509,8 @@ class ClusterStore:
         """Write new jobs, then the children (``after=``) among them, each once the parents it follows are written."""
         children = [entry[0] for entry in new.values() if entry[0]._after is not None]
         if not children:
-            return await self._write(conn, new, notes)
+            await self._write(conn, new, notes)
+            return
         await self._write(conn, {key: entry for key, entry in new.items() if entry[0]._after is None}, notes, new)
         assert self._host is not None
         for generation in dependencies.generations(children):
@@ -647,7 +648,8 @@ class ClusterStore:
             [self._shard(job) for job in jobs],
         )
         written = {(row["id"], row["fence"]) for row in rows}
-        ended.update((row["id"], "dead") for row in rows if row["waited"] and settles[row["id"], row["fence"]].state == "dead")
+        dead = (row["id"] for row in rows if row["waited"] and settles[row["id"], row["fence"]].state == "dead")
+        ended.update((job_id, "dead") for job_id in dead)
         self.counts["stale_writes"] += len(settles) - len(written)
         assert self._host is not None
         horizon = self._host.wall() + self.config.horizon
