@@ -206,6 +206,7 @@ async def test_a_parent_already_ended_counts_as_done_or_refuses_the_child(
             assert await admin.fetchval("SELECT count(*) FROM cw_after") == 0  # nothing to wait for: due at once
             await until(lambda: _settled_all(clock, (worker, client), runs, 2))
             assert runs == ["p", "child"]
+            assert await client.result(child, timeout=10.0) == "child"
         else:
             with pytest.raises(ValueError, match=expected):
                 await client.schedule("step", args=("child",), after=parent_id)
@@ -255,3 +256,95 @@ async def test_the_after_schema_upgrades_from_the_previous_version(
         assert await admin.fetchval("SELECT waited FROM cw_job WHERE id = $1", job.id) is True
         assert await state_of(admin, child.id) == 5
     assert await admin.fetchval("SELECT max(version) FROM cw_version") == schema.VERSION
+
+
+# -- the other ends of a parent, and what a held child is ----------------------------------------------------
+
+
+async def test_the_transactional_ack_of_a_parent_releases_its_child(pg_dsn: str, admin: asyncpg.Connection) -> None:
+    """``engine.cluster.transaction(job)``: the child waits again in the transaction that commits the task's ack."""
+    clock = VirtualClock()
+    runs: list[str] = []
+    (worker,) = engines(pg_dsn, clock, runs, ("worker",))
+    released: list[int | None] = []
+
+    @worker.task(name="acks")
+    async def acks() -> None:
+        assert worker.cluster is not None
+        job = next(job for _, job in worker._registry.pools["default"].running_jobs())
+        async with worker.cluster.transaction(job):
+            pass
+        released.append(await state_of(admin, child.id))  # committed: before the engine's own flush
+
+    async with worker:
+        parent = await worker.schedule("acks", delay=1.0)
+        child = await worker.schedule("step", args=("child",), after=parent)
+        await settle(clock, worker, seconds=1.0)
+        await until(lambda: _settled_all(clock, (worker,), runs, 1))
+        assert released == [0]
+        assert runs == ["child"]
+
+
+async def test_two_parents_ending_at_once_on_two_connections_release_the_child(
+    pg_dsn: str, admin: asyncpg.Connection
+) -> None:
+    """Each strikes off its own edge, then waits for the child's lock: the second sees the first's commit."""
+    import asyncio
+
+    from chronowheel._cluster import dependencies
+
+    clock = VirtualClock()
+    (client,) = engines(pg_dsn, clock, [], ("client",))
+    async with client:
+        parents = [await client.schedule("step", args=(name,), delay=60.0) for name in ("p1", "p2")]
+        child = await client.schedule("step", args=("child",), after=list[Job | str](parents))
+    first, second = await asyncpg.connect(pg_dsn), await asyncpg.connect(pg_dsn)
+    try:
+        one, two = first.transaction(), second.transaction()
+        await one.start()
+        await two.start()
+        assert await dependencies.follow(first, {parents[0].id: "succeeded"}, None) == []  # p2 is still there
+        blocked = asyncio.create_task(dependencies.follow(second, {parents[1].id: "succeeded"}, None))
+        await until(lambda: admin.fetchval("SELECT count(*) > 0 FROM pg_locks WHERE NOT granted"))
+        assert not blocked.done()
+        await one.commit()
+        notes = await blocked
+        await two.commit()
+    finally:
+        await first.close()
+        await second.close()
+    assert notes == [f"n{shard_of(child.id, SHARDS)}/{child.id}"]
+    assert await state_of(admin, child.id) == 0
+    assert await admin.fetchval("SELECT count(*) FROM cw_after") == 0
+
+
+async def test_a_held_child_is_only_in_the_database(pg_dsn: str, admin: asyncpg.Connection) -> None:
+    """No engine keeps a copy of a child waiting for its parents: the cluster-wide calls find, move and cancel it,
+    and its cancellation cancels its own children; its edges go with its parent's end."""
+    clock = VirtualClock()
+    runs: list[str] = []
+    (worker,) = engines(pg_dsn, clock, runs, ("worker",))
+    async with worker:
+        assert worker.cluster is not None
+        parent = await worker.schedule("step", args=("p",), delay=60.0)
+        child = await worker.schedule("step", args=("child",), after=parent, key="child")
+        grandchild = await worker.schedule("step", args=("grandchild",), after=child)
+        assert worker.get("child") is None
+        assert worker.pause("child") is False
+        assert worker.cancel("child") is False
+        assert (await worker.cluster.get("child")) is not None
+        assert await worker.cluster.reschedule("child", delay=30.0) is True
+        assert await admin.fetchval("SELECT due FROM cw_job WHERE id = $1", child.id) == pytest.approx(
+            clock.wall() + 30.0
+        )
+        assert await state_of(admin, child.id) == 5  # moved, still waiting for its parent
+        assert await worker.cluster.cancel("child") is True
+        with pytest.raises(JobCancelled, match=rf"parent job {child.id} of task 'step' ended cancelled"):
+            await worker.result(grandchild, timeout=10.0)
+        assert await admin.fetchval("SELECT array_agg(id) FROM cw_job") == [parent.id]
+        # The cancelled child's edge to its parent stays (it names no row) until the parent ends.
+        assert await admin.fetchval("SELECT array_agg(child) FROM cw_after") == [child.id]
+        await settle(clock, worker, seconds=60.0)
+        await until(lambda: _settled_all(clock, (worker,), runs, 1))
+        await until(lambda: admin.fetchval("SELECT count(*) = 0 FROM cw_after"))
+    assert runs == ["p"]
