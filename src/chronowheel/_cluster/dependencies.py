@@ -65,7 +65,7 @@ async def admit(
     done; one that ended dead or cancelled, a recurring one, or an unknown id
     is a ``ValueError``.
     """
-    ids = list({parent for job in children for parent in job._after or ()})
+    ids = sorted({parent for job in children for parent in job._after or ()})  # locked in id order: no deadlock
     rows = {row["id"]: row for row in await conn.fetch(sql.WAIT_FOR, ids)}
     missing = [parent for parent in ids if parent not in rows]
     ended = {row["id"]: row["state"] for row in await conn.fetch(sql.ENDED, missing, wall)} if missing else {}
