@@ -417,7 +417,7 @@ class ClusterStore:
                     acked = await conn.fetch(sql.ACK, self.me, list(ids), list(fences), list(batch.acks.values()))
                     self.counts["stale_writes"] += len(batch.acks) - len(acked)
                     if _AUDIT:
-                        await self._audit(conn, "ack", acked)
+                        await self._audit(conn, "ack", [(row["id"], row["shard"], row["fence"]) for row in acked])
                     let_through = {(row["id"], row["fence"]) for row in acked}
                     ended.update((row["id"], "succeeded") for row in acked if row["waited"])
                 else:
