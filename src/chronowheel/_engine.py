@@ -352,9 +352,11 @@ class Engine:
         ``"keep"`` returns the pending job, ``"replace"`` cancels it first.
 
         With ``after`` (a job, a job id, or a list of them: one-shot jobs of
-        this engine, unfinished or succeeded) the job is due only once every
-        one of them succeeded, and its own ``delay``/``at`` (default: none)
-        has passed; one
+        this engine, unfinished or succeeded; in cluster mode any engine's,
+        checked in the database when the job is written, so the awaited
+        ``schedule()`` raises what is wrong with them) the job is due only
+        once every one of them succeeded, and its own ``delay``/``at``
+        (default: none) has passed; one
         that ends dead or cancelled cancels it (:class:`JobCancelled`, with
         the reason, from :meth:`result` and as ``job.error``).
 
