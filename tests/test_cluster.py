@@ -492,10 +492,9 @@ async def test_the_sync_job_calls_act_on_this_engines_jobs_and_the_async_ones_on
     assert sorted(ran) == {"cancel": [], "reschedule": ["local", "remote"], "get": ["local", "remote"]}[call]
 
 
-@pytest.mark.parametrize("call", ["after", "pause-during-a-run"])
-async def test_what_the_cluster_store_does_not_keep_is_refused(cluster_of: Callable[..., Engine], call: str) -> None:
-    """after= and the pause of a fixed-delay series whose run goes on would act on one engine's copy only: refused,
-    naming the call (docs/cluster.md, "Not done yet")."""
+async def test_what_the_cluster_store_does_not_keep_is_refused(cluster_of: Callable[..., Engine]) -> None:
+    """The pause of a fixed-delay series whose run goes on would act on one engine's copy only: refused, naming
+    the call (docs/cluster.md, "Not done yet")."""
     clock = VirtualClock()
     engine = cluster_of(clock)
     release = asyncio.Event()
@@ -506,22 +505,15 @@ async def test_what_the_cluster_store_does_not_keep_is_refused(cluster_of: Calla
     engine.task(name="note")(note)
     async with engine:
         try:
-            if call == "after":
-                job = await engine.schedule("note", delay=60, key="k")
-                with pytest.raises(
-                    NotImplementedError, match=r"schedule\(after=\.\.\.\): not supported in cluster mode"
-                ):
-                    engine.schedule_nowait("note", after=job)
-            else:
-                await engine.schedule("note", every=Every(10.0, fixed="delay"), key="k")
-                await settle(clock, engine, seconds=10.0)
-                held = engine.get("k")
-                assert held is not None
-                assert held.state == "running"
-                with pytest.raises(NotImplementedError, match="pause of a recurring job whose run goes on"):
-                    engine.pause("k")
+            await engine.schedule("note", every=Every(10.0, fixed="delay"), key="k")
+            await settle(clock, engine, seconds=10.0)
+            held = engine.get("k")
+            assert held is not None
+            assert held.state == "running"
+            with pytest.raises(NotImplementedError, match="pause of a recurring job whose run goes on"):
+                engine.pause("k")
             assert engine.cluster is not None
-            assert await engine.cluster.count() == (1 if call == "after" else 2)  # nothing changed (a series, its run)
+            assert await engine.cluster.count() == 2  # nothing changed (a series, its run)
         finally:
             release.set()
 

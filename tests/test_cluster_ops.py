@@ -209,8 +209,8 @@ async def test_result_through_the_store_key_errors_timeouts_and_restarts(
 async def test_the_results_schema_upgrades_from_the_previous_version(
     pg_dsn: str, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database at the previous version keeps its jobs across the upgrade, and gains ``cw_result``."""
-    previous = schema.MIGRATIONS[:-1]
+    """A database at the version before results keeps its jobs across the upgrade, and gains ``cw_result``."""
+    previous = tuple(migration for migration in schema.MIGRATIONS if migration[0] < 3)
     monkeypatch.setattr(schema, "MIGRATIONS", previous)
     monkeypatch.setattr(schema, "VERSION", previous[-1][0])
     clock = VirtualClock()

@@ -298,3 +298,48 @@ async def test_an_action_that_does_not_apply_says_why(site: Site, action: str, p
         assert response.status_code in (404, 409)
         assert message in response.json()["error"]
     assert job.state == "pending"
+
+
+# -- cluster mode: the listing is the store's query --------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", ["", "?state=pending", "?key=user%3A", "?task=send"])
+async def test_in_cluster_mode_the_listing_is_the_whole_clusters(pg_dsn: str, query: str) -> None:
+    """A client's dashboard lists the jobs a worker holds (the client's memory has none), filtered and paged
+    in the database; a job's page is found there too, while actions act on the dashboard engine's own jobs."""
+    from chronowheel import Cluster
+
+    clock = VirtualClock()
+    worker, client = (
+        Engine(clock=clock, cluster=Cluster(pg_dsn, shards=4, lease=4.0, role=role)) for role in ("worker", "client")
+    )
+    for engine in (worker, client):
+        engine.task(name="send")(print)
+        engine.task(name="tick")(print)
+    app = dashboard(client, allow_actions=True)
+    async with worker, client:
+        for n in range(_PAGE_OF_CLUSTER + 2):
+            await worker.schedule("send", args=(n,), delay=100 + n, key=f"user:{n}")
+        await worker.schedule("tick", delay=50, key="tick")
+        assert client.jobs() == []
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dash") as http:
+            seen: list[str] = []
+            url: str | None = "/api/jobs" + query
+            while url is not None:
+                data = (await http.get(url)).json()
+                seen += [job["key"] for job in data["jobs"]]
+                url = None if data["next"] is None else "/api/jobs?" + data["next"]
+            users = [f"user:{n}" for n in range(_PAGE_OF_CLUSTER + 2)]
+            assert seen == (users if "key" in query or "task" in query else ["tick", *users])
+            ticker = worker.get("tick")
+            assert ticker is not None
+            found = await http.get(f"/api/jobs/{ticker.id}")
+            assert found.json()["key"] == "tick"
+            await http.get("/")
+            token = http.cookies["chronowheel_csrf"]
+            refused = await http.post(f"/api/jobs/{ticker.id}/cancel", headers={"X-CSRF-Token": token})
+            assert refused.status_code == 404  # not this engine's: the client holds no copy
+            assert worker.get("tick") is not None
+
+
+_PAGE_OF_CLUSTER = 50  # the dashboard's page: two more jobs take a second one

@@ -20,9 +20,34 @@ from ._limits import MAX_AHEAD
 from ._placement import Placement
 from ._ticks import Ticks
 
-__all__ = ["Dependencies"]
+__all__ = ["Dependencies", "parent_ids"]
 
 _HELD: Final = ("pending", "paused")  # the states of a child still waiting for its parents
+
+
+def parent_ids(after: object, owner: object) -> list[tuple[str, Job | None]]:
+    """``after=`` as (id, the Job if one was passed): a Job, a job id, or a non-empty list of them.
+
+    A Job must be ``owner``'s, unless ``owner`` is None (cluster mode: any
+    engine's job of the cluster, looked up in the database).
+    """
+    items = [after] if isinstance(after, Job | str) else after
+    if not isinstance(items, list | tuple | set | frozenset) or not items:
+        raise TypeError(
+            f"after must be a Job, a job id, or a non-empty list of them, got {type(after).__name__}"
+            + (" (empty)" if isinstance(items, list | tuple | set | frozenset) else "")
+        )
+    ids: list[tuple[str, Job | None]] = []
+    for item in items:
+        if isinstance(item, Job):
+            if owner is not None and item._engine is not owner:
+                raise ValueError(f"after: job {item.id} is not a job of this engine")
+            ids.append((item.id, item))
+        elif isinstance(item, str):
+            ids.append((item, None))
+        else:
+            raise TypeError(f"after: each parent must be a Job or a job id (str), got {type(item).__name__}")
+    return ids
 
 
 class Dependencies:
@@ -43,22 +68,8 @@ class Dependencies:
         kept for ``result_ttl``); one that ``ended`` otherwise, or a recurring
         one (which never ends in success), is a ``ValueError``.
         """
-        items = [after] if isinstance(after, Job | str) else after
-        if not isinstance(items, list | tuple | set | frozenset) or not items:
-            raise TypeError(
-                f"after must be a Job, a job id, or a non-empty list of them, got {type(after).__name__}"
-                + (" (empty)" if isinstance(items, list | tuple | set | frozenset) else "")
-            )
         waiting: list[str] = []
-        for item in items:
-            if isinstance(item, Job):
-                if item._engine is not owner:
-                    raise ValueError(f"after: job {item.id} is not a job of this engine")
-                parent_id = item.id
-            elif isinstance(item, str):
-                parent_id = item
-            else:
-                raise TypeError(f"after: each parent must be a Job or a job id (str), got {type(item).__name__}")
+        for parent_id, _ in parent_ids(after, owner):
             parent = unfinished(parent_id)
             if parent is not None:
                 if parent._series is not None or parent._parent is not None:

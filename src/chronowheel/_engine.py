@@ -24,7 +24,7 @@ from ._catalog import Catalog
 from ._clock import Clock, SystemClock
 from ._cluster.config import Cluster
 from ._control import Control
-from ._dependencies import Dependencies
+from ._dependencies import Dependencies, parent_ids
 from ._driver import Driver
 from ._errors import DuplicateKey, EngineClosed, JobCancelled, NotStarted
 from ._execution import Execution
@@ -355,9 +355,11 @@ class Engine:
         ``"keep"`` returns the pending job, ``"replace"`` cancels it first.
 
         With ``after`` (a job, a job id, or a list of them: one-shot jobs of
-        this engine, unfinished or succeeded) the job is due only once every
-        one of them succeeded, and its own ``delay``/``at`` (default: none)
-        has passed; one
+        this engine, unfinished or succeeded; in cluster mode any engine's,
+        checked in the database when the job is written, so the awaited
+        ``schedule()`` raises what is wrong with them) the job is due only
+        once every one of them succeeded, and its own ``delay``/``at``
+        (default: none) has passed; one
         that ends dead or cancelled cancels it (:class:`JobCancelled`, with
         the reason, from :meth:`result` and as ``job.error``).
 
@@ -405,8 +407,6 @@ class Engine:
             series = self._recurring.series_of(every, cron, first_in, overlap, misfire, misfire_grace)
             seconds, deadline = self._recurring.due(series.nominal, series)
 
-        if after is not None:
-            self._not_in_cluster_mode("schedule(after=...)")
         parents = None if after is None else self._parents(after, series)
 
         keyed = registry.keyed
@@ -443,14 +443,23 @@ class Engine:
                 keyed.setdefault(key, job)
             if tick < self._timers.sleep_tick:
                 self._timers.wake()
-        else:
+        elif self.cluster is None:
             self._dependencies.hold(job, parents)
+        # In cluster mode a child is held in the database (its parents may end on any engine): no copy here.
         return job
 
     def _parents(self, after: object, series: object) -> list[str] | None:
         """``after=``'s parents still to succeed, checked; None if there are none."""
         if series is not None:
             raise ValueError("after: a recurring job (every=, cron=) cannot wait for other jobs")
+        if self.cluster is not None:  # every parent, checked by the store in the database
+            ids: list[str] = []
+            for parent_id, parent in parent_ids(after, None):
+                if parent is not None and (parent._series is not None or parent._parent is not None):
+                    raise ValueError(f"after: job {parent_id} is recurring; a job can only follow one-shot jobs")
+                if parent_id not in ids:
+                    ids.append(parent_id)
+            return ids
         return self._dependencies.parents(after, self, self._unfinished, self._ended_as) or None
 
     def _job_of(self, key_or_job: str | Job) -> Job | None:

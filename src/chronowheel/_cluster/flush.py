@@ -25,7 +25,7 @@ import asyncpg
 from .._errors import DuplicateKey
 from .._job import Job
 from .._journal.records import encode_job
-from . import sql
+from . import dependencies, sql
 from .batch import Batch, HandOut
 from .holdings import Holdings, job_of
 from .listener import Listener
@@ -90,11 +90,13 @@ class Flusher:
         started = time.perf_counter()
         claimed: list[tuple[list[Job], HandOut]] = []
         notes: list[str] = []
+        ended: dict[str, str] = {}  # jobs with children (after=) this flush ended -> how
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 if batch.cancels:
                     rows = await conn.fetch(sql.CANCEL, list(batch.cancels))
                     notes += (f"c{row['shard']}/{row['id']}" for row in rows)
+                    ended.update((row["id"], "cancelled") for row in rows if row["waited"])
                 if batch.new:
                     await self._insert(conn, batch.new, notes)
                 if batch.runs:
@@ -102,7 +104,7 @@ class Flusher:
                 if batch.puts:
                     await self._put(conn, batch.puts)
                 if batch.settles:
-                    await self._settle(conn, batch.settles, notes)
+                    await self._settle(conn, batch.settles, notes, ended)
                 if batch.acks:
                     ids, fences = zip(*batch.acks, strict=True)
                     acked = await conn.fetch(
@@ -110,8 +112,11 @@ class Flusher:
                     )
                     self._holdings.counts["stale_writes"] += len(batch.acks) - len(acked)
                     if AUDIT:
-                        await audit(conn, "ack", self._ownership.me, acked)
+                        await audit(
+                            conn, "ack", self._ownership.me, [(row["id"], row["shard"], row["fence"]) for row in acked]
+                        )
                     let_through = {(row["id"], row["fence"]) for row in acked}
+                    ended.update((row["id"], "succeeded") for row in acked if row["waited"])
                 else:
                     let_through = set()
                 if batch.kept:
@@ -121,6 +126,8 @@ class Flusher:
                     notes += (f"m{row['shard']}/{row['id']}" for row in rows)
                 if batch.pauses or batch.resumes:
                     await self._pause(conn, batch.pauses, batch.resumes, notes)
+                if ended:
+                    notes += await dependencies.follow(conn, ended, self.expires())
                 for claims, hand_out in batch.claims:
                     claimed.append((await self._claim_rows(conn, claims), hand_out))
                 await notify(conn, self.channel, notes)
@@ -178,8 +185,41 @@ class Flusher:
             records if records is not None else [encode_job(job, new=False) for job in jobs],
         ]
 
+    def expires(self) -> float | None:
+        """When an outcome kept now expires; None with ``result_ttl=0``, which keeps none."""
+        host = self._holdings.host
+        assert host is not None
+        return host.wall() + host.ttl if host.ttl else None
+
     async def _insert(self, conn: asyncpg.Connection, new: dict[str, tuple[Job, bytes, str]], notes: list[str]) -> None:
-        """Write new jobs; a key taken cluster-wide is :class:`DuplicateKey` (``"error"``) or the kept job."""
+        """Write new jobs, then the children (``after=``) among them, each once the parents it follows are written."""
+        children = [entry[0] for entry in new.values() if entry[0]._after is not None]
+        if not children:
+            await self._write(conn, new, notes)
+            return
+        await self._write(conn, {key: entry for key, entry in new.items() if entry[0]._after is None}, notes, new)
+        assert self._holdings.host is not None
+        for generation in dependencies.generations(children):
+            refused, waiting = await dependencies.admit(conn, generation, self._holdings.host.wall())
+            for job_id, error in refused.items():
+                new.pop(job_id)
+                self._outcomes[job_id] = error
+            rows = {job.id: new[job.id] for job in generation if job.id in new}
+            await self._write(conn, rows, notes, new)
+            written = [job for job in generation if job.id in new]
+            notes += await dependencies.hold(conn, written, waiting, self._holdings.shard)
+
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        new: dict[str, tuple[Job, bytes, str]],
+        notes: list[str],
+        batch: dict[str, tuple[Job, bytes, str]] | None = None,
+    ) -> None:
+        """Write new jobs; a key taken cluster-wide is :class:`DuplicateKey` (``"error"``) or the kept job.
+
+        A job not written leaves ``new`` (and the ``batch`` it is part of).
+        """
         for mode in ("error", "keep", "replace"):
             entries = [entry for entry in new.values() if entry[2] == mode]
             if not entries:
@@ -192,13 +232,16 @@ class Flusher:
             for job in jobs:
                 if job.id not in written:
                     new.pop(job.id)
+                    if batch is not None:
+                        batch.pop(job.id)
                     self._outcomes[job.id] = await self._taken(conn, job, mode)
                 elif job._due_wall <= horizon and self._ownership.token(self._holdings.shard(job), now) is None:
                     notes.append(f"n{self._holdings.shard(job)}/{job.id}")  # its owner is another engine: tell it
 
     async def _taken(self, conn: asyncpg.Connection, job: Job, mode: str) -> Job | BaseException:
         assert self._holdings.host is not None
-        self._holdings.host.drop(job)
+        if job._after is None:  # a child (after=) was never in the wheel
+            self._holdings.host.drop(job)
         row = await conn.fetchrow(sql.KEPT, job.key) if mode == "keep" else None
         if row is None:
             return DuplicateKey(f"key: a job with key {job.key!r} is already pending in the cluster")
@@ -210,8 +253,8 @@ class Flusher:
         now = self._holdings.monotonic()
         horizon = self._holdings.host.wall() + self._config.horizon
         for job, _, _ in new.values():
-            if job.state != "pending":
-                continue  # cancelled or fired meanwhile
+            if job.state != "pending" or job._after is not None:
+                continue  # cancelled or fired meanwhile; a child (after=), in no wheel: its release loads it
             shard = self._holdings.shard(job)
             if self._ownership.token(shard, now) is not None and job._due_wall <= horizon:
                 self._holdings.resident[job.id] = (job, shard)
@@ -263,7 +306,9 @@ class Flusher:
                 if row is not None:
                     notes.append(f"n{row['shard']}/{job_id}")  # its owner files it
 
-    async def _settle(self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str]) -> None:
+    async def _settle(
+        self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str], ended: dict[str, str]
+    ) -> None:
         jobs = list(settles.values())
         rows = await conn.fetch(
             sql.SETTLE,
@@ -276,6 +321,8 @@ class Flusher:
             [self._holdings.shard(job) for job in jobs],
         )
         written = {(row["id"], row["fence"]) for row in rows}
+        dead = (row["id"] for row in rows if row["waited"] and settles[row["id"], row["fence"]].state == "dead")
+        ended.update((job_id, "dead") for job_id in dead)
         self._holdings.counts["stale_writes"] += len(settles) - len(written)
         assert self._holdings.host is not None
         horizon = self._holdings.host.wall() + self._config.horizon

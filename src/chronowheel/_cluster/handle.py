@@ -17,7 +17,7 @@ from .._errors import LeaseLost
 from .._job import Job
 from .._journal.records import encode_done
 from .._outcome import Outcome
-from . import sql
+from . import dependencies, sql
 from .flush import keep, notify
 from .holdings import job_of
 from .queries import page
@@ -118,6 +118,9 @@ class ClusterHandle:
                     outcome = Outcome(job, None, expires, reason="engine.cluster.cancel() was called")
                     kept[job.id, None] = (row["shard"], expires, encode_done(outcome))
                 await keep(conn, kept, set(), notes)
+            ended = {row["id"]: "cancelled" for row in rows if row["waited"]}
+            if ended:
+                notes += await dependencies.follow(conn, ended, store.flusher.expires())
             await notify(conn, store.flusher.channel, notes)
         return bool(rows)
 
@@ -178,8 +181,13 @@ class ClusterHandle:
             await transaction.start()
             try:
                 yield conn
-                if await conn.fetchval(sql.ACK_ONE, store.me, job.id, fence) is None:
+                acked = await conn.fetchrow(sql.ACK_ONE, store.me, job.id, fence)
+                if acked is None:
                     raise LeaseLost(f"job {job.id}: its claim (fence {fence}) is no longer this engine's")
+                if acked["waited"]:
+                    await notify(
+                        conn, store.flusher.channel, await dependencies.follow(conn, {job.id: "succeeded"}, None)
+                    )
             except BaseException:
                 await transaction.rollback()
                 raise

@@ -18,6 +18,7 @@ import orjson
 from .._job import Job
 from .._journal.records import job_from_record
 from .config import Cluster
+from .dependencies import WAITING
 from .host import Host
 from .ownership import Ownership, shard_of
 
@@ -95,6 +96,8 @@ def job_of(row: Mapping[str, Any]) -> Job:
         job.state = "dead"
     elif row["state"] == 4:
         job.state = "paused"
+    if row["state"] != WAITING:
+        job._after = None  # its parents all succeeded (the record keeps the list it was scheduled with)
     parent = record.get("parent")
     if parent is not None:
         placeholder = Job(parent, None, job.task, (), {}, 0, 0.0, 0)

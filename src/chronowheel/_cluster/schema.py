@@ -82,6 +82,21 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX cw_result_expires ON cw_result (expires)",
         ),
     ),
+    (
+        4,
+        (
+            # schedule(after=...): a child waits in state 5 (no claim, load or refill takes it) with one row
+            # here per parent still to succeed; ``waited`` marks a parent with children (metadata-only: no rewrite).
+            "ALTER TABLE cw_job ADD COLUMN waited bool NOT NULL DEFAULT false",
+            """CREATE TABLE cw_after (
+                 child  text NOT NULL,
+                 parent text NOT NULL,
+                 task   text NOT NULL,                   -- the parent's: the reason a cancelled child keeps
+                 PRIMARY KEY (parent, child)
+               )""",
+            "CREATE INDEX cw_after_child ON cw_after (child)",
+        ),
+    ),
 )
 VERSION: Final = MIGRATIONS[-1][0]
 

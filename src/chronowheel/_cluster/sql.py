@@ -109,11 +109,11 @@ LOAD_IDS: Final = "SELECT id, shard, due, state, record FROM cw_job WHERE id = A
 
 # -- changes ----------------------------------------------------------------------------------------------
 
-CANCEL: Final = "DELETE FROM cw_job WHERE id = ANY($1::text[]) RETURNING id, shard, due"
-CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due, state, record"
+CANCEL: Final = "DELETE FROM cw_job WHERE id = ANY($1::text[]) RETURNING id, shard, due, waited"
+CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due, state, record, waited"
 MOVE: Final = """
 UPDATE cw_job j SET due = m.due FROM unnest($1::text[], $2::float8[]) m(id, due)
-WHERE j.id = m.id AND j.state IN (0, 4)
+WHERE j.id = m.id AND j.state IN (0, 4, 5)
 RETURNING j.id, j.shard, j.due
 """
 # Paused (4): the claim, the loads and the refill take only waiting rows (0), so a paused row never fires. The
@@ -122,7 +122,7 @@ PAUSE: Final = "UPDATE cw_job SET state = 4 WHERE id = ANY($1::text[]) AND state
 RESUME: Final = "UPDATE cw_job SET state = 0 WHERE id = ANY($1::text[]) AND state = 4 RETURNING id, shard, due"
 PAUSE_KEY: Final = "UPDATE cw_job SET state = 4 WHERE key = $1 AND state = 0 RETURNING id, shard"
 RESUME_KEY: Final = "UPDATE cw_job SET state = 0 WHERE key = $1 AND state = 4 RETURNING id, shard"
-MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state IN (0, 4) RETURNING id, shard, due"
+MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state IN (0, 4, 5) RETURNING id, shard, due"
 
 # New jobs. A taken key is a conflict on the unique index: "error" and "keep" insert nothing (the ids not
 # returned), "replace" takes the key over with the new job.
@@ -179,13 +179,13 @@ UPDATE cw_job j SET state = o.state, due = o.due, record = o.record
 FROM (SELECT o.* FROM unnest($2::text[], $7::int[], $3::bigint[], $4::smallint[], $5::float8[], $6::bytea[])
         o(id, shard, fence, state, due, record) {_HELD}) o
 WHERE {_FENCED}
-RETURNING j.id, o.fence
+RETURNING j.id, o.fence, j.waited
 """
 ACK: Final = f"""
 DELETE FROM cw_job j
 USING (SELECT o.* FROM unnest($2::text[], $4::int[], $3::bigint[]) o(id, shard, fence) {_HELD}) o
 WHERE {_FENCED}
-RETURNING j.id, j.shard, j.fence
+RETURNING j.id, j.shard, j.fence, j.waited
 """
 # The fault tests' audit trail (CHRONOWHEEL_CLUSTER_AUDIT=1), written in the transaction of what it records.
 AUDIT: Final = """
@@ -220,7 +220,7 @@ SELECT ARRAY(SELECT shard FROM sh) AS shards, ARRAY(SELECT id FROM claimed) AS i
 ACK_ONE: Final = """
 DELETE FROM cw_job j USING cw_shard s
 WHERE j.id = $2 AND j.state = 1 AND j.fence = $3 AND s.shard = j.shard AND s.token = $3 AND s.owner = $1
-RETURNING j.id
+RETURNING j.waited
 """
 
 NOTIFY: Final = "SELECT pg_notify($1, $2)"
@@ -267,4 +267,54 @@ WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR task = $2)
   AND ($3::text IS NULL OR starts_with(key, $3)) AND (due, id) > ($4::float8, $5::text)
 ORDER BY due, id
 LIMIT $7
+"""
+
+# -- jobs after others (dependencies.py): a child waits in state 5 with one cw_after row per parent ------------
+
+# The parents of new children, locked (an end that races the check waits for its commit), and marked: the
+# statements that end jobs return ``waited``, and only those with children cost a look at cw_after.
+WAIT_FOR: Final = """
+UPDATE cw_job SET waited = true WHERE id = ANY($1::text[])
+RETURNING id, state, series OR convert_from(record, 'UTF8')::jsonb ? 'parent' AS recurring,
+          convert_from(record, 'UTF8')::jsonb ->> 'task' AS task
+"""
+# How parents no longer in cw_job ended, while their outcome is kept.
+ENDED: Final = """
+SELECT id, convert_from(record, 'UTF8')::jsonb ->> 'state' AS state FROM cw_result
+WHERE id = ANY($1::text[]) AND expires > $2
+"""
+# Children's edges (child, parent, the parent's task), and the children held out of every claim.
+HOLD: Final = """
+WITH edges AS (
+  INSERT INTO cw_after (child, parent, task) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+  ON CONFLICT DO NOTHING
+  RETURNING child
+)
+UPDATE cw_job SET state = 5 WHERE id IN (SELECT child FROM edges)
+"""
+# Parents that succeeded: their edges go, and their children are locked (in id order: no deadlock), so that
+# RELEASE_CHILDREN, a statement of its own (a snapshot taken once the locks are held), sees the edges that
+# another engine's transaction struck off meanwhile.
+STRIKE_OFF: Final = """
+WITH edges AS (DELETE FROM cw_after WHERE parent = ANY($1::text[]) RETURNING child)
+SELECT id FROM cw_job WHERE id IN (SELECT child FROM edges) AND state = 5 ORDER BY id FOR UPDATE
+"""
+RELEASE_CHILDREN: Final = """
+UPDATE cw_job j SET state = 0 WHERE j.id = ANY($1::text[]) AND j.state = 5
+  AND NOT EXISTS (SELECT FROM cw_after a WHERE a.child = j.id)
+RETURNING j.id, j.shard
+"""
+# Parents that ended dead or cancelled: their waiting children are deleted (cancelled), with the parent and its
+# task each was cancelled for, and the children's edges to their other parents go too.
+CANCEL_CHILDREN: Final = """
+WITH edges AS (DELETE FROM cw_after WHERE parent = ANY($1::text[]) RETURNING child, parent, task),
+gone AS (
+  DELETE FROM cw_job j
+  USING (SELECT DISTINCT ON (child) child, parent, task FROM edges ORDER BY child, parent) e
+  WHERE j.id = e.child AND j.state = 5
+  RETURNING j.id, j.shard, j.record, e.parent, e.task
+), rest AS (
+  DELETE FROM cw_after a USING gone g WHERE a.child = g.id AND NOT a.parent = ANY($1::text[])
+)
+SELECT * FROM gone
 """

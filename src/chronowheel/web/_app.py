@@ -80,10 +80,26 @@ class _Dashboard:
 
     # -- finding jobs ------------------------------------------------------------------
 
-    def find(self, job_id: str) -> Job:
+    async def jobs(
+        self,
+        *,
+        state: str | None = None,
+        task: str | None = None,
+        key_prefix: str | None = None,
+        limit: int,
+        after: Job | None,
+        here: bool = False,
+    ) -> list[Job]:
+        """A page of jobs: in cluster mode the whole cluster's, from the database (``here``: this engine's own)."""
+        cluster = self.engine.cluster
+        if cluster is not None and not here:
+            return await cluster.jobs(state=state, task=task, key_prefix=key_prefix, limit=limit, after=after)
+        return self.engine.jobs(state=state, task=task, key_prefix=key_prefix, limit=limit, after=after)
+
+    async def find(self, job_id: str, *, here: bool = False) -> Job:
         after: Job | None = None
         while True:
-            page = self.engine.jobs(limit=_SCAN, after=after)
+            page = await self.jobs(limit=_SCAN, after=after, here=here)
             for job in page:
                 if job.id == job_id:
                     return job
@@ -91,7 +107,7 @@ class _Dashboard:
                 raise HTTPException(404, f"no job {job_id!r} (finished jobs are kept for the engine's result_ttl)")
             after = page[-1]
 
-    def page(self, request: Request) -> dict[str, Any]:
+    async def page(self, request: Request) -> dict[str, Any]:
         query = request.query_params
         state = query.get("state") or None
         task = query.get("task") or None
@@ -103,7 +119,7 @@ class _Dashboard:
             if after is None:
                 raise HTTPException(400, f"after: the page cursor {cursor!r} has expired; start from the first page")
         try:
-            jobs = self.engine.jobs(state=state, task=task, key_prefix=key, limit=_PAGE, after=after)
+            jobs = await self.jobs(state=state, task=task, key_prefix=key, limit=_PAGE, after=after)
         except (ValueError, TypeError, ChronowheelError) as exc:
             raise HTTPException(400, str(exc)) from None
         more = None
@@ -122,11 +138,11 @@ class _Dashboard:
             "next": more,
         }
 
-    def schedules(self) -> list[dict[str, Any]]:
+    async def schedules(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         after: Job | None = None
         while True:
-            page = self.engine.jobs(limit=_SCAN, after=after)
+            page = await self.jobs(limit=_SCAN, after=after)
             found += (job_view(job) for job in page if job.recurrence is not None)
             if len(page) < _SCAN:
                 return found
@@ -134,10 +150,11 @@ class _Dashboard:
 
     # -- actions ------------------------------------------------------------------------
 
-    def act(self, action: str, job_id: str) -> Any:
+    async def act(self, action: str, job_id: str) -> Any:
+        """An action on this engine's own copy of the job, as the sync job API acts in cluster mode."""
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}; one of {', '.join(ACTIONS)}")
-        job = self.find(job_id)
+        job = await self.find(job_id, here=True)
         engine = self.engine
         try:
             if action == "redrive":
@@ -200,22 +217,22 @@ def dashboard(engine: Engine, *, allow_actions: bool = False, auth: Auth | None 
         return page(request, "overview.html", data=overview(engine.stats(), dash.history))
 
     async def jobs_page(request: Request) -> Response:
-        return page(request, "jobs.html", data=dash.page(request), states=JOB_STATES)
+        return page(request, "jobs.html", data=await dash.page(request), states=JOB_STATES)
 
     async def job_page(request: Request) -> Response:
-        return page(request, "job.html", job=job_view(dash.find(request.path_params["id"])))
+        return page(request, "job.html", job=job_view(await dash.find(request.path_params["id"])))
 
     async def dead_page(request: Request) -> Response:
         return page(request, "dead.html", jobs=[job_view(job) for job in engine.dead_letters()])
 
     async def schedules_page(request: Request) -> Response:
-        return page(request, "schedules.html", jobs=dash.schedules())
+        return page(request, "schedules.html", jobs=await dash.schedules())
 
     async def action_form(request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         _refuse_post(dash, request, next(iter(form.get("csrf", [])), None))
         job_id, action = request.path_params["id"], request.path_params["action"]
-        dash.act(action, job_id)
+        await dash.act(action, job_id)
         root = request.scope.get("root_path", "")
         back = next(iter(form.get("next", [])), "")
         if not back.startswith("/") or back.startswith("//"):  # only back into this dashboard
@@ -227,20 +244,20 @@ def dashboard(engine: Engine, *, allow_actions: bool = False, auth: Auth | None 
         return _JSON(overview(engine.stats(), dash.history))
 
     async def api_jobs(request: Request) -> Response:
-        return _JSON(dash.page(request))
+        return _JSON(await dash.page(request))
 
     async def api_job(request: Request) -> Response:
-        return _JSON(job_view(dash.find(request.path_params["id"])))
+        return _JSON(job_view(await dash.find(request.path_params["id"])))
 
     async def api_dead(request: Request) -> Response:
         return _JSON([job_view(job) for job in engine.dead_letters()])
 
     async def api_schedules(request: Request) -> Response:
-        return _JSON(dash.schedules())
+        return _JSON(await dash.schedules())
 
     async def api_action(request: Request) -> Response:
         _refuse_post(dash, request, request.headers.get(_CSRF_HEADER))
-        return _JSON(dash.act(request.path_params["action"], request.path_params["id"]))
+        return _JSON(await dash.act(request.path_params["action"], request.path_params["id"]))
 
     async def error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
