@@ -19,7 +19,7 @@ from chronowheel._cluster.ownership import shard_of
 from chronowheel.testing import VirtualClock
 from test_cluster import settle
 from test_cluster_failures import SHARDS, until
-from test_cluster_ops import cluster_engine
+from test_cluster_ops import cluster_engine, scheduled_at_version
 
 
 @pytest.fixture
@@ -239,16 +239,9 @@ async def test_the_after_schema_upgrades_from_the_previous_version(
     pg_dsn: str, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A database at the previous version keeps its jobs across the upgrade, and gains ``cw_after`` and ``waited``."""
-    previous = schema.MIGRATIONS[:-1]
-    monkeypatch.setattr(schema, "MIGRATIONS", previous)
-    monkeypatch.setattr(schema, "VERSION", previous[-1][0])
     clock = VirtualClock()
-    old = cluster_engine(pg_dsn, clock, role="client")
-    old.task(name="job")(print)
-    async with old:
-        job = await old.schedule("job", delay=5.0, key="k")
+    job = await scheduled_at_version(pg_dsn, clock, monkeypatch, schema.VERSION - 1)
     assert await admin.fetchval("SELECT to_regclass('cw_after')") is None
-    monkeypatch.undo()
     new = cluster_engine(pg_dsn, clock, role="client")
     new.task(name="job")(print)
     async with new:

@@ -34,13 +34,15 @@ CHILD = Path(__file__).with_name("cluster_child.py")
 pytestmark = pytest.mark.xdist_group("crash")
 
 
-async def _spawn(dsn: str, stats: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def spawn_worker(dsn: str, stats: Path, engine_id: str | None = None) -> tuple[asyncio.subprocess.Process, str]:
+    """A worker process (``cluster_child.py``) with the audit trail on; returns it and the line it says once up."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CHILD),
         dsn,
         str(LEASE),
         str(stats),
+        *([] if engine_id is None else [engine_id]),
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "CHRONOWHEEL_CLUSTER_AUDIT": "1"},
     )
@@ -62,7 +64,7 @@ async def _cycle(dsn: str, tmp: Path, rng: random.Random) -> None:
     try:
         async with producer:  # creates the schema before the workers race for it
             await conn.execute("CREATE TABLE runs (n int NOT NULL, engine text NOT NULL)")
-            children = [await _spawn(dsn, tmp / f"stats{n}.json") for n in range(3)]
+            children = [await spawn_worker(dsn, tmp / f"stats{n}.json") for n in range(3)]
             await asyncio.sleep(LEASE)  # the newcomers take their rendezvous shares
             series = await producer.schedule("tick", every=Every(0.5), key="tick")
             for n in range(JOBS):

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from chronowheel import Cluster, Engine, Every, JobCancelled, JobFailed, Retry
+from chronowheel import Cluster, Engine, Every, Job, JobCancelled, JobFailed, Retry
 from chronowheel._cluster import results, schema
 from chronowheel._cluster.ownership import shard_of
 from chronowheel.testing import VirtualClock
@@ -206,20 +206,25 @@ async def test_result_through_the_store_key_errors_timeouts_and_restarts(
             await again.result(job.id)
 
 
+async def scheduled_at_version(pg_dsn: str, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch, version: int) -> Job:
+    """A job (key ``k``, due in 5 s) scheduled by code that knows the schema up to ``version`` only."""
+    known = tuple(migration for migration in schema.MIGRATIONS if migration[0] <= version)
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", known)
+        patch.setattr(schema, "VERSION", known[-1][0])
+        old = cluster_engine(pg_dsn, clock, role="client")
+        old.task(name="job")(print)
+        async with old:
+            return await old.schedule("job", delay=5.0, key="k")
+
+
 async def test_the_results_schema_upgrades_from_the_previous_version(
     pg_dsn: str, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A database at the version before results keeps its jobs across the upgrade, and gains ``cw_result``."""
-    previous = tuple(migration for migration in schema.MIGRATIONS if migration[0] < 3)
-    monkeypatch.setattr(schema, "MIGRATIONS", previous)
-    monkeypatch.setattr(schema, "VERSION", previous[-1][0])
     clock = VirtualClock()
-    old = cluster_engine(pg_dsn, clock, role="client")
-    old.task(name="job")(print)
-    async with old:
-        job = await old.schedule("job", delay=5.0, key="k")
+    job = await scheduled_at_version(pg_dsn, clock, monkeypatch, 2)
     assert await admin.fetchval("SELECT to_regclass('cw_result')") is None
-    monkeypatch.undo()
     new = cluster_engine(pg_dsn, clock, role="client")
     async with new:
         assert new.cluster is not None

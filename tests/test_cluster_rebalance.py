@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,9 @@ from chronowheel.testing import VirtualClock
 from pgserver import PgServer, running_server
 from test_cluster import settle, store_of
 from test_cluster_failures import until
+from test_cluster_faults import LEASE, spawn_worker
 
-LEASE = 2.0
 SHARDS = 16
-CHILD = Path(__file__).with_name("cluster_child.py")
 # The store-restart test runs a server of its own and engine processes: with the crash tests, on one worker.
 pytestmark = pytest.mark.xdist_group("crash")
 
@@ -160,22 +158,6 @@ async def test_a_join_and_a_graceful_leave_move_shards_without_reruns(
         await conn.close()
 
 
-async def _child(dsn: str, stats: Path, engine_id: str | None = None) -> tuple[asyncio.subprocess.Process, str]:
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CHILD),
-        dsn,
-        str(LEASE),
-        str(stats),
-        *([] if engine_id is None else [engine_id]),
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "CHRONOWHEEL_CLUSTER_AUDIT": "1"},
-    )
-    assert child.stdout is not None
-    line = await asyncio.wait_for(child.stdout.readline(), 30)
-    return child, line.decode().strip()
-
-
 @pytest.mark.parametrize("downtime", [0.0, LEASE])
 def test_an_engine_back_under_its_old_id(pg_server: PgServer, tmp_path: Path, downtime: float) -> None:
     """A worker with a fixed id is killed (SIGKILL) mid-run and started again under the same id, at once or
@@ -194,8 +176,8 @@ async def _same_id(dsn: str, tmp: Path, downtime: float) -> None:
     try:
         async with producer:
             await conn.execute("CREATE TABLE runs (n int NOT NULL, engine text NOT NULL)")
-            fixed, _ = await _child(dsn, tmp / "fixed.json", "worker-1")
-            other, _ = await _child(dsn, tmp / "other.json")
+            fixed, _ = await spawn_worker(dsn, tmp / "fixed.json", "worker-1")
+            other, _ = await spawn_worker(dsn, tmp / "other.json")
             children = [fixed, other]
             await asyncio.sleep(LEASE)  # the rendezvous split
             for n in range(300):
@@ -206,7 +188,7 @@ async def _same_id(dsn: str, tmp: Path, downtime: float) -> None:
             await fixed.wait()
             await asyncio.sleep(downtime)
             restarted_at = await conn.fetchval("SELECT clock_timestamp()")
-            again, _ = await _child(dsn, tmp / "again.json", "worker-1")
+            again, _ = await spawn_worker(dsn, tmp / "again.json", "worker-1")
             children.append(again)
             for _ in range(160):
                 if await conn.fetchval("SELECT count(*) FROM cw_job") == 0:
