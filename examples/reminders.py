@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from chronowheel import Cluster, Engine, Job
+from chronowheel import Cluster, Engine, current_job
 
 DSN = os.environ.get("CHRONOWHEEL_DSN", "postgresql://postgres@localhost/postgres")
 LEASE = float(os.environ.get("REMINDERS_LEASE", "10"))
@@ -41,21 +41,11 @@ engine = Engine(cluster=Cluster(DSN, lease=LEASE, role=ROLE))
 @engine.task(name="remind")
 async def remind(reminder: str, who: str, text: str) -> None:
     assert engine.cluster is not None
-    job = _running(reminder)
-    async with engine.cluster.transaction(job) as conn:  # the record and the ack commit together
+    async with engine.cluster.transaction(current_job()) as conn:  # the record and the ack commit together
         await conn.execute(
             "INSERT INTO reminders_fired (id, who, text, pid) VALUES ($1, $2, $3, $4)", reminder, who, text, os.getpid()
         )
     print(f"[pid {os.getpid()}] reminder {reminder} for {who}: {text}", flush=True)
-
-
-def _running(reminder: str) -> Job:
-    """The running job of this reminder (chronowheel.current_job() does this once it lands)."""
-    for pool in engine._registry.pools.values():
-        for _, job in pool.running_jobs():
-            if job.args and job.args[0] == reminder:
-                return job
-    raise LookupError(reminder)
 
 
 async def create(request: Request) -> JSONResponse:
