@@ -40,7 +40,7 @@ with the pure wheel's dicts; except while a ``TimerCore`` holding it is
 cimport cython
 from cpython.bool cimport PyBool_Check
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
-from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble, PyFloat_CheckExact
+from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_CheckExact, PyLong_FromUnsignedLongLong
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.ref cimport PyObject
@@ -111,6 +111,14 @@ cdef extern from *:
     /* cw_small_long for an exact int only (not a bool, not a subclass), o any object. */
     #define cw_small_int(o, out) (PyLong_CheckExact(o) && cw_small_long((o), (out)))
 
+    /* An exact float, or a small exact int, as a double: the fast read of a delay or a time, o any object. */
+    static inline int cw_small_number(PyObject *o, double *out) {
+        int64_t i;
+        if (PyFloat_CheckExact(o)) { *out = PyFloat_AS_DOUBLE(o); return 1; }
+        if (cw_small_int(o, &i)) { *out = (double)i; return 1; }
+        return 0;
+    }
+
     /* time.monotonic() to the bit: CPython's _PyTime_AsSecondsDouble of clock_gettime(CLOCK_MONOTONIC).
        Linux only; elsewhere the core calls time.monotonic itself (macOS reads another clock). */
     #if defined(__linux__)
@@ -135,6 +143,7 @@ cdef extern from *:
     int cw_bitlen64(unsigned long long x) nogil
     bint cw_small_long(object o, int64_t* out) noexcept
     bint cw_small_int(object o, int64_t* out) noexcept
+    bint cw_small_number(object o, double* out) noexcept
 
 cdef enum:
     BITS = 6
@@ -1002,12 +1011,7 @@ cdef class TimerCore:
     cdef int64_t _after(self, object delay) except? -1:
         """The tick ``delay`` seconds from now; ``delay`` checked, the messages of ``chronowheel._limits``."""
         cdef double d
-        cdef int64_t i
-        if PyFloat_CheckExact(delay):
-            d = PyFloat_AS_DOUBLE(delay)
-        elif cw_small_int(delay, &i):
-            d = <double>i
-        else:
+        if not cw_small_number(delay, &d):
             return self._after_any(delay)
         if d != d or d > C_MAX_DELAY or d == -INFINITY:
             raise ValueError(_delay_refused(delay))
@@ -1031,12 +1035,7 @@ cdef class TimerCore:
     cdef int64_t _at(self, object when) except? -1:
         """The tick of time ``when`` on the engine clock; ``when`` checked."""
         cdef double w
-        cdef int64_t i
-        if PyFloat_CheckExact(when):
-            w = PyFloat_AS_DOUBLE(when)
-        elif cw_small_int(when, &i):
-            w = <double>i
-        else:
+        if not cw_small_number(when, &w):
             return self._at_any(when)
         if not (w > -INFINITY and w <= self._now() + C_MAX_DELAY):
             raise ValueError(
