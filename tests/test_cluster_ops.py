@@ -177,7 +177,11 @@ async def test_result_through_the_store_key_errors_timeouts_and_restarts(
     engine's clock, and an outcome that outlives the engine that ran it."""
     clock = VirtualClock()
     worker = cluster_engine(pg_dsn, clock, result_ttl=30.0)
-    worker.task(name="job")(lambda n: n * 2)
+
+    async def double(n: int) -> int:  # async: a sync task's ack follows its thread, after settle() may have looked
+        return n * 2
+
+    worker.task(name="job")(double)
     async with worker:
         job = await worker.schedule("job", args=(21,), delay=100.0 if case == "timeout" else 1.0)
         if case == "unknown":
