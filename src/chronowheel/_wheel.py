@@ -41,7 +41,7 @@ _RANGE: Final = "from -(2**63 - 1) to 2**63 - 1"
 _NAME: Final = "chronowheel.TimerWheel"  # as the native type names itself in its errors
 
 _handles = count(1)  # next(_handles): a specialised builtin call, cheaper than a bound __next__
-_GONE: Final = object()  # what the due batch's payloads give for a timer taken back
+_GONE: Final = object()  # the payload of a due-batch entry taken back (cancelled or moved)
 
 # ``where`` is ``level * 64 + slot`` while filed in the wheel, _OVERFLOW while
 # waiting beyond the top level, _DUE while fired but not yet handed out.
@@ -79,7 +79,6 @@ class TimerWheel:
     __slots__ = (
         "_due",
         "_due_at",
-        "_due_payloads",
         "_levels",
         "_masks",
         "_now",
@@ -114,9 +113,10 @@ class TimerWheel:
         self._slots: list[dict[int, Any]] = [{} for _ in range(levels * _SLOTS)]
         self._masks = [0] * levels
         self._overflow: dict[int, Any] = {}
-        self._due: list[tuple[int, int, int]] = []  # fired (deadline, priority, handle), in order
+        # Fired and not yet handed out, in order: (state, priority, handle, payload), the state
+        # being the timer's while due (deadline << 10 | _DUE, which sorts as the deadline does).
+        self._due: list[tuple[int, int, int, Any]] = []
         self._due_at = 0
-        self._due_payloads: dict[int, Any] = {}
 
     def __init_subclass__(cls, **kwargs: object) -> NoReturn:
         """Final, as the native type is: a subclass could not be the same on both."""
@@ -179,7 +179,7 @@ class TimerWheel:
         state = self._state.pop(handle, None)
         if state is None:
             return False
-        self._take(handle, state & _WHERE_MASK)
+        self._take(handle, state, refiling=False)
         if self._priority:
             self._priority.pop(handle, None)
         return True
@@ -201,13 +201,7 @@ class TimerWheel:
             # Later: lazy. The old slot comes up first and re-files it then.
             self._state[handle] = deadline << _WHERE_BITS | where
             return True
-        deadline = _tick("deadline", deadline)
-        if where == _DUE:
-            # Its batch entry carries the old deadline: take it out, or the
-            # drain would hand the timer out from its old place.
-            entry = (state >> _WHERE_BITS, self._priority.get(handle, 0), handle)
-            del self._due[bisect_left(self._due, entry, lo=self._due_at)]
-        self._file(handle, deadline, self._take(handle, where))
+        self._file(handle, _tick("deadline", deadline), self._take(handle, state, refiling=True))
         return True
 
     def deadline(self, handle: int) -> int | None:
@@ -251,24 +245,27 @@ class TimerWheel:
         out: list[Any] = []
         append = out.append
         due = self._due
-        take = self._due_payloads.pop
         state = self._state
         priority = self._priority
         left = limit  # -1 (no limit) never counts down to 0
         while True:
-            # Hand out what has already fired, skipping what was taken back.
+            # Hand out what has already fired, skipping what was taken back, a
+            # slice at a time: a loop over a slice is the cheapest per timer.
             i = self._due_at
             n = len(due)
             while i < n and left:
-                handle = due[i][2]
-                i += 1
-                payload = take(handle, _GONE)
-                if payload is not _GONE:
-                    append(payload)
-                    left -= 1
-                    del state[handle]
-                    if priority:
-                        priority.pop(handle, None)
+                end = n if left < 0 or n - i <= left else i + left
+                handed = len(out)
+                for entry in due[i:end]:
+                    payload = entry[3]
+                    if payload is not _GONE:
+                        append(payload)
+                        del state[entry[2]]
+                        if priority:
+                            priority.pop(entry[2], None)
+                if left > 0:
+                    left -= len(out) - handed
+                i = end
             self._due_at = i
             if not left:
                 return out
@@ -286,9 +283,8 @@ class TimerWheel:
         if deadline <= now:
             if self._due_at < len(self._due):
                 # A drain is under way: join it in fire order.
-                self._state[handle] = deadline << _WHERE_BITS | _DUE
-                self._due_payloads[handle] = payload
-                insort(self._due, (deadline, self._priority.get(handle, 0), handle), lo=self._due_at)
+                state = self._state[handle] = deadline << _WHERE_BITS | _DUE
+                insort(self._due, (state, self._priority.get(handle, 0), handle, payload), lo=self._due_at)
                 return
             level = 0
             slot = now & _SLOT_MASK
@@ -304,8 +300,9 @@ class TimerWheel:
         self._slots[where][handle] = payload
         self._masks[level] |= 1 << slot
 
-    def _take(self, handle: int, where: int) -> Any:
-        """Unlink a timer from where it is filed and return its payload."""
+    def _take(self, handle: int, state: int, *, refiling: bool) -> Any:
+        """Unlink a timer from where its ``state`` says it is filed and return its payload."""
+        where = state & _WHERE_MASK
         if where < _OVERFLOW:
             slot = self._slots[where]
             payload = slot.pop(handle)
@@ -314,7 +311,16 @@ class TimerWheel:
             return payload
         if where == _OVERFLOW:
             return self._overflow.pop(handle)
-        return self._due_payloads.pop(handle)  # the drain skips it from now on
+        due = self._due
+        i = bisect_left(due, (state, self._priority.get(handle, 0), handle), lo=self._due_at)
+        if refiling:
+            # Out of the batch, or its old entry would meet the new one in it.
+            return due.pop(i)[3]
+        # A cancel leaves a tombstone in its place (taking it out would move the
+        # rest), which the drain skips, as the native wheel's does.
+        entry = due[i]
+        due[i] = (state, entry[1], handle, _GONE)
+        return entry[3]
 
     def _next_slot(self) -> tuple[int, int] | None:
         """(slot index, start tick) of the earliest occupied slot, or None."""
@@ -374,9 +380,25 @@ class TimerWheel:
         if where >= _SLOTS:
             # _file's common case inlined, as in add: a cascade moves every timer of the slot, and a
             # call per timer would be most of its cost.
+            slots = self._slots
+            if where < 2 * _SLOTS:
+                # A level-1 slot spans 64 ticks from ``start``, the wheel's tick now: each timer
+                # still in that span goes to the level-0 slot of its own tick.
+                in_span = (start + _SLOTS) << _WHERE_BITS  # a state below it: a deadline in the span
+                filled = 0
+                for handle, payload in slot.items():
+                    filed = state[handle]
+                    if filed < in_span:
+                        bit = (filed >> _WHERE_BITS) & _SLOT_MASK
+                        state[handle] = filed - where + bit
+                        slots[bit][handle] = payload
+                        filled |= 1 << bit
+                    else:
+                        self._file(handle, filed >> _WHERE_BITS, payload)  # moved later, lazily
+                self._masks[0] |= filled
+                return True
             now = self._now
             levels = self._levels
-            slots = self._slots
             masks = self._masks
             for handle, payload in slot.items():
                 deadline = state[handle] >> _WHERE_BITS
@@ -390,16 +412,16 @@ class TimerWheel:
                 masks[level] |= 1 << bit
             return True
         append = self._due.append
-        payloads = self._due_payloads
         priority = self._priority
+        due_by = (start + 1) << _WHERE_BITS  # a state below it: due by ``start``
+        to_due = _DUE - where  # what filing a timer of this slot as due adds to its state
         for handle, payload in slot.items():
-            deadline = state[handle] >> _WHERE_BITS
-            if deadline <= start:
-                state[handle] = deadline << _WHERE_BITS | _DUE
-                payloads[handle] = payload
-                append((deadline, priority.get(handle, 0) if priority else 0, handle))
+            filed = state[handle]
+            if filed < due_by:
+                filed = state[handle] = filed + to_due
+                append((filed, priority.get(handle, 0) if priority else 0, handle, payload))
             else:
-                self._file(handle, deadline, payload)
+                self._file(handle, filed >> _WHERE_BITS, payload)
         due = self._due
         if len(due) > 1:
             due.sort()
