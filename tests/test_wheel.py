@@ -176,6 +176,46 @@ def test_reschedule_an_item_in_the_pending_batch_later_but_still_due(wheel_facto
     assert wheel.advance(10) == ["c", "b"]
 
 
+@pytest.mark.parametrize("moved_to", [5, 3, 8], ids=["its-own-tick", "earlier", "later-still-due"])
+@pytest.mark.parametrize("cancel_first", [False, True], ids=["alone", "after-a-cancel"])
+def test_a_timer_of_a_pending_batch_moved_within_it_is_handed_out_once(
+    wheel_factory: Any, moved_to: int, cancel_first: bool
+) -> None:
+    """Moved back into the batch under way, even to the very entry it left, it comes out once, in order."""
+    wheel = wheel_factory()
+    wheel.add(5, "a")
+    b = wheel.add(5, "b")
+    c = wheel.add(5, "c")
+    wheel.add(5, "d")
+    assert wheel.advance(10, limit=1) == ["a"]
+    if cancel_first:
+        assert wheel.cancel(c)
+    assert wheel.reschedule(b, moved_to)
+    assert wheel.reschedule(b, moved_to)  # and again, from its new entry
+    rest = ["d"] if cancel_first else ["c", "d"]
+    expected = ["b", *rest] if moved_to <= 5 else [*rest, "b"]  # (deadline, priority, insertion) order
+    assert wheel.advance(10) == expected
+    assert len(wheel) == 0
+    assert wheel.next_expiry() is None
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_a_timer_cancelled_in_a_pending_batch_lets_its_payload_go(wheel_factory: Any, limit: int) -> None:
+    class Payload:
+        pass
+
+    wheel = wheel_factory()
+    kept = [Payload() for _ in range(4)]
+    handles = [wheel.add(5, payload) for payload in kept]
+    assert wheel.advance(5, limit=limit) == kept[:limit]
+    gone = weakref.ref(kept[limit])
+    assert wheel.cancel(handles[limit])
+    del kept[limit]
+    gc.collect()
+    assert gone() is None
+    assert wheel.advance(5) == kept[limit:]
+
+
 def test_overdue_add_during_a_pending_drain_is_merged_in_order(wheel_factory: Any) -> None:
     wheel = wheel_factory()
     assert wheel.advance(10) == []
