@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from chronowheel import Engine, Job
@@ -81,3 +81,16 @@ async def join_threads(clock: VirtualClock, *jobs: Job) -> None:
         if not alive:
             return
     raise AssertionError("the jobs kept starting threads")
+
+
+async def until(condition: Callable[[], Awaitable[Any] | Any], seconds: float = 15.0) -> Any:
+    """Poll ``condition`` (real time: leases and round trips are real) until it is truthy; return its value."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

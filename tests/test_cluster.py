@@ -24,6 +24,7 @@ import pytest
 from chronowheel import Cluster, DuplicateKey, Engine, Every, LeaseLost, Retry
 from chronowheel._cluster.store import ClusterStore
 from chronowheel.testing import VirtualClock
+from helpers import until
 from pgserver import PgServer
 
 MODES = ["journal", "cluster"]
@@ -385,10 +386,7 @@ async def test_a_graceful_stop_hands_the_shards_over_at_once(cluster_of: Callabl
     async with first:
         await second.start()
         await first.stop()  # releases everything and notifies: no waiting for a 30 s lease to expire
-        for _ in range(50):
-            if second.stats()["cluster"]["owned_shards"] == 16:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: second.stats()["cluster"]["owned_shards"] == 16, seconds=10.0)
         await second.stop()
     assert second.stats()["cluster"]["owned_shards"] == 0  # released at its own stop
     assert second.stats()["cluster"]["takeovers"] == 0  # handed over, not taken from a dead owner
@@ -461,11 +459,12 @@ async def test_the_sync_job_calls_act_on_this_engines_jobs_and_the_async_ones_on
         assert worker.cluster is not None
         for key in ("local", "remote"):
             await client.schedule("note", args=(key,), delay=5.0, key=key)
-        for _ in range(500):  # the owner hears of them by NOTIFY, delivered after the commit: wait for both
+
+        async def both_heard() -> bool:  # the owner hears of them by NOTIFY, delivered after the commit
             await settle(clock, worker, client)
-            if len(worker) == 2:
-                break
-            await asyncio.sleep(0.01)
+            return len(worker) == 2
+
+        await until(both_heard)
         sync: dict[str, Callable[[Engine, str], object]] = {
             "cancel": lambda engine, key: engine.cancel(key),
             "reschedule": lambda engine, key: engine.reschedule(key, delay=20.0),

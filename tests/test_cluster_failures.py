@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from chronowheel._cluster.ownership import shard_of
 from chronowheel._cluster.schema import upgrade
 from chronowheel._cluster.store import ClusterStore
 from chronowheel.testing import VirtualClock
+from helpers import until
 from pgserver import PgServer
 from test_cluster import settle, store_of
 
@@ -42,19 +42,6 @@ async def admin(pg_dsn: str) -> Any:
 
 def engine_of(pg_dsn: str, clock: VirtualClock, **options: Any) -> Engine:
     return Engine(clock=clock, cluster=Cluster(pg_dsn, shards=SHARDS, lease=LEASE, **options))
-
-
-async def until(condition: Callable[[], Awaitable[Any] | Any], seconds: float = 15.0) -> Any:
-    """Poll ``condition`` (real time: leases and round trips are real) until it is truthy; return its value."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def round_begun(admin: asyncpg.Connection, store: ClusterStore) -> None:
