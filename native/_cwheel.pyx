@@ -62,6 +62,10 @@ cdef extern from "Python.h":
     void cw_incref "Py_INCREF"(PyObject* o) noexcept
     void cw_decref "Py_DECREF"(PyObject* o) noexcept
     int cw_list_append "PyList_Append"(object lst, PyObject* item) except -1
+    int cw_is_tracked "PyObject_GC_IsTracked"(PyObject* o) noexcept
+    void cw_track "PyObject_GC_Track"(PyObject* o) noexcept
+    void cw_untrack "PyObject_GC_UnTrack"(PyObject* o) noexcept
+    PyObject* cw_type "(PyObject*)Py_TYPE"(PyObject* o) noexcept
     # Errors are checked by hand (_lookup must not raise): no ``except`` clause.
     unsigned long long cw_as_u64 "PyLong_AsUnsignedLongLong"(object o) noexcept
     ctypedef int (*visitproc)(PyObject*, void*)
@@ -261,7 +265,8 @@ cdef class TimerWheel:
     cdef uint32_t due_head, due_tail
     cdef Timer** scratch  # the level-0 batch being sorted
     cdef Py_ssize_t scratch_cap
-    cdef bint quiet  # True: the collector is not shown the payloads (see TimerCore.quiet)
+    cdef bint quiet  # True: the collector is not shown the payloads (see TimerCore.quiet and hide())
+    cdef object hidden  # None, or the type whose payloads are untracked while they wait here (see hide())
     cdef object _gc_anchor  # always None: it only makes Cython emit a GC-tracked type (see the end)
 
     def __cinit__(self, *args, **kwargs):
@@ -323,6 +328,7 @@ cdef class TimerWheel:
             p = old[i].payload
             if p != NULL:
                 old[i].payload = NULL
+                self._show(p)
                 cw_decref(p)  # may run a finalizer that uses this (now empty) wheel
         PyMem_RawFree(old)
 
@@ -366,7 +372,39 @@ cdef class TimerWheel:
         else:
             handle = PyLong_FromUnsignedLongLong(seq << 32 | idx)
         self._insert(d, p, payload)
+        if self.hidden is not None and cw_type(<PyObject*>payload) == <PyObject*>self.hidden:
+            if cw_is_tracked(<PyObject*>payload):
+                cw_untrack(<PyObject*>payload)
         return handle
+
+    def hide(self, kind):
+        """Keep payloads of exactly type ``kind`` out of the cyclic collector while they wait here; None: show them.
+
+        While hidden they are untracked (``gc.is_tracked`` is False: no
+        collection walks them) and the wheel does not walk its payloads
+        either; each is tracked again as it leaves the wheel (handed out,
+        cancelled, dropped) and all of them when this is set back to None.
+        The caller's promise: the wheel stays reachable for as long as it
+        hides (the engine hides its pools' wheels only while its driver runs),
+        so nothing a hidden payload refers to can be garbage meanwhile. A
+        dropped engine whose driver never ended keeps its jobs alive, as a
+        quiet ``TimerCore`` does its timers.
+        """
+        if kind is not None and not isinstance(kind, type):
+            raise TypeError(f"kind must be a type or None, got {type(kind).__name__}")
+        if kind is self.hidden:
+            return
+        cdef uint32_t i
+        cdef PyObject* p
+        self._show_all()
+        self.hidden = kind
+        self.quiet = kind is not None
+        if kind is None:
+            return
+        for i in range(self.used):
+            p = self.timers[i].payload
+            if p != NULL and cw_type(p) == <PyObject*>kind and cw_is_tracked(p):
+                cw_untrack(p)
 
     def cancel(self, handle):
         """Remove a pending timer. False if it already fired or was cancelled."""
@@ -447,6 +485,22 @@ cdef class TimerWheel:
 
     # -- internals -----------------------------------------------------------
 
+    cdef inline void _show(self, PyObject* p) noexcept:
+        """Track a payload leaving the wheel again, if the wheel hid it."""
+        if self.hidden is not None and cw_type(p) == <PyObject*>self.hidden and not cw_is_tracked(p):
+            cw_track(p)
+
+    cdef void _show_all(self) noexcept:
+        """Track every payload the wheel hid again."""
+        cdef uint32_t i
+        cdef PyObject* p
+        if self.hidden is None:
+            return
+        for i in range(self.used):
+            p = self.timers[i].payload
+            if p != NULL:
+                self._show(p)
+
     cdef int _reserve(self) except -1:
         """Make room for one more timer: the one change ``_insert`` makes that can fail."""
         if self.free_head == NIL and self.used == self.cap:
@@ -493,6 +547,7 @@ cdef class TimerWheel:
             self._unlink(idx)
             self._free(idx)
         self.size -= 1
+        self._show(payload)
         cw_decref(payload)  # last: a finalizer may use the wheel
 
     cdef void _move(self, uint32_t idx, int64_t deadline) noexcept:
@@ -532,6 +587,7 @@ cdef class TimerWheel:
                 if payload == NULL:
                     continue  # a tombstone
                 self.size -= 1
+                self._show(payload)
                 out[0] = payload  # the wheel's reference, handed over
                 return 1
             if not self._fire_next(until):
@@ -1140,6 +1196,10 @@ cdef int _traverse(PyObject* o, visitproc visit, void* arg) noexcept:
     cdef uint32_t i
     cdef int rc
     cdef PyObject* p
+    if wheel.hidden is not None:
+        rc = visit(<PyObject*>wheel.hidden, arg)
+        if rc:
+            return rc
     if wheel.quiet:
         return 0
     for i in range(wheel.used):
@@ -1152,7 +1212,9 @@ cdef int _traverse(PyObject* o, visitproc visit, void* arg) noexcept:
 
 
 cdef int _clear(PyObject* o) noexcept:
-    (<TimerWheel><object>o)._release_all()
+    cdef TimerWheel wheel = <TimerWheel><object>o
+    wheel._release_all()
+    wheel.hidden = None
     return 0
 
 

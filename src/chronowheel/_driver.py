@@ -78,7 +78,9 @@ class Driver:
         fires the rest of that batch first (it is still due), should the loop run on.
 
         While a driver runs, the core is ``quiet``: the collector does not walk
-        the timers' payloads (see ``TimerCore.quiet`` in ``native/_cwheel.pyx``).
+        the timers' payloads (see ``TimerCore.quiet`` in ``native/_cwheel.pyx``);
+        and each pool's wheel hides its waiting jobs from the collector
+        (``TimerWheel.hide``): a million pending jobs are walked by no collection.
         """
         loop = asyncio.get_running_loop()
         ticks = self._ticks
@@ -92,6 +94,8 @@ class Driver:
         driver = asyncio.current_task()
         assert driver is not None
         timers.core.quiet = True
+        for pool in pools:
+            pool.wheel.hide(Job)
         driver.add_done_callback(self._ended)
         while True:
             now = ticks.current()
@@ -137,6 +141,8 @@ class Driver:
         """A driver ended: the collector walks the timers again, unless a new driver took over."""
         if driver is self.task:
             self._timers.core.quiet = False
+            for pool in self._registry.pools.values():
+                pool.wheel.hide(None)
 
     def _hand_out(self, jobs: list[Job], pool: Pool, loop: asyncio.AbstractEventLoop, now: int) -> None:
         """Due jobs to their pool's workers; a series starts its runs; a rate-limited pool counts what went."""
