@@ -44,13 +44,16 @@ from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_CheckExact, PyLong_FromUnsignedLongLong
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.ref cimport PyObject
+from cpython.list cimport PyList_CheckExact
 from cpython.tuple cimport PyTuple_CheckExact
+from cpython.unicode cimport PyUnicode_CheckExact
 from libc.math cimport INFINITY, ceil
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
 
 import math
 from time import monotonic as _monotonic
+from time import time as _wall
 
 from chronowheel._limits import MAX_DELAY as _MAX_DELAY
 
@@ -63,6 +66,10 @@ cdef extern from "Python.h":
     void cw_decref "Py_DECREF"(PyObject* o) noexcept
     int cw_list_append "PyList_Append"(object lst, PyObject* item) except -1
     int cw_is_tracked "PyObject_GC_IsTracked"(PyObject* o) noexcept
+    PyObject* cw_dict_get "PyDict_GetItemWithError"(object d, object key) except? NULL  # borrowed
+    PyObject* cw_dict_setdefault "PyDict_SetDefault"(object d, object key, object value) except NULL  # borrowed
+    int cw_set_contains "PySet_Contains"(object s, object key) except -1
+    unsigned long cw_thread_ident "PyThread_get_thread_ident"() noexcept
     void cw_track "PyObject_GC_Track"(PyObject* o) noexcept
     void cw_untrack "PyObject_GC_UnTrack"(PyObject* o) noexcept
     PyObject* cw_type "(PyObject*)Py_TYPE"(PyObject* o) noexcept
@@ -140,9 +147,51 @@ cdef extern from *:
     #define CW_HAVE_MONOTONIC 0
     static double cw_monotonic(void) { return 0.0; }
     #endif
+
+    /* A plain class's instances, built field by field (JobPath's clone of a template job). */
+    #include "structmember.h"
+    static PyObject* cw_new_instance(PyObject* type) {
+        PyTypeObject* t = (PyTypeObject*)type;
+        return t->tp_alloc(t, 0);
+    }
+    static inline PyObject* cw_get_slot(PyObject* o, Py_ssize_t offset) {
+        return *(PyObject**)((char*)o + offset);
+    }
+    static inline void cw_put_slot(PyObject* o, Py_ssize_t offset, PyObject* v) {  /* v (or NULL) into a slot */
+        PyObject* old = *(PyObject**)((char*)o + offset);
+        Py_XINCREF(v);
+        *(PyObject**)((char*)o + offset) = v;
+        Py_XDECREF(old);
+    }
+    static Py_ssize_t cw_member_offset(PyObject* d) {  /* a writable object slot's offset, or -1 */
+        PyMemberDef* m;
+        if (!PyObject_TypeCheck(d, &PyMemberDescr_Type)) return -1;
+        m = ((PyMemberDescrObject*)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
+        return m->offset;
+    }
+
+    /* time.time() to the bit, the same way (CLOCK_REALTIME); elsewhere the job path calls time.time. */
+    #if defined(__linux__)
+    static double cw_realtime(void) {
+        struct timespec ts;
+        int64_t ns;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        if (ns % 1000000000 == 0) return (double)(ns / 1000000000);
+        return (double)ns / 1e9;
+    }
+    #else
+    static double cw_realtime(void) { return 0.0; }
+    #endif
     """
     bint CW_HAVE_MONOTONIC
     double cw_monotonic() noexcept nogil
+    double cw_realtime() noexcept nogil
+    object cw_new_instance(object type)
+    PyObject* cw_get_slot(object o, Py_ssize_t offset) noexcept
+    void cw_put_slot(object o, Py_ssize_t offset, PyObject* v) noexcept
+    Py_ssize_t cw_member_offset(object d) noexcept
     int cw_ctz64(unsigned long long x) nogil
     int cw_bitlen64(unsigned long long x) nogil
     bint cw_small_long(object o, int64_t* out) noexcept
@@ -352,9 +401,6 @@ cdef class TimerWheel:
 
     def add(self, deadline, object payload, priority=0):
         """File ``payload`` to fire at tick ``deadline``; return its handle."""
-        cdef uint32_t idx
-        cdef uint64_t seq = last_seq + 1
-        cdef object handle
         # Everything that can fail comes before the first change.
         cdef int64_t d, p
         if not cw_small_int(deadline, &d):
@@ -363,6 +409,13 @@ cdef class TimerWheel:
             p = 0
         elif not cw_small_int(priority, &p):
             p = _tick(priority, "priority")
+        return self._add(d, p, payload)
+
+    cdef object _add(self, int64_t d, int64_t p, object payload):
+        """``add`` once its arguments are read: the handle (the job path calls it directly)."""
+        cdef uint64_t seq = last_seq + 1
+        cdef uint32_t idx
+        cdef object handle
         self._reserve()
         if p != 0 and self.prio == NULL:
             self._add_priorities()
@@ -1185,6 +1238,209 @@ cdef class TimerCore:
         finally:
             counts["fired"] += n
         return n
+
+
+cdef enum:
+    JOB_PARAMS = 8  # Job(id, key, task, args, kwargs, priority, due_wall, due_tick)
+    MAX_JOB_FIELDS = 64
+
+
+@cython.final
+@cython.auto_pickle(False)
+@cython.binding(False)
+cdef class JobPath:
+    """An in-memory engine's ``schedule_nowait`` for the usual call, in C; bound in the method's place.
+
+    The usual call: a registered task (by name, an exact str, or by function),
+    ``args`` a tuple or list of a count the task takes, ``delay`` an int or
+    float from 0 to ``MAX_DELAY``, ``key`` None or a str no pending job holds,
+    and nothing else, from the loop's thread while the core's guard is down.
+    It files the job the Python method would, to the bit
+    (``tests/test_job_path.py`` compares the two). Every other call goes to
+    ``checked`` (``Engine.schedule_nowait`` itself) unchanged, before anything
+    changed: it words the errors and does the rest.
+
+    No Python frame at all: rather than call ``Job`` (its ``__init__`` was a
+    quarter of the cost), each job is a copy of a template that ``Job`` built,
+    with the arguments in their slots. What goes where is learnt at
+    construction from two templates built with different stand-ins: each
+    argument's slot is where its stand-in landed, and every other slot must
+    hold the same object in both (``attempt``, ``state``, the Nones). A job
+    class that does anything else (a dict, a derived field, a ``__new__``) is
+    called as usual instead (``cloning`` is then False).
+    """
+
+    cdef TimerCore core
+    cdef object timers  # its ``loop_thread``: None until the engine starts
+    cdef object loop_thread  # the last one read, and as a C value:
+    cdef unsigned long thread
+    cdef object engine  # each job's ``_engine``
+    cdef object checked
+    cdef object job
+    cdef list ids
+    cdef object new_id
+    cdef object wall  # the clock's wall(), or None: read in C
+    cdef dict tasks
+    cdef dict by_function
+    cdef dict jobs
+    cdef dict keyed
+    cdef dict pools
+    cdef object template  # a job Job.__init__ built: what the slots no argument fills start as
+    cdef readonly bint cloning
+    cdef Py_ssize_t nfields
+    cdef Py_ssize_t fields[MAX_JOB_FIELDS]  # the offsets of the slots no argument fills
+    cdef Py_ssize_t params[JOB_PARAMS]  # the offset of each argument's slot
+    cdef Py_ssize_t engine_at
+    cdef Py_ssize_t timer_at
+
+    def __init__(self, engine, checked, TimerCore core, timers, job, list ids, new_id, wall, registry):
+        self.engine = engine
+        self.checked = checked
+        self.core = core
+        self.timers = timers
+        self.loop_thread = None
+        self.thread = 0
+        self.job = job
+        self.ids = ids
+        self.new_id = new_id
+        self.wall = None if CW_HAVE_MONOTONIC and wall is _wall else wall
+        self.tasks = registry.tasks
+        self.by_function = registry.by_function
+        self.jobs = registry.jobs
+        self.keyed = registry.keyed
+        self.pools = registry.pools
+        self.cloning = self._learn(job)
+
+    cdef bint _learn(self, job) except -1:
+        """Whether jobs can be copies of a template (see the class docstring); if so, which slot is which."""
+        if not isinstance(job, type) or job.__new__ is not object.__new__ or job.__dictoffset__:
+            return False
+        offsets = {}
+        for cls in job.__mro__[:-1]:
+            names = cls.__dict__.get("__slots__")
+            if names is None:
+                return False
+            for name in (names,) if isinstance(names, str) else names:
+                offset = cw_member_offset(cls.__dict__.get(name))
+                if name != "__weakref__" and offset < 0:
+                    return False
+                if offset >= 0:
+                    offsets[name] = offset
+        if len(offsets) > MAX_JOB_FIELDS or "_engine" not in offsets or "_timer" not in offsets:
+            return False
+        first = [object() for _ in range(JOB_PARAMS)]
+        second = [object() for _ in range(JOB_PARAMS)]
+        try:
+            template = job(*first)
+            other = job(*second)
+        except Exception:
+            return False
+        cdef Py_ssize_t i, n = 0, found = 0
+        cdef PyObject* a
+        cdef Py_ssize_t offset_
+        for name, offset in offsets.items():
+            offset_ = offset
+            a = cw_get_slot(template, offset_)
+            for i in range(JOB_PARAMS):
+                if a == <PyObject*>first[i]:
+                    if cw_get_slot(other, offset_) != <PyObject*>second[i]:
+                        return False
+                    self.params[i] = offset_
+                    found += 1
+                    break
+            else:
+                if a != cw_get_slot(other, offset_) or name in ("_engine", "_timer") and a != <PyObject*>None:
+                    return False
+                self.fields[n] = offset_
+                n += 1
+        if found != JOB_PARAMS:
+            return False
+        self.nfields = n
+        self.template = template
+        self.engine_at = offsets["_engine"]
+        self.timer_at = offsets["_timer"]
+        return True
+
+    def schedule_nowait(self, task, *, args=(), delay=None, key=None, **options):
+        """``Engine.schedule_nowait``: the same arguments, the same job."""
+        cdef PyObject* found = NULL
+        cdef double seconds
+        cdef int64_t tick
+        cdef int64_t priority
+        if options or self.core.guard or not self._usual(task, args, delay, key, &found, &seconds):
+            return self.checked(task, args=args, delay=delay, key=key, **options)
+        spec = <object>found
+        wheel = self.pools[spec.pool].wheel
+        ids = self.ids
+        job_id = ids.pop() if ids else self.new_id()
+        core = self.core
+        tick = <int64_t>ceil((core._now() - core.epoch + seconds) * core.rate)
+        wall = cw_realtime() if self.wall is None else PyFloat_AsDouble(self.wall())
+        if self.cloning:
+            job = self._clone(job_id, key, spec.name, tuple(args), {}, spec.priority, wall + seconds, tick)
+        else:
+            job = self.job(job_id, key, spec.name, tuple(args), {}, spec.priority, wall + seconds, tick)
+            job._engine = self.engine
+        if type(wheel) is TimerWheel and cw_small_int(spec.priority, &priority):
+            handle = (<TimerWheel>wheel)._add(tick, -priority, job)
+        else:
+            handle = wheel.add(tick, job, -spec.priority)
+        if self.cloning:
+            cw_put_slot(job, self.timer_at, <PyObject*>handle)
+        else:
+            job._timer = handle
+        self.jobs[job_id] = job
+        if key is not None:
+            cw_dict_setdefault(self.keyed, key, job)
+        if tick < core.sleep_tick:
+            core._wake()
+        return job
+
+    cdef object _clone(self, job_id, key, name, args, kwargs, priority, due_wall, due_tick):
+        """A new job, as ``Job(...)`` would build it, with ``_engine`` set: the template's copy."""
+        job = cw_new_instance(self.job)
+        cdef Py_ssize_t i
+        template = self.template
+        for i in range(self.nfields):
+            cw_put_slot(job, self.fields[i], cw_get_slot(template, self.fields[i]))
+        cw_put_slot(job, self.params[0], <PyObject*>job_id)
+        cw_put_slot(job, self.params[1], <PyObject*>key)
+        cw_put_slot(job, self.params[2], <PyObject*>name)
+        cw_put_slot(job, self.params[3], <PyObject*>args)
+        cw_put_slot(job, self.params[4], <PyObject*>kwargs)
+        cw_put_slot(job, self.params[5], <PyObject*>priority)
+        cw_put_slot(job, self.params[6], <PyObject*>due_wall)
+        cw_put_slot(job, self.params[7], <PyObject*>due_tick)
+        cw_put_slot(job, self.engine_at, <PyObject*>self.engine)
+        return job
+
+    cdef bint _usual(self, task, args, delay, key, PyObject** spec, double* seconds) except -1:
+        """True for the usual call, its task's spec and its seconds in ``spec`` and ``seconds``; nothing changed."""
+        loop_thread = self.timers.loop_thread
+        if loop_thread is not None:
+            if loop_thread is not self.loop_thread:
+                self.thread = loop_thread
+                self.loop_thread = loop_thread
+            if cw_thread_ident() != self.thread:
+                return False
+        if PyUnicode_CheckExact(task):
+            spec[0] = cw_dict_get(self.tasks, task)
+        else:
+            try:
+                spec[0] = cw_dict_get(self.by_function, task)
+            except TypeError:  # unhashable: the checked call says what was passed
+                return False
+        if spec[0] == NULL:
+            return False
+        if not PyTuple_CheckExact(args) and not PyList_CheckExact(args):
+            return False
+        if not cw_set_contains((<object>spec[0]).counts, len(args)):
+            return False
+        if key is not None and (not PyUnicode_CheckExact(key) or not key or key in self.keyed):
+            return False
+        if not cw_small_number(delay, seconds):
+            return False
+        return 0 <= seconds[0] <= C_MAX_DELAY  # NaN is not
 
 
 # -- garbage collection ----------------------------------------------------------

@@ -58,3 +58,23 @@ class TimerCore:
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle: ...
     def file(self, tick: int, payload: object) -> TimerHandle: ...
     def fire(self, now: int, limit: int, loop: asyncio.AbstractEventLoop, counts: MutableMapping[str, int]) -> int: ...
+
+@final
+class JobPath:
+    @property
+    def cloning(self) -> bool: ...
+    def __init__(
+        self,
+        engine: object,
+        checked: Callable[..., Any],
+        core: Any,
+        timers: Any,
+        job: Callable[..., Any],
+        ids: list[str],
+        new_id: Callable[[], str],
+        wall: Callable[[], float],
+        registry: Any,
+    ) -> None: ...
+    def schedule_nowait(
+        self, task: Any, *, args: Any = ..., delay: Any = ..., key: Any = ..., **options: Any
+    ) -> Any: ...
