@@ -1240,6 +1240,28 @@ cdef class TimerCore:
         return n
 
 
+@cython.final
+@cython.auto_pickle(False)
+cdef class _Task:
+    """What the job path reads of a registered task, read once: its spec's counts, name and priority, its wheel."""
+
+    cdef object counts
+    cdef object name
+    cdef object priority
+    cdef object wheel
+    cdef bint native  # the wheel is a TimerWheel and -priority an int64: filed by ``TimerWheel._add``
+    cdef int64_t negated
+
+    def __init__(self, spec, wheel):
+        cdef int64_t p = 0
+        self.counts = spec.counts
+        self.name = spec.name
+        self.priority = spec.priority
+        self.wheel = wheel
+        self.native = type(wheel) is TimerWheel and cw_small_int(self.priority, &p)
+        self.negated = -p
+
+
 cdef enum:
     JOB_PARAMS = 8  # Job(id, key, task, args, kwargs, priority, due_wall, due_tick)
     MAX_JOB_FIELDS = 64
@@ -1285,6 +1307,7 @@ cdef class JobPath:
     cdef dict jobs
     cdef dict keyed
     cdef dict pools
+    cdef dict known  # TaskSpec -> _Task (a spec never changes: re-registering a task makes a new one)
     cdef object template  # a job Job.__init__ built: what the slots no argument fills start as
     cdef readonly bint cloning
     cdef Py_ssize_t nfields
@@ -1309,6 +1332,7 @@ cdef class JobPath:
         self.jobs = registry.jobs
         self.keyed = registry.keyed
         self.pools = registry.pools
+        self.known = {}
         self.cloning = self._learn(job)
 
     cdef bint _learn(self, job) except -1:
@@ -1366,11 +1390,9 @@ cdef class JobPath:
         cdef PyObject* found = NULL
         cdef double seconds
         cdef int64_t tick
-        cdef int64_t priority
         if options or self.core.guard or not self._usual(task, args, delay, key, &found, &seconds):
             return self.checked(task, args=args, delay=delay, key=key, **options)
-        spec = <object>found
-        wheel = self.pools[spec.pool].wheel
+        cdef _Task spec = <_Task>found
         ids = self.ids
         job_id = ids.pop() if ids else self.new_id()
         core = self.core
@@ -1381,10 +1403,10 @@ cdef class JobPath:
         else:
             job = self.job(job_id, key, spec.name, tuple(args), {}, spec.priority, wall + seconds, tick)
             job._engine = self.engine
-        if type(wheel) is TimerWheel and cw_small_int(spec.priority, &priority):
-            handle = (<TimerWheel>wheel)._add(tick, -priority, job)
+        if spec.native:
+            handle = (<TimerWheel>spec.wheel)._add(tick, spec.negated, job)
         else:
-            handle = wheel.add(tick, job, -spec.priority)
+            handle = spec.wheel.add(tick, job, -spec.priority)
         if self.cloning:
             cw_put_slot(job, self.timer_at, <PyObject*>handle)
         else:
@@ -1415,7 +1437,7 @@ cdef class JobPath:
         return job
 
     cdef bint _usual(self, task, args, delay, key, PyObject** spec, double* seconds) except -1:
-        """True for the usual call, its task's spec and its seconds in ``spec`` and ``seconds``; nothing changed."""
+        """True for the usual call, its task's ``_Task`` and its seconds in ``spec`` and ``seconds``; nothing changed."""
         loop_thread = self.timers.loop_thread
         if loop_thread is not None:
             if loop_thread is not self.loop_thread:
@@ -1432,9 +1454,14 @@ cdef class JobPath:
                 return False
         if spec[0] == NULL:
             return False
+        found = <object>spec[0]
+        spec[0] = cw_dict_get(self.known, found)
+        if spec[0] == NULL:
+            self.known[found] = entry = _Task(found, self.pools[found.pool].wheel)
+            spec[0] = <PyObject*>entry
         if not PyTuple_CheckExact(args) and not PyList_CheckExact(args):
             return False
-        if not cw_set_contains((<object>spec[0]).counts, len(args)):
+        if not cw_set_contains((<_Task>spec[0]).counts, len(args)):
             return False
         if key is not None and (not PyUnicode_CheckExact(key) or not key or key in self.keyed):
             return False

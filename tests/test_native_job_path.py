@@ -228,3 +228,18 @@ async def test_jobs_are_copies_only_of_a_class_whose_init_just_fills_slots(kind:
         assert getattr(job, "__dict__", None) == getattr(built, "__dict__", None)
         if kind is Fresh:
             assert job.notes is not path.schedule_nowait("t", delay=2).notes  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("task", ["by name", "by function"])
+async def test_a_task_registered_again_after_its_first_jobs_files_the_next_ones_its_new_way(task: str) -> None:
+    engine = make_engine()
+    name_or_function = "one" if task == "by name" else one
+    async with engine:
+        first = engine.schedule_nowait(name_or_function, args=(1,), delay=1)
+        engine.task("one", pool="default", priority=-4)(one)  # the same function, a new pool and priority
+        second = engine.schedule_nowait(name_or_function, args=(1,), delay=1)
+        assert (first.priority, second.priority) == (2, -4)
+        pools = engine._registry.pools
+        assert pools["p"].wheel.deadline(first._timer) == first._due_tick
+        assert pools["default"].wheel.deadline(second._timer) == second._due_tick
+        assert pools["p"].wheel.deadline(second._timer) is None
