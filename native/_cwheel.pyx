@@ -1293,8 +1293,8 @@ cdef class JobPath:
     """
 
     cdef TimerCore core
-    cdef object timers  # its ``loop_thread``: None until the engine starts
-    cdef object loop_thread  # the last one read, and as a C value:
+    cdef object timers  # its ``loop_thread``: None until the engine starts (once: an engine starts once)
+    cdef bint bound  # it was set, to:
     cdef unsigned long thread
     cdef object engine  # each job's ``_engine``
     cdef object checked
@@ -1321,7 +1321,7 @@ cdef class JobPath:
         self.checked = checked
         self.core = core
         self.timers = timers
-        self.loop_thread = None
+        self.bound = False
         self.thread = 0
         self.job = job
         self.ids = ids
@@ -1438,13 +1438,13 @@ cdef class JobPath:
 
     cdef bint _usual(self, task, args, delay, key, PyObject** spec, double* seconds) except -1:
         """True for the usual call, its task's ``_Task`` and its seconds in ``spec`` and ``seconds``; nothing changed."""
-        loop_thread = self.timers.loop_thread
-        if loop_thread is not None:
-            if loop_thread is not self.loop_thread:
+        if not self.bound:
+            loop_thread = self.timers.loop_thread
+            if loop_thread is not None:
                 self.thread = loop_thread
-                self.loop_thread = loop_thread
-            if cw_thread_ident() != self.thread:
-                return False
+                self.bound = True
+        if self.bound and cw_thread_ident() != self.thread:
+            return False
         if PyUnicode_CheckExact(task):
             spec[0] = cw_dict_get(self.tasks, task)
         else:
