@@ -155,8 +155,7 @@ async def test_pending_jobs_are_hidden_while_the_driver_runs_and_tracked_once_it
     engine.task("u", pool="other")(noop)
     before = engine.schedule_nowait("t", args=(1,), delay=60)  # filed before the driver: hidden when it starts
     hidden = WHEEL == "native"
-    async with engine:
-        await asyncio.sleep(0)
+    async with engine:  # no turn of the loop yet: the driver is started, not yet run, and hides already
         jobs = [engine.schedule_nowait(name, args=[n], delay=60) for n, name in enumerate("tutu")]
         keyed = engine.schedule_nowait("t", key="k", delay=60)
         assert [gc.is_tracked(job) for job in [before, *jobs, keyed]] == [not hidden] * 6

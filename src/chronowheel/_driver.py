@@ -55,7 +55,19 @@ class Driver:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._drive(), name="chronowheel driver")
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """A driver task; from now until it ends the collector skips the timers' payloads and the waiting jobs.
+
+        Set here, not once the task runs: a burst of ``schedule_nowait`` right
+        after ``start()`` files its jobs hidden too.
+        """
+        self.task = task = asyncio.create_task(self._drive(), name="chronowheel driver")
+        self._timers.core.quiet = True
+        for pool in self._registry.pools.values():
+            pool.wheel.hide(Job)
+        task.add_done_callback(self._ended)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -93,17 +105,13 @@ class Driver:
         fire = timers.core.fire
         driver = asyncio.current_task()
         assert driver is not None
-        timers.core.quiet = True
-        for pool in pools:
-            pool.wheel.hide(Job)
-        driver.add_done_callback(self._ended)
         while True:
             now = ticks.current()
             try:
                 timers_fired = fire(now, _BATCH, loop, counts)
             except BaseException:  # only SystemExit and KeyboardInterrupt get out of the fire loop
                 driver.add_done_callback(_consume)
-                self.task = asyncio.create_task(self._drive(), name="chronowheel driver")
+                self._spawn()
                 raise
             busy = timers_fired == _BATCH
             for pool in pools:
