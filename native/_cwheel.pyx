@@ -316,6 +316,7 @@ cdef class TimerWheel:
     cdef Py_ssize_t scratch_cap
     cdef bint quiet  # True: the collector is not shown the payloads (see TimerCore.quiet and hide())
     cdef object hidden  # None, or the type whose payloads are untracked while they wait here (see hide())
+    cdef bint cored  # a TimerCore's: its fire loop and handles take payloads out without showing them, so no hide()
     cdef object _gc_anchor  # always None: it only makes Cython emit a GC-tracked type (see the end)
 
     def __cinit__(self, *args, **kwargs):
@@ -445,6 +446,8 @@ cdef class TimerWheel:
         """
         if kind is not None and not isinstance(kind, type):
             raise TypeError(f"kind must be a type or None, got {type(kind).__name__}")
+        if self.cored:
+            raise ValueError("a timer core's wheel hides nothing: its core is quiet instead")
         if kind is self.hidden:
             return
         cdef uint32_t i
@@ -466,6 +469,8 @@ cdef class TimerWheel:
         cdef uint32_t idx = self._lookup(handle)
         if idx == NIL:
             return False
+        if self.hidden is not None:  # here, not in _cancel: the timer core's handles cancel on a wheel that never hides
+            self._show(self.timers[idx].payload)
         self._cancel(idx)
         return True
 
@@ -529,6 +534,8 @@ cdef class TimerWheel:
                 lim = limit
         cdef list out = []
         while count != lim and self._pop_due(until, &payload):
+            if self.hidden is not None:  # here, not in _pop_due: the timer core fires from a wheel that never hides
+                self._show(payload)
             try:
                 cw_list_append(out, payload)
             finally:
@@ -538,9 +545,10 @@ cdef class TimerWheel:
 
     # -- internals -----------------------------------------------------------
 
-    cdef inline void _show(self, PyObject* p) noexcept:
-        """Track a payload leaving the wheel again, if the wheel hid it."""
-        if self.hidden is not None and cw_type(p) == <PyObject*>self.hidden and not cw_is_tracked(p):
+    @cython.final
+    cdef void _show(self, PyObject* p) noexcept:
+        """Track a payload leaving a hiding wheel again, if the wheel hid it (callers test ``hidden`` first)."""
+        if cw_type(p) == <PyObject*>self.hidden and not cw_is_tracked(p):
             cw_track(p)
 
     cdef void _show_all(self) noexcept:
@@ -600,7 +608,6 @@ cdef class TimerWheel:
             self._unlink(idx)
             self._free(idx)
         self.size -= 1
-        self._show(payload)
         cw_decref(payload)  # last: a finalizer may use the wheel
 
     cdef void _move(self, uint32_t idx, int64_t deadline) noexcept:
@@ -640,7 +647,6 @@ cdef class TimerWheel:
                 if payload == NULL:
                     continue  # a tombstone
                 self.size -= 1
-                self._show(payload)
                 out[0] = payload  # the wheel's reference, handed over
                 return 1
             if not self._fire_next(until):
@@ -1071,6 +1077,7 @@ cdef class TimerCore:
         else:
             raise RuntimeError(f"at most {MAX_CORES - 1} engines can be alive at once")
         self.wheel = TimerWheel()
+        self.wheel.cored = True
         self.sleep_tick = -1
 
     def __init__(self, time, double epoch, double rate, wake, check):

@@ -183,3 +183,10 @@ async def test_a_stopped_engine_with_pending_jobs_is_collected() -> None:
         await asyncio.sleep(0)
     gc.collect()
     assert gone() is None
+
+
+@needs_native
+def test_a_timer_cores_wheel_refuses_to_hide() -> None:
+    engine = Engine(clock=VirtualClock())
+    with pytest.raises(ValueError, match="a timer core's wheel hides nothing"):
+        engine._timers.wheel.hide(Payload)
