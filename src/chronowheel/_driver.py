@@ -89,7 +89,7 @@ class Driver:
         caller, as from asyncio's own callbacks; a new driver takes over, and
         fires the rest of that batch first (it is still due), should the loop run on.
 
-        While a driver runs, the core is ``quiet``: the collector does not walk
+        While a driver task exists (see :meth:`_spawn`), the core is ``quiet``: the collector does not walk
         the timers' payloads (see ``TimerCore.quiet`` in ``native/_cwheel.pyx``);
         and each pool's wheel hides its waiting jobs from the collector
         (``TimerWheel.hide``): a million pending jobs are walked by no collection.

@@ -226,7 +226,7 @@ class Engine:
         self._cut_short: asyncio.Future[None] | None = None  # set by stop(grace=0) while stop() drains
         self.add_pool("default", concurrency=10)
         if JobPath is not None and self._store is None and type(self).schedule_nowait is Engine.schedule_nowait:
-            # In memory, the usual call is C (JobPath): one Python frame, Job.__init__; the rest comes back here.
+            # In memory the usual call is C (JobPath), no Python frame; every other call comes back to the method.
             checked = Engine.schedule_nowait.__get__(self)
             job_path = JobPath(self, checked, timers.core, timers, Job, id_pool, new_job_id, ticks.wall, registry)
             self.schedule_nowait = job_path.schedule_nowait  # type: ignore[method-assign]
