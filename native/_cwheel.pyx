@@ -446,7 +446,7 @@ cdef class TimerWheel:
         """
         if kind is not None and not isinstance(kind, type):
             raise TypeError(f"kind must be a type or None, got {type(kind).__name__}")
-        if self.cored:
+        if self.cored and kind is not None:
             raise ValueError("a timer core's wheel hides nothing: its core is quiet instead")
         if kind is self.hidden:
             return
@@ -1392,13 +1392,13 @@ cdef class JobPath:
         self.timer_at = offsets["_timer"]
         return True
 
-    def schedule_nowait(self, task, *, args=(), delay=None, key=None, **options):
+    def schedule_nowait(self, task, *extra, args=(), delay=None, key=None, **options):
         """``Engine.schedule_nowait``: the same arguments, the same job."""
         cdef PyObject* found = NULL
         cdef double seconds
         cdef int64_t tick
-        if options or self.core.guard or not self._usual(task, args, delay, key, &found, &seconds):
-            return self.checked(task, args=args, delay=delay, key=key, **options)
+        if extra or options or self.core.guard or not self._usual(task, args, delay, key, &found, &seconds):
+            return self.checked(task, *extra, args=args, delay=delay, key=key, **options)
         cdef _Task spec = <_Task>found
         ids = self.ids
         job_id = ids.pop() if ids else self.new_id()

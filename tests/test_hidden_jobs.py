@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -187,6 +188,9 @@ async def test_a_stopped_engine_with_pending_jobs_is_collected() -> None:
 
 @needs_native
 def test_a_timer_cores_wheel_refuses_to_hide() -> None:
-    engine = Engine(clock=VirtualClock())
+    from chronowheel._cwheel import TimerCore
+
+    core = TimerCore(time.monotonic, time.monotonic(), 1000.0, print, print)
     with pytest.raises(ValueError, match="a timer core's wheel hides nothing"):
-        engine._timers.wheel.hide(Payload)
+        core.wheel.hide(Payload)
+    core.wheel.hide(None)  # showing is always allowed

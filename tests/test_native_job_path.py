@@ -127,6 +127,19 @@ async def test_outside_the_running_engine_it_does_what_the_python_method_does(wh
         )
 
 
+@pytest.mark.parametrize("positional", [(), ("t", 1), ("t", 1, 2)], ids=["no task", "two", "three"])
+async def test_wrong_positional_arguments_get_the_python_methods_error(positional: tuple[Any, ...]) -> None:
+    native, python = make_engine(), make_engine()
+    errors = []
+    for call in (native.schedule_nowait, Engine.schedule_nowait.__get__(python)):
+        with pytest.raises(TypeError) as caught:
+            call(*positional, delay=1)
+        errors.append(re.sub(r" \(and \d+ keyword-only arguments?\)", "", str(caught.value)))
+    if positional:  # a task and more: the Python method's own words (the keywords passed on counted apart)
+        assert errors[0] == errors[1]
+    assert all("positional argument" in error for error in errors)
+
+
 async def test_from_another_thread_it_is_refused_as_the_python_method_refuses() -> None:
     engine = make_engine()
     async with engine:

@@ -76,5 +76,5 @@ class JobPath:
         registry: Any,
     ) -> None: ...
     def schedule_nowait(
-        self, task: Any, *, args: Any = ..., delay: Any = ..., key: Any = ..., **options: Any
+        self, task: Any, *extra: Any, args: Any = ..., delay: Any = ..., key: Any = ..., **options: Any
     ) -> Any: ...
