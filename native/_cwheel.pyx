@@ -30,7 +30,8 @@ afresh.
 The type is GC-tracked and its traverse visits the payloads, so a cycle
 through a payload (wheel -> payload -> owner of the wheel) is collected just as
 with the pure wheel's dicts; except while a ``TimerCore`` holding it is
-``quiet`` (its engine's driver runs: see there).
+``quiet`` (its engine's driver runs: see there), or while it hides its
+payloads of one type (``hide``: a pool's wheel of jobs, while the driver runs).
 
 ``TimerCore`` and ``TimerHandle``: the engine's volatile timers (``call_later``,
 ``call_at``, the handle's methods and the driver's fire loop) in C, the twin of
@@ -436,8 +437,11 @@ cdef class TimerWheel:
 
         While hidden they are untracked (``gc.is_tracked`` is False: no
         collection walks them) and the wheel does not walk its payloads
-        either; each is tracked again as it leaves the wheel (handed out,
-        cancelled, dropped) and all of them when this is set back to None.
+        either; each is tracked again as it leaves the wheel (handed out by
+        ``advance``, taken out by ``cancel``, dropped with the wheel or its
+        ``__init__``) and all of them when this is set back to None. A timer
+        core's wheel refuses (``ValueError``): the core's fire loop and
+        handles take payloads out in C without showing them, at no cost.
         The caller's promise: the wheel stays reachable for as long as it
         hides (the engine hides its pools' wheels only while its driver runs),
         so nothing a hidden payload refers to can be garbage meanwhile. A
