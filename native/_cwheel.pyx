@@ -30,7 +30,8 @@ afresh.
 The type is GC-tracked and its traverse visits the payloads, so a cycle
 through a payload (wheel -> payload -> owner of the wheel) is collected just as
 with the pure wheel's dicts; except while a ``TimerCore`` holding it is
-``quiet`` (its engine's driver runs: see there).
+``quiet`` (its engine's driver runs: see there), or while it hides its
+payloads of one type (``hide``: a pool's wheel of jobs, while the driver runs).
 
 ``TimerCore`` and ``TimerHandle``: the engine's volatile timers (``call_later``,
 ``call_at``, the handle's methods and the driver's fire loop) in C, the twin of
@@ -44,13 +45,16 @@ from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_CheckExact, PyLong_FromUnsignedLongLong
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.ref cimport PyObject
+from cpython.list cimport PyList_CheckExact
 from cpython.tuple cimport PyTuple_CheckExact
+from cpython.unicode cimport PyUnicode_CheckExact
 from libc.math cimport INFINITY, ceil
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
 
 import math
 from time import monotonic as _monotonic
+from time import time as _wall
 
 from chronowheel._limits import MAX_DELAY as _MAX_DELAY
 
@@ -62,6 +66,14 @@ cdef extern from "Python.h":
     void cw_incref "Py_INCREF"(PyObject* o) noexcept
     void cw_decref "Py_DECREF"(PyObject* o) noexcept
     int cw_list_append "PyList_Append"(object lst, PyObject* item) except -1
+    int cw_is_tracked "PyObject_GC_IsTracked"(PyObject* o) noexcept
+    PyObject* cw_dict_get "PyDict_GetItemWithError"(object d, object key) except? NULL  # borrowed
+    PyObject* cw_dict_setdefault "PyDict_SetDefault"(object d, object key, object value) except NULL  # borrowed
+    int cw_set_contains "PySet_Contains"(object s, object key) except -1
+    unsigned long cw_thread_ident "PyThread_get_thread_ident"() noexcept
+    void cw_track "PyObject_GC_Track"(PyObject* o) noexcept
+    void cw_untrack "PyObject_GC_UnTrack"(PyObject* o) noexcept
+    PyObject* cw_type "(PyObject*)Py_TYPE"(PyObject* o) noexcept
     # Errors are checked by hand (_lookup must not raise): no ``except`` clause.
     unsigned long long cw_as_u64 "PyLong_AsUnsignedLongLong"(object o) noexcept
     ctypedef int (*visitproc)(PyObject*, void*)
@@ -136,9 +148,51 @@ cdef extern from *:
     #define CW_HAVE_MONOTONIC 0
     static double cw_monotonic(void) { return 0.0; }
     #endif
+
+    /* A plain class's instances, built field by field (JobPath's clone of a template job). */
+    #include "structmember.h"
+    static PyObject* cw_new_instance(PyObject* type) {
+        PyTypeObject* t = (PyTypeObject*)type;
+        return t->tp_alloc(t, 0);
+    }
+    static inline PyObject* cw_get_slot(PyObject* o, Py_ssize_t offset) {
+        return *(PyObject**)((char*)o + offset);
+    }
+    static inline void cw_put_slot(PyObject* o, Py_ssize_t offset, PyObject* v) {  /* v (or NULL) into a slot */
+        PyObject* old = *(PyObject**)((char*)o + offset);
+        Py_XINCREF(v);
+        *(PyObject**)((char*)o + offset) = v;
+        Py_XDECREF(old);
+    }
+    static Py_ssize_t cw_member_offset(PyObject* d) {  /* a writable object slot's offset, or -1 */
+        PyMemberDef* m;
+        if (!PyObject_TypeCheck(d, &PyMemberDescr_Type)) return -1;
+        m = ((PyMemberDescrObject*)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
+        return m->offset;
+    }
+
+    /* time.time() to the bit, the same way (CLOCK_REALTIME); elsewhere the job path calls time.time. */
+    #if defined(__linux__)
+    static double cw_realtime(void) {
+        struct timespec ts;
+        int64_t ns;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        if (ns % 1000000000 == 0) return (double)(ns / 1000000000);
+        return (double)ns / 1e9;
+    }
+    #else
+    static double cw_realtime(void) { return 0.0; }
+    #endif
     """
     bint CW_HAVE_MONOTONIC
     double cw_monotonic() noexcept nogil
+    double cw_realtime() noexcept nogil
+    object cw_new_instance(object type)
+    PyObject* cw_get_slot(object o, Py_ssize_t offset) noexcept
+    void cw_put_slot(object o, Py_ssize_t offset, PyObject* v) noexcept
+    Py_ssize_t cw_member_offset(object d) noexcept
     int cw_ctz64(unsigned long long x) nogil
     int cw_bitlen64(unsigned long long x) nogil
     bint cw_small_long(object o, int64_t* out) noexcept
@@ -261,7 +315,9 @@ cdef class TimerWheel:
     cdef uint32_t due_head, due_tail
     cdef Timer** scratch  # the level-0 batch being sorted
     cdef Py_ssize_t scratch_cap
-    cdef bint quiet  # True: the collector is not shown the payloads (see TimerCore.quiet)
+    cdef bint quiet  # True: the collector is not shown the payloads (see TimerCore.quiet and hide())
+    cdef object hidden  # None, or the type whose payloads are untracked while they wait here (see hide())
+    cdef bint cored  # a TimerCore's: its fire loop and handles take payloads out without showing them, so no hide()
     cdef object _gc_anchor  # always None: it only makes Cython emit a GC-tracked type (see the end)
 
     def __cinit__(self, *args, **kwargs):
@@ -323,6 +379,7 @@ cdef class TimerWheel:
             p = old[i].payload
             if p != NULL:
                 old[i].payload = NULL
+                self._show(p)
                 cw_decref(p)  # may run a finalizer that uses this (now empty) wheel
         PyMem_RawFree(old)
 
@@ -346,9 +403,6 @@ cdef class TimerWheel:
 
     def add(self, deadline, object payload, priority=0):
         """File ``payload`` to fire at tick ``deadline``; return its handle."""
-        cdef uint32_t idx
-        cdef uint64_t seq = last_seq + 1
-        cdef object handle
         # Everything that can fail comes before the first change.
         cdef int64_t d, p
         if not cw_small_int(deadline, &d):
@@ -357,6 +411,13 @@ cdef class TimerWheel:
             p = 0
         elif not cw_small_int(priority, &p):
             p = _tick(priority, "priority")
+        return self._add(d, p, payload)
+
+    cdef object _add(self, int64_t d, int64_t p, object payload):
+        """``add`` once its arguments are read: the handle (the job path calls it directly)."""
+        cdef uint64_t seq = last_seq + 1
+        cdef uint32_t idx
+        cdef object handle
         self._reserve()
         if p != 0 and self.prio == NULL:
             self._add_priorities()
@@ -366,7 +427,44 @@ cdef class TimerWheel:
         else:
             handle = PyLong_FromUnsignedLongLong(seq << 32 | idx)
         self._insert(d, p, payload)
+        if self.hidden is not None and cw_type(<PyObject*>payload) == <PyObject*>self.hidden:
+            if cw_is_tracked(<PyObject*>payload):
+                cw_untrack(<PyObject*>payload)
         return handle
+
+    def hide(self, kind):
+        """Keep payloads of exactly type ``kind`` out of the cyclic collector while they wait here; None: show them.
+
+        While hidden they are untracked (``gc.is_tracked`` is False: no
+        collection walks them) and the wheel does not walk its payloads
+        either; each is tracked again as it leaves the wheel (handed out by
+        ``advance``, taken out by ``cancel``, dropped with the wheel or its
+        ``__init__``) and all of them when this is set back to None. A timer
+        core's wheel refuses (``ValueError``): the core's fire loop and
+        handles take payloads out in C without showing them, at no cost.
+        The caller's promise: the wheel stays reachable for as long as it
+        hides (the engine hides its pools' wheels only while its driver runs),
+        so nothing a hidden payload refers to can be garbage meanwhile. A
+        dropped engine whose driver never ended keeps its jobs alive, as a
+        quiet ``TimerCore`` does its timers.
+        """
+        if kind is not None and not isinstance(kind, type):
+            raise TypeError(f"kind must be a type or None, got {type(kind).__name__}")
+        if self.cored and kind is not None:
+            raise ValueError("a timer core's wheel hides nothing: its core is quiet instead")
+        if kind is self.hidden:
+            return
+        cdef uint32_t i
+        cdef PyObject* p
+        self._show_all()
+        self.hidden = kind
+        self.quiet = kind is not None
+        if kind is None:
+            return
+        for i in range(self.used):
+            p = self.timers[i].payload
+            if p != NULL and cw_type(p) == <PyObject*>kind and cw_is_tracked(p):
+                cw_untrack(p)
 
     def cancel(self, handle):
         """Remove a pending timer. False if it already fired or was cancelled."""
@@ -375,6 +473,8 @@ cdef class TimerWheel:
         cdef uint32_t idx = self._lookup(handle)
         if idx == NIL:
             return False
+        if self.hidden is not None:  # here, not in _cancel: the timer core's handles cancel on a wheel that never hides
+            self._show(self.timers[idx].payload)
         self._cancel(idx)
         return True
 
@@ -438,6 +538,8 @@ cdef class TimerWheel:
                 lim = limit
         cdef list out = []
         while count != lim and self._pop_due(until, &payload):
+            if self.hidden is not None:  # here, not in _pop_due: the timer core fires from a wheel that never hides
+                self._show(payload)
             try:
                 cw_list_append(out, payload)
             finally:
@@ -446,6 +548,23 @@ cdef class TimerWheel:
         return out
 
     # -- internals -----------------------------------------------------------
+
+    @cython.final
+    cdef void _show(self, PyObject* p) noexcept:
+        """Track a payload leaving a hiding wheel again, if the wheel hid it (callers test ``hidden`` first)."""
+        if cw_type(p) == <PyObject*>self.hidden and not cw_is_tracked(p):
+            cw_track(p)
+
+    cdef void _show_all(self) noexcept:
+        """Track every payload the wheel hid again."""
+        cdef uint32_t i
+        cdef PyObject* p
+        if self.hidden is None:
+            return
+        for i in range(self.used):
+            p = self.timers[i].payload
+            if p != NULL:
+                self._show(p)
 
     cdef int _reserve(self) except -1:
         """Make room for one more timer: the one change ``_insert`` makes that can fail."""
@@ -962,6 +1081,7 @@ cdef class TimerCore:
         else:
             raise RuntimeError(f"at most {MAX_CORES - 1} engines can be alive at once")
         self.wheel = TimerWheel()
+        self.wheel.cored = True
         self.sleep_tick = -1
 
     def __init__(self, time, double epoch, double rate, wake, check):
@@ -1131,6 +1251,236 @@ cdef class TimerCore:
         return n
 
 
+@cython.final
+@cython.auto_pickle(False)
+cdef class _Task:
+    """What the job path reads of a registered task, read once: its spec's counts, name and priority, its wheel."""
+
+    cdef object counts
+    cdef object name
+    cdef object priority
+    cdef object wheel
+    cdef bint native  # the wheel is a TimerWheel and -priority an int64: filed by ``TimerWheel._add``
+    cdef int64_t negated
+
+    def __init__(self, spec, wheel):
+        cdef int64_t p = 0
+        self.counts = spec.counts
+        self.name = spec.name
+        self.priority = spec.priority
+        self.wheel = wheel
+        self.native = type(wheel) is TimerWheel and cw_small_int(self.priority, &p)
+        self.negated = -p
+
+
+cdef enum:
+    JOB_PARAMS = 8  # Job(id, key, task, args, kwargs, priority, due_wall, due_tick)
+    MAX_JOB_FIELDS = 64
+
+
+@cython.final
+@cython.auto_pickle(False)
+@cython.binding(False)
+cdef class JobPath:
+    """An in-memory engine's ``schedule_nowait`` for the usual call, in C; bound in the method's place.
+
+    The usual call: a registered task (by name, an exact str, or by function),
+    ``args`` a tuple or list of a count the task takes, ``delay`` an int or
+    float from 0 to ``MAX_DELAY``, ``key`` None or a str no pending job holds,
+    and nothing else, from the loop's thread while the core's guard is down.
+    It files the job the Python method would, to the bit
+    (``tests/test_job_path.py`` compares the two). Every other call goes to
+    ``checked`` (``Engine.schedule_nowait`` itself) unchanged, before anything
+    changed: it words the errors and does the rest.
+
+    No Python frame at all: rather than call ``Job`` (its ``__init__`` was a
+    quarter of the cost), each job is a copy of a template that ``Job`` built,
+    with the arguments in their slots. What goes where is learnt at
+    construction from two templates built with different stand-ins: each
+    argument's slot is where its stand-in landed, and every other slot must
+    hold the same object in both (``attempt``, ``state``, the Nones). A job
+    class that does anything else (a dict, a derived field, a ``__new__``) is
+    called as usual instead (``cloning`` is then False).
+    """
+
+    cdef TimerCore core
+    cdef object timers  # its ``loop_thread``: None until the engine starts (once: an engine starts once)
+    cdef bint bound  # it was set, to:
+    cdef unsigned long thread
+    cdef object engine  # each job's ``_engine``
+    cdef object checked
+    cdef object job
+    cdef list ids
+    cdef object new_id
+    cdef object wall  # the clock's wall(), or None: read in C
+    cdef dict tasks
+    cdef dict by_function
+    cdef dict jobs
+    cdef dict keyed
+    cdef dict pools
+    cdef dict known  # TaskSpec -> _Task (a spec never changes: re-registering a task makes a new one)
+    cdef object template  # a job Job.__init__ built: what the slots no argument fills start as
+    cdef readonly bint cloning
+    cdef Py_ssize_t nfields
+    cdef Py_ssize_t fields[MAX_JOB_FIELDS]  # the offsets of the slots no argument fills
+    cdef Py_ssize_t params[JOB_PARAMS]  # the offset of each argument's slot
+    cdef Py_ssize_t engine_at
+    cdef Py_ssize_t timer_at
+
+    def __init__(self, engine, checked, TimerCore core, timers, job, list ids, new_id, wall, registry):
+        self.engine = engine
+        self.checked = checked
+        self.core = core
+        self.timers = timers
+        self.bound = False
+        self.thread = 0
+        self.job = job
+        self.ids = ids
+        self.new_id = new_id
+        self.wall = None if CW_HAVE_MONOTONIC and wall is _wall else wall
+        self.tasks = registry.tasks
+        self.by_function = registry.by_function
+        self.jobs = registry.jobs
+        self.keyed = registry.keyed
+        self.pools = registry.pools
+        self.known = {}
+        self.cloning = self._learn(job)
+
+    cdef bint _learn(self, job) except -1:
+        """Whether jobs can be copies of a template (see the class docstring); if so, which slot is which."""
+        if not isinstance(job, type) or job.__new__ is not object.__new__ or job.__dictoffset__:
+            return False
+        offsets = {}
+        for cls in job.__mro__[:-1]:
+            names = cls.__dict__.get("__slots__")
+            if names is None:
+                return False
+            for name in (names,) if isinstance(names, str) else names:
+                offset = cw_member_offset(cls.__dict__.get(name))
+                if name != "__weakref__" and offset < 0:
+                    return False
+                if offset >= 0:
+                    offsets[name] = offset
+        if len(offsets) > MAX_JOB_FIELDS or "_engine" not in offsets or "_timer" not in offsets:
+            return False
+        first = [object() for _ in range(JOB_PARAMS)]
+        second = [object() for _ in range(JOB_PARAMS)]
+        try:
+            template = job(*first)
+            other = job(*second)
+        except Exception:
+            return False
+        cdef Py_ssize_t i, n = 0, found = 0
+        cdef PyObject* a
+        cdef Py_ssize_t offset_
+        for name, offset in offsets.items():
+            offset_ = offset
+            a = cw_get_slot(template, offset_)
+            for i in range(JOB_PARAMS):
+                if a == <PyObject*>first[i]:
+                    if cw_get_slot(other, offset_) != <PyObject*>second[i]:
+                        return False
+                    self.params[i] = offset_
+                    found += 1
+                    break
+            else:
+                if a != cw_get_slot(other, offset_) or name in ("_engine", "_timer") and a != <PyObject*>None:
+                    return False
+                self.fields[n] = offset_
+                n += 1
+        if found != JOB_PARAMS:
+            return False
+        self.nfields = n
+        self.template = template
+        self.engine_at = offsets["_engine"]
+        self.timer_at = offsets["_timer"]
+        return True
+
+    def schedule_nowait(self, task, *extra, args=(), delay=None, key=None, **options):
+        """``Engine.schedule_nowait``: the same arguments, the same job."""
+        cdef PyObject* found = NULL
+        cdef double seconds
+        cdef int64_t tick
+        if extra or options or self.core.guard or not self._usual(task, args, delay, key, &found, &seconds):
+            return self.checked(task, *extra, args=args, delay=delay, key=key, **options)
+        cdef _Task spec = <_Task>found
+        ids = self.ids
+        job_id = ids.pop() if ids else self.new_id()
+        core = self.core
+        tick = <int64_t>ceil((core._now() - core.epoch + seconds) * core.rate)
+        wall = cw_realtime() if self.wall is None else PyFloat_AsDouble(self.wall())
+        if self.cloning:
+            job = self._clone(job_id, key, spec.name, tuple(args), {}, spec.priority, wall + seconds, tick)
+        else:
+            job = self.job(job_id, key, spec.name, tuple(args), {}, spec.priority, wall + seconds, tick)
+            job._engine = self.engine
+        if spec.native:
+            handle = (<TimerWheel>spec.wheel)._add(tick, spec.negated, job)
+        else:
+            handle = spec.wheel.add(tick, job, -spec.priority)
+        if self.cloning:
+            cw_put_slot(job, self.timer_at, <PyObject*>handle)
+        else:
+            job._timer = handle
+        self.jobs[job_id] = job
+        if key is not None:
+            cw_dict_setdefault(self.keyed, key, job)
+        if tick < core.sleep_tick:
+            core._wake()
+        return job
+
+    cdef object _clone(self, job_id, key, name, args, kwargs, priority, due_wall, due_tick):
+        """A new job, as ``Job(...)`` would build it, with ``_engine`` set: the template's copy."""
+        job = cw_new_instance(self.job)
+        cdef Py_ssize_t i
+        template = self.template
+        for i in range(self.nfields):
+            cw_put_slot(job, self.fields[i], cw_get_slot(template, self.fields[i]))
+        cw_put_slot(job, self.params[0], <PyObject*>job_id)
+        cw_put_slot(job, self.params[1], <PyObject*>key)
+        cw_put_slot(job, self.params[2], <PyObject*>name)
+        cw_put_slot(job, self.params[3], <PyObject*>args)
+        cw_put_slot(job, self.params[4], <PyObject*>kwargs)
+        cw_put_slot(job, self.params[5], <PyObject*>priority)
+        cw_put_slot(job, self.params[6], <PyObject*>due_wall)
+        cw_put_slot(job, self.params[7], <PyObject*>due_tick)
+        cw_put_slot(job, self.engine_at, <PyObject*>self.engine)
+        return job
+
+    cdef bint _usual(self, task, args, delay, key, PyObject** spec, double* seconds) except -1:
+        """True for the usual call, its task's ``_Task`` and its seconds in ``spec`` and ``seconds``; nothing changed."""
+        if not self.bound:
+            loop_thread = self.timers.loop_thread
+            if loop_thread is not None:
+                self.thread = loop_thread
+                self.bound = True
+        if self.bound and cw_thread_ident() != self.thread:
+            return False
+        if PyUnicode_CheckExact(task):
+            spec[0] = cw_dict_get(self.tasks, task)
+        else:
+            try:
+                spec[0] = cw_dict_get(self.by_function, task)
+            except TypeError:  # unhashable: the checked call says what was passed
+                return False
+        if spec[0] == NULL:
+            return False
+        found = <object>spec[0]
+        spec[0] = cw_dict_get(self.known, found)
+        if spec[0] == NULL:
+            self.known[found] = entry = _Task(found, self.pools[found.pool].wheel)
+            spec[0] = <PyObject*>entry
+        if not PyTuple_CheckExact(args) and not PyList_CheckExact(args):
+            return False
+        if not cw_set_contains((<_Task>spec[0]).counts, len(args)):
+            return False
+        if key is not None and (not PyUnicode_CheckExact(key) or not key or key in self.keyed):
+            return False
+        if not cw_small_number(delay, seconds):
+            return False
+        return 0 <= seconds[0] <= C_MAX_DELAY  # NaN is not
+
+
 # -- garbage collection ----------------------------------------------------------
 # Cython only emits traverse/clear for object attributes (hence _gc_anchor);
 # the payloads live in the C slab, so the type gets its own pair.
@@ -1140,6 +1490,10 @@ cdef int _traverse(PyObject* o, visitproc visit, void* arg) noexcept:
     cdef uint32_t i
     cdef int rc
     cdef PyObject* p
+    if wheel.hidden is not None:
+        rc = visit(<PyObject*>wheel.hidden, arg)
+        if rc:
+            return rc
     if wheel.quiet:
         return 0
     for i in range(wheel.used):
@@ -1152,7 +1506,9 @@ cdef int _traverse(PyObject* o, visitproc visit, void* arg) noexcept:
 
 
 cdef int _clear(PyObject* o) noexcept:
-    (<TimerWheel><object>o)._release_all()
+    cdef TimerWheel wheel = <TimerWheel><object>o
+    wheel._release_all()
+    wheel.hidden = None
     return 0
 
 

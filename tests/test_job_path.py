@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chronowheel import Engine, UnknownTask, _wheel
+from chronowheel import WHEEL, Engine, UnknownTask, _wheel
 from chronowheel._journal import schema as _schema
 from chronowheel._journal import store as _store_module
 from chronowheel._journal.store import JournalStore
@@ -50,14 +50,14 @@ def python_calls(call: Any) -> list[str]:
 @pytest.mark.parametrize("task", ["by name", "by function"])
 @pytest.mark.parametrize("args", [(), (1, "a"), [1, "a"]], ids=["no args", "a tuple", "a list"])
 @pytest.mark.parametrize("delay", [0, 2.5, 3600], ids=["0", "2.5", "3600"])
-async def test_the_usual_call_takes_two_python_frames(task: str, args: Any, delay: float) -> None:
+async def test_the_usual_call_takes_no_python_frame_native_two_pure(task: str, args: Any, delay: float) -> None:
     engine = Engine()  # the system clock is C: a virtual one adds its own frames
     engine.task("t")(noop)
     name_or_function = "t" if task == "by name" else noop
     async with engine:
         engine.schedule_nowait("t", delay=1)  # the first takes a batch of ids: a Python call it makes once per 4,096
         calls = python_calls(functools.partial(engine.schedule_nowait, name_or_function, args=args, delay=delay))
-        assert calls == ["Engine.schedule_nowait", "Job.__init__"]
+        assert calls == ([] if WHEEL == "native" else ["Engine.schedule_nowait", "Job.__init__"])
 
 
 DELAYS = [0, 0.0, -0.0, 1, 0.001, 2.5, 1e-9, 1e10, Fraction(1, 3), True]

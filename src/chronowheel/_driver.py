@@ -55,7 +55,19 @@ class Driver:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._drive(), name="chronowheel driver")
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """A driver task; from now until it ends the collector skips the timers' payloads and the waiting jobs.
+
+        Set here, not once the task runs: a burst of ``schedule_nowait`` right
+        after ``start()`` files its jobs hidden too.
+        """
+        self.task = task = asyncio.create_task(self._drive(), name="chronowheel driver")
+        self._timers.core.quiet = True
+        for pool in self._registry.pools.values():
+            pool.wheel.hide(Job)
+        task.add_done_callback(self._ended)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -77,8 +89,10 @@ class Driver:
         caller, as from asyncio's own callbacks; a new driver takes over, and
         fires the rest of that batch first (it is still due), should the loop run on.
 
-        While a driver runs, the core is ``quiet``: the collector does not walk
-        the timers' payloads (see ``TimerCore.quiet`` in ``native/_cwheel.pyx``).
+        While a driver task exists (see :meth:`_spawn`), the core is ``quiet``: the collector does not walk
+        the timers' payloads (see ``TimerCore.quiet`` in ``native/_cwheel.pyx``);
+        and each pool's wheel hides its waiting jobs from the collector
+        (``TimerWheel.hide``): a million pending jobs are walked by no collection.
         """
         loop = asyncio.get_running_loop()
         ticks = self._ticks
@@ -91,15 +105,13 @@ class Driver:
         fire = timers.core.fire
         driver = asyncio.current_task()
         assert driver is not None
-        timers.core.quiet = True
-        driver.add_done_callback(self._ended)
         while True:
             now = ticks.current()
             try:
                 timers_fired = fire(now, _BATCH, loop, counts)
             except BaseException:  # only SystemExit and KeyboardInterrupt get out of the fire loop
                 driver.add_done_callback(_consume)
-                self.task = asyncio.create_task(self._drive(), name="chronowheel driver")
+                self._spawn()
                 raise
             busy = timers_fired == _BATCH
             for pool in pools:
@@ -137,6 +149,8 @@ class Driver:
         """A driver ended: the collector walks the timers again, unless a new driver took over."""
         if driver is self.task:
             self._timers.core.quiet = False
+            for pool in self._registry.pools.values():
+                pool.wheel.hide(None)
 
     def _hand_out(self, jobs: list[Job], pool: Pool, loop: asyncio.AbstractEventLoop, now: int) -> None:
         """Due jobs to their pool's workers; a series starts its runs; a rate-limited pool counts what went."""

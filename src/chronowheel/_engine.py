@@ -50,6 +50,7 @@ from ._recurring import Recurring
 from ._registry import Registry
 from ._results import Results
 from ._retry import Retry
+from ._selection import JobPath
 from ._shutdown import drain, report_unfinished
 from ._stats import Stats
 from ._store import Store
@@ -224,6 +225,11 @@ class Engine:
         """The job API for other threads: ``schedule``, ``cancel``, ``reschedule``, ``call_later``, as futures."""
         self._cut_short: asyncio.Future[None] | None = None  # set by stop(grace=0) while stop() drains
         self.add_pool("default", concurrency=10)
+        if JobPath is not None and self._store is None and type(self).schedule_nowait is Engine.schedule_nowait:
+            # In memory the usual call is C (JobPath), no Python frame; every other call comes back to the method.
+            checked = Engine.schedule_nowait.__get__(self)
+            job_path = JobPath(self, checked, timers.core, timers, Job, id_pool, new_job_id, ticks.wall, registry)
+            self.schedule_nowait = job_path.schedule_nowait  # type: ignore[method-assign]
 
     def time(self) -> float:
         """The engine clock, in seconds; ``call_at`` takes times on it."""

@@ -112,6 +112,9 @@ class RankedWheel:
         timer = self._timers.get(_handle(handle))
         return None if timer is None else timer.deadline
 
+    def hide(self, kind: type | None) -> None:
+        """Nothing to hide: the payloads wait in this wheel's own dict, which the collector walks."""
+
     def next_expiry(self) -> int | None:
         if len(self._timers) > len(self._inner):  # some are due already
             return self._inner.now

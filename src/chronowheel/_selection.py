@@ -6,6 +6,8 @@ stub, ``_cwheel.pyi``, which ``mypy.stubtest`` holds to the built module).
 ``TimerWheel`` and ``TimerCore`` are typed as the protocols: whichever twin
 is picked, callers see only those. ``TimerHandle`` is the handle class the
 picked core returns (typed as the pure one, which has the same methods).
+``JobPath`` is the native ``schedule_nowait`` for the usual call (None on the
+pure wheel: there the engine's own method is the whole path).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Literal
 
-__all__ = ["WHEEL", "TimerCore", "TimerHandle", "TimerWheel"]
+__all__ = ["WHEEL", "JobPath", "TimerCore", "TimerHandle", "TimerWheel"]
 
 WHEEL: Literal["native", "pure"]
 
 if TYPE_CHECKING:
+    from ._cwheel import JobPath as _NativeJobPath
     from ._cwheel import TimerCore as _NativeCore
     from ._cwheel import TimerWheel as _NativeWheel
     from ._volatile import Core, TimerHandle
@@ -29,18 +32,21 @@ if TYPE_CHECKING:
     _CORES: tuple[type[Core], ...] = (_NativeCore, _PureCore)
     TimerWheel: type[Wheel] = _NativeWheel
     TimerCore: type[Core] = _NativeCore
+    JobPath: type[_NativeJobPath] | None = _NativeJobPath
 elif os.environ.get("CHRONOWHEEL_NO_EXTENSIONS"):
     from ._volatile import TimerCore, TimerHandle
     from ._wheel import TimerWheel
 
+    JobPath = None
     WHEEL = "pure"
 else:
     try:
-        from ._cwheel import TimerCore, TimerHandle, TimerWheel
+        from ._cwheel import JobPath, TimerCore, TimerHandle, TimerWheel
 
         WHEEL = "native"
     except ImportError:
         from ._volatile import TimerCore, TimerHandle
         from ._wheel import TimerWheel
 
+        JobPath = None
         WHEEL = "pure"

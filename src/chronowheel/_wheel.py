@@ -226,6 +226,9 @@ class TimerWheel:
             return self._next_window()
         return None
 
+    def hide(self, kind: type | None) -> None:
+        """Nothing to hide: the collector walks this wheel's dicts and payloads as any (the native one untracks)."""
+
     def advance(self, now: int, limit: int | None = None) -> list[Any]:
         """Move to tick ``now`` and return the payloads due by then.
 

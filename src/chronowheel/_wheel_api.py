@@ -88,6 +88,15 @@ class Wheel(Protocol):
         """
         ...
 
+    def hide(self, kind: type | None) -> None:
+        """Keep payloads of exactly type ``kind`` out of the cyclic collector while they wait here; None: show them.
+
+        Only the native wheel can (it untracks them, and tracks each again as
+        it leaves); the pure one lets the collector walk them, as any object.
+        The caller promises the wheel stays reachable while it hides.
+        """
+        ...
+
     def advance(self, now: int, limit: int | None = None) -> list[Any]:
         """Move to tick ``now`` and hand out the payloads due by then.
 
