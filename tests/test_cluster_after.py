@@ -17,8 +17,9 @@ from chronowheel import Engine, Job, JobCancelled, JobFailed
 from chronowheel._cluster import schema
 from chronowheel._cluster.ownership import shard_of
 from chronowheel.testing import VirtualClock
+from helpers import until
 from test_cluster import settle
-from test_cluster_failures import SHARDS, until
+from test_cluster_failures import SHARDS
 from test_cluster_ops import cluster_engine, scheduled_at_version
 
 

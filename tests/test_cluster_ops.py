@@ -20,8 +20,9 @@ from chronowheel import Cluster, Engine, Every, Job, JobCancelled, JobFailed, Re
 from chronowheel._cluster import results, schema
 from chronowheel._cluster.ownership import shard_of
 from chronowheel.testing import VirtualClock
+from helpers import until
 from test_cluster import settle, store_of
-from test_cluster_failures import LEASE, SHARDS, engine_of, until
+from test_cluster_failures import LEASE, SHARDS, engine_of
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ import pytest
 import chronowheel._cluster.flush as cluster_flush
 from chronowheel import Cluster, Engine
 from chronowheel.testing import VirtualClock
+from helpers import until
 from pgserver import PgServer, running_server
 from test_cluster import settle, store_of
-from test_cluster_failures import until
 from test_cluster_faults import LEASE, spawn_worker
 
 SHARDS = 16
