@@ -86,14 +86,16 @@ class JournalStore:
 
     def _rebuild(self, replay: JobReplay) -> list[Job]:
         """The live jobs, runs linked to their series; outcomes kept apart; records of unknown tasks parked."""
-        jobs, done, parked = self.live, self.done, self._parked
-        for job_id, entry in replay.live.items():
-            if isinstance(entry, Job):
-                jobs[job_id] = entry
-            elif entry["t"] == "done":  # a finished job's outcome: its task need not be registered
-                done[job_id] = (entry["exp"], orjson.dumps(entry))
+        live, done, parked = replay.live, self.done, self._parked
+        for job_id in [job_id for job_id, entry in live.items() if not isinstance(entry, Job)]:
+            record = live.pop(job_id)  # the few that are not jobs: out of the live set, which keeps its order
+            assert isinstance(record, dict)
+            if record["t"] == "done":  # a finished job's outcome: its task need not be registered
+                done[job_id] = (record["exp"], orjson.dumps(record))
             else:
-                parked[job_id] = entry
+                parked[job_id] = record
+        jobs: dict[str, Job] = live  # type: ignore[assignment]  # only jobs are left in it
+        self.live = jobs  # adopted, not copied: a million inserts fewer
         if parked and not self._park:
             unknown = sorted({record["task"] for record in parked.values()})
             parked.clear()
