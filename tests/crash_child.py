@@ -53,6 +53,7 @@ import chronowheel._journal.repair as repair_module
 import chronowheel._journal.store as store_module
 import chronowheel._journal.writer as journal_module
 from chronowheel import Engine, Every
+from chronowheel._journal.recovery import Replay
 from chronowheel._journal.store import JournalStore
 from chronowheel._journal.writer import Journal
 
@@ -172,10 +173,10 @@ def watch_recovery(counter: StepCounter) -> None:
     """Count the filesystem steps of ``Journal._recover`` (it runs in a worker thread)."""
     recover = Journal._recover
 
-    def do_recover(self: Journal, truncate_corrupt: bool) -> dict[str, dict[str, Any]]:
+    def do_recover(self: Journal, truncate_corrupt: bool, replay: Replay | None) -> dict[str, dict[str, Any]]:
         counter.active = True
         try:
-            live = recover(self, truncate_corrupt)
+            live = recover(self, truncate_corrupt, replay)
         finally:
             counter.active = False
         say(f"recovery-steps {counter.steps}")

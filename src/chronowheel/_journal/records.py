@@ -52,6 +52,7 @@ __all__ = [
     "job_from_record",
     "job_record",
     "outcome_from_record",
+    "replay_records",
 ]
 
 ERR_MAX: Final = 8192  # characters of a failure's traceback a record keeps: its end, where the error is
@@ -312,3 +313,12 @@ def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
                 job["series"]["nominal"] = record["due"]
     else:  # cancel, ack
         live.pop(record["id"], None)
+
+
+def replay_records(live: dict[str, dict[str, Any]], records: list[dict[str, Any]]) -> None:
+    """:func:`apply` over a run of records, the usual ``job`` record inline: the live set as records."""
+    for record in records:
+        if record["t"] == "job":
+            live[record["id"]] = record
+        else:
+            apply(live, record)

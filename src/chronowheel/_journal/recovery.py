@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 
 from .._errors import JournalCorrupt
 from .format import LOG, SNAPSHOT, Check, Decoder, Ending, Header, Record
-from .records import apply
+from .records import replay_records
 from .schema import END, check_log_records, check_snapshot_records
 
 __all__ = ["END", "FileVerdict", "JournalFile", "RecoveryPlan", "Role", "plan"]
@@ -103,14 +103,28 @@ class RecoveryPlan:
 
 
 OnRecord = Callable[[Role, Record], None]
+Replay = Callable[[list[dict[str, Any]]], None]
+"""Takes the replayed records a run at a time, in journal order: a snapshot's (less its end record), then the logs'."""
 
 
-def plan(path: str, *, truncate_corrupt: bool = False, on_record: OnRecord | None = None) -> RecoveryPlan:
-    """Read the journal at ``path`` as recovery would; ``on_record`` sees each record before it is applied."""
+def plan(
+    path: str, *, truncate_corrupt: bool = False, on_record: OnRecord | None = None, replay: Replay | None = None
+) -> RecoveryPlan:
+    """Read the journal at ``path`` as recovery would; ``on_record`` sees each record before it is applied.
+
+    The records replayed go to ``replay``, or by default into the plan's
+    ``live`` set of records (:func:`.records.replay_records`).
+    """
     base = os.path.abspath(path)
     result = RecoveryPlan(leftovers=[p for p in (base + ".tmp", base + ".snapshot.tmp") if os.path.exists(p)])
+    if replay is None:
+        live = result.live
+
+        def replay(records: list[dict[str, Any]]) -> None:
+            replay_records(live, records)
+
     try:
-        _read(base, result, truncate_corrupt, on_record)
+        _read(base, result, truncate_corrupt, on_record, replay)
     except JournalCorrupt as problem:
         result.problem = problem
         if result.problem_path is None:
@@ -123,12 +137,13 @@ def _refuse(result: RecoveryPlan, verdict: FileVerdict, message: str, offset: in
     return JournalCorrupt(f"journal: {verdict.path}: {message}", offset)
 
 
-def _read(base: str, result: RecoveryPlan, truncate_corrupt: bool, on_record: OnRecord | None) -> None:
-    snapshot = _load_snapshot(base + ".snapshot", result, on_record) if os.path.exists(base + ".snapshot") else None
+def _read(base: str, result: RecoveryPlan, truncate_corrupt: bool, on_record: OnRecord | None, replay: Replay) -> None:
+    snapshot_path = base + ".snapshot"
+    snapshot = _load_snapshot(snapshot_path, result, on_record, replay) if os.path.exists(snapshot_path) else None
     chain = _Chain(result, snapshot)
     roles: tuple[tuple[Role, str], ...] = (("old", base + ".old"), ("log", base))
     logs = [
-        _replay_log(role, log_path, result, chain, truncate_corrupt, on_record)
+        _replay_log(role, log_path, result, chain, truncate_corrupt, on_record, replay)
         for role, log_path in roles
         if os.path.exists(log_path)
     ]
@@ -261,23 +276,31 @@ class _Chain:
                 )
 
 
-def _load_snapshot(path: str, result: RecoveryPlan, on_record: OnRecord | None) -> FileVerdict:
+def _load_snapshot(path: str, result: RecoveryPlan, on_record: OnRecord | None, replay: Replay) -> FileVerdict:
     """Load the snapshot into the live set. A snapshot is whole or it is corrupt."""
     verdict = FileVerdict("snapshot", path, os.path.getsize(path), replayed=True)
     result.files.append(verdict)
     snapshot = JournalFile(path, check_snapshot_records)
     end: dict[str, Any] | None = None
-    for record in snapshot.records():
+    for run in snapshot.runs():
+        payloads = [record.payload for record in run]
+        ends = [index for index, payload in enumerate(payloads) if payload["t"] == END]
+        # The first record after the end record, if there is one: this run's first, or the one after its end.
+        after = 0 if end is not None else ends[0] + 1 if ends and ends[0] < len(run) - 1 else None
+        if after is not None:
+            if on_record is not None:
+                for record in run[: after + 1]:
+                    on_record("snapshot", record)
+            replay(payloads[: max(after - 1, 0)])
+            verdict.records += max(after - 1, 0)
+            raise _refuse(result, verdict, "a record after the snapshot's end record", run[after].offset)
         if on_record is not None:
-            on_record("snapshot", record)
-        payload = record.payload
-        if end is not None:
-            raise _refuse(result, verdict, "a record after the snapshot's end record", record.offset)
-        if payload["t"] == END:
-            end = payload
-        else:
-            result.live[payload["id"]] = payload
-            verdict.records += 1
+            for record in run:
+                on_record("snapshot", record)
+        if ends:
+            end = payloads.pop()
+        replay(payloads)
+        verdict.records += len(payloads)
     verdict.header, verdict.ending = snapshot.header, snapshot.ending
     assert snapshot.ending is not None
     if snapshot.ending.status != "clean" or snapshot.header is None or snapshot.header.kind != SNAPSHOT:
@@ -295,33 +318,35 @@ def _replay_log(
     chain: _Chain,
     truncate_corrupt: bool,
     on_record: OnRecord | None,
+    replay: Replay,
 ) -> FileVerdict:
     """Replay one log onto the live set, or only check it if the snapshot holds it; judge its tail."""
     verdict = FileVerdict(role, path, os.path.getsize(path))
     result.files.append(verdict)
     log = JournalFile(path, check_log_records)
 
-    def read_header() -> dict[str, dict[str, Any]]:
-        """Check the header; where its records go: the live set, or nowhere if the snapshot holds them."""
+    def read_header() -> bool:
+        """Check the header; True if its records are replayed, False if the snapshot holds them."""
         assert log.header is not None
         verdict.header = log.header
         verdict.replayed = chain.admit(verdict)
-        return result.live if verdict.replayed else {}
+        return verdict.replayed
 
-    target: dict[str, dict[str, Any]] | None = None
+    replayed: bool | None = None
     for run in log.runs():
-        for record in run:
+        seen = 0  # records on_record has seen: the header is read after the first, as it was written
+        if replayed is None:
             if on_record is not None:
+                on_record(role, run[0])
+                seen = 1
+            replayed = read_header()
+        if on_record is not None:
+            for record in run[seen:]:
                 on_record(role, record)
-            if target is None:
-                target = read_header()
-            payload = record.payload
-            if payload["t"] == "job":  # apply(), inlined for the usual record
-                target[payload["id"]] = payload
-            else:
-                apply(target, payload)
+        if replayed:
+            replay([record.payload for record in run])
         verdict.records += len(run)
-    if target is None and log.header is not None:  # a log with no records
+    if replayed is None and log.header is not None:  # a log with no records
         read_header()
     ending = verdict.ending = log.ending
     verdict.next_seq = log.next_seq

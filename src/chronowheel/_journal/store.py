@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Final, Literal
@@ -17,6 +16,7 @@ from .._job import Job
 from .._outcome import Outcome
 from .._store import Claim, Gone
 from .records import encode_done, encode_job, job_from_record, outcome_from_record
+from .replay import JobReplay
 from .writer import FsyncPolicy, Journal
 
 __all__ = ["JournalStore"]
@@ -68,13 +68,14 @@ class JournalStore:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            live = await asyncio.to_thread(self.journal.recover, truncate_corrupt=self._truncate)
+            replay = JobReplay(tasks)  # the jobs are built as the records are read, in the thread
+            await asyncio.to_thread(self.journal.recover, truncate_corrupt=self._truncate, replay=replay)
             try:
-                jobs = self._rebuild(live, tasks)
+                jobs = self._rebuild(replay)
             except BaseException:
                 await self.journal.close()
                 raise
-            del live
+            del replay
         finally:
             if collecting:
                 gc.enable()
@@ -83,55 +84,35 @@ class JournalStore:
         self._open = True
         return jobs
 
-    def _rebuild(self, live: dict[str, dict[str, Any]], tasks: Collection[str]) -> list[Job]:
-        """Jobs from the live records, runs linked to their series; records of unknown tasks parked."""
-        known = set(tasks)
-        done = self.done
-        for job_id in [job_id for job_id, record in live.items() if record["t"] == "done"]:
-            record = live.pop(job_id)  # a finished job's outcome: its task need not be registered
-            done[job_id] = (record["exp"], orjson.dumps(record))
-        unknown = sorted({record["task"] for record in live.values()} - known)
-        if unknown and not self._park:
+    def _rebuild(self, replay: JobReplay) -> list[Job]:
+        """The live jobs, runs linked to their series; outcomes kept apart; records of unknown tasks parked."""
+        live, done, parked = replay.live, self.done, self._parked
+        for job_id in [job_id for job_id, entry in live.items() if not isinstance(entry, Job)]:
+            record = live.pop(job_id)  # the few that are not jobs: out of the live set, which keeps its order
+            assert isinstance(record, dict)
+            if record["t"] == "done":  # a finished job's outcome: its task need not be registered
+                done[job_id] = (record["exp"], orjson.dumps(record))
+            else:
+                parked[job_id] = record
+        jobs: dict[str, Job] = live  # type: ignore[assignment]  # only jobs are left in it
+        self.live = jobs  # adopted, not copied: a million inserts fewer
+        if parked and not self._park:
+            unknown = sorted({record["task"] for record in parked.values()})
+            parked.clear()
             raise UnknownTask(
                 f"journal: it holds jobs of tasks that are not registered: {', '.join(map(repr, unknown))};"
                 " register them before start(), or pass Engine(unknown_tasks='park')"
             )
-        jobs = self.live
-        parents: dict[str, str] = {}  # run id -> its series' id
-        tasks_of = {task: sys.intern(task) for task in known}  # a million jobs share a few task names
-        pop = live.pop
-        for job_id in list(live):
-            record = pop(job_id)  # freed as it goes: each job reuses the memory of a record before it
-            task = tasks_of.get(record["task"])
-            if task is None:
-                self._parked[job_id] = record
-            elif len(record) <= 10 and record["state"] == "pending" and (len(record) == 9 or "key" in record):
-                # job_from_record(), inlined for a one-shot job's plain record (the schema has checked its fields)
-                job = jobs[job_id] = Job(
-                    job_id,
-                    record.get("key"),
-                    task,
-                    tuple(record["args"]),
-                    record["kwargs"],
-                    record["prio"],
-                    record["due"],
-                    0,
-                )
-                job.attempt = record["att"]
-            else:
-                jobs[job_id] = job_from_record(record)
-                if "parent" in record:
-                    parents[job_id] = record["parent"]
-        for job_id, parent_id in parents.items():  # a run of a recurring job finds its series again
+        for job_id, (run, parent_id) in replay.parents.items():  # a run of a recurring job finds its series again
             parent = jobs.get(parent_id)
-            if parent is not None and parent._series is not None:
-                jobs[job_id]._parent = parent
+            if jobs.get(job_id) is run and parent is not None and parent._series is not None:
+                run._parent = parent
                 parent._series.active += 1
-        if self._parked:
+        if parked:
             logger.warning(
                 "chronowheel: journal: parked %d jobs of tasks that are not registered: %s",
-                len(self._parked),
-                ", ".join(unknown),
+                len(parked),
+                ", ".join(sorted({record["task"] for record in parked.values()})),
             )
         return list(jobs.values())
 

@@ -31,7 +31,7 @@ from .._errors import JournalFailed
 from .._histogram import FSYNC_RECORDS, FSYNC_SECONDS, Histogram
 from .files import SnapshotFile, create_log, fsync_directory, take_lock, write_all
 from .format import IDENTITY_SIZE, LOG, Encoder
-from .recovery import JournalFile, plan
+from .recovery import JournalFile, Replay, plan
 from .repair import remove_old_log, repair
 
 __all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in .recovery
@@ -95,14 +95,16 @@ class Journal:
 
     # -- recovery (blocking: the engine runs it in a thread) ------------------------
 
-    def recover(self, *, truncate_corrupt: bool) -> dict[str, dict[str, Any]]:
+    def recover(self, *, truncate_corrupt: bool, replay: Replay | None = None) -> dict[str, dict[str, Any]]:
         """Take the lock, read snapshot and logs, and leave one clean log to append to.
 
-        Returns the live set: job id -> that job's last ``job`` record.
+        Returns the live set: job id -> that job's last ``job`` record; or,
+        given ``replay``, hands it the records instead (see :func:`.recovery.plan`)
+        and returns an empty set.
         """
         self._take_lock()
         try:
-            return self._recover(truncate_corrupt)
+            return self._recover(truncate_corrupt, replay)
         except BaseException:
             self._release_lock()
             raise
@@ -115,14 +117,19 @@ class Journal:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _recover(self, truncate_corrupt: bool) -> dict[str, dict[str, Any]]:
-        found = plan(self.path, truncate_corrupt=truncate_corrupt)
+    def _recover(self, truncate_corrupt: bool, replay: Replay | None) -> dict[str, dict[str, Any]]:
+        found = plan(self.path, truncate_corrupt=truncate_corrupt, replay=replay)
         if found.problem is not None:
             raise found.problem
+        if found.compact and replay is not None:
+            # Rare (a compaction cut short, a version-1 journal): the snapshot it writes is of the records.
+            found = plan(self.path, truncate_corrupt=truncate_corrupt)
+            if found.problem is not None:
+                raise found.problem
         self._log = repair(self.path, found)
         self.generation, self.log_records = found.generation, found.log_records
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        return found.live
+        return found.live if replay is None else {}
 
     # -- the loop side ---------------------------------------------------------------
 
