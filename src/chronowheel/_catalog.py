@@ -1,7 +1,9 @@
 """Queries over the jobs an engine knows: one page at a time, ordered by deadline, with a cursor.
 
 Read from the engine's own memory (its indexes, pools, dead letters, finished
-jobs); only the parked jobs come from the store, which alone keeps them.
+jobs' outcomes); only the parked jobs come from the store, which alone keeps them.
+A finished job is matched on its outcome, and only those on the page are
+shown as ``Job`` objects.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Final
 
 from ._job import JOB_STATES, Job
 from ._limits import check_choice, check_int, check_name
+from ._outcome import Outcome
 from ._registry import Registry
 
 __all__ = ["MAX_PAGE", "Catalog"]
@@ -30,18 +33,33 @@ class Catalog:
     """Every job the engine can show: waiting, queued, running, paused, dead, parked, and recently finished.
 
     ``sources`` are the other places jobs are kept (the dead letters, the
-    finished jobs, the store's parked jobs), each a callable returning them.
+    store's parked jobs), each a callable returning them; ``finished``
+    returns the kept outcomes of finished jobs, and ``shown`` the ``Job``
+    a page shows for one.
     """
 
-    def __init__(self, registry: Registry, sources: Iterable[Callable[[], Iterable[Job]]]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        sources: Iterable[Callable[[], Iterable[Job]]],
+        finished: Callable[[], Iterable[Outcome]],
+        shown: Callable[[Outcome], Job],
+    ) -> None:
         self._registry = registry
         self._sources = tuple(sources)
+        self._finished = finished
+        self._shown = shown
         self._ends: dict[str, Position] = {}  # the last job of each page handed out -> where it stood then
 
-    def _everything(self) -> Iterator[Job]:
-        yield from self._registry.jobs.values()  # every unfinished job: filed, held, queued or running
+    def _everything(self) -> Iterator[tuple[Job | Outcome, float]]:
+        """Each job, or a finished job's outcome, with its deadline."""
+        for job in self._registry.jobs.values():  # every unfinished job: filed, held, queued or running
+            yield job, job._due_wall
         for source in self._sources:
-            yield from source()
+            for job in source():
+                yield job, job._due_wall
+        for outcome in self._finished():
+            yield outcome, outcome.due
 
     def page(
         self,
@@ -72,8 +90,8 @@ class Catalog:
                 raise TypeError(f"after must be a Job (the last of the previous page) or None, got {kind}")
             start = self._ends.get(after.id, _position(after))
         seen: set[str] = set()
-        matches: list[tuple[Position, Job]] = []
-        for job in self._everything():
+        matches: list[tuple[Position, Job | Outcome]] = []
+        for job, due in self._everything():
             if job.id in seen:
                 continue
             seen.add(job.id)
@@ -83,11 +101,14 @@ class Catalog:
                 continue
             if prefix is not None and (job.key is None or not job.key.startswith(prefix)):
                 continue
-            position = _position(job)
+            position = (due, job.id)
             if start is not None and position <= start:
                 continue
             matches.append((position, job))
-        chosen = heapq.nsmallest(count, matches, key=lambda match: match[0])
+        chosen = [
+            (position, job if isinstance(job, Job) else self._shown(job))
+            for position, job in heapq.nsmallest(count, matches, key=lambda match: match[0])
+        ]
         if chosen:
             last_position, last = chosen[-1]
             ends = self._ends

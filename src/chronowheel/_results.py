@@ -1,5 +1,8 @@
 """Results: finished jobs' outcomes kept for ``result_ttl``, and the callers waiting for them.
 
+A success's outcome holds what ``result()`` and ``jobs()`` need of its job,
+not the job (:class:`~chronowheel._outcome.Outcome`): the Job is released at
+its end, and ``jobs()`` shows one rebuilt from the outcome (:meth:`Results.shown`).
 Outcomes are kept in the order they were made, which (one TTL per engine) is
 the order they expire in: expiry pops the front of a dict lazily, when the
 next outcome is kept or they are read, so it costs no timer and no scan.
@@ -8,7 +11,8 @@ next outcome is kept or they are read, so it costs no timer and no scan.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Mapping
 from typing import Any, Final
 
 from ._dependencies import Dependencies
@@ -32,9 +36,16 @@ class Results:
     """
 
     def __init__(
-        self, ttl: float, ticks: Ticks, timers: Timers, placement: Placement, dependencies: Dependencies
+        self,
+        ttl: float,
+        ticks: Ticks,
+        timers: Timers,
+        placement: Placement,
+        dependencies: Dependencies,
+        owner: object,
     ) -> None:
         self.ttl = ttl
+        self._owner = owner
         self._dependencies = dependencies
         self._wall = ticks.wall
         self._ticks = ticks
@@ -43,6 +54,7 @@ class Results:
         self._kept: dict[str, Outcome] = {}  # in the order they were kept, which (one ttl) is their expiry order
         self._sweep_at = ticks.wall() + ttl  # no kept outcome expires before this
         self._waiters: dict[str, list[asyncio.Future[Outcome | None]]] = {}
+        self._shown: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()  # see shown()
 
     # -- outcomes -------------------------------------------------------------------
 
@@ -58,11 +70,19 @@ class Results:
             if now >= self._sweep_at:
                 self._expire(now)
             # Outcome(job, value, now + ttl) without its __init__: that Python frame was 2,300 instructions a job.
+            # Only what result() and jobs() need of the job is kept; the Job goes, with its attempt's state.
             outcome = _new_outcome(Outcome)
-            outcome.job = job
+            outcome.id = job.id
+            outcome.task = job.task
+            outcome.key = job.key
+            outcome.args = job.args
+            outcome.kwargs = job.kwargs or None
+            outcome.priority = job.priority
+            outcome.attempt = job.attempt
+            outcome.due = job._due_wall
             outcome.value = value
             outcome.expires = now + ttl
-            outcome.reason = outcome.unkept = None
+            outcome.reason = outcome.unkept = outcome.cancelled = None
             self._placement.gone(job, "ack", own=True, kept=outcome)
             self._kept[job.id] = outcome
         else:
@@ -74,7 +94,7 @@ class Results:
             self._dependencies.parent_ended(job)
 
     def cancelled(self, job: Job, reason: str) -> Outcome:
-        """The outcome a cancellation keeps; hand it to ``Placement.take_out``, then to :meth:`ended`."""
+        """The outcome a cancellation keeps (with its job); hand it to ``Placement.take_out``, then to :meth:`ended`."""
         return Outcome(job, None, self._wall() + self.ttl, reason=reason)
 
     def ended(self, outcome: Outcome) -> None:
@@ -83,9 +103,9 @@ class Results:
             now = self._wall()
             if now >= self._sweep_at:
                 self._expire(now)
-            self._kept[outcome.job.id] = outcome
+            self._kept[outcome.id] = outcome
         if self._waiters:
-            self._wake(outcome.job.id, outcome)
+            self._wake(outcome.id, outcome)
         if self._dependencies.children:
             self._dependencies.parent_ended(outcome.job)
 
@@ -115,7 +135,7 @@ class Results:
         now = self._wall()
         for outcome in sorted(outcomes, key=lambda outcome: outcome.expires):
             if outcome.expires > now:
-                self._kept[outcome.job.id] = outcome
+                self._kept[outcome.id] = outcome
         first = next(iter(self._kept.values()), None)
         if first is not None:
             self._sweep_at = min(self._sweep_at, first.expires)
@@ -128,14 +148,31 @@ class Results:
             if first.expires > now:
                 self._sweep_at = first.expires
                 return
-            del kept[first.job.id]
+            del kept[first.id]
         self._sweep_at = now + self.ttl  # whatever is kept from now on expires no sooner
 
-    def finished(self) -> Iterator[Job]:
-        """The jobs whose outcome is kept: succeeded, or cancelled."""
+    def finished(self) -> list[Outcome]:
+        """The kept outcomes, of jobs succeeded or cancelled; :meth:`shown` is the ``Job`` for one."""
         now = self._wall()
         self._expire(now)
-        return (outcome.job for outcome in list(self._kept.values()) if outcome.expires > now)
+        return [outcome for outcome in self._kept.values() if outcome.expires > now]
+
+    def shown(self, outcome: Outcome) -> Job:
+        """The ``Job`` that ``jobs()`` and ``JobCancelled`` show for a finished job: one object while it is in use.
+
+        A cancellation kept its job. A success's is rebuilt from its outcome
+        the first time it is asked for, and is that same object for as long
+        as the caller holds it (a page, a cursor, a ``job in engine.jobs()``):
+        the engine holds it weakly, so the outcome stays small once it is dropped.
+        """
+        if outcome.cancelled is not None:
+            return outcome.cancelled
+        job = self._shown.get(outcome.id)
+        if job is None:
+            job = outcome.rebuilt()
+            job._engine = self._owner  # cancel() and the like answer for it, as for the job it was
+            self._shown[outcome.id] = job
+        return job
 
     # -- reading --------------------------------------------------------------------
 
@@ -173,7 +210,7 @@ class Results:
         """The value of the outcome; :class:`JobCancelled`, :class:`JobFailed` or ``KeyError`` as it ended."""
         if outcome is not None:
             if outcome.reason is not None:
-                raise JobCancelled(outcome.job, outcome.reason)
+                raise JobCancelled(self.shown(outcome), outcome.reason)
             if outcome.unkept is not None and outcome.value is None:
                 raise KeyError(f"job {job_id} succeeded, but its return value was not kept: {outcome.unkept}")
             return outcome.value
