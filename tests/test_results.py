@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 
 from chronowheel import ChronowheelError, Engine, EngineClosed, JobCancelled, JobFailed, Retry, current_job
 from chronowheel.testing import VirtualClock
-from helpers import journal_store, stopping
+from helpers import join_threads, journal_store, stopping
 
 WALL = 1_767_225_600.0
 
@@ -38,6 +40,12 @@ class Lab:
         @engine.task(name="broken", retry=Retry(2, backoff=1.0, jitter=False))
         async def broken() -> None:
             raise LookupError("no such user")
+
+        @engine.task(name="flaky_echo", retry=Retry(2, backoff=1.0, jitter=False))
+        async def flaky_echo(value: Any) -> Any:
+            if current_job().attempt == 1:
+                raise ConnectionError("refused")
+            return value
 
         @engine.task(name="make_set")
         async def make_set() -> set[int]:
@@ -320,3 +328,108 @@ async def test_a_waiter_is_told_when_the_engine_stops_before_its_job_ended(lab: 
         await waiting
     with pytest.raises(EngineClosed, match=f"^job {job.id}: the engine is stopped; the job did not end in it$"):
         await engine.result(job.id)
+
+
+# -- a finished job keeps its outcome, not its Job ------------------------------------------------
+
+
+def one_worker(engine: Engine) -> None:
+    """Tasks in a pool of one worker: its next job makes the worker forget the last one (its context, its locals)."""
+    engine.add_pool("solo", concurrency=1)
+
+    @engine.task(name="keep", pool="solo")
+    async def keep(value: Any, *, note: str = "") -> Any:
+        return value
+
+    @engine.task(name="keep_sync", pool="solo")
+    def keep_sync(value: Any, *, note: str = "") -> Any:
+        return value
+
+
+@pytest.mark.parametrize("task", ["keep", "keep_sync"])
+async def test_a_succeeded_jobs_job_is_released_while_its_outcome_answers(lab: Lab, task: str) -> None:
+    """The engine lets a succeeded Job go: result(), jobs() and get() answer from its outcome; restarted too."""
+    engine, clock = lab.engine()
+    one_worker(engine)
+    async with engine:
+        job = await engine.schedule(task, args=({"n": [1]},), kwargs={"note": "x"}, delay=1, key="report:1")
+        await clock.advance(1)
+        await join_threads(clock, job)
+        released = weakref.ref(job)
+        job_id, deadline = job.id, job.deadline
+        del job
+        await engine.schedule("keep", args=("next",), delay=0)  # the worker's next job
+        await clock.advance(0)
+        gc.collect()
+        assert released() is None
+        assert await engine.result(job_id) == {"n": [1]}
+        assert engine.get("report:1") is None
+        (shown,) = engine.jobs(key_prefix="report:")
+        seen = (shown.id, shown.task, shown.key, shown.args, shown.kwargs, shown.attempt, shown.state)
+        assert seen == (job_id, task, "report:1", ({"n": [1]},), {"note": "x"}, 1, "succeeded")
+        assert (shown.deadline, shown.error, shown.traceback, shown.recurrence) == (deadline, None, None, None)
+    if lab.path is not None:
+        lab.finished(clock)
+        engine, clock = lab.engine(later=1)
+        one_worker(engine)
+        async with engine:
+            assert await engine.result(job_id) == {"n": [1]}
+            assert engine.get("report:1") is None
+            (shown,) = engine.jobs(key_prefix="report:")
+            assert (shown.id, shown.task, shown.key, shown.deadline) == (job_id, task, "report:1", deadline)
+            assert shown.state == "succeeded"
+
+
+ENDS = ["succeeded", "retried", "cancelled"]
+
+
+async def finish(engine: Engine, clock: VirtualClock, end: str) -> str:
+    """A job that ends as ``end`` says; its id (the test keeps no reference to the Job)."""
+    if end == "cancelled":
+        job = await engine.schedule("echo", args=(7,), delay=10)
+        engine.cancel(job)
+    else:
+        job = await engine.schedule("flaky_echo" if end == "retried" else "echo", args=(7,), delay=1)
+        await clock.advance(3)
+    return job.id
+
+
+@pytest.mark.parametrize("where", ["memory", "journal", "journal-restart"])
+@pytest.mark.parametrize("end", ENDS)
+async def test_a_finished_job_in_jobs_is_one_object_while_held_and_the_engine_answers_for_it(
+    tmp_path: Path, end: str, where: str
+) -> None:
+    """The Job jobs() shows for a finished job: the same object on every page while held; cancel(), reschedule()
+    and pause() say False for it, result() answers, and a succeeded one is a parent ``after=`` takes."""
+    lab = Lab(None if where == "memory" else tmp_path)
+    restart = where == "journal-restart"
+    engine, clock = lab.engine()
+    await engine.start()
+    job_id = await finish(engine, clock, end)
+    if restart:
+        await engine.stop()
+        lab.finished(clock)
+        engine, clock = lab.engine(later=1)
+        await engine.start()
+    try:
+        state = "cancelled" if end == "cancelled" else "succeeded"
+        listed = engine.jobs(state=state)
+        assert [job.id for job in listed] == [job_id]
+        assert engine.jobs() == listed  # held: the same object, not a copy per call
+        (shown,) = listed
+        attempts = 0 if restart else {"succeeded": 1, "retried": 2, "cancelled": 0}[end]  # a done record keeps none
+        assert (shown.attempt, shown.state) == (attempts, state)
+        assert engine.cancel(shown) is False
+        assert engine.reschedule(shown, delay=5) is False
+        assert engine.pause(shown) is False
+        if end == "cancelled":
+            assert isinstance(shown.error, JobCancelled)
+            with pytest.raises(JobCancelled, match="cancel\\(\\) was called"):
+                await engine.result(shown)
+        else:
+            assert await engine.result(shown) == 7
+            child = await engine.schedule("echo", args=("child",), after=shown)
+            await clock.advance(0)
+            assert await engine.result(child) == "child"
+    finally:
+        await engine.stop(grace=0)
