@@ -1,8 +1,9 @@
 """Results: finished jobs' outcomes kept for ``result_ttl``, and the callers waiting for them.
 
-A success's outcome holds what ``result()`` and ``jobs()`` need of its job,
-not the job (:class:`~chronowheel._outcome.Outcome`): the Job is released at
-its end, and ``jobs()`` shows one rebuilt from the outcome (:meth:`Results.shown`).
+A success keeps what ``result()`` and ``jobs()`` need of its job, in a tuple
+the collector does not walk (:data:`~chronowheel._outcome.Record`), not the
+job: the Job is released at its end, and ``jobs()`` shows one rebuilt from
+the record (:meth:`Results.shown`).
 Outcomes are kept in the order they were made, which (one TTL per engine) is
 the order they expire in: expiry pops the front of a dict lazily, when the
 next outcome is kept or they are read, so it costs no timer and no scan.
@@ -13,19 +14,17 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from ._dependencies import Dependencies
 from ._errors import EngineClosed, JobCancelled, JobFailed
 from ._job import Job
-from ._outcome import Outcome
+from ._outcome import EXPIRES, Outcome, Record
 from ._placement import Placement
 from ._ticks import Ticks
 from ._timers import Timers
 
 __all__ = ["Results"]
-
-_new_outcome: Final = Outcome.__new__  # object.__new__: an Outcome with its slots still to set
 
 
 class Results:
@@ -51,7 +50,7 @@ class Results:
         self._ticks = ticks
         self._timers = timers
         self._placement = placement
-        self._kept: dict[str, Outcome] = {}  # in the order they were kept, which (one ttl) is their expiry order
+        self._kept: dict[str, Record] = {}  # in the order they were kept, which (one ttl) is their expiry order
         self._sweep_at = ticks.wall() + ttl  # no kept outcome expires before this
         self._waiters: dict[str, list[asyncio.Future[Outcome | None]]] = {}
         self._shown: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()  # see shown()
@@ -69,27 +68,25 @@ class Results:
             now = self._wall()
             if now >= self._sweep_at:
                 self._expire(now)
-            # Outcome(job, value, now + ttl) without its __init__: that Python frame was 2,300 instructions a job.
-            # Only what result() and jobs() need of the job is kept; the Job goes, with its attempt's state.
-            outcome = _new_outcome(Outcome)
-            outcome.id = job.id
-            outcome.task = job.task
-            outcome.key = job.key
-            outcome.args = job.args
-            outcome.kwargs = job.kwargs or None
-            outcome.priority = job.priority
-            outcome.attempt = job.attempt
-            outcome.due = job._due_wall
-            outcome.value = value
-            outcome.expires = now + ttl
-            outcome.reason = outcome.unkept = outcome.cancelled = None
-            self._placement.gone(job, "ack", own=True, kept=outcome)
-            self._kept[job.id] = outcome
+            # Outcome(job, value, now + ttl).record without its __init__ (a Python frame: 2,300 instructions a job).
+            # What result() and jobs() need of the job, in a tuple the collector lets go; the Job itself goes.
+            record: Record = (
+                job.task, job.key, job.args, job.kwargs or None, job.priority, job.attempt, job._due_wall, value,
+                now + ttl, None, None, None,
+            )  # fmt: skip
+            if self._placement.store is None:
+                self._placement.gone(job, "ack", own=True)
+            else:
+                outcome = Outcome.of(job.id, record)
+                self._placement.gone(job, "ack", own=True, kept=outcome)
+                record = outcome.record  # with why the store could not keep the value, if it could not
+            self._kept[job.id] = record
+            if self._waiters:
+                self._wake(job.id, Outcome.of(job.id, record))
         else:
-            outcome = None
             self._placement.gone(job, "ack", own=True)
-        if self._waiters:
-            self._wake(job.id, outcome or Outcome(job, value, 0.0))
+            if self._waiters:
+                self._wake(job.id, Outcome(job, value, 0.0))
         if self._dependencies.children:
             self._dependencies.parent_ended(job)
 
@@ -103,7 +100,7 @@ class Results:
             now = self._wall()
             if now >= self._sweep_at:
                 self._expire(now)
-            self._kept[outcome.id] = outcome
+            self._kept[outcome.id] = outcome.record
         if self._waiters:
             self._wake(outcome.id, outcome)
         if self._dependencies.children:
@@ -135,27 +132,27 @@ class Results:
         now = self._wall()
         for outcome in sorted(outcomes, key=lambda outcome: outcome.expires):
             if outcome.expires > now:
-                self._kept[outcome.id] = outcome
+                self._kept[outcome.id] = outcome.record
         first = next(iter(self._kept.values()), None)
         if first is not None:
-            self._sweep_at = min(self._sweep_at, first.expires)
+            self._sweep_at = min(self._sweep_at, first[EXPIRES])
 
     def _expire(self, now: float) -> None:
         """Drop the kept outcomes expired by ``now``, oldest first; the next sweep is when the oldest left expires."""
         kept = self._kept
         while kept:
-            first = next(iter(kept.values()))
-            if first.expires > now:
-                self._sweep_at = first.expires
+            job_id, first = next(iter(kept.items()))
+            if first[EXPIRES] > now:
+                self._sweep_at = first[EXPIRES]
                 return
-            del kept[first.id]
+            del kept[job_id]
         self._sweep_at = now + self.ttl  # whatever is kept from now on expires no sooner
 
     def finished(self) -> list[Outcome]:
         """The kept outcomes, of jobs succeeded or cancelled; :meth:`shown` is the ``Job`` for one."""
         now = self._wall()
         self._expire(now)
-        return [outcome for outcome in self._kept.values() if outcome.expires > now]
+        return [Outcome.of(job_id, record) for job_id, record in self._kept.items() if record[EXPIRES] > now]
 
     def shown(self, outcome: Outcome) -> Job:
         """The ``Job`` that ``jobs()`` and ``JobCancelled`` show for a finished job: one object while it is in use.
@@ -178,8 +175,8 @@ class Results:
 
     def kept(self, job_id: str) -> Outcome | None:
         """The job's outcome if it is kept and has not expired."""
-        outcome = self._kept.get(job_id)
-        return outcome if outcome is not None and outcome.expires > self._wall() else None
+        record = self._kept.get(job_id)
+        return None if record is None or record[EXPIRES] <= self._wall() else Outcome.of(job_id, record)
 
     async def wait(self, job_id: str, timeout: float | None) -> Outcome | None:  # noqa: ASYNC109 (result()'s)
         """Wait until the unfinished job ``job_id`` ends: its outcome, or None if it went to the dead letters.

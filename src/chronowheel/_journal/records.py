@@ -36,7 +36,7 @@ import orjson
 
 from .._errors import RecordedError, error_type
 from .._job import Job, JobState
-from .._outcome import Outcome
+from .._outcome import Outcome, Record
 from .._recurrence import recurrence_from_spec
 from .._series import Series
 from .format import MAX_PAYLOAD
@@ -253,20 +253,12 @@ def encode_done(outcome: Outcome) -> bytes:
 
 def outcome_from_record(record: dict[str, Any]) -> Outcome:
     """A kept outcome rebuilt from its ``done`` record; no args, priority 0, attempt 0 (the record keeps none)."""
-    outcome = Outcome.__new__(Outcome)
-    outcome.id = record["id"]
-    outcome.task = sys.intern(record["task"])
-    outcome.key = record.get("key")
-    outcome.args = ()
-    outcome.kwargs = None
-    outcome.priority = outcome.attempt = 0
-    outcome.due = record["due"]
-    outcome.value = record.get("value")
-    outcome.expires = record["exp"]
-    outcome.reason = record.get("why") if record["state"] == "cancelled" else None
-    outcome.unkept = record.get("lost")
-    outcome.cancelled = None  # its Job is rebuilt when shown
-    return outcome
+    reason = record.get("why") if record["state"] == "cancelled" else None
+    kept: Record = (
+        sys.intern(record["task"]), record.get("key"), (), None, 0, 0, record["due"], record.get("value"),
+        record["exp"], reason, record.get("lost"), None,
+    )  # fmt: skip
+    return Outcome.of(record["id"], kept)  # its Job is rebuilt when shown
 
 
 def job_from_record(record: dict[str, Any]) -> Job:
