@@ -34,15 +34,16 @@ class Catalog:
 
     ``sources`` are the other places jobs are kept (the dead letters, the
     store's parked jobs), each a callable returning them; ``finished``
-    returns the kept outcomes of finished jobs, and ``shown`` the ``Job``
-    a page shows for one.
+    returns the kept outcomes of finished jobs matching a state, a task and
+    a key prefix (each None: any), and ``shown`` the ``Job`` a page shows
+    for one.
     """
 
     def __init__(
         self,
         registry: Registry,
         sources: Iterable[Callable[[], Iterable[Job]]],
-        finished: Callable[[], Iterable[Outcome]],
+        finished: Callable[[str | None, str | None, str | None], Iterable[Outcome]],
         shown: Callable[[Outcome], Job],
     ) -> None:
         self._registry = registry
@@ -51,15 +52,10 @@ class Catalog:
         self._shown = shown
         self._ends: dict[str, Position] = {}  # the last job of each page handed out -> where it stood then
 
-    def _everything(self) -> Iterator[tuple[Job | Outcome, float]]:
-        """Each job, or a finished job's outcome, with its deadline."""
-        for job in self._registry.jobs.values():  # every unfinished job: filed, held, queued or running
-            yield job, job._due_wall
+    def _everything(self) -> Iterator[Job]:
+        yield from self._registry.jobs.values()  # every unfinished job: filed, held, queued or running
         for source in self._sources:
-            for job in source():
-                yield job, job._due_wall
-        for outcome in self._finished():
-            yield outcome, outcome.due
+            yield from source()
 
     def page(
         self,
@@ -76,8 +72,7 @@ class Catalog:
         meanwhile never shift a page (no job is shown twice, none that stayed
         is skipped), even if the cursor's own job has since moved or ended.
         """
-        if state is not None:
-            check_choice("state", state, JOB_STATES)
+        wanted = None if state is None else check_choice("state", state, JOB_STATES)
         prefix = None if key_prefix is None else check_name("key_prefix", key_prefix)
         count = check_int("limit", limit)
         assert count is not None
@@ -91,20 +86,24 @@ class Catalog:
             start = self._ends.get(after.id, _position(after))
         seen: set[str] = set()
         matches: list[tuple[Position, Job | Outcome]] = []
-        for job, due in self._everything():
+        for job in self._everything():
             if job.id in seen:
                 continue
             seen.add(job.id)
-            if state is not None and job.state != state:
+            if wanted is not None and job.state != wanted:
                 continue
             if task is not None and job.task != task:
                 continue
             if prefix is not None and (job.key is None or not job.key.startswith(prefix)):
                 continue
-            position = (due, job.id)
+            position = _position(job)
             if start is not None and position <= start:
                 continue
             matches.append((position, job))
+        for outcome in self._finished(wanted, task, prefix):  # those the filters match
+            position = (outcome.due, outcome.id)
+            if outcome.id not in seen and (start is None or position > start):
+                matches.append((position, outcome))
         chosen = [
             (position, job if isinstance(job, Job) else self._shown(job))
             for position, job in heapq.nsmallest(count, matches, key=lambda match: match[0])

@@ -17,7 +17,7 @@ from typing import Any, Final
 from ._errors import JobCancelled
 from ._job import Job, JobState
 
-__all__ = ["EXPIRES", "Outcome", "Record"]
+__all__ = ["EXPIRES", "KEY", "REASON", "TASK", "Outcome", "Record"]
 
 # task, key, args, kwargs (None: empty), priority, attempts made, deadline (POSIX seconds), the value,
 # when the record expires, a cancellation's reason, why a store could not keep the value, the cancelled Job.
@@ -25,7 +25,11 @@ Record = tuple[
     str, str | None, tuple[Any, ...], dict[str, Any] | None, int, int, float, Any, float, str | None, str | None,
     Job | None,
 ]  # fmt: skip
-EXPIRES: Final = 8  # the index of a record's expiry: what Results' sweep reads
+# The indexes of what Results reads off a record itself: its queries' filters, its expiry sweep.
+TASK: Final = 0
+KEY: Final = 1
+EXPIRES: Final = 8
+REASON: Final = 9
 
 
 class Outcome:
@@ -64,11 +68,11 @@ class Outcome:
 
     @property
     def task(self) -> str:
-        return self.record[0]
+        return self.record[TASK]
 
     @property
     def key(self) -> str | None:
-        return self.record[1]
+        return self.record[KEY]
 
     @property
     def args(self) -> tuple[Any, ...]:
@@ -104,7 +108,7 @@ class Outcome:
 
     @property
     def reason(self) -> str | None:
-        return self.record[9]
+        return self.record[REASON]
 
     @property
     def unkept(self) -> str | None:
@@ -122,7 +126,7 @@ class Outcome:
     @property
     def state(self) -> JobState:
         """How the job ended: ``"succeeded"``, or ``"cancelled"`` (it has a reason)."""
-        return "succeeded" if self.record[9] is None else "cancelled"
+        return "succeeded" if self.record[REASON] is None else "cancelled"
 
     @property
     def job(self) -> Job:

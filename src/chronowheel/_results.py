@@ -19,7 +19,7 @@ from typing import Any
 from ._dependencies import Dependencies
 from ._errors import EngineClosed, JobCancelled, JobFailed
 from ._job import Job
-from ._outcome import EXPIRES, Outcome, Record
+from ._outcome import EXPIRES, KEY, REASON, TASK, Outcome, Record
 from ._placement import Placement
 from ._ticks import Ticks
 from ._timers import Timers
@@ -148,11 +148,25 @@ class Results:
             del kept[job_id]
         self._sweep_at = now + self.ttl  # whatever is kept from now on expires no sooner
 
-    def finished(self) -> list[Outcome]:
-        """The kept outcomes, of jobs succeeded or cancelled; :meth:`shown` is the ``Job`` for one."""
+    def finished(self, state: str | None, task: str | None, prefix: str | None) -> list[Outcome]:
+        """The kept outcomes of the jobs that ended in ``state``, of ``task``, with a key starting with ``prefix``.
+
+        Each filter None matches any. Read off the records, so that only the
+        outcomes a page may show are made; :meth:`shown` is the ``Job`` for one.
+        """
         now = self._wall()
         self._expire(now)
-        return [Outcome.of(job_id, record) for job_id, record in self._kept.items() if record[EXPIRES] > now]
+        if state is not None and state not in ("succeeded", "cancelled"):
+            return []
+        cancelled = state == "cancelled"
+        return [
+            Outcome.of(job_id, record)
+            for job_id, record in self._kept.items()
+            if record[EXPIRES] > now
+            and (state is None or (record[REASON] is not None) is cancelled)
+            and (task is None or record[TASK] == task)
+            and (prefix is None or (record[KEY] is not None and record[KEY].startswith(prefix)))
+        ]
 
     def shown(self, outcome: Outcome) -> Job:
         """The ``Job`` that ``jobs()`` and ``JobCancelled`` show for a finished job: one object while it is in use.
