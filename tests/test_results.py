@@ -433,3 +433,20 @@ async def test_a_finished_job_in_jobs_is_one_object_while_held_and_the_engine_an
             assert await engine.result(child) == "child"
     finally:
         await engine.stop(grace=0)
+
+
+ATOMS = [None, 0, -7, 2.5, "ok", True]
+
+
+@pytest.mark.parametrize("value", ATOMS, ids=[type(value).__name__ + str(i) for i, value in enumerate(ATOMS)])
+async def test_a_kept_success_of_plain_values_is_left_alone_by_the_collector(lab: Lab, value: Any) -> None:
+    """A success keeps a tuple the collector untracks at its first collection: it costs later collections nothing."""
+    engine, clock = lab.engine()
+    async with engine:
+        job = await engine.schedule("echo", args=(value,), delay=1, key="plain")
+        await clock.advance(1)
+        gc.collect()
+        kept = engine._results.kept(job.id)
+        assert kept is not None
+        assert not gc.is_tracked(kept.record)
+        assert await engine.result(job) == value
