@@ -27,6 +27,16 @@ SNAPSHOT_SLICE: Final = 0.0005  # seconds of encoding per loop turn while a snap
 _SLICE_STEP: Final = 64  # jobs encoded between two reads of the clock that measures the slice
 
 
+def _own_size(payload: bytes) -> bytes:
+    """A copy of ``payload`` in a block of its own size, to keep for ``result_ttl``.
+
+    The bytes orjson returns keep the buffer they were written in: 4 KiB for
+    a ``done`` record of 150 bytes (orjson 3.13, tracemalloc), 25 times what
+    a kept outcome otherwise costs.
+    """
+    return bytes(memoryview(payload))
+
+
 class JournalStore:
     """An append-only journal of job changes, compacted into a snapshot when the log outgrows the live set.
 
@@ -89,7 +99,7 @@ class JournalStore:
         done = self.done
         for job_id in [job_id for job_id, record in live.items() if record["t"] == "done"]:
             record = live.pop(job_id)  # a finished job's outcome: its task need not be registered
-            done[job_id] = (record["exp"], orjson.dumps(record))
+            done[job_id] = (record["exp"], _own_size(orjson.dumps(record)))
         unknown = sorted({record["task"] for record in live.values()} - known)
         if unknown and not self._park:
             raise UnknownTask(
@@ -165,7 +175,7 @@ class JournalStore:
             self._append(orjson.dumps({"t": "cancel" if why == "discard" else why, "id": job.id}))
             return
         payload = encode_done(kept)
-        self.done[job.id] = (kept.expires, payload)
+        self.done[job.id] = (kept.expires, _own_size(payload))
         self._append(payload)
 
     def outcomes(self) -> list[Outcome]:
