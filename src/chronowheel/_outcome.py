@@ -3,11 +3,13 @@
 Every success keeps one, so what is kept is a plain tuple (a :data:`Record`)
 of what ``result()``, ``jobs()`` and a ``done`` record need of the job, not
 the ``Job``: a Job holds its attempt's state too (its timer handle, its
-series, its engine), which doubled the bytes kept (docs/operations.md,
-"Memory"). A tuple of such values is untracked by the cyclic collector at
-its first collection, where an object with slots is walked at every one: a
-million kept outcomes cost a full collection nothing. :class:`Outcome` is
-the view of one record that the engine's parts and the stores read.
+series, its engine), and keeping it kept 708 bytes per finished job where
+the tuple keeps 478 (docs/operations.md, "Memory"). A tuple of untracked
+values (plain arguments and return values) is untracked by the cyclic
+collector at its first collection, where an object with slots is walked at
+every one: a million kept outcomes cost a full collection nothing.
+:class:`Outcome` is the view of one record that the engine's parts and the
+stores read.
 """
 
 from __future__ import annotations
@@ -25,11 +27,19 @@ Record = tuple[
     str, str | None, tuple[Any, ...], dict[str, Any] | None, int, int, float, Any, float, str | None, str | None,
     Job | None,
 ]  # fmt: skip
-# The indexes of what Results reads off a record itself: its queries' filters, its expiry sweep.
+# Where each is in a record. Results reads TASK, KEY, EXPIRES and REASON itself (its queries, its expiry sweep).
 TASK: Final = 0
 KEY: Final = 1
+_ARGS: Final = 2
+_KWARGS: Final = 3
+_PRIORITY: Final = 4
+_ATTEMPT: Final = 5
+_DUE: Final = 6
+_VALUE: Final = 7
 EXPIRES: Final = 8
 REASON: Final = 9
+_UNKEPT: Final = 10
+_CANCELLED: Final = 11
 
 
 class Outcome:
@@ -76,31 +86,31 @@ class Outcome:
 
     @property
     def args(self) -> tuple[Any, ...]:
-        return self.record[2]
+        return self.record[_ARGS]
 
     @property
     def kwargs(self) -> dict[str, Any]:
         """The job's kwargs: the dict it was given, or a new empty one."""
-        kwargs = self.record[3]
+        kwargs = self.record[_KWARGS]
         return {} if kwargs is None else kwargs
 
     @property
     def priority(self) -> int:
-        return self.record[4]
+        return self.record[_PRIORITY]
 
     @property
     def attempt(self) -> int:
         """The attempts the job made (0 for one cancelled before it ran)."""
-        return self.record[5]
+        return self.record[_ATTEMPT]
 
     @property
     def due(self) -> float:
         """The job's deadline, POSIX seconds."""
-        return self.record[6]
+        return self.record[_DUE]
 
     @property
     def value(self) -> Any:
-        return self.record[7]
+        return self.record[_VALUE]
 
     @property
     def expires(self) -> float:
@@ -112,16 +122,16 @@ class Outcome:
 
     @property
     def unkept(self) -> str | None:
-        return self.record[10]
+        return self.record[_UNKEPT]
 
     @unkept.setter
     def unkept(self, why: str | None) -> None:
-        self.record = (*self.record[:10], why, *self.record[11:])
+        self.record = (*self.record[:_UNKEPT], why, *self.record[_UNKEPT + 1 :])
 
     @property
     def cancelled(self) -> Job | None:
         """The cancelled job itself; None for a success, or a cancellation restored from a store."""
-        return self.record[11]
+        return self.record[_CANCELLED]
 
     @property
     def state(self) -> JobState:
@@ -131,7 +141,7 @@ class Outcome:
     @property
     def job(self) -> Job:
         """The cancelled job itself, or else a ``Job`` rebuilt from the outcome (see :meth:`rebuilt`)."""
-        job = self.record[11]
+        job = self.record[_CANCELLED]
         return self.rebuilt() if job is None else job
 
     def rebuilt(self) -> Job:

@@ -4,6 +4,7 @@ A success keeps what ``result()`` and ``jobs()`` need of its job, in a tuple
 the collector does not walk (:data:`~chronowheel._outcome.Record`), not the
 job: the Job is released at its end, and ``jobs()`` shows one rebuilt from
 the record (:meth:`Results.shown`).
+
 Outcomes are kept in the order they were made, which (one TTL per engine) is
 the order they expire in: expiry pops the front of a dict lazily, when the
 next outcome is kept or they are read, so it costs no timer and no scan.
