@@ -454,7 +454,7 @@ async def test_a_kept_success_of_plain_values_is_left_alone_by_the_collector(lab
 
 
 async def kept_per_job(lab: Lab, **options: Any) -> float:
-    """Bytes still allocated per job once 500 jobs finished (and the journal wrote their records)."""
+    """Bytes still allocated per job once 500 jobs finished (and the journal wrote their records, and the next)."""
     engine, clock = lab.engine(**options)
     async with engine:
         await clock.advance(0)
@@ -465,7 +465,8 @@ async def kept_per_job(lab: Lab, **options: Any) -> float:
             for n in range(500):
                 engine.schedule_nowait("echo", args=(n,), delay=1)
             await clock.advance(1)
-            await engine.flush()  # the writer's queue let go of what it wrote
+            await engine.flush()
+            await engine.schedule("echo", args=(-1,), delay=1000)  # a new batch: the writer drops the last
             gc.collect()
             return (tracemalloc.get_traced_memory()[0] - before) / 500
         finally:
@@ -479,3 +480,19 @@ async def test_a_journal_keeps_each_done_record_in_a_block_of_its_own_size(tmp_p
     kept = await kept_per_job(Lab(tmp_path / "kept"))
     none = await kept_per_job(Lab(tmp_path / "none"), result_ttl=0)
     assert kept - none < 2048, (kept, none)  # about 1,200 at 500 jobs (their indexes' growth is most of it)
+
+
+@pytest.mark.parametrize("count", [1, 50, 1500], ids=["one", "a-batch", "over-a-batch"])
+async def test_of_a_batch_of_finished_jobs_only_a_workers_last_stays_referenced(lab: Lab, count: int) -> None:
+    """The driver keeps none of the jobs it handed out while it sleeps; a worker, the last one it ran (its context)."""
+    engine, clock = lab.engine()
+    one_worker(engine)
+    async with engine:
+        jobs = [engine.schedule_nowait("keep", args=(n,), delay=1) for n in range(count)]
+        ids = [job.id for job in jobs]
+        released = [weakref.ref(job) for job in jobs]
+        del jobs
+        await clock.advance(1)
+        gc.collect()
+        assert [ref() for ref in released if ref() is not None] == [released[-1]()]
+        assert [await engine.result(job_id) for job_id in ids] == list(range(count))
