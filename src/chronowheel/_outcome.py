@@ -3,8 +3,8 @@
 Every success keeps one, so what is kept is a plain tuple (a :data:`Record`)
 of what ``result()``, ``jobs()`` and a ``done`` record need of the job, not
 the ``Job``: a Job holds its attempt's state too (its timer handle, its
-series, its engine), and keeping it kept 708 bytes per finished job where
-the tuple keeps 478 (docs/operations.md, "Memory"). A tuple of untracked
+series, its engine), and keeping it kept 709 bytes per finished job where
+the tuple keeps 472 (docs/operations.md, "Memory"). A tuple of untracked
 values (plain arguments and return values) is untracked by the cyclic
 collector at its first collection, where an object with slots is walked at
 every one: a million kept outcomes cost a full collection nothing.

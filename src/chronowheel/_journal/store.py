@@ -31,8 +31,8 @@ def _own_size(payload: bytes) -> bytes:
     """A copy of ``payload`` in a block of its own size, to keep for ``result_ttl``.
 
     The bytes orjson returns keep the buffer they were written in: 4 KiB for
-    a ``done`` record of 150 bytes (orjson 3.13, tracemalloc), 25 times what
-    a kept outcome otherwise costs.
+    a ``done`` record of 150 bytes (orjson 3.13, by tracemalloc), held for
+    as long as the outcome is kept.
     """
     return bytes(memoryview(payload))
 
