@@ -126,6 +126,47 @@ async def test_jobs_filters(lab: Lab, filters: dict[str, Any], expected: list[in
         await engine.stop(grace=0)
 
 
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, [1, 2, 4, 3, 5]),
+        ({"state": "succeeded"}, [1, 2]),
+        ({"state": "cancelled"}, [3]),
+        ({"state": "dead"}, [4]),
+        ({"state": "running"}, []),
+        ({"task": "remind"}, [1, 2, 3, 5]),
+        ({"task": "broken"}, [4]),
+        ({"key_prefix": "user:"}, [1, 4, 3, 5]),
+        ({"key_prefix": "user:", "state": "succeeded"}, [1]),
+        ({"key_prefix": "team:", "task": "remind", "state": "succeeded"}, [2]),
+    ],
+    ids=[
+        "all", "succeeded", "cancelled", "dead", "running", "task", "other-task", "prefix", "prefix-state",
+        "every-filter",
+    ],
+)  # fmt: skip
+async def test_jobs_filters_finished_jobs_on_their_outcomes(
+    lab: Lab, filters: dict[str, Any], expected: list[int]
+) -> None:
+    """Succeeded and cancelled jobs (kept outcomes) are filtered and ordered among the others; pages go through them."""
+    engine, clock = lab.engine()
+    async with stopping(engine):
+        await engine.schedule("remind", args=(1,), delay=1, key="user:1")
+        await engine.schedule("remind", args=(2,), delay=2, key="team:2")
+        cancelled = await engine.schedule("remind", args=(3,), delay=50, key="user:3")
+        await engine.schedule("broken", args=(4,), delay=3, key="user:4")  # dead at 13, its retry's deadline
+        await engine.schedule("remind", args=(5,), delay=100, key="user:5")
+        assert engine.cancel(cancelled)
+        await clock.advance(20)
+        assert [job.args[0] for job in engine.jobs(**filters)] == expected
+        paged: list[int] = []
+        after = None
+        while page := engine.jobs(**filters, limit=1, after=after):
+            paged += [job.args[0] for job in page]
+            after = page[-1]
+        assert paged == expected
+
+
 async def test_jobs_task_filter_takes_the_function_too(lab: Lab) -> None:
     engine, _ = lab.engine()
 

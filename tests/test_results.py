@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ import pytest
 
 from chronowheel import ChronowheelError, Engine, EngineClosed, JobCancelled, JobFailed, Retry, current_job
 from chronowheel.testing import VirtualClock
-from helpers import journal_store, stopping
+from helpers import join_threads, journal_store, stopping
 
 WALL = 1_767_225_600.0
 
@@ -38,6 +41,12 @@ class Lab:
         @engine.task(name="broken", retry=Retry(2, backoff=1.0, jitter=False))
         async def broken() -> None:
             raise LookupError("no such user")
+
+        @engine.task(name="flaky_echo", retry=Retry(2, backoff=1.0, jitter=False))
+        async def flaky_echo(value: Any) -> Any:
+            if current_job().attempt == 1:
+                raise ConnectionError("refused")
+            return value
 
         @engine.task(name="make_set")
         async def make_set() -> set[int]:
@@ -320,3 +329,170 @@ async def test_a_waiter_is_told_when_the_engine_stops_before_its_job_ended(lab: 
         await waiting
     with pytest.raises(EngineClosed, match=f"^job {job.id}: the engine is stopped; the job did not end in it$"):
         await engine.result(job.id)
+
+
+# -- a finished job keeps its outcome, not its Job ------------------------------------------------
+
+
+def one_worker(engine: Engine) -> None:
+    """Tasks in a pool of one worker: its next job makes the worker forget the last one (its context, its locals)."""
+    engine.add_pool("solo", concurrency=1)
+
+    @engine.task(name="keep", pool="solo")
+    async def keep(value: Any, *, note: str = "") -> Any:
+        return value
+
+    @engine.task(name="keep_sync", pool="solo")
+    def keep_sync(value: Any, *, note: str = "") -> Any:
+        return value
+
+
+@pytest.mark.parametrize("task", ["keep", "keep_sync"])
+async def test_a_succeeded_jobs_job_is_released_while_its_outcome_answers(lab: Lab, task: str) -> None:
+    """The engine lets a succeeded Job go: result(), jobs() and get() answer from its outcome; restarted too."""
+    engine, clock = lab.engine()
+    one_worker(engine)
+    async with engine:
+        job = await engine.schedule(task, args=({"n": [1]},), kwargs={"note": "x"}, delay=1, key="report:1")
+        await clock.advance(1)
+        await join_threads(clock, job)
+        released = weakref.ref(job)
+        job_id, deadline = job.id, job.deadline
+        del job
+        await engine.schedule("keep", args=("next",), delay=0)  # the worker's next job
+        await clock.advance(0)
+        gc.collect()
+        assert released() is None
+        assert await engine.result(job_id) == {"n": [1]}
+        assert engine.get("report:1") is None
+        (shown,) = engine.jobs(key_prefix="report:")
+        seen = (shown.id, shown.task, shown.key, shown.args, shown.kwargs, shown.attempt, shown.state)
+        assert seen == (job_id, task, "report:1", ({"n": [1]},), {"note": "x"}, 1, "succeeded")
+        assert (shown.deadline, shown.error, shown.traceback, shown.recurrence) == (deadline, None, None, None)
+    if lab.path is not None:
+        lab.finished(clock)
+        engine, clock = lab.engine(later=1)
+        one_worker(engine)
+        async with engine:
+            assert await engine.result(job_id) == {"n": [1]}
+            assert engine.get("report:1") is None
+            (shown,) = engine.jobs(key_prefix="report:")
+            assert (shown.id, shown.task, shown.key, shown.deadline) == (job_id, task, "report:1", deadline)
+            assert shown.state == "succeeded"
+
+
+ENDS = ["succeeded", "retried", "cancelled"]
+
+
+async def finish(engine: Engine, clock: VirtualClock, end: str) -> str:
+    """A job that ends as ``end`` says; its id (the test keeps no reference to the Job)."""
+    if end == "cancelled":
+        job = await engine.schedule("echo", args=(7,), delay=10)
+        engine.cancel(job)
+    else:
+        job = await engine.schedule("flaky_echo" if end == "retried" else "echo", args=(7,), delay=1)
+        await clock.advance(3)
+    return job.id
+
+
+@pytest.mark.parametrize("where", ["memory", "journal", "journal-restart"])
+@pytest.mark.parametrize("end", ENDS)
+async def test_a_finished_job_in_jobs_is_one_object_while_held_and_the_engine_answers_for_it(
+    tmp_path: Path, end: str, where: str
+) -> None:
+    """The Job jobs() shows for a finished job: the same object on every page while held; cancel(), reschedule()
+    and pause() say False for it, result() answers, and a succeeded one is a parent ``after=`` takes."""
+    lab = Lab(None if where == "memory" else tmp_path)
+    restart = where == "journal-restart"
+    engine, clock = lab.engine()
+    await engine.start()
+    job_id = await finish(engine, clock, end)
+    if restart:
+        await engine.stop()
+        lab.finished(clock)
+        engine, clock = lab.engine(later=1)
+        await engine.start()
+    try:
+        state = "cancelled" if end == "cancelled" else "succeeded"
+        listed = engine.jobs(state=state)
+        assert [job.id for job in listed] == [job_id]
+        assert engine.jobs() == listed  # held: the same object, not a copy per call
+        (shown,) = listed
+        attempts = 0 if restart else {"succeeded": 1, "retried": 2, "cancelled": 0}[end]  # a done record keeps none
+        assert (shown.attempt, shown.state) == (attempts, state)
+        assert engine.cancel(shown) is False
+        assert engine.reschedule(shown, delay=5) is False
+        assert engine.pause(shown) is False
+        if end == "cancelled":
+            assert isinstance(shown.error, JobCancelled)
+            with pytest.raises(JobCancelled, match="cancel\\(\\) was called"):
+                await engine.result(shown)
+        else:
+            assert await engine.result(shown) == 7
+            child = await engine.schedule("echo", args=("child",), after=shown)
+            await clock.advance(0)
+            assert await engine.result(child) == "child"
+    finally:
+        await engine.stop(grace=0)
+
+
+ATOMS = [None, 0, -7, 2.5, "ok", True]
+
+
+@pytest.mark.parametrize("value", ATOMS, ids=[type(value).__name__ + str(i) for i, value in enumerate(ATOMS)])
+async def test_a_kept_success_of_plain_values_is_left_alone_by_the_collector(lab: Lab, value: Any) -> None:
+    """A success keeps a tuple the collector untracks at its first collection: it costs later collections nothing."""
+    engine, clock = lab.engine()
+    async with engine:
+        job = await engine.schedule("echo", args=(value,), delay=1, key="plain")
+        await clock.advance(1)
+        gc.collect()
+        kept = engine._results.kept(job.id)
+        assert kept is not None
+        assert not gc.is_tracked(kept.record)
+        assert await engine.result(job) == value
+
+
+async def kept_per_job(lab: Lab, **options: Any) -> float:
+    """Bytes still allocated per job once 500 jobs finished (and the journal wrote their records, and the next)."""
+    engine, clock = lab.engine(**options)
+    async with engine:
+        await clock.advance(0)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(500):
+                engine.schedule_nowait("echo", args=(n,), delay=1)
+            await clock.advance(1)
+            await engine.flush()
+            await engine.schedule("echo", args=(-1,), delay=1000)  # a new batch: the writer drops the last
+            gc.collect()
+            return (tracemalloc.get_traced_memory()[0] - before) / 500
+        finally:
+            tracemalloc.stop()
+            lab.finished(clock)
+
+
+async def test_a_journal_keeps_each_done_record_in_a_block_of_its_own_size(tmp_path: Path) -> None:
+    """A kept outcome costs a journaled engine a few hundred bytes: orjson's bytes carry a 4 KiB buffer, which the
+    journal kept per finished job with its done record (for snapshots) until it copied the record out."""
+    kept = await kept_per_job(Lab(tmp_path / "kept"))
+    none = await kept_per_job(Lab(tmp_path / "none"), result_ttl=0)
+    assert kept - none < 2048, (kept, none)  # about 1,200 at 500 jobs (their indexes' growth is most of it)
+
+
+@pytest.mark.parametrize("count", [1, 50, 1500], ids=["one", "a-batch", "over-a-batch"])
+async def test_of_a_batch_of_finished_jobs_only_a_workers_last_stays_referenced(lab: Lab, count: int) -> None:
+    """The driver keeps none of the jobs it handed out while it sleeps; a worker, the last one it ran (its context)."""
+    engine, clock = lab.engine()
+    one_worker(engine)
+    async with engine:
+        jobs = [engine.schedule_nowait("keep", args=(n,), delay=1) for n in range(count)]
+        ids = [job.id for job in jobs]
+        released = [weakref.ref(job) for job in jobs]
+        del jobs
+        await clock.advance(1)
+        gc.collect()
+        assert [ref() for ref in released if ref() is not None] == [released[-1]()]
+        assert [await engine.result(job_id) for job_id in ids] == list(range(count))

@@ -1,7 +1,9 @@
 """Queries over the jobs an engine knows: one page at a time, ordered by deadline, with a cursor.
 
 Read from the engine's own memory (its indexes, pools, dead letters, finished
-jobs); only the parked jobs come from the store, which alone keeps them.
+jobs' outcomes); only the parked jobs come from the store, which alone keeps them.
+A finished job is matched on its outcome, and only those on the page are
+shown as ``Job`` objects.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Final
 
 from ._job import JOB_STATES, Job
 from ._limits import check_choice, check_int, check_name
+from ._outcome import Outcome
 from ._registry import Registry
 
 __all__ = ["MAX_PAGE", "Catalog"]
@@ -30,12 +33,23 @@ class Catalog:
     """Every job the engine can show: waiting, queued, running, paused, dead, parked, and recently finished.
 
     ``sources`` are the other places jobs are kept (the dead letters, the
-    finished jobs, the store's parked jobs), each a callable returning them.
+    store's parked jobs), each a callable returning them; ``finished``
+    returns the kept outcomes of finished jobs matching a state, a task and
+    a key prefix (each None: any), and ``shown`` the ``Job`` a page shows
+    for one.
     """
 
-    def __init__(self, registry: Registry, sources: Iterable[Callable[[], Iterable[Job]]]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        sources: Iterable[Callable[[], Iterable[Job]]],
+        finished: Callable[[str | None, str | None, str | None], Iterable[Outcome]],
+        shown: Callable[[Outcome], Job],
+    ) -> None:
         self._registry = registry
         self._sources = tuple(sources)
+        self._finished = finished
+        self._shown = shown
         self._ends: dict[str, Position] = {}  # the last job of each page handed out -> where it stood then
 
     def _everything(self) -> Iterator[Job]:
@@ -58,8 +72,7 @@ class Catalog:
         meanwhile never shift a page (no job is shown twice, none that stayed
         is skipped), even if the cursor's own job has since moved or ended.
         """
-        if state is not None:
-            check_choice("state", state, JOB_STATES)
+        wanted = None if state is None else check_choice("state", state, JOB_STATES)
         prefix = None if key_prefix is None else check_name("key_prefix", key_prefix)
         count = check_int("limit", limit)
         assert count is not None
@@ -72,12 +85,12 @@ class Catalog:
                 raise TypeError(f"after must be a Job (the last of the previous page) or None, got {kind}")
             start = self._ends.get(after.id, _position(after))
         seen: set[str] = set()
-        matches: list[tuple[Position, Job]] = []
+        matches: list[tuple[Position, Job | Outcome]] = []
         for job in self._everything():
             if job.id in seen:
                 continue
             seen.add(job.id)
-            if state is not None and job.state != state:
+            if wanted is not None and job.state != wanted:
                 continue
             if task is not None and job.task != task:
                 continue
@@ -87,7 +100,14 @@ class Catalog:
             if start is not None and position <= start:
                 continue
             matches.append((position, job))
-        chosen = heapq.nsmallest(count, matches, key=lambda match: match[0])
+        for outcome in self._finished(wanted, task, prefix):  # those the filters match
+            position = (outcome.due, outcome.id)
+            if outcome.id not in seen and (start is None or position > start):
+                matches.append((position, outcome))
+        chosen = [
+            (position, job if isinstance(job, Job) else self._shown(job))
+            for position, job in heapq.nsmallest(count, matches, key=lambda match: match[0])
+        ]
         if chosen:
             last_position, last = chosen[-1]
             ends = self._ends

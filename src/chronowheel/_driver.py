@@ -129,6 +129,7 @@ class Driver:
                 elif jobs:  # a shared store: it hands on the jobs its claim won, once the claim commits
                     claim(jobs, functools.partial(hand_out, pool=pool, loop=loop, now=now))
                 busy = busy or len(jobs) == room
+            jobs = []  # all handed on: while it sleeps, the driver holds none of them (a finished job is let go)
             if busy or timers_fired:
                 await asyncio.sleep(0)  # let the loop breathe between batches
                 if busy:

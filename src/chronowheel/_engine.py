@@ -191,7 +191,7 @@ class Engine:
         self._hooks = hooks = Hooks()
         self._placement = placement = Placement(ticks, timers, registry, self._store)
         self._dependencies = dependencies = Dependencies(ticks, placement, self._cancel_for)
-        self._results = results = Results(result_ttl, ticks, timers, placement, dependencies)
+        self._results = results = Results(result_ttl, ticks, timers, placement, dependencies, owner=self)
         rng = random.Random()
         self._recurring = recurring = Recurring(ticks, timers, registry, placement, stats, rng, owner=self)
         self._execution = execution = Execution(
@@ -209,7 +209,7 @@ class Engine:
             ticks, timers, registry, stats, self._store, recurring.fire, undeliverable=execution.undeliverable
         )
         self._control = Control(ticks, registry, placement, execution.dead)
-        self._catalog = Catalog(registry, (execution.dead.values, self.parked, results.finished))
+        self._catalog = Catalog(registry, (execution.dead.values, self.parked), results.finished, results.shown)
         if cluster_store is not None:
             from ._cluster.host import Host
 
@@ -598,7 +598,7 @@ class Engine:
         if job_id in self._execution.dead:
             return "dead"
         outcome = self._results.kept(job_id)
-        return None if outcome is None else outcome.job.state
+        return None if outcome is None else outcome.state
 
     def get(self, key: str) -> Job | None:
         """The unfinished job with this key, if any: waiting, paused, or fired and not yet ended (queued, running)."""

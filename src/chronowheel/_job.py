@@ -128,6 +128,7 @@ class Job:
     """
 
     __slots__ = (
+        "__weakref__",  # a finished job's Job, rebuilt for jobs(), is held weakly (Results.shown)
         "_after",
         "_due_tick",
         "_due_wall",

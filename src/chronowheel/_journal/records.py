@@ -34,9 +34,9 @@ from typing import Any, Final
 
 import orjson
 
-from .._errors import JobCancelled, RecordedError, error_type
+from .._errors import RecordedError, error_type
 from .._job import Job, JobState
-from .._outcome import Outcome
+from .._outcome import Outcome, Record
 from .._recurrence import recurrence_from_spec
 from .._series import Series
 from .format import MAX_PAYLOAD
@@ -208,17 +208,16 @@ def encode_job(job: Job, *, new: bool) -> bytes:
 
 
 def _done_record(outcome: Outcome) -> dict[str, Any]:
-    job = outcome.job
     record: dict[str, Any] = {
         "t": "done",
-        "id": job.id,
-        "task": job.task,
-        "due": job._due_wall,
-        "state": job.state,
+        "id": outcome.id,
+        "task": outcome.task,
+        "due": outcome.due,
+        "state": outcome.state,
         "exp": outcome.expires,
     }
-    if job.key is not None:
-        record["key"] = job.key
+    if outcome.key is not None:
+        record["key"] = outcome.key
     if outcome.reason is not None:
         reason = outcome.reason
         record["why"] = reason if len(reason) <= ERR_MAX else reason[:ERR_MAX] + "..."
@@ -254,13 +253,13 @@ def encode_done(outcome: Outcome) -> bytes:
 
 
 def outcome_from_record(record: dict[str, Any]) -> Outcome:
-    """A kept outcome rebuilt from its ``done`` record; its job holds no args (the record keeps none)."""
-    job = Job(record["id"], record.get("key"), sys.intern(record["task"]), (), {}, 0, record["due"], 0)
-    state: JobState = sys.intern(record["state"])  # type: ignore[assignment]  # checked by the schema
-    job.state = state
-    if "why" in record:
-        job.error = JobCancelled(job, record["why"])
-    return Outcome(job, record.get("value"), record["exp"], reason=record.get("why"), unkept=record.get("lost"))
+    """A kept outcome rebuilt from its ``done`` record; no args, priority 0, attempt 0 (the record keeps none)."""
+    reason = record.get("why") if record["state"] == "cancelled" else None
+    kept: Record = (
+        sys.intern(record["task"]), record.get("key"), (), None, 0, 0, record["due"], record.get("value"),
+        record["exp"], reason, record.get("lost"), None,
+    )  # fmt: skip
+    return Outcome.of(record["id"], kept)  # its Job is rebuilt when shown
 
 
 def job_from_record(record: dict[str, Any]) -> Job:
