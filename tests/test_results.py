@@ -416,7 +416,8 @@ async def test_a_finished_job_in_jobs_is_one_object_while_held_and_the_engine_an
         state = "cancelled" if end == "cancelled" else "succeeded"
         listed = engine.jobs(state=state)
         assert [job.id for job in listed] == [job_id]
-        assert engine.jobs() == listed  # held: the same object, not a copy per call
+        again = engine.jobs()
+        assert len(again) == 1 and again[0] is listed[0]  # held: the same object, not a copy per call
         (shown,) = listed
         attempts = 0 if restart else {"succeeded": 1, "retried": 2, "cancelled": 0}[end]  # a done record keeps none
         assert (shown.attempt, shown.state) == (attempts, state)
@@ -432,6 +433,44 @@ async def test_a_finished_job_in_jobs_is_one_object_while_held_and_the_engine_an
             child = await engine.schedule("echo", args=("child",), after=shown)
             await clock.advance(0)
             assert await engine.result(child) == "child"
+    finally:
+        await engine.stop(grace=0)
+
+
+@pytest.mark.parametrize("where", ["memory", "journal", "journal-restart"])
+@pytest.mark.parametrize("end", ["pending", *ENDS, "dead"])
+async def test_the_job_a_caller_holds_equals_what_jobs_shows_of_it(tmp_path: Path, end: str, where: str) -> None:
+    """Jobs are equal when they are the same job, by id: ``job in engine.jobs()`` holds for the job schedule()
+    returned, whatever object a page shows for it (a succeeded one's is rebuilt from its outcome, a restarted
+    engine's are its own), and a job equals no other job and not its id."""
+    lab = Lab(None if where == "memory" else tmp_path)
+    engine, clock = lab.engine()
+    await engine.start()
+    other = await engine.schedule("echo", args=(0,), delay=50)
+    if end == "pending":
+        job = await engine.schedule("echo", args=(7,), delay=60)
+    elif end == "dead":
+        job = await engine.schedule("broken", delay=1)
+        await clock.advance(5)
+    elif end == "cancelled":
+        job = await engine.schedule("echo", args=(7,), delay=10)
+        engine.cancel(job)
+    else:
+        job = await engine.schedule("flaky_echo" if end == "retried" else "echo", args=(7,), delay=1)
+        await clock.advance(3)
+    if where == "journal-restart":
+        await engine.stop()
+        lab.finished(clock)
+        engine, clock = lab.engine(later=1)
+        await engine.start()
+    try:
+        listed = engine.jobs()
+        assert job in listed and other in listed
+        (shown,) = [each for each in listed if each.id == job.id]
+        assert shown == job and hash(shown) == hash(job) and not shown != job
+        assert job != other and shown != other
+        assert job != job.id and job.id not in listed  # a job is not its id
+        assert len({job, shown, other}) == 2
     finally:
         await engine.stop(grace=0)
 

@@ -203,6 +203,15 @@ class Job:
         """How the job repeats (its ``every`` or ``cron``); None for a one-shot job, or one run of a series."""
         return None if self._series is None else self._series.recurrence
 
+    def __eq__(self, other: object) -> bool:
+        """The same job, by id: what ``jobs()`` shows of a finished job, or a cluster's copy, equals the job held."""
+        if isinstance(other, Job):
+            return self.id == other.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
     def __repr__(self) -> str:
         key = f" key={self.key!r}" if self.key is not None else ""
         return f"<Job {self.id}{key} task={self.task!r} state={self.state} deadline={self.deadline.isoformat()}>"
