@@ -416,8 +416,8 @@ async def test_a_finished_job_in_jobs_is_one_object_while_held_and_the_engine_an
         state = "cancelled" if end == "cancelled" else "succeeded"
         listed = engine.jobs(state=state)
         assert [job.id for job in listed] == [job_id]
-        again = engine.jobs()
-        assert len(again) == 1 and again[0] is listed[0]  # held: the same object, not a copy per call
+        (again,) = engine.jobs()
+        assert again is listed[0]  # held: the same object, not a copy per call
         (shown,) = listed
         attempts = 0 if restart else {"succeeded": 1, "retried": 2, "cancelled": 0}[end]  # a done record keeps none
         assert (shown.attempt, shown.state) == (attempts, state)
@@ -465,11 +465,16 @@ async def test_the_job_a_caller_holds_equals_what_jobs_shows_of_it(tmp_path: Pat
         await engine.start()
     try:
         listed = engine.jobs()
-        assert job in listed and other in listed
+        assert job in listed
+        assert other in listed
         (shown,) = [each for each in listed if each.id == job.id]
-        assert shown == job and hash(shown) == hash(job) and not shown != job
-        assert job != other and shown != other
-        assert job != job.id and job.id not in listed  # a job is not its id
+        assert shown == job
+        assert hash(shown) == hash(job)
+        assert not shown != job  # noqa: SIM202 (__ne__ is what it tests)
+        assert job != other
+        assert shown != other
+        assert job != job.id  # a job is not its id
+        assert job.id not in listed
         assert len({job, shown, other}) == 2
     finally:
         await engine.stop(grace=0)
