@@ -244,9 +244,10 @@ async def _released(admin: asyncpg.Connection, job_id: str) -> bool:
 async def test_the_after_schema_upgrades_from_the_previous_version(
     pg_dsn: str, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database at the previous version keeps its jobs across the upgrade, and gains ``cw_after`` and ``waited``."""
+    """A database at the version before ``after=`` keeps its jobs across the upgrade, and gains ``cw_after`` and
+    ``waited``."""
     clock = VirtualClock()
-    job = await scheduled_at_version(pg_dsn, clock, monkeypatch, schema.VERSION - 1)
+    job = await scheduled_at_version(pg_dsn, clock, monkeypatch, 3)
     assert await admin.fetchval("SELECT to_regclass('cw_after')") is None
     new = cluster_engine(pg_dsn, clock, role="client")
     new.task(name="job")(print)

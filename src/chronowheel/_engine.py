@@ -470,11 +470,6 @@ class Engine:
             self._not_started("cancel and reschedule")
         return self._registry.waiting(key_or_job, self)
 
-    def _not_in_cluster_mode(self, call: str) -> None:
-        """What the cluster store does not keep yet (docs/cluster.md, "Not done yet") is refused, not half done."""
-        if self.cluster is not None:
-            raise NotImplementedError(f"{call}: not supported in cluster mode yet (see docs/cluster.md)")
-
     @staticmethod
     def _not_started(call: str) -> None:
         """A journaled engine's jobs are unknown until start() recovers them: none can be found or changed."""
@@ -640,8 +635,6 @@ class Engine:
         """
         self._timers.check_thread("pause")
         job = self._job_of(key_or_job)
-        if job is not None and job._series is not None and job.state == "running":
-            self._not_in_cluster_mode("pause of a recurring job whose run goes on (fixed='delay')")
         return job is not None and self._control.pause(job)
 
     def resume(self, key_or_job: str | Job) -> bool:
