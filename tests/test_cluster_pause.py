@@ -413,3 +413,39 @@ async def test_pause_reaches_what_it_may_and_no_further(pg_dsn: str, admin: asyn
                 await worker.result(grandchild, timeout=10.0)
         finally:
             release.set()
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["running", "paused"])
+async def test_a_series_cancelled_while_its_run_goes_on_lets_go_of_its_claim(
+    pg_dsn: str, admin: asyncpg.Connection, paused: bool
+) -> None:
+    """Cancelled on its owner while its run goes on (paused or not): the row goes, and once the run ended the owner
+    holds no claim in its shard (a claim left behind would keep the shard from ever being handed over)."""
+    from test_cluster import store_of
+
+    clock = VirtualClock()
+    worker = cluster_engine(pg_dsn, clock)
+    runs: list[float] = []
+    run_ends = asyncio.Event()
+
+    async def work() -> None:
+        runs.append(clock.time())
+        await run_ends.wait()
+
+    worker.task(name="work")(work)
+    async with worker:
+        try:
+            series = await worker.schedule("work", every=Every(10.0, fixed="delay"), key="k")
+            await step_to(clock, (worker,), 11.0)
+            if paused:
+                assert worker.pause("k")
+                await stored(admin, clock, (worker,), series.id, 6)
+            assert worker.cancel("k")
+            run_ends.set()
+            await until(lambda: admin.fetchval("SELECT count(*) = 0 FROM cw_job"))  # the series, its run's ack
+            await settle(clock, worker)
+            assert store_of(worker).holdings.fences == {}
+            await step_to(clock, (worker,), 40.0)
+            assert runs == [10.0]
+        finally:
+            run_ends.set()

@@ -221,15 +221,23 @@ class Flusher:
     ) -> None:
         """Write new jobs; a key taken cluster-wide is :class:`DuplicateKey` (``"error"``) or the kept job.
 
-        A job not written leaves ``new`` (and the ``batch`` it is part of).
+        A job not written leaves ``new`` (and the ``batch`` it is part of). A
+        job taken over (``"replace"``) ends cancelled for its children, as the
+        replace of one engine's own job does.
         """
         for mode in ("error", "keep", "replace"):
             entries = [entry for entry in new.values() if entry[2] == mode]
             if not entries:
                 continue
             jobs = [job for job, _, _ in entries]
+            replaced: dict[str, str] = {}
+            if mode == "replace":  # locked: no child joins the old job before its row is the new one's
+                taken = await conn.fetch(sql.TAKEN, [job.key for job in jobs])
+                replaced = {row["id"]: "cancelled" for row in taken if row["waited"]}
             statement = sql.INSERT_REPLACE if mode == "replace" else sql.INSERT
             written = {row["id"] for row in await conn.fetch(statement, *self._rows(jobs, [r for _, r, _ in entries]))}
+            if replaced:
+                notes += await dependencies.follow(conn, replaced, self.expires())
             horizon = self._holdings.host.wall() + self._config.horizon if self._holdings.host is not None else 0.0
             now = self._holdings.monotonic()
             for job in jobs:
