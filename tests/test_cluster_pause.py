@@ -449,3 +449,27 @@ async def test_a_series_cancelled_while_its_run_goes_on_lets_go_of_its_claim(
             assert runs == [10.0]
         finally:
             run_ends.set()
+
+
+async def test_the_paused_states_schema_upgrades_from_the_previous_version(
+    pg_dsn: str, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at version 4 keeps its jobs across the upgrade to 5 (the states only: no table rewritten), a job
+    written there can then be held for and paused, and code of version 4 no longer starts on it."""
+    from chronowheel._cluster import schema
+    from test_cluster_ops import scheduled_at_version
+
+    clock = VirtualClock()
+    job = await scheduled_at_version(pg_dsn, clock, monkeypatch, 4)
+    new = cluster_engine(pg_dsn, clock, role="client")
+    new.task(name="job")(print)
+    async with new:
+        assert new.cluster is not None
+        child = await new.schedule("job", after=job, key="child")
+        assert await new.cluster.pause("child")
+        assert (await row_of(admin, child.id) or (None,))[0] == 7
+    assert await admin.fetchval("SELECT max(version) FROM cw_version") == schema.VERSION == 5
+    described = await admin.fetchval("SELECT col_description('cw_job'::regclass, 5)")  # state, the fifth column
+    assert "6 paused while claimed" in described
+    with pytest.raises(RuntimeError, match="the database is at version 5, this code knows 4"):
+        await scheduled_at_version(pg_dsn, clock, monkeypatch, 4)

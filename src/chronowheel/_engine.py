@@ -629,9 +629,12 @@ class Engine:
         It keeps its key and deadline, and with a journal stays paused across
         a restart. A job that fired (queued or running) cannot be paused. A
         job waiting for its parents (``after=``) can: once they all succeeded
-        it still waits, for :meth:`resume`. In cluster mode it acts on this
-        engine's copy (the row is paused with the next flush);
-        ``await engine.cluster.pause(key)`` pauses it wherever it is.
+        it still waits, for :meth:`resume`. So can a fixed-delay series whose
+        run goes on: the run finishes, and the series stays paused at its next
+        run. In cluster mode it acts on this engine's copy (the row is paused
+        with the next flush; a held child through the ``Job`` its
+        ``schedule()`` returned); ``await engine.cluster.pause(key)`` pauses
+        it wherever it is.
         """
         self._timers.check_thread("pause")
         job = self._job_of(key_or_job)

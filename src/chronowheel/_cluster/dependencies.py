@@ -8,6 +8,8 @@ children, and a flush with none pays nothing more. In the transaction that
 ends a parent, a success strikes it off and makes every child left with no
 parent waiting (0), its owner notified; a dead or cancelled end cancels the
 children, with the reason kept as their outcome, and so on down the chain.
+A child paused while it waits (7) is counted off the same way, and left
+paused (4) once it has no parent left.
 
 Parents must exist when the child is written (checked in the database, in
 the transaction that writes it), so no cycle can be made. The parent rows

@@ -76,6 +76,7 @@ class Holdings:
                 continue
             job = job_of(row)
             self.resident[job.id] = (job, row["shard"])
+            self.paused.discard(job.id)  # waiting again (resumed elsewhere): its next records are not a resume
             jobs.append(job)
         for job in jobs:
             parent = job._parent

@@ -184,7 +184,7 @@ class ClusterStore:
         if series.active:  # claimed still, and paused so: its run's end stores it paused, not due
             if batch.resumes_claimed.pop(key, None) is None:
                 batch.pauses_claimed[key] = job
-        else:  # its run is over (the engine says so): no longer claimed, kept paused at its deadline
+        else:  # its run is over (the engine says so): no longer claimed, kept paused at its next run
             del holdings.fences[job.id]
             batch.settles[key] = job
 
