@@ -206,9 +206,13 @@ async def test_a_series_paused_on_its_owner_and_resumed_cluster_wide_while_its_r
             await step_to(clock, both, RUN_ENDS)
             first_run_ends.set()
             await stored(admin, clock, both, series.id, 0)
-            held = worker.get("k")  # filed again from the row: no longer paused
-            assert held is not None
-            assert held.state == "pending"
+
+            async def filed_again() -> bool:  # from the row, once its note reached the owner: no longer paused
+                await settle(clock, *both)
+                held = worker.get("k")
+                return held is not None and held.state == "pending"
+
+            await until(filed_again)
             await step_to(clock, both, NEXT_DUE)
             await until(lambda: _settled_runs(clock, both, runs, 2))
             assert runs == [10.0, NEXT_DUE]
