@@ -491,32 +491,6 @@ async def test_the_sync_job_calls_act_on_this_engines_jobs_and_the_async_ones_on
     assert sorted(ran) == {"cancel": [], "reschedule": ["local", "remote"], "get": ["local", "remote"]}[call]
 
 
-async def test_what_the_cluster_store_does_not_keep_is_refused(cluster_of: Callable[..., Engine]) -> None:
-    """The pause of a fixed-delay series whose run goes on would act on one engine's copy only: refused, naming
-    the call (docs/cluster.md, "Not done yet")."""
-    clock = VirtualClock()
-    engine = cluster_of(clock)
-    release = asyncio.Event()
-
-    async def note() -> None:
-        await release.wait()
-
-    engine.task(name="note")(note)
-    async with engine:
-        try:
-            await engine.schedule("note", every=Every(10.0, fixed="delay"), key="k")
-            await settle(clock, engine, seconds=10.0)
-            held = engine.get("k")
-            assert held is not None
-            assert held.state == "running"
-            with pytest.raises(NotImplementedError, match="pause of a recurring job whose run goes on"):
-                engine.pause("k")
-            assert engine.cluster is not None
-            assert await engine.cluster.count() == 2  # nothing changed (a series, its run)
-        finally:
-            release.set()
-
-
 async def test_jobs_command_lists_a_clusters_jobs_read_only(
     cluster_of: Callable[..., Engine], pg_dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -245,9 +245,10 @@ async def _released(admin: asyncpg.Connection, job_id: str) -> bool:
 async def test_the_after_schema_upgrades_from_the_previous_version(
     pg_dsn: str, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database at the previous version keeps its jobs across the upgrade, and gains ``cw_after`` and ``waited``."""
+    """A database at the version before ``after=`` keeps its jobs across the upgrade, and gains ``cw_after`` and
+    ``waited``."""
     clock = VirtualClock()
-    job = await scheduled_at_version(pg_dsn, clock, monkeypatch, schema.VERSION - 1)
+    job = await scheduled_at_version(pg_dsn, clock, monkeypatch, 3)
     assert await admin.fetchval("SELECT to_regclass('cw_after')") is None
     new = cluster_engine(pg_dsn, clock, role="client")
     new.task(name="job")(print)
@@ -349,3 +350,31 @@ async def test_a_held_child_is_only_in_the_database(pg_dsn: str, admin: asyncpg.
         await until(lambda: _settled_all(clock, (worker,), runs, 1))
         await until(lambda: admin.fetchval("SELECT count(*) = 0 FROM cw_after"))
     assert runs == ["p"]
+
+
+@pytest.mark.parametrize("replacer", ["its-owner", "another-engine"])
+async def test_a_parent_replaced_under_its_key_cancels_its_children(
+    pg_dsn: str, admin: asyncpg.Connection, replacer: str
+) -> None:
+    """``schedule(..., key=, if_exists="replace")`` ends the job it takes the key of, on any engine: its children are
+    cancelled for it (the replace on another engine gives the row the new job's id, and must not leave them waiting).
+    """
+    clock = VirtualClock()
+    runs: list[str] = []
+    worker, client = engines(pg_dsn, clock, runs, ("worker", "client"))
+    async with worker, client:
+        parent = await client.schedule("step", args=("old",), key="p", delay=60.0)
+        child = await client.schedule("step", args=("child",), after=parent)
+        await until(lambda: worker.get("p") is not None)  # its owner holds it
+        replacing = worker if replacer == "its-owner" else client
+        new = await replacing.schedule("step", args=("new",), key="p", delay=5.0, if_exists="replace")
+        assert new.id != parent.id
+        for engine in (worker, client):
+            with pytest.raises(JobCancelled, match=rf"parent job {parent.id} of task 'step' ended cancelled"):
+                await engine.result(child, timeout=10.0)
+        assert await admin.fetchval("SELECT count(*) FROM cw_after") == 0
+        assert await admin.fetchval("SELECT array_agg(id) FROM cw_job") == [new.id]
+        await settle(clock, worker, client, seconds=5.0)
+        await until(lambda: _settled_all(clock, (worker, client), runs, 1))
+        await settle(clock, worker, client, seconds=60.0)
+    assert runs == ["new"]

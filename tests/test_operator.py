@@ -428,6 +428,59 @@ async def test_a_paused_job_stays_paused_across_a_restart(tmp_path: Path) -> Non
         assert series.state == "pending"
 
 
+@pytest.mark.parametrize(
+    ("resume_at", "misfire", "fires_at"),
+    [
+        (12.0, "fire_once", 23.0),  # while its run goes on: timed from the run's end, as if never paused
+        (15.0, "fire_once", 23.0),  # before its next run: at that run's time, not at once
+        (15.0, "skip", 23.0),
+        (40.0, "fire_once", 40.0),  # past it: the misfire policy decides
+        (40.0, "fire_all", 40.0),  # a fixed-delay series has only that one run to catch up
+        (40.0, "skip", 50.0),
+    ],
+    ids=["during-run", "early", "early-skip", "late-fire_once", "late-fire_all", "late-skip"],
+)
+async def test_a_fixed_delay_series_paused_while_its_run_goes_on(
+    lab: Lab, resume_at: float, misfire: str, fires_at: float
+) -> None:
+    """Every 10 s from each run's end; the run at 10 ends at 13 and is paused at 11: the run finishes, and the
+    series stays paused with its next run at 23 (so the cluster store, whose owner files it at that run's end)."""
+    engine, clock = lab.engine()
+    runs: list[float] = []
+    first_run_ends = asyncio.Event()
+
+    @engine.task(name="work")
+    async def work() -> None:
+        runs.append(clock.time())
+        if len(runs) == 1:
+            await first_run_ends.wait()
+
+    async with engine:
+        series = await engine.schedule("work", every=Every(10, fixed="delay"), key="k", misfire=misfire)
+        await clock.advance(11)
+        assert series.state == "running"
+        assert engine.pause("k")
+        assert engine.pause("k") is False  # paused already
+        if resume_at < 13:
+            await clock.advance(resume_at - 11)
+            assert engine.resume("k")
+            assert series.state == "running"  # its run goes on
+        await clock.advance(13 - clock.time())
+        first_run_ends.set()
+        await clock.settle()
+        if resume_at > 13:
+            assert (series.state, series.deadline) == (
+                "paused",
+                datetime.datetime.fromtimestamp(WALL + 23, datetime.UTC),
+            )
+            await clock.advance(resume_at - 13)
+            assert runs == [10.0]
+            assert engine.resume("k")
+        await clock.advance(55 - clock.time())
+        assert runs[:2] == [10.0, fires_at]
+        await engine.stop(grace=0)
+
+
 # -- dead letters -----------------------------------------------------------------------
 
 

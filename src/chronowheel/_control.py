@@ -24,7 +24,8 @@ class Control:
         """Take a waiting job out of its wheel, keeping its key and deadline; False if it is not waiting.
 
         A series between runs (``fixed="delay"``, its run going on) is paused
-        too: the run finishes, and the next is not filed until resumed. So is
+        too: the run finishes, its next run is timed from that end as usual,
+        and the series waits there, paused, until resumed. So is
         a job waiting for its parents (``after=``, in no wheel): it still
         counts them off, and once they all succeeded it waits for its resume.
         """

@@ -476,11 +476,6 @@ class Engine:
             self._not_started("cancel and reschedule")
         return self._registry.waiting(key_or_job, self)
 
-    def _not_in_cluster_mode(self, call: str) -> None:
-        """What the cluster store does not keep yet (docs/cluster.md, "Not done yet") is refused, not half done."""
-        if self.cluster is not None:
-            raise NotImplementedError(f"{call}: not supported in cluster mode yet (see docs/cluster.md)")
-
     @staticmethod
     def _not_started(call: str) -> None:
         """A journaled engine's jobs are unknown until start() recovers them: none can be found or changed."""
@@ -640,14 +635,15 @@ class Engine:
         It keeps its key and deadline, and with a journal stays paused across
         a restart. A job that fired (queued or running) cannot be paused. A
         job waiting for its parents (``after=``) can: once they all succeeded
-        it still waits, for :meth:`resume`. In cluster mode it acts on this
-        engine's copy (the row is paused with the next flush);
-        ``await engine.cluster.pause(key)`` pauses it wherever it is.
+        it still waits, for :meth:`resume`. So can a fixed-delay series whose
+        run goes on: the run finishes, and the series stays paused at its next
+        run. In cluster mode it acts on this engine's copy (the row is paused
+        with the next flush; a held child through the ``Job`` its
+        ``schedule()`` returned); ``await engine.cluster.pause(key)`` pauses
+        it wherever it is.
         """
         self._timers.check_thread("pause")
         job = self._job_of(key_or_job)
-        if job is not None and job._series is not None and job.state == "running":
-            self._not_in_cluster_mode("pause of a recurring job whose run goes on (fixed='delay')")
         return job is not None and self._control.pause(job)
 
     def resume(self, key_or_job: str | Job) -> bool:

@@ -140,6 +140,12 @@ class Recurring:
         series = job._series
         assert series is not None
         series.active -= 1
+        if job.state == "paused" and series.after_finish and not series.active and not self._timers.closed:
+            # Paused while its run went on: its next run is timed from this end all the same, and kept paused
+            # there (a shared store's claim of the series ends with this record).
+            series.nominal = series.recurrence.next_after(self._ticks.wall(), series.anchor)
+            self._placement.set_due(job, *self.due(series.nominal, series))
+            self._placement.record(job, own=True)
         if job.state in ("cancelled", "paused") or self._timers.closed:
             return  # a paused series files its next run when resumed
         if series.waiting is not None:

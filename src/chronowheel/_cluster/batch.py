@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 from .._job import Job
 
 __all__ = ["Batch", "HandOut"]
 
 HandOut = Callable[[list[Job]], None]
+_K = TypeVar("_K")  # a job's id, or its id and fence
 
 
 class Batch:
@@ -23,8 +25,10 @@ class Batch:
         "moves",
         "new",
         "pauses",
+        "pauses_claimed",
         "puts",
         "resumes",
+        "resumes_claimed",
         "runs",
         "settles",
         "waiters",
@@ -45,6 +49,9 @@ class Batch:
         self.moves: dict[str, float] = {}
         self.pauses: dict[str, Job] = {}  # waiting rows to pause (state 4: never claimed, never loaded)
         self.resumes: dict[str, Job] = {}  # paused rows waiting again
+        # Series paused, or resumed, while their run goes on (still claimed), by (id, the claim's fence).
+        self.pauses_claimed: dict[tuple[str, int], Job] = {}
+        self.resumes_claimed: dict[tuple[str, int], Job] = {}
         self.claims: list[tuple[list[tuple[Job, int, int]], HandOut]] = []  # (job, shard, token)s and their pool
         self.waiters: list[tuple[Job, asyncio.Future[Job]]] = []
 
@@ -61,6 +68,8 @@ class Batch:
             or self.kept
             or self.pauses
             or self.resumes
+            or self.pauses_claimed
+            or self.resumes_claimed
         )
 
     def take_back(self, failed: Batch) -> None:
@@ -76,5 +85,18 @@ class Batch:
         self.runs = {**failed.runs, **self.runs}
         self.puts = {**failed.puts, **self.puts}
         self.kept = {**failed.kept, **self.kept}
-        self.pauses = {**failed.pauses, **self.pauses}
-        self.resumes = {**failed.resumes, **self.resumes}
+        # A pause undone by a later resume (or the reverse) is not sent: the later one stands.
+        self.pauses, self.resumes = _later(failed.pauses, self.pauses, failed.resumes, self.resumes)
+        self.pauses_claimed, self.resumes_claimed = _later(
+            failed.pauses_claimed, self.pauses_claimed, failed.resumes_claimed, self.resumes_claimed
+        )
+
+
+def _later(
+    paused: dict[_K, Job], pausing: dict[_K, Job], resumed: dict[_K, Job], resuming: dict[_K, Job]
+) -> tuple[dict[_K, Job], dict[_K, Job]]:
+    """A failed batch's pauses and resumes joined with the next batch's, the next one's winning per job."""
+    return (
+        {**{key: job for key, job in paused.items() if key not in resuming}, **pausing},
+        {**{key: job for key, job in resumed.items() if key not in pausing}, **resuming},
+    )

@@ -8,6 +8,8 @@ children, and a flush with none pays nothing more. In the transaction that
 ends a parent, a success strikes it off and makes every child left with no
 parent waiting (0), its owner notified; a dead or cancelled end cancels the
 children, with the reason kept as their outcome, and so on down the chain.
+A child paused while it waits (7) is counted off the same way, and left
+paused (4) once it has no parent left.
 
 Parents must exist when the child is written (checked in the database, in
 the transaction that writes it), so no cycle can be made. The parent rows
@@ -33,9 +35,10 @@ if TYPE_CHECKING:
 
     from .._job import Job
 
-__all__ = ["WAITING", "admit", "follow", "generations", "hold"]
+__all__ = ["WAITING", "WAITING_PAUSED", "admit", "follow", "generations", "hold"]
 
 WAITING: Final = 5  # cw_job.state of a child whose parents have not all succeeded
+WAITING_PAUSED: Final = 7  # ... and paused meanwhile: when they have, it stays paused (4)
 
 # A child's parents still to succeed: (parent id, its task).
 Parents = list[tuple[str, str]]
@@ -133,7 +136,7 @@ async def follow(conn: asyncpg.Connection, ended: dict[str, str], expires: float
         children = [row["id"] for row in await conn.fetch(sql.STRIKE_OFF, succeeded)]
         if children:
             rows = await conn.fetch(sql.RELEASE_CHILDREN, children)
-            notes += (f"n{row['shard']}/{row['id']}" for row in rows)
+            notes += (f"n{row['shard']}/{row['id']}" for row in rows if row["state"] == 0)  # not a paused one
     failed = {parent: how for parent, how in ended.items() if how != "succeeded"}
     while failed:  # one level of the chain at a time: the children cancelled are the next level's parents
         rows = await conn.fetch(sql.CANCEL_CHILDREN, list(failed))

@@ -21,6 +21,7 @@ from collections.abc import Collection
 from typing import Any, Final
 
 import asyncpg
+import orjson
 
 from .._errors import DuplicateKey
 from .._job import Job
@@ -38,7 +39,7 @@ DUE_TOLERANCE: Final = 0.05  # seconds: a job the wheel fired this close to its 
 NOTIFY_MAX: Final = 7900  # bytes of one notification's payload (PostgreSQL's limit is 8000)
 RETRY: Final = 0.25  # seconds between a failed flush and the next try of the changes it carried
 AUDIT: Final = os.environ.get("CHRONOWHEEL_CLUSTER_AUDIT") == "1"  # the fault tests' audit trail
-_STATE: Final = {"pending": 0, "failed": 0, "running": 1, "dead": 3}
+_STATE: Final = {"pending": 0, "failed": 0, "running": 1, "dead": 3, "paused": 4}
 
 
 class Flusher:
@@ -103,6 +104,8 @@ class Flusher:
                     await self._insert_runs(conn, batch.runs)
                 if batch.puts:
                     await self._put(conn, batch.puts)
+                if batch.pauses_claimed or batch.resumes_claimed:  # before the settles: a run's end finds them
+                    await self._pause_claimed(conn, batch.pauses_claimed, batch.resumes_claimed)
                 if batch.settles:
                     await self._settle(conn, batch.settles, notes, ended)
                 if batch.acks:
@@ -218,15 +221,23 @@ class Flusher:
     ) -> None:
         """Write new jobs; a key taken cluster-wide is :class:`DuplicateKey` (``"error"``) or the kept job.
 
-        A job not written leaves ``new`` (and the ``batch`` it is part of).
+        A job not written leaves ``new`` (and the ``batch`` it is part of). A
+        job taken over (``"replace"``) ends cancelled for its children, as the
+        replace of one engine's own job does.
         """
         for mode in ("error", "keep", "replace"):
             entries = [entry for entry in new.values() if entry[2] == mode]
             if not entries:
                 continue
             jobs = [job for job, _, _ in entries]
+            replaced: dict[str, str] = {}
+            if mode == "replace":  # locked: no child joins the old job before its row is the new one's
+                taken = await conn.fetch(sql.TAKEN, [job.key for job in jobs])
+                replaced = {row["id"]: "cancelled" for row in taken if row["waited"]}
             statement = sql.INSERT_REPLACE if mode == "replace" else sql.INSERT
             written = {row["id"] for row in await conn.fetch(statement, *self._rows(jobs, [r for _, r, _ in entries]))}
+            if replaced:
+                notes += await dependencies.follow(conn, replaced, self.expires())
             horizon = self._holdings.host.wall() + self._config.horizon if self._holdings.host is not None else 0.0
             now = self._holdings.monotonic()
             for job in jobs:
@@ -285,26 +296,54 @@ class Flusher:
     async def _pause(
         self, conn: asyncpg.Connection, pauses: dict[str, Job], resumes: dict[str, Job], notes: list[str]
     ) -> None:
-        """Pause waiting rows, then resume paused ones; a job whose row said no is not this engine's to hold."""
-        assert self._holdings.host is not None
+        """Pause waiting (or held) rows, then resume paused ones; a job whose row said no is not this engine's to hold.
+
+        A child held for its parents is in no wheel: resumed, it is held
+        again, or, its parents done, filed by its owner (told, as any other).
+        """
+        host = self._holdings.host
+        assert host is not None
         if pauses:
-            paused = {row["id"] for row in await conn.fetch(sql.PAUSE, list(pauses))}
+            rows = await conn.fetch(sql.PAUSE, list(pauses))
+            notes += (f"c{row['shard']}/{row['id']}" for row in rows if row["state"] == 4)  # an owner drops its copy
+            paused = {row["id"] for row in rows}
             for job_id, job in pauses.items():
                 if job_id not in paused:  # claimed, cancelled or paused elsewhere meanwhile
                     self._holdings.paused.discard(job_id)
-                    self._holdings.host.let_go(job)
+                    host.let_go(job)
         if resumes:
             rows = {row["id"]: row for row in await conn.fetch(sql.RESUME, list(resumes))}
-            now = time.monotonic()
-            horizon = self._holdings.host.wall() + self._config.horizon
+            now = self._holdings.monotonic()
+            horizon = host.wall() + self._config.horizon
             for job_id, job in resumes.items():
                 row = rows.get(job_id)
-                if row is not None and self._ownership.token(row["shard"], now) is not None and row["due"] <= horizon:
+                if row is not None and row["state"] != 0:
+                    continue  # a child held for its parents again: in no engine's wheel
+                if (
+                    row is not None
+                    and job._timer is not None
+                    and self._ownership.token(row["shard"], now) is not None
+                    and row["due"] <= horizon
+                ):
                     self._holdings.resident[job_id] = (job, row["shard"])
                     continue
-                self._holdings.host.drop(job)  # not this engine's to fire (any more), or not within its horizon
+                # Not this engine's to fire (any more), not within its horizon, or a child (in no wheel).
+                if job._timer is None:
+                    host.let_go(job)
+                else:
+                    host.drop(job)
                 if row is not None:
                     notes.append(f"n{row['shard']}/{job_id}")  # its owner files it
+
+    async def _pause_claimed(
+        self, conn: asyncpg.Connection, pauses: dict[tuple[str, int], Job], resumes: dict[tuple[str, int], Job]
+    ) -> None:
+        """Series paused (or resumed) while their run goes on: still claimed, fenced; their run's end settles them."""
+        for statement, jobs in ((sql.PAUSE_CLAIMED, pauses), (sql.RESUME_CLAIMED, resumes)):
+            if jobs:
+                ids, fences = zip(*jobs, strict=True)
+                shards = [self._holdings.shard(job) for job in jobs.values()]
+                await conn.execute(statement, self._ownership.me, list(ids), shards, list(fences))
 
     async def _settle(
         self, conn: asyncpg.Connection, settles: dict[tuple[str, int], Job], notes: list[str], ended: dict[str, str]
@@ -317,19 +356,30 @@ class Flusher:
             [fence for _, fence in settles],
             [_STATE[job.state] for job in jobs],
             [job._due_wall for job in jobs],
-            [encode_job(job, new=False) for job in jobs],
+            [_record(job) for job in jobs],
             [self._holdings.shard(job) for job in jobs],
         )
-        written = {(row["id"], row["fence"]) for row in rows}
+        written = {(row["id"], row["fence"]): row["state"] for row in rows}  # -> the row's state now
         dead = (row["id"] for row in rows if row["waited"] and settles[row["id"], row["fence"]].state == "dead")
         ended.update((job_id, "dead") for job_id in dead)
         self._holdings.counts["stale_writes"] += len(settles) - len(written)
-        assert self._holdings.host is not None
-        horizon = self._holdings.host.wall() + self._config.horizon
+        host = self._holdings.host
+        assert host is not None
+        horizon = host.wall() + self._config.horizon
         for (job_id, fence), job in settles.items():
-            if (job_id, fence) not in written:
+            stored = written.get((job_id, fence))
+            if stored is None:
                 if job.state in ("pending", "failed"):
-                    self._holdings.host.drop(job)  # a stale run's retry: the row is another claim's (or engine's) now
+                    host.drop(job)  # a stale run's retry: the row is another claim's (or engine's) now
+                elif job.state == "paused":
+                    self._holdings.paused.discard(job_id)
+                    host.let_go(job)
+            elif stored == 4 and job.state != "paused":  # paused cluster-wide while its run went on: kept so
+                host.drop(job)
+            elif stored == 0 and job.state == "paused":  # resumed cluster-wide while its run went on: waiting
+                self._holdings.paused.discard(job_id)
+                host.let_go(job)
+                notes.append(f"n{self._holdings.shard(job)}/{job_id}")  # its owner (this engine, likely) files it
             elif job.state in ("pending", "failed") and job._due_wall <= horizon:
                 self._holdings.resident[job.id] = (job, self._holdings.shard(job))
             elif job.state == "dead":
@@ -379,6 +429,16 @@ class Flusher:
                 [(job.id, self._holdings.fences[job.id][1], job._fence) for job in claimed],
             )
         return claimed
+
+
+def _record(job: Job) -> bytes:
+    """A settled job's record; a paused one's in the state it waits in again once resumed, as a paused row keeps it."""
+    record = encode_job(job, new=False)
+    if job.state != "paused":
+        return record
+    decoded = orjson.loads(record)
+    decoded["state"] = "failed" if job.attempt > 0 else "pending"
+    return orjson.dumps(decoded)
 
 
 async def keep(

@@ -127,22 +127,29 @@ class ClusterHandle:
     async def pause(self, key: str) -> bool:
         """Keep the waiting job with this key from firing, whichever engine holds it; True if there was one.
 
-        The row is never claimed while paused; its owner drops its copy.
+        The row is never claimed while paused; its owner drops its copy. A
+        fixed-delay series whose run goes on is paused too: that run finishes,
+        and its end stores the series paused. A child waiting for its parents
+        (``after=``) still counts them off, then waits for its resume.
         """
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.PAUSE_KEY, key)
-            await notify(conn, self._store.flusher.channel, [f"c{row['shard']}/{row['id']}" for row in rows])
+            notes = [f"c{row['shard']}/{row['id']}" for row in rows if row["state"] == 4]  # the others have no copy
+            await notify(conn, self._store.flusher.channel, notes)
         return bool(rows)
 
     async def resume(self, key: str) -> bool:
         """Let the paused job with this key wait again, wherever it was paused; True if it was paused.
 
         A deadline that passed meanwhile is due now; a recurring job's misfire
-        policy decides, when it fires, what its missed runs do.
+        policy decides, when it fires, what its missed runs do. A series whose
+        run goes on is timed from that run's end again; a child whose parents
+        have not all succeeded waits for them again.
         """
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.RESUME_KEY, key)
-            await notify(conn, self._store.flusher.channel, [f"n{row['shard']}/{row['id']}" for row in rows])
+            notes = [f"n{row['shard']}/{row['id']}" for row in rows if row["state"] == 0]  # due: its owner files it
+            await notify(conn, self._store.flusher.channel, notes)
         return bool(rows)
 
     async def reschedule(self, key: str, *, delay: float | None = None, at: datetime | None = None) -> bool:

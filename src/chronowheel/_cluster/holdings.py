@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from .._job import Job
 from .._journal.records import job_from_record
 from .config import Cluster
-from .dependencies import WAITING
+from .dependencies import WAITING, WAITING_PAUSED
 from .host import Host
 from .ownership import Ownership, shard_of
 
-__all__ = ["Holdings", "job_of"]
+__all__ = ["PAUSED", "Holdings", "job_of"]
+
+PAUSED: Final = frozenset((4, 6, WAITING_PAUSED))  # cw_job.state: paused waiting, paused while claimed, and held
 
 
 class Holdings:
@@ -74,6 +76,7 @@ class Holdings:
                 continue
             job = job_of(row)
             self.resident[job.id] = (job, row["shard"])
+            self.paused.discard(job.id)  # waiting again (resumed elsewhere): its next records are not a resume
             jobs.append(job)
         for job in jobs:
             parent = job._parent
@@ -92,11 +95,12 @@ def job_of(row: Mapping[str, Any]) -> Job:
     record = orjson.loads(row["record"])
     record["due"] = row["due"]  # the row's due is the truth: a move changes it, not the record
     job = job_from_record(record)
-    if row["state"] == 3:
+    state = row["state"]
+    if state == 3:
         job.state = "dead"
-    elif row["state"] == 4:
+    elif state in PAUSED:
         job.state = "paused"
-    if row["state"] != WAITING:
+    if state not in (WAITING, WAITING_PAUSED):
         job._after = None  # its parents all succeeded (the record keeps the list it was scheduled with)
     parent = record.get("parent")
     if parent is not None:

@@ -26,7 +26,8 @@ __all__ = ["page"]
 
 MAX_PAGE: Final = 10_000  # as engine.jobs(): a bigger listing is paged (the catalog sits above this layer)
 
-_ROW_STATES: Final = {1: "running", 3: "dead", 4: "paused"}  # where the row's state says more than its record's
+# Where the row's state says more than its record's (4, 6, 7: paused waiting, while claimed, while held).
+_ROW_STATES: Final = {1: "running", 3: "dead", 4: "paused", 6: "paused", 7: "paused"}
 
 
 async def page(

@@ -97,6 +97,17 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX cw_after_child ON cw_after (child)",
         ),
     ),
+    (
+        5,
+        (
+            # Two more paused states (no rewrite, no new column): 6, a series paused while its run goes on (still
+            # claimed), and 7, a child paused while it waits for its parents. Code of version 4 knows neither (its
+            # sweep would leave a 6 claimed, its parents' success a 7 waiting): the version keeps it from starting.
+            """COMMENT ON COLUMN cw_job.state IS
+                 '0 waiting, 1 claimed, 3 dead, 4 paused, 5 waiting for its parents (after=),'
+                 ' 6 paused while claimed (a series whose run goes on), 7 paused while waiting for its parents'""",
+        ),
+    ),
 )
 VERSION: Final = MIGRATIONS[-1][0]
 

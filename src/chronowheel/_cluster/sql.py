@@ -35,19 +35,22 @@ UPDATE cw_shard s SET owner = $1, token = s.token + 1, expires_at = now() + make
 FROM free WHERE s.shard = free.shard
 RETURNING s.shard, s.token, free.owner AS previous
 """
+# A claimed row given back waits again (0), or stays paused (4) if it was paused while claimed (6: a series
+# whose run went on).
+_UNCLAIMED: Final = "CASE j.state WHEN 6 THEN 4 ELSE 0 END"
 # Rows claimed under an older token of a won shard: their owner lost them mid-run. Back to waiting. Rows locked
 # by another transaction (a stale owner's ack or outcome in flight) are skipped, never waited for, and their
 # shards returned (``left``), to be swept again at the next lease round: the sweep cannot deadlock.
-SWEEP_ORPHANS: Final = """
+SWEEP_ORPHANS: Final = f"""
 WITH found AS (
   SELECT j.id, j.shard FROM cw_job j JOIN unnest($1::int[], $2::bigint[]) w(shard, token)
-    ON j.shard = w.shard AND j.state = 1 AND j.fence < w.token
+    ON j.shard = w.shard AND j.state IN (1, 6) AND j.fence < w.token
 ), taken AS (
   SELECT j.id FROM cw_job j JOIN unnest($1::int[], $2::bigint[]) w(shard, token)
-    ON j.shard = w.shard AND j.state = 1 AND j.fence < w.token
+    ON j.shard = w.shard AND j.state IN (1, 6) AND j.fence < w.token
   FOR UPDATE OF j SKIP LOCKED
 ), swept AS (
-  UPDATE cw_job j SET state = 0 FROM taken WHERE j.id = taken.id RETURNING j.id
+  UPDATE cw_job j SET state = {_UNCLAIMED} FROM taken WHERE j.id = taken.id RETURNING j.id
 )
 SELECT ARRAY(SELECT DISTINCT shard FROM found WHERE id NOT IN (SELECT id FROM swept)) AS left
 """
@@ -67,21 +70,21 @@ RETURNING s.shard
 # A graceful hand-over: jobs claimed and never finished go back to waiting, then the lease ends now. A row
 # locked by another transaction (this engine's ack of it in flight) is skipped: acked, it is gone; otherwise
 # it stays claimed under the old token and the next owner's sweep gives it back.
-UNCLAIM: Final = """
-UPDATE cw_job j SET state = 0
+UNCLAIM: Final = f"""
+UPDATE cw_job j SET state = {_UNCLAIMED}
 FROM (
   SELECT j.id FROM cw_job j JOIN unnest($1::int[], $2::bigint[]) h(shard, token)
-    ON j.shard = h.shard AND j.state = 1 AND j.fence = h.token
+    ON j.shard = h.shard AND j.state IN (1, 6) AND j.fence = h.token
   FOR UPDATE OF j SKIP LOCKED
 ) u
 WHERE j.id = u.id
 """
 # Jobs this engine claimed under its current token and never started (stopped by the local guard): waiting
 # again, their claim not counted.
-UNCLAIM_IDS: Final = """
-UPDATE cw_job j SET state = 0, claims = j.claims - 1
+UNCLAIM_IDS: Final = f"""
+UPDATE cw_job j SET state = {_UNCLAIMED}, claims = j.claims - 1
 FROM unnest($1::text[], $2::int[], $3::bigint[]) u(id, shard, fence)
-WHERE j.id = u.id AND j.shard = u.shard AND j.state = 1 AND j.fence = u.fence
+WHERE j.id = u.id AND j.shard = u.shard AND j.state IN (1, 6) AND j.fence = u.fence
 """
 RELEASE: Final = """
 UPDATE cw_shard s SET owner = NULL, expires_at = now()
@@ -110,19 +113,36 @@ LOAD_IDS: Final = "SELECT id, shard, due, state, record FROM cw_job WHERE id = A
 # -- changes ----------------------------------------------------------------------------------------------
 
 CANCEL: Final = "DELETE FROM cw_job WHERE id = ANY($1::text[]) RETURNING id, shard, due, waited"
-CANCEL_KEY: Final = "DELETE FROM cw_job WHERE key = $1 AND state <> 1 RETURNING id, shard, due, state, record, waited"
+CANCEL_KEY: Final = (
+    "DELETE FROM cw_job WHERE key = $1 AND state NOT IN (1, 6) RETURNING id, shard, due, state, record, waited"
+)
 MOVE: Final = """
 UPDATE cw_job j SET due = m.due FROM unnest($1::text[], $2::float8[]) m(id, due)
-WHERE j.id = m.id AND j.state IN (0, 4, 5)
+WHERE j.id = m.id AND j.state IN (0, 4, 5, 7)
 RETURNING j.id, j.shard, j.due
 """
-# Paused (4): the claim, the loads and the refill take only waiting rows (0), so a paused row never fires. The
-# record keeps the job's own state, for when it waits again.
-PAUSE: Final = "UPDATE cw_job SET state = 4 WHERE id = ANY($1::text[]) AND state = 0 RETURNING id"
-RESUME: Final = "UPDATE cw_job SET state = 0 WHERE id = ANY($1::text[]) AND state = 4 RETURNING id, shard, due"
-PAUSE_KEY: Final = "UPDATE cw_job SET state = 4 WHERE key = $1 AND state = 0 RETURNING id, shard"
-RESUME_KEY: Final = "UPDATE cw_job SET state = 0 WHERE key = $1 AND state = 4 RETURNING id, shard"
-MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state IN (0, 4, 5) RETURNING id, shard, due"
+# Paused: the claim, the loads and the refill take only waiting rows (0), so a paused row never fires. Each
+# state that can be paused has its paused twin, which resume turns back: waiting (0) and paused (4), a series
+# claimed while its run goes on (1) and paused so (6: its run's end stores it paused, not due), a child waiting
+# for its parents (5) and paused so (7: its parents' success leaves it paused, 4). The record keeps the job's
+# own state, for when it waits again.
+_PAUSED: Final = "CASE state WHEN 0 THEN 4 WHEN 1 THEN 6 ELSE 7 END"
+_RESUMED: Final = "CASE state WHEN 4 THEN 0 WHEN 6 THEN 1 ELSE 5 END"
+PAUSE: Final = f"""
+UPDATE cw_job SET state = {_PAUSED} WHERE id = ANY($1::text[]) AND state IN (0, 5) RETURNING id, shard, state
+"""
+RESUME: Final = f"""
+UPDATE cw_job SET state = {_RESUMED} WHERE id = ANY($1::text[]) AND state IN (4, 7) RETURNING id, shard, due, state
+"""
+# A key is kept by a claimed row only if it is a series' (a one-shot job gives its key back at its claim).
+PAUSE_KEY: Final = f"""
+UPDATE cw_job SET state = {_PAUSED} WHERE key = $1 AND (state IN (0, 5) OR state = 1 AND series)
+RETURNING id, shard, state
+"""
+RESUME_KEY: Final = f"""
+UPDATE cw_job SET state = {_RESUMED} WHERE key = $1 AND state IN (4, 6, 7) RETURNING id, shard, state
+"""
+MOVE_KEY: Final = "UPDATE cw_job SET due = $2 WHERE key = $1 AND state IN (0, 4, 5, 7) RETURNING id, shard, due"
 
 # New jobs. A taken key is a conflict on the unique index: "error" and "keep" insert nothing (the ids not
 # returned), "replace" takes the key over with the new job.
@@ -141,9 +161,11 @@ INSERT INTO cw_job (id, shard, key, due, series, record)
 SELECT n.id, n.shard, n.key, n.due, n.series, n.record {_NEW_ROWS}
 ON CONFLICT (key) WHERE key IS NOT NULL
 DO UPDATE SET id = EXCLUDED.id, shard = EXCLUDED.shard, due = EXCLUDED.due, record = EXCLUDED.record,
-              state = 0, fence = NULL, claims = 0
+              series = EXCLUDED.series, state = 0, fence = NULL, claims = 0, waited = false
 RETURNING id
 """
+# The jobs a replace takes the keys of, locked (in key order) before it: those with children (``waited``) end.
+TAKEN: Final = "SELECT id, waited FROM cw_job WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
 # A redriven dead job (the row is there, dead) or one the store no longer has: waiting again.
 PUT: Final = f"""
 INSERT INTO cw_job (id, shard, key, due, series, record)
@@ -171,15 +193,31 @@ RETURNING id
 # Each row comes with its shard: the shard rows join in memory, then one primary-key look-up per job (a join
 # on the token alone, or an `id = ANY(...)` filter, made PostgreSQL compare every row with every id).
 _FENCED: Final = "j.id = o.id AND j.shard = o.shard AND j.state = 1 AND j.fence = o.fence"
+_FENCED_OR_PAUSED: Final = "j.id = o.id AND j.shard = o.shard AND j.state IN (1, 6) AND j.fence = o.fence"
 _HELD: Final = "JOIN cw_shard s ON s.shard = o.shard AND s.token = o.fence AND s.owner = $1"
 # A retry (0, waiting), a dead letter (3), a fixed-delay series between runs (1), a series filed at its
-# next run (0, and its key kept).
+# next run (0, and its key kept), a paused series whose run ended (4). A row paused while claimed (6) stays
+# paused: filed at its next run, it is stored paused there (4). A series this engine paused whose row was
+# resumed meanwhile (1) waits for its next run (0).
 SETTLE: Final = f"""
-UPDATE cw_job j SET state = o.state, due = o.due, record = o.record
+UPDATE cw_job j SET due = o.due, record = o.record,
+                    state = CASE WHEN j.state = 6 AND o.state = 0 THEN 4 WHEN j.state = 6 AND o.state = 1 THEN 6
+                                 WHEN j.state = 1 AND o.state = 4 THEN 0 ELSE o.state END
 FROM (SELECT o.* FROM unnest($2::text[], $7::int[], $3::bigint[], $4::smallint[], $5::float8[], $6::bytea[])
         o(id, shard, fence, state, due, record) {_HELD}) o
+WHERE {_FENCED_OR_PAUSED}
+RETURNING j.id, o.fence, j.waited, j.state
+"""
+# A series this engine paused, or resumed, while its run goes on: claimed (1) and paused so (6), and back.
+PAUSE_CLAIMED: Final = f"""
+UPDATE cw_job j SET state = 6
+FROM (SELECT o.* FROM unnest($2::text[], $3::int[], $4::bigint[]) o(id, shard, fence) {_HELD}) o
 WHERE {_FENCED}
-RETURNING j.id, o.fence, j.waited
+"""
+RESUME_CLAIMED: Final = f"""
+UPDATE cw_job j SET state = 1
+FROM (SELECT o.* FROM unnest($2::text[], $3::int[], $4::bigint[]) o(id, shard, fence) {_HELD}) o
+WHERE j.id = o.id AND j.shard = o.shard AND j.state = 6 AND j.fence = o.fence
 """
 ACK: Final = f"""
 DELETE FROM cw_job j
@@ -249,11 +287,12 @@ DELETE FROM cw_result WHERE id = ANY(ARRAY(
 
 # ``engine.cluster.jobs()`` (queries.py) and ``chronowheel jobs DSN``: one page by (due, id) past a cursor, over
 # the live jobs and the kept outcomes of finished ones; filters by state ($1), task ($2), key prefix ($3). The
-# state a row says beats its record's: 1 claimed (running), 3 dead, 4 paused.
+# state a row says beats its record's: 1 claimed (running), 3 dead, 4, 6 and 7 paused.
 PAGE: Final = """
 WITH listed AS (
   SELECT j.id, j.due, j.state AS row_state, false AS finished, j.record,
-         CASE j.state WHEN 1 THEN 'running' WHEN 3 THEN 'dead' WHEN 4 THEN 'paused' ELSE d.doc ->> 'state' END
+         CASE WHEN j.state = 1 THEN 'running' WHEN j.state = 3 THEN 'dead' WHEN j.state IN (4, 6, 7) THEN 'paused'
+              ELSE d.doc ->> 'state' END
            AS state,
          d.doc ->> 'task' AS task, d.doc ->> 'key' AS key
   FROM cw_job j, LATERAL (SELECT convert_from(j.record, 'UTF8')::jsonb AS doc) d
@@ -297,21 +336,22 @@ UPDATE cw_job SET state = 5 WHERE id IN (SELECT child FROM edges)
 # another engine's transaction struck off meanwhile.
 STRIKE_OFF: Final = """
 WITH edges AS (DELETE FROM cw_after WHERE parent = ANY($1::text[]) RETURNING child)
-SELECT id FROM cw_job WHERE id IN (SELECT child FROM edges) AND state = 5 ORDER BY id FOR UPDATE
+SELECT id FROM cw_job WHERE id IN (SELECT child FROM edges) AND state IN (5, 7) ORDER BY id FOR UPDATE
 """
+# A child paused while it waited (7) is left paused (4): it fires once resumed.
 RELEASE_CHILDREN: Final = """
-UPDATE cw_job j SET state = 0 WHERE j.id = ANY($1::text[]) AND j.state = 5
+UPDATE cw_job j SET state = CASE j.state WHEN 7 THEN 4 ELSE 0 END WHERE j.id = ANY($1::text[]) AND j.state IN (5, 7)
   AND NOT EXISTS (SELECT FROM cw_after a WHERE a.child = j.id)
-RETURNING j.id, j.shard
+RETURNING j.id, j.shard, j.state
 """
-# Parents that ended dead or cancelled: their waiting children are deleted (cancelled), with the parent and its
-# task each was cancelled for, and the children's edges to their other parents go too.
+# Parents that ended dead or cancelled: their waiting children (paused or not) are deleted (cancelled), with the
+# parent and its task each was cancelled for, and the children's edges to their other parents go too.
 CANCEL_CHILDREN: Final = """
 WITH edges AS (DELETE FROM cw_after WHERE parent = ANY($1::text[]) RETURNING child, parent, task),
 gone AS (
   DELETE FROM cw_job j
   USING (SELECT DISTINCT ON (child) child, parent, task FROM edges ORDER BY child, parent) e
-  WHERE j.id = e.child AND j.state = 5
+  WHERE j.id = e.child AND j.state IN (5, 7)
   RETURNING j.id, j.shard, j.record, e.parent, e.task
 ), rest AS (
   DELETE FROM cw_after a USING gone g WHERE a.child = g.id AND NOT a.parent = ANY($1::text[])

@@ -139,17 +139,10 @@ class ClusterStore:
         holdings = self.holdings
         if isinstance(token, tuple):
             batch.new[job.id] = (job, token[0], token[1])
-        elif job.state == "paused" and job.id not in holdings.fences:
-            holdings.resident.pop(job.id, None)
-            holdings.paused.add(job.id)
-            batch.resumes.pop(job.id, None)
-            batch.pauses[job.id] = job
-        elif job.id in holdings.paused:  # resumed: waiting again, filed in the wheel by the engine
-            holdings.paused.discard(job.id)
-            if batch.pauses.pop(job.id, None) is None:
-                batch.resumes[job.id] = job
-            else:  # paused and resumed within one turn: the row never changed
-                holdings.resident[job.id] = (job, holdings.shard(job))
+        elif job.state == "paused":
+            self._paused(job)
+        elif job.id in holdings.paused:
+            self._resumed(job)
         elif job.id in holdings.fences or (job.fence is not None and job.state in ("failed", "dead")):
             # An attempt's outcome (a retry, a dead letter, a series between or at its next run), fenced by the
             # token that attempt was claimed under: a stale run's outcome matches nothing.
@@ -173,6 +166,42 @@ class ClusterStore:
         else:
             batch.puts[job.id] = job  # a redrive, a series refiled at restore
         self.flusher.kick()
+
+    def _paused(self, job: Job) -> None:
+        """A job this engine paused: its waiting (or held) row, or a series' claimed one (its run going on, or over)."""
+        batch = self.flusher.batch
+        holdings = self.holdings
+        holdings.paused.add(job.id)
+        claimed = holdings.fences.get(job.id)
+        if claimed is None:
+            holdings.resident.pop(job.id, None)
+            batch.resumes.pop(job.id, None)
+            batch.pauses[job.id] = job
+            return
+        series = job._series
+        assert series is not None  # only a series between runs is paused while claimed
+        key = (job.id, claimed[0] if job.fence is None else job.fence)
+        if series.active:  # claimed still, and paused so: its run's end stores it paused, not due
+            if batch.resumes_claimed.pop(key, None) is None:
+                batch.pauses_claimed[key] = job
+        else:  # its run is over (the engine says so): no longer claimed, kept paused at its next run
+            del holdings.fences[job.id]
+            batch.settles[key] = job
+
+    def _resumed(self, job: Job) -> None:
+        """A job this engine paused, resumed: waiting again (in the wheel), held for its parents, or its run goes on."""
+        batch = self.flusher.batch
+        holdings = self.holdings
+        holdings.paused.discard(job.id)
+        claimed = holdings.fences.get(job.id)
+        if claimed is not None:  # a series whose run goes on (running again): its run's end files the next run
+            key = (job.id, claimed[0] if job.fence is None else job.fence)
+            if batch.pauses_claimed.pop(key, None) is None:
+                batch.resumes_claimed[key] = job
+        elif batch.pauses.pop(job.id, None) is None:
+            batch.resumes[job.id] = job
+        elif job._after is None:  # paused and resumed within one turn: the row never changed; the job is in the wheel
+            holdings.resident[job.id] = (job, holdings.shard(job))
 
     def moved(self, job: Job) -> None:
         if job.id not in self.flusher.batch.new:  # a new row takes its due when it is written
@@ -199,6 +228,8 @@ class ClusterStore:
                 kept = None  # not claimed here: nothing acknowledged, nothing to keep
         else:
             fence = None
+            holdings.fences.pop(job.id, None)  # a series cancelled while its run goes on: its claim ends with it
+            holdings.paused.discard(job.id)
             if batch.new.pop(job.id, None) is None:  # cancelled before it was written: nothing to delete
                 batch.cancels.add(job.id)
         if kept is not None:
