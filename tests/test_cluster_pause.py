@@ -18,8 +18,8 @@ import pytest
 
 from chronowheel import Engine, Every, JobCancelled
 from chronowheel.testing import VirtualClock
+from helpers import until
 from test_cluster import settle
-from test_cluster_failures import until
 from test_cluster_ops import cluster_engine
 
 
