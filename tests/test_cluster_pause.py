@@ -341,6 +341,11 @@ async def test_a_child_paused_while_it_waits_for_its_parents(
         assert not await resume()  # resumed already
         if resume_at < 2.0:
             await stored(admin, clock, both, child.id, 5)  # held again for the parent still to succeed
+        elif resume_at < CHILD_DUE:
+            # Waiting again (0) before its due comes: a resume that lands while the owner's claim of the job is being
+            # refused (still paused) was seen, once under load, to leave it to the owner's next refill (docs/cluster.md,
+            # "Not done yet"); this test is about what pause and resume do, not that race.
+            await stored(admin, clock, both, child.id, 0)
         await step_to(clock, both, runs_at)
         await until(lambda: _settled_count(clock, both, runs, 3))
         assert runs == [("p1", 1.0), ("p2", 2.0), ("child", runs_at)]
