@@ -89,7 +89,7 @@ HERE = Path(__file__).resolve().parent
 CHILD = HERE / "crash_child.py"
 SRC = HERE.parent / "src"
 
-DEFAULT_CYCLES = 40
+DEFAULT_CYCLES = 24
 CYCLES = int(os.environ.get("CHRONOWHEEL_CRASH_CYCLES", str(DEFAULT_CYCLES)))
 SOAK = CYCLES > DEFAULT_CYCLES
 SEED = int(os.environ.get("CHRONOWHEEL_CRASH_SEED", "20251124"))

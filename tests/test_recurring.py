@@ -14,7 +14,7 @@ from chronowheel.testing import VirtualClock
 from helpers import virtual_sleep
 
 
-async def test_fixed_rate_does_not_drift_over_10000_runs() -> None:
+async def test_fixed_rate_does_not_drift_over_3000_runs() -> None:
     clock = VirtualClock(settle_rounds=6)
     engine = Engine(clock=clock)
     starts: list[float] = []
@@ -27,10 +27,10 @@ async def test_fixed_rate_does_not_drift_over_10000_runs() -> None:
     async with engine:
         job = await engine.schedule(poll, every=Every(1.0))
         assert len(engine) == 1  # one wheel entry for the whole series
-        await clock.advance(10_000)
+        await clock.advance(3_000)
         assert job.state == "pending"
-        await engine.stop(grace=0)  # the run started at 10,000 s is still going
-    assert len(starts) == 10_000
+        await engine.stop(grace=0)  # the run started at 3,000 s is still going
+    assert len(starts) == 3_000
     assert all(abs(start - (k + 1)) < 1e-6 for k, start in enumerate(starts))
 
 
