@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chronowheel import ChronowheelError, Engine, EngineClosed, JobCancelled, JobFailed, Retry, current_job
+from chronowheel import ChronowheelError, Engine, EngineClosed, Job, JobCancelled, JobFailed, Retry, current_job
 from chronowheel.testing import VirtualClock
 from helpers import join_threads, journal_store, stopping
 
@@ -384,15 +384,25 @@ async def test_a_succeeded_jobs_job_is_released_while_its_outcome_answers(lab: L
 ENDS = ["succeeded", "retried", "cancelled"]
 
 
-async def finish(engine: Engine, clock: VirtualClock, end: str) -> str:
-    """A job that ends as ``end`` says; its id (the test keeps no reference to the Job)."""
-    if end == "cancelled":
+async def ending(engine: Engine, clock: VirtualClock, end: str) -> Job:
+    """A job that ends as ``end`` says (one of ``ENDS``, or ``"dead"``), or is still ``"pending"``."""
+    if end == "pending":
+        return await engine.schedule("echo", args=(7,), delay=60)
+    if end == "dead":
+        job = await engine.schedule("broken", delay=1)
+        await clock.advance(5)
+    elif end == "cancelled":
         job = await engine.schedule("echo", args=(7,), delay=10)
         engine.cancel(job)
     else:
         job = await engine.schedule("flaky_echo" if end == "retried" else "echo", args=(7,), delay=1)
         await clock.advance(3)
-    return job.id
+    return job
+
+
+async def finish(engine: Engine, clock: VirtualClock, end: str) -> str:
+    """:func:`ending`'s job's id (the test keeps no reference to the Job)."""
+    return (await ending(engine, clock, end)).id
 
 
 @pytest.mark.parametrize("where", ["memory", "journal", "journal-restart"])
@@ -447,17 +457,7 @@ async def test_the_job_a_caller_holds_equals_what_jobs_shows_of_it(tmp_path: Pat
     engine, clock = lab.engine()
     await engine.start()
     other = await engine.schedule("echo", args=(0,), delay=50)
-    if end == "pending":
-        job = await engine.schedule("echo", args=(7,), delay=60)
-    elif end == "dead":
-        job = await engine.schedule("broken", delay=1)
-        await clock.advance(5)
-    elif end == "cancelled":
-        job = await engine.schedule("echo", args=(7,), delay=10)
-        engine.cancel(job)
-    else:
-        job = await engine.schedule("flaky_echo" if end == "retried" else "echo", args=(7,), delay=1)
-        await clock.advance(3)
+    job = await ending(engine, clock, end)
     if where == "journal-restart":
         await engine.stop()
         lab.finished(clock)
