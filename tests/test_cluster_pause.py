@@ -57,6 +57,24 @@ async def step_to(clock: VirtualClock, engines: tuple[Engine, ...], until_time: 
         await settle(clock, *engines, seconds=min(math.floor(clock.time()) + 1.0, until_time) - clock.time())
 
 
+def series_engines(pg_dsn: str) -> tuple[VirtualClock, Engine, Engine, list[float], asyncio.Event]:
+    """A worker and a client on one virtual clock, and the task ``work``: the start of each run goes into the
+    list, and the first run lasts until the event is set."""
+    clock = VirtualClock()
+    worker, client = cluster_engine(pg_dsn, clock), cluster_engine(pg_dsn, clock, role="client")
+    runs: list[float] = []
+    first_run_ends = asyncio.Event()
+
+    async def work() -> None:
+        runs.append(clock.time())
+        if len(runs) == 1:
+            await first_run_ends.wait()
+
+    for engine in (worker, client):
+        engine.task(name="work")(work)
+    return clock, worker, client, runs, first_run_ends
+
+
 # -- a fixed-delay series paused before, during or after its run -----------------------------------------------
 
 # A series every 10 s, timed from each run's end (misfire_grace 1 s): its first run starts at 10 and ends at 13,
@@ -93,20 +111,9 @@ async def test_a_fixed_delay_series_paused_before_during_or_after_its_run(
     ``resume`` (the owner learns it at the run's end, and drops its copy).
     """
     pause_at, resume_at, fires = SERIES[case]
-    clock = VirtualClock()
-    worker, client = cluster_engine(pg_dsn, clock), cluster_engine(pg_dsn, clock, role="client")
+    clock, worker, client, runs, first_run_ends = series_engines(pg_dsn)
     both = (worker, client)
-    runs: list[float] = []
-    first_run_ends = asyncio.Event()
     resumed: list[int] = []  # how many runs there were when it was resumed
-
-    async def work() -> None:
-        runs.append(clock.time())
-        if len(runs) == 1:
-            await first_run_ends.wait()
-
-    for engine in both:
-        engine.task(name="work")(work)
     async with worker, client:
         assert client.cluster is not None
         try:
@@ -181,19 +188,8 @@ async def test_a_series_paused_on_its_owner_and_resumed_cluster_wide_while_its_r
 ) -> None:
     """The owner's copy says paused, the row says resumed: at the run's end the row wins, and the series, no longer
     paused, waits for its next run (at 23, timed from the run's end), the owner filing it from the row."""
-    clock = VirtualClock()
-    worker, client = cluster_engine(pg_dsn, clock), cluster_engine(pg_dsn, clock, role="client")
+    clock, worker, client, runs, first_run_ends = series_engines(pg_dsn)
     both = (worker, client)
-    runs: list[float] = []
-    first_run_ends = asyncio.Event()
-
-    async def work() -> None:
-        runs.append(clock.time())
-        if len(runs) == 1:
-            await first_run_ends.wait()
-
-    for engine in both:
-        engine.task(name="work")(work)
     async with worker, client:
         assert client.cluster is not None
         try:
