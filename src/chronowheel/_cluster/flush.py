@@ -54,7 +54,6 @@ class Flusher:
         self._config = holdings.config
         self._listener = listener
         self.pool: asyncpg.Pool | None = None  # set by the store once connected
-        self.channel = "cw"
         self.batch = Batch()
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # at close a failed flush is given up, not tried again
@@ -133,7 +132,7 @@ class Flusher:
                     notes += await dependencies.follow(conn, ended, self.expires())
                 for claims, hand_out in batch.claims:
                     claimed.append((await self._claim_rows(conn, claims), hand_out))
-                await notify(conn, self.channel, notes)
+                await notify(conn, self._listener.channel, notes)
         except Exception as exc:
             logger.error("chronowheel: cluster store: a write of %d waiting callers failed", len(batch.waiters))
             for job, future in batch.waiters:

@@ -121,7 +121,7 @@ class ClusterHandle:
             ended = {row["id"]: "cancelled" for row in rows if row["waited"]}
             if ended:
                 notes += await dependencies.follow(conn, ended, store.flusher.expires())
-            await notify(conn, store.flusher.channel, notes)
+            await notify(conn, store.listener.channel, notes)
         return bool(rows)
 
     async def pause(self, key: str) -> bool:
@@ -135,7 +135,7 @@ class ClusterHandle:
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.PAUSE_KEY, key)
             notes = [f"c{row['shard']}/{row['id']}" for row in rows if row["state"] == 4]  # the others have no copy
-            await notify(conn, self._store.flusher.channel, notes)
+            await notify(conn, self._store.listener.channel, notes)
         return bool(rows)
 
     async def resume(self, key: str) -> bool:
@@ -149,7 +149,7 @@ class ClusterHandle:
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.RESUME_KEY, key)
             notes = [f"n{row['shard']}/{row['id']}" for row in rows if row["state"] == 0]  # due: its owner files it
-            await notify(conn, self._store.flusher.channel, notes)
+            await notify(conn, self._store.listener.channel, notes)
         return bool(rows)
 
     async def reschedule(self, key: str, *, delay: float | None = None, at: datetime | None = None) -> bool:
@@ -161,7 +161,7 @@ class ClusterHandle:
         due = host.wall() + check_when(delay, at, host.wall)
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.MOVE_KEY, key, due)
-            await notify(conn, self._store.flusher.channel, [f"m{row['shard']}/{row['id']}" for row in rows])
+            await notify(conn, self._store.listener.channel, [f"m{row['shard']}/{row['id']}" for row in rows])
         return bool(rows)
 
     def stats(self) -> dict[str, Any]:
@@ -193,7 +193,7 @@ class ClusterHandle:
                     raise LeaseLost(f"job {job.id}: its claim (fence {fence}) is no longer this engine's")
                 if acked["waited"]:
                     await notify(
-                        conn, store.flusher.channel, await dependencies.follow(conn, {job.id: "succeeded"}, None)
+                        conn, store.listener.channel, await dependencies.follow(conn, {job.id: "succeeded"}, None)
                     )
             except BaseException:
                 await transaction.rollback()

@@ -40,7 +40,6 @@ class Leases:
         self._config = holdings.config
         self._listener = listener
         self.pool: asyncpg.Pool | None = None  # set by the store once connected
-        self.channel = "cw"
         self.task: asyncio.Task[None] | None = None  # the rounds, every quarter of the lease
         self._round = asyncio.Lock()
         self._server: str | None = None  # the server's identity (sql.IDENTITY), once known
@@ -203,4 +202,4 @@ class Leases:
         async with conn.transaction():
             await conn.execute(sql.UNCLAIM, *arrays)
             await conn.execute(sql.RELEASE, self._ownership.me, *arrays)
-            await conn.execute(sql.NOTIFY, self.channel, "r")
+            await conn.execute(sql.NOTIFY, self._listener.channel, "r")

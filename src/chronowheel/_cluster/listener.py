@@ -45,7 +45,7 @@ class Listener:
         self._released = released
         self.dsn = holdings.config.dsn
         self.pool: asyncpg.Pool | None = None  # set by the store once connected
-        self.channel = "cw"
+        self.channel = "cw"  # set by the store once connected: "cw_" and its schema
         self.connection: asyncpg.Connection | None = None
         self.fetches: set[asyncio.Task[None]] = set()
         self.closing = False

@@ -100,7 +100,7 @@ class ClusterStore:
             async with pool.acquire() as conn:
                 await upgrade(conn, self.config.shards)
                 channel = "cw_" + await conn.fetchval("SELECT current_schema()")
-                self.flusher.channel = self.leases.channel = self.listener.channel = channel
+                self.listener.channel = channel  # the flusher and the leases notify on it too
                 self.leases.check_server(await conn.fetchval(sql.IDENTITY))  # the first: known from now on
             if not self.worker:
                 return []
