@@ -190,14 +190,14 @@ async def _same_id(dsn: str, tmp: Path, downtime: float) -> None:
             restarted_at = await conn.fetchval("SELECT clock_timestamp()")
             again, _ = await spawn_worker(dsn, tmp / "again.json", "worker-1")
             children.append(again)
-            for _ in range(160):
-                if await conn.fetchval("SELECT count(*) FROM cw_job") == 0:
-                    break
-                await asyncio.sleep(0.1)
-            for _ in range(200):  # a loaded machine: the other worker may finish every job before the new one starts
-                if await conn.fetchval(_ACQUIRED_SINCE, restarted_at):
-                    break
-                await asyncio.sleep(0.1)
+
+            async def settled() -> bool:  # every job done, and the new process holding shards again
+                if await conn.fetchval("SELECT count(*) FROM cw_job"):
+                    return False
+                return bool(await conn.fetchval(_ACQUIRED_SINCE, restarted_at))
+
+            # A loaded machine: the other worker may finish every job long before the new one starts.
+            await until(settled, seconds=36.0)
         for child in children[1:]:
             child.send_signal(signal.SIGTERM)
             await asyncio.wait_for(child.wait(), 30)
