@@ -55,9 +55,6 @@ class Driver:
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._spawn()
-
-    def _spawn(self) -> None:
         """A driver task; from now until it ends the collector skips the timers' payloads and the waiting jobs.
 
         Set here, not once the task runs: a burst of ``schedule_nowait`` right
@@ -89,7 +86,7 @@ class Driver:
         caller, as from asyncio's own callbacks; a new driver takes over, and
         fires the rest of that batch first (it is still due), should the loop run on.
 
-        While a driver task exists (see :meth:`_spawn`), the core is ``quiet``: the collector does not walk
+        While a driver task exists (see :meth:`start`), the core is ``quiet``: the collector does not walk
         the timers' payloads (see ``TimerCore.quiet`` in ``native/_cwheel.pyx``);
         and each pool's wheel hides its waiting jobs from the collector
         (``TimerWheel.hide``): a million pending jobs are walked by no collection.
@@ -111,7 +108,7 @@ class Driver:
                 timers_fired = fire(now, _BATCH, loop, counts)
             except BaseException:  # only SystemExit and KeyboardInterrupt get out of the fire loop
                 driver.add_done_callback(_consume)
-                self._spawn()
+                self.start()
                 raise
             busy = timers_fired == _BATCH
             for pool in pools:
