@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-import chronowheel._cluster.flush as cluster_flush
+import chronowheel._cluster.writes as cluster_writes
 from chronowheel import Cluster, Engine
 from chronowheel.testing import VirtualClock
 from helpers import until
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.xdist_group("crash")
 
 @pytest.fixture
 def audited(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cluster_flush, "AUDIT", True)
+    monkeypatch.setattr(cluster_writes, "AUDIT", True)
 
 
 def engines(dsn: str, clock: VirtualClock, roles: list[str]) -> list[Engine]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Collection
@@ -26,19 +25,18 @@ import orjson
 from .._errors import DuplicateKey
 from .._job import Job
 from .._journal.records import encode_job
-from . import dependencies, sql
+from . import dependencies, sql, writes
 from .batch import Batch, HandOut
 from .holdings import Holdings, job_of
 from .listener import Listener
+from .writes import audit, keep, notify
 
-__all__ = ["AUDIT", "Flusher", "audit", "keep", "notify"]
+__all__ = ["DUE_TOLERANCE", "Flusher"]
 
 logger = logging.getLogger("chronowheel")
 
 DUE_TOLERANCE: Final = 0.05  # seconds: a job the wheel fired this close to its row's due is due
-NOTIFY_MAX: Final = 7900  # bytes of one notification's payload (PostgreSQL's limit is 8000)
 RETRY: Final = 0.25  # seconds between a failed flush and the next try of the changes it carried
-AUDIT: Final = os.environ.get("CHRONOWHEEL_CLUSTER_AUDIT") == "1"  # the fault tests' audit trail
 _STATE: Final = {"pending": 0, "failed": 0, "running": 1, "dead": 3, "paused": 4}
 
 
@@ -113,7 +111,7 @@ class Flusher:
                         sql.ACK, self._ownership.me, list(ids), list(fences), list(batch.acks.values())
                     )
                     self._holdings.counts["stale_writes"] += len(batch.acks) - len(acked)
-                    if AUDIT:
+                    if writes.AUDIT:
                         await audit(
                             conn, "ack", self._ownership.me, [(row["id"], row["shard"], row["fence"]) for row in acked]
                         )
@@ -420,7 +418,7 @@ class Flusher:
             self._holdings.lose(lost)
         if missed:  # cancelled, claimed elsewhere, or moved by a change whose notification this engine missed:
             self._listener.spawn(self._listener.load_ids(missed))  # a moved row comes back with its new due
-        if AUDIT:
+        if writes.AUDIT:
             await audit(
                 conn,
                 "claim",
@@ -438,37 +436,3 @@ def _record(job: Job) -> bytes:
     decoded = orjson.loads(record)
     decoded["state"] = "failed" if job.attempt > 0 else "pending"
     return orjson.dumps(decoded)
-
-
-async def keep(
-    conn: asyncpg.Connection,
-    kept: dict[tuple[str, int | None], tuple[int, float, bytes]],
-    acked: set[tuple[str, int]],
-    notes: list[str],
-) -> None:
-    """Write the outcomes of the jobs this flush ended (an ack's only if the fence let it through)."""
-    rows = [(key[0], *entry) for key, entry in kept.items() if key[1] is None or key in acked]
-    if rows:
-        await conn.execute(sql.KEEP, *map(list, zip(*rows, strict=True)))
-        notes += (f"d{shard}" for shard in {shard for _, shard, _, _ in rows})
-
-
-async def audit(conn: asyncpg.Connection, kind: str, me: str, rows: list[Any]) -> None:
-    """Audit rows ``(id, shard, token)`` (the fault tests'), in the transaction of what they record."""
-    if rows:
-        ids, shards, tokens = (list(column) for column in zip(*rows, strict=True))
-        await conn.execute(sql.AUDIT, kind, me, shards, tokens, ids)
-
-
-async def notify(conn: asyncpg.Connection, channel: str, notes: list[str]) -> None:
-    """One notification per ``NOTIFY_MAX`` bytes of ``kind shard/id`` entries, delivered at commit."""
-    chunk: list[str] = []
-    size = 0
-    for note in notes:
-        if size + len(note) + 1 > NOTIFY_MAX:
-            await conn.execute(sql.NOTIFY, channel, " ".join(chunk))
-            chunk, size = [], 0
-        chunk.append(note)
-        size += len(note) + 1
-    if chunk:
-        await conn.execute(sql.NOTIFY, channel, " ".join(chunk))

@@ -18,10 +18,10 @@ from .._job import Job
 from .._journal.records import encode_done
 from .._outcome import Outcome
 from . import dependencies, sql
-from .flush import keep, notify
 from .holdings import job_of
 from .queries import page
 from .store import ClusterStore
+from .writes import keep, notify
 
 if TYPE_CHECKING:
     from datetime import datetime

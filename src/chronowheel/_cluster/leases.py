@@ -20,8 +20,7 @@ import random
 import asyncpg
 
 from .._job import Job
-from . import flush, sql
-from .flush import audit
+from . import sql, writes
 from .holdings import Holdings
 from .listener import Listener
 from .results import PURGE_MAX
@@ -108,8 +107,10 @@ class Leases:
             await self._sweep(conn, [*won, *((shard, held[shard].token) for shard in self._unswept if shard in held)])
             if won:
                 self._ownership.acquired(won, sent)  # its jobs may be claimed once the sweep has given them back
-                if flush.AUDIT:
-                    await audit(conn, "acquire", self._ownership.me, [(None, shard, token) for shard, token in won])
+                if writes.AUDIT:
+                    await writes.audit(
+                        conn, "acquire", self._ownership.me, [(None, shard, token) for shard, token in won]
+                    )
             await self._unstrand(conn)
             refill = self._holdings.monotonic() - self._holdings.refilled >= self._config.horizon / 2
             rescan, self._holdings.rescan = self._holdings.rescan & set(self._ownership.held), set()
