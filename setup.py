@@ -29,6 +29,12 @@ class OptionalBuildExt(build_ext):
         print(f"chronowheel: native wheel not built ({exc}); using the pure-Python wheel", file=sys.stderr)
 
 
+def _extension(extension: type, source: str) -> object:
+    """Each ``native/<name>.pyx`` is its own module, ``chronowheel.<name>``."""
+    name = os.path.splitext(os.path.basename(source))[0]
+    return extension(f"chronowheel.{name}", [source], extra_compile_args=["-O3"])
+
+
 def extensions() -> list[object]:
     if os.environ.get("CHRONOWHEEL_NO_EXTENSIONS"):
         return []
@@ -45,7 +51,7 @@ def extensions() -> list[object]:
     try:
         return list(
             cythonize(
-                [Extension("chronowheel._cwheel", sources, extra_compile_args=["-O3"])],
+                [_extension(Extension, source) for source in sources],
                 compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
             )
         )
