@@ -25,7 +25,9 @@ Due batch: the timers fired and not yet handed out, in (deadline, priority,
 seq) order. Cancelling one leaves a tombstone in its place, as the pure wheel
 leaves a stale entry in its ``_due`` list (it keeps the batch "under way" until
 the drain passes it); rescheduling one takes it out of the batch and files it
-afresh.
+afresh. A timer core's handle leaves a tombstone in a wheel slot too, within a
+bound (``TimerWheel._drop``): unlinking there costs two cache misses at a
+million timers, which a cancel need not pay.
 
 The type is GC-tracked and its traverse visits the payloads, so a cycle
 through a payload (wheel -> payload -> owner of the wheel) is collected just as
@@ -208,10 +210,11 @@ cdef enum:
     # ``where``: level * 64 + slot while filed in the wheel, then:
     W_OVERFLOW = 1022  # waiting beyond the top level
     W_DUE = 1023  # fired, in the due batch, not yet handed out
-    W_TOMB = 1024  # cancelled while due: a tombstone in the due batch
+    W_TOMB = 1024  # cancelled and left in its list (the due batch, or a timer core's slot): a tombstone
     W_FREE = 1025  # on the free list
     WHERE_BITS = 11  # ``where`` shares a 64-bit word with the sequence number
     WHERE_MASK = 2047
+    TOMB_SLACK = 4096  # tombstones a timer core's wheel may hold beyond half its pending timers (see _drop)
 
 cdef uint32_t NIL = 0xFFFFFFFFu
 cdef uint32_t MAX_TIMERS = 0xFFFFFFFEu
@@ -306,6 +309,7 @@ cdef class TimerWheel:
     cdef uint32_t used  # entries ever handed out (high-water mark)
     cdef uint32_t free_head
     cdef Py_ssize_t size  # pending timers: filed, overflowing or due (not tombstones)
+    cdef Py_ssize_t tombs  # tombstones still in a list (see _drop)
     cdef int nlevels
     cdef int64_t now_
     cdef uint64_t masks[MAX_LEVELS]
@@ -356,6 +360,7 @@ cdef class TimerWheel:
         self.used = 0
         self.free_head = NIL
         self.size = 0
+        self.tombs = 0
         for i in range(MAX_LEVELS):
             self.masks[i] = 0
         for i in range(ALL_SLOTS):
@@ -504,7 +509,8 @@ cdef class TimerWheel:
         """The earliest tick at which :meth:`advance` may have work, or None.
 
         Never later than the earliest deadline; may be earlier when a timer
-        was lazily moved later (the wheel then wakes once to re-file it).
+        was lazily moved later (the wheel then wakes once to re-file it), or
+        a timer core's handle cancelled one (its tombstone is freed then).
         """
         cdef uint32_t where = 0
         cdef uint64_t start = 0
@@ -608,9 +614,34 @@ cdef class TimerWheel:
         t.payload = NULL
         if _where(t) == W_DUE:
             _set_where(t, W_TOMB)  # the drain frees it when it gets there
+            self.tombs += 1
         else:
             self._unlink(idx)
             self._free(idx)
+        self.size -= 1
+        cw_decref(payload)  # last: a finalizer may use the wheel
+
+    cdef void _drop(self, uint32_t idx) noexcept:
+        """Cancel the pending timer at ``idx`` for a timer core's handle: left in its list where the bound allows.
+
+        Unlinking reads and writes the timer's two neighbours: at a million
+        timers, cache misses that come after the handle's and the timer's
+        own. A tombstone costs neither; whatever walks its list next (the
+        slot coming up, a cascade, overflow coming in range) frees it, and
+        ``next_expiry`` may name its slot (one wake-up that hands out
+        nothing, as after a lazy move). Tombstones are bounded: past half the
+        pending timers (plus ``TOMB_SLACK``) a cancel unlinks at once, so a
+        wheel's entries never exceed one and a half times the most timers it
+        held plus the slack, whatever is added and cancelled.
+        """
+        if self.tombs >= (self.size >> 1) + TOMB_SLACK:
+            self._cancel(idx)
+            return
+        cdef Timer* t = &self.timers[idx]
+        cdef PyObject* payload = t.payload
+        t.payload = NULL
+        _set_where(t, W_TOMB)
+        self.tombs += 1
         self.size -= 1
         cw_decref(payload)  # last: a finalizer may use the wheel
 
@@ -649,7 +680,8 @@ cdef class TimerWheel:
                 payload = t.payload
                 self._free(idx)
                 if payload == NULL:
-                    continue  # a tombstone
+                    self.tombs -= 1
+                    continue
                 self.size -= 1
                 out[0] = payload  # the wheel's reference, handed over
                 return 1
@@ -752,6 +784,14 @@ cdef class TimerWheel:
             self._remove(&self.ov_head, &self.ov_tail, idx)
         else:
             self._remove(&self.due_head, &self.due_tail, idx)
+
+    cdef inline void _refile(self, uint32_t idx) noexcept:
+        """File a timer of a list being emptied again (a cascade, overflow in range); free it if a tombstone."""
+        if self.timers[idx].payload == NULL:
+            self._free(idx)
+            self.tombs -= 1
+        else:
+            self._file(idx, self.timers[idx].deadline)
 
     cdef void _file(self, uint32_t idx, int64_t deadline) noexcept:
         """Put a timer where its deadline belongs, seen from the current tick."""
@@ -861,7 +901,7 @@ cdef class TimerWheel:
             self.ov_head = self.ov_tail = NIL
             while idx != NIL:
                 nxt = self.timers[idx].next
-                self._file(idx, self.timers[idx].deadline)
+                self._refile(idx)
                 idx = nxt
             return 1
         if start > <uint64_t>now:
@@ -874,7 +914,7 @@ cdef class TimerWheel:
             self.masks[where >> BITS] &= ~(<uint64_t>1 << (where & SLOT_MASK))
             while idx != NIL:
                 nxt = self.timers[idx].next
-                self._file(idx, self.timers[idx].deadline)
+                self._refile(idx)
                 idx = nxt
             return 1
         # Level 0: size the sort buffer before touching anything.
@@ -896,7 +936,10 @@ cdef class TimerWheel:
         while idx != NIL:
             t = &self.timers[idx]
             nxt = t.next
-            if t.deadline <= <int64_t>start:
+            if t.payload == NULL:  # a tombstone (see _drop)
+                self._free(idx)
+                self.tombs -= 1
+            elif t.deadline <= <int64_t>start:
                 self.scratch[n] = t
                 n += 1
             else:  # moved later while filed here: file it again
@@ -995,7 +1038,7 @@ cdef class TimerHandle:
         cdef uint32_t idx = core.wheel._pending(self.idx, self.seq & SEQ)
         if idx == NIL:
             return False
-        core.wheel._cancel(idx)
+        core.wheel._drop(idx)
         return True
 
     def reschedule(self, delay):

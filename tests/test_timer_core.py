@@ -160,6 +160,73 @@ def test_native_core_matches_pure(start: float, ops: list[tuple[Any, ...]]) -> N
     assert state(native) == state(pure)
 
 
+@needs_native
+@pytest.mark.parametrize("order", ["filing", "reversed", "random"])
+@pytest.mark.parametrize("spread", [0.05, 5.0, 3600.0], ids=["one-level-0-window", "level-1", "level-3"])
+def test_cancels_past_the_tombstone_bound_leave_the_rest_firing_as_the_pure_core(order: str, spread: float) -> None:
+    """Native cancels leave tombstones up to a bound, then unlink: both kinds stay out of what fires.
+
+    12,000 timers and 10,000 cancels: past the first few thousand the native
+    core's cancels unlink at once, so both of its ways are compared with the
+    pure core, cancel by cancel and firing batch by batch.
+    """
+    import random
+
+    rng = random.Random(f"{order}-{spread}")
+    delays = [rng.uniform(0.001, spread) for _ in range(12_000)]
+    victims = list(range(0, 12_000, 6)) + [i for i in range(12_000) if i % 6]
+    victims = victims[:10_000]
+    if order == "reversed":
+        victims.reverse()
+    elif order == "random":
+        rng.shuffle(victims)
+    worlds = [World(NativeCore, 0.0), World(PureCore, 0.0)]
+    for world in worlds:
+        world.handles = [world.core.call_later(delay, world.fired.append, n) for n, delay in enumerate(delays)]
+    native, pure = worlds
+    stopped = 0
+    for count, victim in enumerate(victims, 1):
+        done = native.handles[victim].cancel()
+        assert done == pure.handles[victim].cancel()
+        stopped += done
+        if count % 2_500 == 0:  # part of the way through: fire what is due on both, halfway
+            for world in worlds:
+                world.now += spread / 8
+                while world.fire(1_000):
+                    pass
+            assert native.fired == pure.fired
+            assert len(native.core.wheel) == len(pure.core.wheel)
+    for world in worlds:
+        world.now += 2 * spread
+        while world.fire(1_000):
+            pass
+    assert native.fired == pure.fired
+    assert len(native.fired) == 12_000 - stopped
+    assert stopped > 6_000  # well past the bound: both ways were taken
+    assert len(native.core.wheel) == 0
+
+
+@needs_native
+@pytest.mark.parametrize("delay", [0.01, 3600.0], ids=["level-0", "level-3"])
+def test_a_core_that_files_and_cancels_for_ever_keeps_a_bounded_slab(delay: float) -> None:
+    """Tombstones are bounded: 200,000 file-and-cancel rounds beside 1,000 timers grow nothing past the bound."""
+    import tracemalloc
+
+    world = World(NativeCore, 0.0)
+    kept = [world.core.call_later(7200.0, print) for _ in range(1_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(200_000):
+            world.core.call_later(delay, print).cancel()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # Unbounded, 200,000 tombstones of 32 bytes would be 6.4 MB; the bound is 500 + 4,096 of them.
+    assert grown < 400_000, grown
+    assert len(world.core.wheel) == len(kept)
+
+
 @pytest.mark.parametrize("kind", sorted(CORES))
 @pytest.mark.parametrize(
     ("delay", "due_tick"),
