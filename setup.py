@@ -43,21 +43,18 @@ def extensions() -> list[object]:
     except ImportError:
         print("chronowheel: Cython missing; using the pure-Python wheel", file=sys.stderr)
         return []
-    sources = sorted(glob.glob(os.path.join("native", "*.pyx")))
-    if not sources:
-        return []
     from setuptools import Extension
 
-    try:
-        return list(
-            cythonize(
-                [_extension(Extension, source) for source in sources],
+    built: list[object] = []
+    for source in sorted(glob.glob(os.path.join("native", "*.pyx"))):
+        try:  # one module at a time: a Cython error in one costs that module alone, the rest still build
+            built += cythonize(
+                [_extension(Extension, source)],
                 compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
             )
-        )
-    except Exception as exc:  # a Cython error must not cost users the install
-        print(f"chronowheel: cannot cythonize {sources} ({exc}); using the pure-Python wheel", file=sys.stderr)
-        return []
+        except Exception as exc:  # a Cython error must not cost users the install
+            print(f"chronowheel: cannot cythonize {source} ({exc}); its pure-Python twin is used", file=sys.stderr)
+    return built
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
