@@ -33,7 +33,7 @@ line links it.
 
 cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
-from cpython.dict cimport PyDict_CheckExact, PyDict_Size
+from cpython.dict cimport PyDict_CheckExact, PyDict_Next, PyDict_Size
 from cpython.list cimport PyList_AsTuple, PyList_CheckExact
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromUnsignedLongLong
 from cpython.ref cimport PyObject, Py_DECREF
@@ -53,6 +53,7 @@ cdef extern from "Python.h":
     object PyMemoryView_FromMemory(char* mem, Py_ssize_t size, int flags)
     int PyBUF_READ
     bint PyFloat_CheckExact(object o)
+    void cj_untrack "PyObject_GC_UnTrack"(object o)
     double PyFloat_AS_DOUBLE(object o)
 
 cdef extern from *:
@@ -126,6 +127,13 @@ cdef extern from *:
         return 0;
     }
 
+    /* The bytes a string the reader takes may hold: printable ASCII but the quote and the backslash. */
+    static unsigned char cj_plain[256];
+    static void cj_init_plain(void) {
+        int c;
+        for (c = 0x20; c < 0x7f; c++) cj_plain[c] = c != '"' && c != '\\\\';
+    }
+
     typedef struct { const unsigned char* p; const unsigned char* end; int depth; } cj_reader;
     static PyObject* cj_value(cj_reader* r);
 
@@ -135,11 +143,8 @@ cdef extern from *:
         const unsigned char* end = r->end;
         Py_ssize_t n, i;
         PyObject* s;
-        while (p < end && *p != '"') {
-            if (*p < 0x20 || *p >= 0x7f || *p == '\\\\') return NULL;
-            p++;
-        }
-        if (p >= end) return NULL;
+        while (p < end && cj_plain[*p]) p++;
+        if (p >= end || *p != '"') return NULL;  /* an escape, a control or non-ASCII character: orjson's */
         n = p - start;
         r->p = p + 1;
         if (n < CJ_KNOWN_LENGTH) {
@@ -317,6 +322,7 @@ cdef extern from *:
     }
     """
     int cj_set_known(object s) except -1
+    void cj_init_plain() noexcept
     PyObject* cj_read(const char* data, Py_ssize_t size) except? NULL
 
 DEF FRAME = 16  # u32 crc | u32 length | u64 record number
@@ -341,6 +347,28 @@ _KNOWN = tuple(
 )
 for _text in _KNOWN:
     cj_set_known(_text)
+cj_init_plain()
+# A job record's fields in the order the engine writes them (``records.encode_job``), its key last if it has one.
+cdef tuple _ORDER = tuple(sys.intern(name) for name in ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key"))
+cdef PyObject* _order[10]
+for _i in range(10):
+    _order[_i] = <PyObject*>_ORDER[_i]
+
+
+cdef inline bint _in_order(object record, PyObject** out) noexcept:
+    """A job record's values in ``out`` in the engine's field order, if its keys are those, in that order, as the
+    reader's own interned strings (one pass over the dict, no lookup); else False: then look them up."""
+    cdef Py_ssize_t position = 0, i = 0, size = PyDict_Size(record)
+    cdef PyObject* key
+    cdef PyObject* value
+    if size != 9 and size != 10:
+        return False
+    while PyDict_Next(record, &position, &key, &value):
+        if key != _order[i]:
+            return False
+        out[i] = value
+        i += 1
+    return True
 
 
 def read(bytes payload):
@@ -435,17 +463,39 @@ cdef inline bint _time(PyObject* value) except -1:
     return _int_within(value, -TIME_MAX, TIME_MAX)
 
 
+cdef inline bint _state(PyObject* value) noexcept:
+    """One of the plain states: pending, failed, dead, paused (an exact str)."""
+    if value == NULL or not PyUnicode_CheckExact(<object>value):
+        return False
+    state = <str>value
+    return state == "pending" or state == "failed" or state == "dead" or state == "paused"
+
+
 cdef bint _sound_job(object record) except -1:
     """``schema.sound_jobs_py``'s test of one record, or less: a record it refuses goes to the full check."""
     cdef PyObject* kind
-    cdef PyObject* state
     cdef PyObject* value
     cdef Py_ssize_t size
+    cdef PyObject* values[10]
     if not PyDict_CheckExact(record):
         return False
     size = PyDict_Size(record)
     if size != 9 and size != 10:
         return False
+    if _in_order(record, values):
+        return (
+            PyUnicode_CheckExact(<object>values[0])
+            and <str>values[0] == "job"
+            and _id(values[1])
+            and _id(values[2])
+            and PyList_CheckExact(<object>values[3])
+            and PyDict_CheckExact(<object>values[4])
+            and _time(values[5])
+            and _int_within(values[6], -PRIORITY_MAX, PRIORITY_MAX)
+            and _int_within(values[7], 0, PRIORITY_MAX)
+            and _state(values[8])
+            and (size == 9 or _id(values[9]))
+        )
     kind = cj_dict_get(record, "t")
     if kind == NULL or not PyUnicode_CheckExact(<object>kind) or <object>kind != "job":
         return False
@@ -463,14 +513,7 @@ cdef bint _sound_job(object record) except -1:
         return False
     if not _int_within(cj_dict_get(record, "att"), 0, PRIORITY_MAX):
         return False
-    state = cj_dict_get(record, "state")
-    if state == NULL or not PyUnicode_CheckExact(<object>state):
-        return False
-    if not (
-        <object>state == "pending" or <object>state == "failed" or <object>state == "dead" or <object>state == "paused"
-    ):
-        return False
-    return size == 9 or _id(cj_dict_get(record, "key"))
+    return _state(cj_dict_get(record, "state")) and (size == 9 or _id(cj_dict_get(record, "key")))
 
 
 def sound_jobs(list records, Py_ssize_t start):
@@ -480,6 +523,18 @@ def sound_jobs(list records, Py_ssize_t start):
         if not _sound_job(records[index]):
             return index
     return count
+
+
+cdef tuple _args(list args):
+    """``tuple(args)``, left out of the cyclic GC when it holds only atoms (as the collector itself would leave it)."""
+    cdef tuple result = PyList_AsTuple(args)
+    cdef Py_ssize_t i
+    for i in range(len(result)):
+        kind = type(result[i])
+        if not (kind is int or kind is str or kind is float or kind is bool or result[i] is None):
+            return result
+    cj_untrack(result)
+    return result
 
 
 @cython.final
@@ -585,12 +640,32 @@ cdef class PlainJobs:
         cdef PyObject* kind
         cdef PyObject* task
         cdef PyObject* key
+        cdef PyObject* values[10]
         for index in range(start, count):
             record = records[index]
             if not PyDict_CheckExact(record):
                 return index
             kind = cj_dict_get(record, "t")
             if kind == NULL or not PyUnicode_CheckExact(<object>kind):
+                return index
+            if _in_order(record, values):  # the reader's record: its values without a lookup
+                if <str>values[0] == "job":
+                    if <object>values[8] != "pending":
+                        return index
+                    task = cj_dict_get(tasks, <object>values[2])
+                    if task == NULL or not PyList_CheckExact(<object>values[3]):
+                        return index
+                    live[<object>values[1]] = self._build(
+                        <object>values[1],
+                        <object>values[9] if PyDict_Size(record) == 10 else None,
+                        <object>task,
+                        _args(<object>values[3]),
+                        <object>values[4],
+                        <object>values[6],
+                        <object>values[5],
+                        <object>values[7],
+                    )
+                    continue
                 return index
             if <object>kind == "job":
                 size = PyDict_Size(record)
@@ -605,11 +680,12 @@ cdef class PlainJobs:
                 args = record["args"]
                 if not PyList_CheckExact(args):
                     return index
-                live[record["id"]] = self._build(
-                    record["id"],
+                job_id = record["id"]
+                live[job_id] = self._build(
+                    job_id,
                     None if key == NULL else <object>key,
                     <object>task,
-                    PyList_AsTuple(args),
+                    _args(args),
                     record["kwargs"],
                     record["prio"],
                     record["due"],
