@@ -641,24 +641,27 @@ cdef class PlainJobs:
         cdef PyObject* task
         cdef PyObject* key
         cdef PyObject* values[10]
+        name = registered = None  # the last task name looked up, and its value in ``tasks``
         for index in range(start, count):
             record = records[index]
             if not PyDict_CheckExact(record):
                 return index
-            kind = cj_dict_get(record, "t")
-            if kind == NULL or not PyUnicode_CheckExact(<object>kind):
-                return index
             if _in_order(record, values):  # the reader's record: its values without a lookup
-                if <str>values[0] == "job":
+                if PyUnicode_CheckExact(<object>values[0]) and <str>values[0] == "job":
                     if <object>values[8] != "pending":
                         return index
-                    task = cj_dict_get(tasks, <object>values[2])
-                    if task == NULL or not PyList_CheckExact(<object>values[3]):
+                    # A run holds jobs of a few tasks: a name equal to the last one's is not looked up again.
+                    if name is None or not PyUnicode_CheckExact(<object>values[2]) or <str>values[2] != name:
+                        task = cj_dict_get(tasks, <object>values[2])
+                        if task == NULL:
+                            return index
+                        name, registered = <object>values[2], <object>task
+                    if not PyList_CheckExact(<object>values[3]):
                         return index
                     live[<object>values[1]] = self._build(
                         <object>values[1],
                         <object>values[9] if PyDict_Size(record) == 10 else None,
-                        <object>task,
+                        registered,
                         _args(<object>values[3]),
                         <object>values[4],
                         <object>values[6],
@@ -666,6 +669,9 @@ cdef class PlainJobs:
                         <object>values[7],
                     )
                     continue
+                return index
+            kind = cj_dict_get(record, "t")
+            if kind == NULL or not PyUnicode_CheckExact(<object>kind):
                 return index
             if <object>kind == "job":
                 size = PyDict_Size(record)

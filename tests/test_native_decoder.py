@@ -290,6 +290,7 @@ replayed = st.lists(
     usual
     | st.builds(job_payload, st.sampled_from(IDS), st.just(WALL), st.just([]), st.none(), state=st.just("failed"))
     | st.builds(job_payload, st.sampled_from(IDS), st.just(WALL), st.just([1]), st.none(), task=st.just("gone"))
+    | st.builds(job_payload, st.sampled_from(IDS), st.just(WALL), st.just([2]), st.none(), task=st.just("bill"))
     | st.builds(job_payload, st.sampled_from(IDS), st.just(WALL), st.just([1]), st.none(), att=st.just(2))
     | gone
     | st.builds(lambda job_id: {"t": "move", "id": job_id, "due": WALL + 5}, st.sampled_from(IDS)),
@@ -307,7 +308,7 @@ def fields_of(entry: Any) -> Any:
 @given(run=replayed, start=st.integers(0, 2), reader=readers)
 def test_the_native_replay_is_the_python_replay(run: list[dict[str, Any]], start: int, reader: str) -> None:
     run = as_read(run, reader)
-    tasks = {"send": "send"}
+    tasks = {"send": "send", "bill": "bill"}
     native_live: dict[str, Any] = {}
     python_live: dict[str, Any] = {}
     assert cjournal.PlainJobs(Job).replay(run, start, native_live, tasks) == PlainJobsPy(Job).replay(
@@ -322,7 +323,7 @@ def test_a_whole_replay_is_the_same_with_either_twin(run: list[dict[str, Any]]) 
     results = []
     for plain in (cjournal.PlainJobs, PlainJobsPy):
         with mock.patch.object(journal_replay, "_PlainJobs", plain):
-            replay = JobReplay(["send"])
+            replay = JobReplay(["send", "bill"])
             replay([dict(record) for record in run])
         results.append(([(key, fields_of(entry)) for key, entry in replay.live.items()], replay.kept))
     assert results[0] == results[1]
