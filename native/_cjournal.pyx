@@ -349,7 +349,9 @@ for _text in _KNOWN:
     cj_set_known(_text)
 cj_init_plain()
 # A job record's fields in the order the engine writes them (``records.encode_job``), its key last if it has one.
-cdef tuple _ORDER = tuple(sys.intern(name) for name in ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key"))
+cdef tuple _ORDER = tuple(
+    sys.intern(name) for name in ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key")
+)
 cdef PyObject* _order[10]
 for _i in range(10):
     _order[_i] = <PyObject*>_ORDER[_i]
