@@ -7,8 +7,8 @@ Each is the twin of a Python loop that stays the reference and the fallback
 holds each pair alike, verdicts and reasons byte for byte.
 
 * :func:`walk` -- ``chronowheel._journal.format.walk_frames``: version-2 frames
-  out of a buffer (length, CRC, record number), each payload decoded by the
-  reader below, or by ``orjson.loads`` where the reader gives up.
+  out of a buffer (length, CRC, record number), each payload decoded by
+  ``orjson.loads`` straight from the buffer (a memoryview, no copy).
 * :func:`sound_jobs` -- ``chronowheel._journal.schema.sound_jobs_py``: the
   usual ``job`` record's schema, accepted in C; anything else is left to the
   Python check, which decides and words the fault. So this can only pass
@@ -17,13 +17,6 @@ holds each pair alike, verdicts and reasons byte for byte.
   pending job's record replayed into its ``Job`` (a copy of a template ``Job``
   built, as ``_cwheel.JobPath`` does), and ``cancel``/``ack`` records; the
   rest goes back to the Python replay.
-
-The reader (``cj_read``, :func:`read` for the tests) decodes the JSON that
-``orjson.dumps`` writes of the usual record, in one pass and without a call:
-what it returns is what ``orjson.loads`` returns (same types, key order,
-floats correctly rounded), and on anything else (escapes, non-ASCII text,
-exponents, big numbers, whitespace, a repeated key) it gives up and orjson
-decides. Its keys are interned, so the checks after it find them by identity.
 
 The CRC is zlib's own ``crc32`` in C, linked with ``-lz`` (the library that
 Python's ``zlib`` module wraps, so the same function and the same result,
@@ -104,227 +97,6 @@ cdef extern from *:
     uint64_t cj_u64(const char* p) noexcept nogil
 
 
-cdef extern from *:
-    """
-    /* A JSON reader for what orjson.dumps writes of the usual record: objects, arrays, ASCII strings without
-       escapes, ints of up to 18 digits, floats of the form -?digits.digits with up to 17 digits, true, false,
-       null, and no whitespace. On anything else it gives up (NULL, no error set) and the caller hands the
-       payload to orjson.loads, which decides: so what it returns is what orjson.loads would, or nothing.
-       Known keys and values (the records' field names, states, types) come back as one interned str each. */
-    #define CJ_MAX_DEPTH 64
-    #define CJ_MAX_KNOWN 48
-    #define CJ_KNOWN_LENGTH 16  /* known strings are shorter */
-    #define CJ_PER_LENGTH 12
-    static PyObject* cj_known[CJ_KNOWN_LENGTH][CJ_PER_LENGTH];  /* by length: a few to compare, not all */
-    static int cj_nknown[CJ_KNOWN_LENGTH];
-    static int cj_set_known(PyObject* s) {
-        Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-        if (!PyUnicode_IS_COMPACT_ASCII(s) || n >= CJ_KNOWN_LENGTH || cj_nknown[n] >= CJ_PER_LENGTH) {
-            PyErr_SetString(PyExc_ValueError, "not a short ASCII string, or too many of its length");
-            return -1;
-        }
-        cj_known[n][cj_nknown[n]++] = s;
-        return 0;
-    }
-
-    /* The bytes a string the reader takes may hold: printable ASCII but the quote and the backslash. */
-    static unsigned char cj_plain[256];
-    static void cj_init_plain(void) {
-        int c;
-        for (c = 0x20; c < 0x7f; c++) cj_plain[c] = c != '"' && c != '\\\\';
-    }
-
-    typedef struct { const unsigned char* p; const unsigned char* end; int depth; } cj_reader;
-    static PyObject* cj_value(cj_reader* r);
-
-    static PyObject* cj_string(cj_reader* r) {  /* r->p just past the opening quote */
-        const unsigned char* start = r->p;
-        const unsigned char* p = start;
-        const unsigned char* end = r->end;
-        Py_ssize_t n, i;
-        PyObject* s;
-        while (p < end && cj_plain[*p]) p++;
-        if (p >= end || *p != '"') return NULL;  /* an escape, a control or non-ASCII character: orjson's */
-        n = p - start;
-        r->p = p + 1;
-        if (n < CJ_KNOWN_LENGTH) {
-            for (i = 0; i < cj_nknown[n]; i++) {
-                PyObject* k = cj_known[n][i];
-                if (*PyUnicode_1BYTE_DATA(k) == *start && memcmp(PyUnicode_1BYTE_DATA(k), start, (size_t)n) == 0) {
-                    Py_INCREF(k);
-                    return k;
-                }
-            }
-        }
-        s = PyUnicode_New(n, 127);
-        if (s == NULL) return NULL;
-        memcpy(PyUnicode_1BYTE_DATA(s), start, (size_t)n);
-        return s;
-    }
-
-    /* m / 10**k, correctly rounded (k <= 17), in *out and 1; or 0: then dtoa decides. Clinger's fast path when m
-       fits in a double's 53 bits (both operands exact, one rounding); else the quotient's double or a neighbour,
-       whichever is proven, in 128-bit integers, to be within half an ulp of m / 10**k (ties to even). */
-    static const double cj_tens[18] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13,
-                                        1e14, 1e15, 1e16, 1e17};
-    #if defined(__SIZEOF_INT128__)
-    static const uint64_t cj_tens_exact[18] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-        10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
-        10000000000000ULL, 100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL};
-    static int cj_nearest(uint64_t m, int k, double c) {  /* is c the double nearest to m / 10**k? */
-        int e, s;
-        uint64_t M;
-        unsigned __int128 lhs, mid, diff, half;
-        double f = frexp(c, &e);  /* c = f * 2**e, f in [0.5, 1) */
-        M = (uint64_t)ldexp(f, 53);  /* c = M * 2**(e - 53), M in [2**52, 2**53) */
-        s = 54 - e;  /* 1 - (e - 53): c's half ulp is 2**(e - 54) */
-        if (M == (1ULL << 52) || s <= 0 || s > 64) return 0;  /* a power of two rounds unevenly: dtoa */
-        lhs = (unsigned __int128)m << s;  /* m / 10**k and c, both times 2**s * 10**k */
-        mid = (unsigned __int128)(2 * M) * cj_tens_exact[k];
-        diff = lhs > mid ? lhs - mid : mid - lhs;
-        half = cj_tens_exact[k];
-        return diff < half || (diff == half && (M & 1) == 0);
-    }
-    #endif
-    static int cj_decimal(uint64_t m, int k, double* out) {
-        double c;
-        if (m <= (1ULL << 53)) { *out = (double)m / cj_tens[k]; return 1; }
-    #if defined(__SIZEOF_INT128__)
-        c = (double)m / cj_tens[k];
-        if (cj_nearest(m, k, c)) { *out = c; return 1; }
-        if (cj_nearest(m, k, nextafter(c, INFINITY))) { *out = nextafter(c, INFINITY); return 1; }
-        if (cj_nearest(m, k, nextafter(c, 0.0))) { *out = nextafter(c, 0.0); return 1; }
-    #endif
-        (void)c;
-        return 0;
-    }
-
-    static PyObject* cj_number(cj_reader* r) {
-        const unsigned char* p = r->p;
-        const unsigned char* end = r->end;
-        const unsigned char* start = p;
-        int negative = 0, digits = 0, fraction = 0;
-        uint64_t value = 0;
-        double d;
-        char text[40];
-        if (*p == '-') { negative = 1; p++; }
-        if (p >= end || *p < '0' || *p > '9') return NULL;
-        if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9') return NULL;  /* a leading zero */
-        while (p < end && *p >= '0' && *p <= '9') {
-            value = value * 10 + (uint64_t)(*p - '0'); p++;
-            if (++digits > 18) return NULL;
-        }
-        if (p < end && (*p == 'e' || *p == 'E')) return NULL;
-        if (p >= end || *p != '.') {
-            if (negative && value == 0) return NULL;  /* -0: leave it to orjson */
-            r->p = p;
-            return PyLong_FromLongLong(negative ? -(long long)value : (long long)value);
-        }
-        p++;
-        if (p >= end || *p < '0' || *p > '9') return NULL;
-        while (p < end && *p >= '0' && *p <= '9') {
-            value = value * 10 + (uint64_t)(*p - '0'); p++; fraction++;
-            if (++digits > 17) return NULL;
-        }
-        if (p < end && (*p == 'e' || *p == 'E')) return NULL;
-        r->p = p;
-        if (!cj_decimal(value, fraction, &d)) {
-            memcpy(text, start, (size_t)(p - start));
-            text[p - start] = 0;
-            d = PyOS_string_to_double(text, NULL, NULL);  /* correctly rounded, whatever the locale */
-            if (d == -1.0 && PyErr_Occurred()) return NULL;
-            return PyFloat_FromDouble(d);
-        }
-        return PyFloat_FromDouble(negative ? -d : d);
-    }
-
-    static PyObject* cj_array(cj_reader* r) {  /* r->p just past the '[' */
-        PyObject* list = PyList_New(0);
-        PyObject* item;
-        if (list == NULL) return NULL;
-        if (r->p < r->end && *r->p == ']') { r->p++; return list; }
-        for (;;) {
-            item = cj_value(r);
-            if (item == NULL) { Py_DECREF(list); return NULL; }
-            if (PyList_Append(list, item) < 0) { Py_DECREF(item); Py_DECREF(list); return NULL; }
-            Py_DECREF(item);
-            if (r->p >= r->end) { Py_DECREF(list); return NULL; }
-            if (*r->p == ']') { r->p++; return list; }
-            if (*r->p != ',') { Py_DECREF(list); return NULL; }
-            r->p++;
-        }
-    }
-
-    static PyObject* cj_object(cj_reader* r) {  /* r->p just past the '{' */
-        PyObject* dict;
-        PyObject* key;
-        PyObject* item;
-        Py_ssize_t pairs = 0;
-        if (r->p < r->end && *r->p == '}') { r->p++; return PyDict_New(); }
-        /* a record: room for a job record's fields, without a resize; a nested dict (kwargs) stays small */
-        dict = r->depth == 1 ? _PyDict_NewPresized(10) : PyDict_New();
-        if (dict == NULL) return NULL;
-        for (;;) {
-            if (r->p >= r->end || *r->p != '"') { Py_DECREF(dict); return NULL; }
-            r->p++;
-            key = cj_string(r);
-            if (key == NULL) { Py_DECREF(dict); return NULL; }
-            if (r->p >= r->end || *r->p != ':') { Py_DECREF(key); Py_DECREF(dict); return NULL; }
-            r->p++;
-            item = cj_value(r);
-            if (item == NULL) { Py_DECREF(key); Py_DECREF(dict); return NULL; }
-            if (PyDict_SetItem(dict, key, item) < 0) { Py_DECREF(key); Py_DECREF(item); Py_DECREF(dict); return NULL; }
-            Py_DECREF(key);
-            Py_DECREF(item);
-            if (PyDict_GET_SIZE(dict) != ++pairs) { Py_DECREF(dict); return NULL; }  /* a repeated key */
-            if (r->p >= r->end) { Py_DECREF(dict); return NULL; }
-            if (*r->p == '}') { r->p++; return dict; }
-            if (*r->p != ',') { Py_DECREF(dict); return NULL; }
-            r->p++;
-        }
-    }
-
-    static PyObject* cj_literal(cj_reader* r, const char* word, Py_ssize_t n, PyObject* value) {
-        if (r->end - r->p < n || memcmp(r->p, word, (size_t)n) != 0) return NULL;
-        r->p += n;
-        Py_INCREF(value);
-        return value;
-    }
-
-    static PyObject* cj_value(cj_reader* r) {
-        PyObject* value;
-        if (r->p >= r->end) return NULL;
-        switch (*r->p) {
-        case '"': r->p++; return cj_string(r);
-        case '{': case '[':
-            if (++r->depth > CJ_MAX_DEPTH) return NULL;
-            value = *r->p++ == '{' ? cj_object(r) : cj_array(r);
-            r->depth--;
-            return value;
-        case 't': return cj_literal(r, "true", 4, Py_True);
-        case 'f': return cj_literal(r, "false", 5, Py_False);
-        case 'n': return cj_literal(r, "null", 4, Py_None);
-        default: return cj_number(r);
-        }
-    }
-
-    /* The payload decoded, or NULL: with an error set, that error; without, orjson.loads must decide. */
-    static PyObject* cj_read(const char* data, Py_ssize_t size) {
-        cj_reader r;
-        PyObject* value;
-        r.p = (const unsigned char*)data;
-        r.end = r.p + size;
-        r.depth = 0;
-        value = cj_value(&r);
-        if (value != NULL && r.p != r.end) { Py_DECREF(value); return NULL; }
-        if (value == NULL && PyErr_ExceptionMatches(PyExc_MemoryError) == 0) PyErr_Clear();
-        return value;
-    }
-    """
-    int cj_set_known(object s) except -1
-    void cj_init_plain() noexcept
-    PyObject* cj_read(const char* data, Py_ssize_t size) except? NULL
-
 DEF FRAME = 16  # u32 crc | u32 length | u64 record number
 DEF MAX_PAYLOAD = 1 << 26  # format.MAX_PAYLOAD: a longer length field is damage, not data
 DEF TIME_MAX = 2000000000000  # schema.TIME_MAX (2e12 s), exactly
@@ -335,22 +107,14 @@ DEF MAX_JOB_FIELDS = 64
 cdef object _loads = orjson.loads
 cdef object _JSONDecodeError = orjson.JSONDecodeError
 cdef object _ZERO = 0
-# Strings the reader hands out as one interned object each: every field name of a record, and its usual values.
-_KNOWN = tuple(
-    sys.intern(text)
-    for text in (
-        "t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key", "err", "etype", "emsg",
-        "parent", "series", "after", "rec", "anchor", "nominal", "misfire", "grace", "overlap", "exp", "value",
-        "why", "lost", "count", "job", "move", "cancel", "ack", "done", "end", "pending", "failed", "dead",
-        "running", "paused", "succeeded", "cancelled",
-    )
-)
-for _text in _KNOWN:
-    cj_set_known(_text)
-cj_init_plain()
-# A job record's fields in the order the engine writes them (``records.encode_job``), its key last if it has one.
+# A job record's fields in the order the engine writes them (``records.encode_job``), its key last if it has one:
+# the key objects orjson hands out for them. orjson keeps one str per short key it decoded (its key cache), so the
+# records it decodes later carry these very objects, and _in_order matches them by identity; a key that is not one
+# of them (the cache evicted it, or another decoder made the dict) makes the check look the fields up instead.
 cdef tuple _ORDER = tuple(
-    sys.intern(name) for name in ("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key")
+    orjson.loads(
+        orjson.dumps(dict.fromkeys(("t", "id", "task", "args", "kwargs", "due", "prio", "att", "state", "key"), 0))
+    )
 )
 cdef PyObject* _order[10]
 for _i in range(10):
@@ -358,8 +122,8 @@ for _i in range(10):
 
 
 cdef inline bint _in_order(object record, PyObject** out) noexcept:
-    """A job record's values in ``out`` in the engine's field order, if its keys are those, in that order, as the
-    reader's own interned strings (one pass over the dict, no lookup); else False: then look them up."""
+    """A job record's values in ``out`` in the engine's field order, if its keys are those, in that order, as
+    orjson's own key objects (one pass over the dict, no lookup); else False: then look them up."""
     cdef Py_ssize_t position = 0, i = 0, size = PyDict_Size(record)
     cdef PyObject* key
     cdef PyObject* value
@@ -371,16 +135,6 @@ cdef inline bint _in_order(object record, PyObject** out) noexcept:
         out[i] = value
         i += 1
     return True
-
-
-def read(bytes payload):
-    """What ``orjson.loads(payload)`` returns, when the payload is of the shape the reader knows; else None."""
-    decoded = cj_read(payload, len(payload))
-    if decoded == NULL:
-        return None
-    value = <object>decoded
-    Py_DECREF(value)  # cj_read's reference: ``value`` holds its own
-    return value
 
 
 def walk(bytearray buffer, unsigned long seed, seq, Py_ssize_t base, record):
@@ -416,17 +170,12 @@ def walk(bytearray buffer, unsigned long seed, seq, Py_ssize_t base, record):
                 True,
             )
             break
-        found = cj_read(data + position + FRAME, length)
-        if found != NULL:
-            decoded = <object>found
-            Py_DECREF(decoded)  # cj_read's reference: ``decoded`` holds its own
-        else:
-            view = PyMemoryView_FromMemory(<char*>data + position + FRAME, length, PyBUF_READ)
-            try:
-                decoded = _loads(view)
-            except _JSONDecodeError:
-                decoded = None
-            del view
+        view = PyMemoryView_FromMemory(<char*>data + position + FRAME, length, PyBUF_READ)
+        try:
+            decoded = _loads(view)
+        except _JSONDecodeError:
+            decoded = None
+        del view
         if not PyDict_CheckExact(decoded) or not PyUnicode_CheckExact(decoded.get("t")):
             bad = (base + position, "payload is not a record", True)
             break
@@ -648,7 +397,7 @@ cdef class PlainJobs:
             record = records[index]
             if not PyDict_CheckExact(record):
                 return index
-            if _in_order(record, values):  # the reader's record: its values without a lookup
+            if _in_order(record, values):  # orjson's record: its values without a lookup
                 if PyUnicode_CheckExact(<object>values[0]) and <str>values[0] == "job":
                     if <object>values[8] != "pending":
                         return index

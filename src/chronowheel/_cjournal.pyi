@@ -1,7 +1,6 @@
 """Types of the Cython module (``native/_cjournal.pyx``): the journal decoder's per-record loops.
 
-:func:`read` returns what ``orjson.loads`` would, or None (the payload is
-not of the shape it knows). Each of the rest is the twin of a Python loop: :func:`walk` of
+Each is the twin of a Python loop: :func:`walk` of
 ``chronowheel._journal.format.walk_frames``, :func:`sound_jobs` of
 ``chronowheel._journal.schema.sound_jobs_py``, :class:`PlainJobs` of
 ``chronowheel._journal.replay.PlainJobsPy``. ``python -m mypy.stubtest
@@ -13,7 +12,6 @@ from typing import Any, final
 def walk(
     buffer: bytearray, seed: int, seq: int, base: int, record: type[Any]
 ) -> tuple[list[Any], list[dict[str, Any]], int, int, tuple[int, str, bool] | None]: ...
-def read(payload: bytes) -> Any: ...
 def sound_jobs(records: list[dict[str, Any]], start: int) -> int: ...
 
 @final
