@@ -606,6 +606,13 @@ def throughput_section(args: argparse.Namespace, loops: list[str], root: str) ->
                 print(f"  {row[1]:>8} callers={row[2]:<5} {row[3]:6}  {ratio:.2f}x")
 
 
+def decoder() -> str:
+    """Which frame walk, record check and replay recovery runs: the native twins, or the Python loops."""
+    from chronowheel._journal import native
+
+    return "pure" if native.walk is None else "native"
+
+
 def recovery_section(args: argparse.Namespace, loops: list[str], root: str) -> None:
     n = args.n
     directory = os.path.join(root, "recovery")
@@ -647,6 +654,7 @@ def recovery_section(args: argparse.Namespace, loops: list[str], root: str) -> N
     print(f"   journal after build: {built_files} ({build['bytes'] / n:,.0f} B/job)")
     print(f"   journal after compaction: {compacted_files}")
     print("   start() = read + replay the files (in a thread) + refill the wheel (on the loop); fresh child each.")
+    print(f"   decoder: {decoder()} (chronowheel._journal.native; CHRONOWHEEL_NO_EXTENSIONS=1 for the pure one)")
     header = (
         f"{'journal, page cache':22} {'loop':8} {'start() s':>9} {'read s':>7} {'refill s':>8} {'jobs/s':>10}"
         f" {'pending':>10} {'RSS after':>10} {'RSS growth':>10} {'B/job':>6} {'peak RSS':>10} {'disk read':>10}"

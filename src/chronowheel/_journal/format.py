@@ -33,6 +33,8 @@ from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 
+from . import native
+
 __all__ = [
     "IDENTITY_SIZE",
     "LOG",
@@ -45,8 +47,10 @@ __all__ = [
     "Ending",
     "Header",
     "Record",
+    "Walk",
     "encode_header",
     "frame",
+    "walk_frames",
 ]
 
 LOG: Final = b"CWJL"
@@ -174,50 +178,19 @@ class Decoder:
 
     def _feed_2(self) -> list[Record]:
         """Frames first (length, CRC, number, JSON), then the schema over their run: the first fault stops both."""
-        records: list[Record] = []
-        payloads: list[dict[str, Any]] = []
-        buffer, crc32, loads, unpack = self._buffer, zlib.crc32, orjson.loads, _FRAME_2.unpack_from
-        append, keep, new_record = records.append, payloads.append, tuple.__new__  # Record(...): a frame each
-        seed, seq, base = self._seed, self.next_seq, self._base
-        position, size = 0, len(buffer)
-        view = memoryview(buffer)
-        try:
-            while size - position >= 16:
-                crc, length, number = unpack(buffer, position)
-                if not 0 < length <= MAX_PAYLOAD:
-                    self._bad = (base + position, f"impossible record length {length}", False)
-                    break
-                end = position + 16 + length
-                if end > size:
-                    break
-                if crc32(view[position + 4 : end], seed) != crc:
-                    self._bad = (base + position, "CRC mismatch", False)
-                    break
-                if number != seq:
-                    self._bad = (base + position, _out_of_order(number, seq), True)
-                    break
-                try:  # _problem, inlined: this is every record recovery reads
-                    decoded = loads(view[position + 16 : end])
-                except orjson.JSONDecodeError:
-                    decoded = None
-                if decoded.__class__ is not dict or decoded.get("t").__class__ is not str:
-                    self._bad = (base + position, "payload is not a record", True)
-                    break
-                append(new_record(Record, (base + position, decoded, seq)))
-                keep(decoded)
-                seq += 1
-                position = end
-        finally:
-            view.release()
+        base = self._base
+        records, payloads, position, seq, bad = _walk(self._buffer, self._seed, self.next_seq, base, Record)
+        if bad is not None:
+            self._bad = bad
         fault = None if self._check is None or not payloads else self._check(payloads)
         if fault is not None:  # a sound frame with a bad record: it is where the good bytes stop
             index, reason = fault
-            bad = records[index]
+            bad_record = records[index]
             del records[index:]
-            self._bad = (bad.offset, reason, True)
-            seq, position = bad.seq, bad.offset - base  # type: ignore[assignment]  # a version-2 record's seq is set
+            self._bad = (bad_record.offset, reason, True)
+            seq, position = bad_record.seq, bad_record.offset - base  # type: ignore[assignment]  # version 2: set
         self.next_seq = seq
-        del buffer[:position]
+        del self._buffer[:position]
         self._base += position
         return records
 
@@ -323,6 +296,66 @@ class Decoder:
     def _complete_frame_after(self, rest: bytearray) -> bool:
         """True if a well-formed frame starts anywhere after the bad one: then it is damage, not a tear."""
         return any(self._frame_at(rest, start)[1] for start in range(1, len(rest) - self._frame_size() + 1))
+
+
+Fault = tuple[int, str, bool]
+"""A bad frame: its file offset, what is wrong, and whether the frame is whole (then it is never a tear)."""
+Walk = Callable[
+    [bytearray, int, int, int, type[Record]],
+    tuple[list[Record], list[dict[str, Any]], int, int, Fault | None],
+]
+"""Walks a buffer's version-2 frames: (records, their payloads, where the good bytes stop, the next number, fault)."""
+
+
+def walk_frames(
+    buffer: bytearray, seed: int, seq: int, base: int, record: type[Record]
+) -> tuple[list[Record], list[dict[str, Any]], int, int, Fault | None]:
+    """The whole version-2 frames at the start of ``buffer`` (at file offset ``base``), up to the first bad one.
+
+    ``seed`` is the file header's CRC, ``seq`` the number the first frame must
+    carry. A frame cut short by the end of the buffer stops the walk with no
+    fault: more bytes may complete it. The twin of ``_cjournal.walk`` (used
+    when it is built): this is every record a recovery reads.
+    """
+    records: list[Record] = []
+    payloads: list[dict[str, Any]] = []
+    crc32, loads, unpack = zlib.crc32, orjson.loads, _FRAME_2.unpack_from
+    append, keep, new_record = records.append, payloads.append, tuple.__new__  # Record(...): a frame each
+    bad: Fault | None = None
+    position, size = 0, len(buffer)
+    view = memoryview(buffer)
+    try:
+        while size - position >= 16:
+            crc, length, number = unpack(buffer, position)
+            if not 0 < length <= MAX_PAYLOAD:
+                bad = (base + position, f"impossible record length {length}", False)
+                break
+            end = position + 16 + length
+            if end > size:
+                break
+            if crc32(view[position + 4 : end], seed) != crc:
+                bad = (base + position, "CRC mismatch", False)
+                break
+            if number != seq:
+                bad = (base + position, _out_of_order(number, seq), True)
+                break
+            try:  # _problem, inlined
+                decoded = loads(view[position + 16 : end])
+            except orjson.JSONDecodeError:
+                decoded = None
+            if decoded.__class__ is not dict or decoded.get("t").__class__ is not str:
+                bad = (base + position, "payload is not a record", True)
+                break
+            append(new_record(record, (base + position, decoded, seq)))
+            keep(decoded)
+            seq += 1
+            position = end
+    finally:
+        view.release()
+    return records, payloads, position, seq, bad
+
+
+_walk: Walk = walk_frames if native.walk is None else native.walk
 
 
 def _out_of_order(number: int, expected: int) -> str:

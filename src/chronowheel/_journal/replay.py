@@ -21,9 +21,55 @@ from collections.abc import Collection
 from typing import Any
 
 from .._job import Job
+from . import native
 from .records import job_from_record
 
-__all__ = ["JobReplay"]
+__all__ = ["JobReplay", "PlainJobsPy"]
+
+
+class PlainJobsPy:
+    """The records a run of replay handles in one loop: the twin of ``_cjournal.PlainJobs`` (used when it is built).
+
+    A one-shot pending job's record of the usual shape (nine fields, or ten
+    with its key) whose task is in ``tasks`` becomes its :class:`Job`
+    (:func:`.records.job_from_record`, inlined: the schema has checked it); a
+    ``cancel`` or ``ack`` record drops its job. Any other record stops the
+    loop and is left to :meth:`JobReplay._other`.
+    """
+
+    def __init__(self, job: type[Job]) -> None:
+        self.job = job
+
+    def replay(self, records: list[dict[str, Any]], start: int, live: dict[str, Any], tasks: dict[str, str]) -> int:
+        """Replay records from ``start`` onto ``live``; the index of the first one left to the caller."""
+        job_class = self.job
+        for index in range(start, len(records)):
+            record = records[index]
+            kind = record["t"]
+            if kind == "job":
+                size = len(record)
+                task = tasks.get(record["task"])
+                if task is None or size > 10 or record["state"] != "pending" or (size == 10 and "key" not in record):
+                    return index
+                job = live[record["id"]] = job_class(
+                    record["id"],
+                    record.get("key"),
+                    task,
+                    tuple(record["args"]),
+                    record["kwargs"],
+                    record["prio"],
+                    record["due"],
+                    0,
+                )
+                job.attempt = record["att"]
+            elif kind in ("cancel", "ack"):
+                live.pop(record["id"], None)
+            else:
+                return index
+        return len(records)
+
+
+_PlainJobs: type[PlainJobsPy] = PlainJobsPy if native.PlainJobs is None else native.PlainJobs  # type: ignore[assignment]
 
 
 class JobReplay:
@@ -31,48 +77,45 @@ class JobReplay:
 
     ``live`` maps each job id to its :class:`Job`, or to its record where
     there is no job to build: a ``done`` record, or a job of a task not in
-    ``tasks``. ``parents`` maps each run of a recurring job to its job and its
-    series' id, to be linked once every job is read.
+    ``tasks`` (``kept`` counts those set: with none, ``live`` holds only
+    jobs, and nothing need look for records in it). ``parents`` maps each run of a
+    recurring job to its job and its series' id, to be linked once every job
+    is read.
     """
 
     def __init__(self, tasks: Collection[str]) -> None:
         self.live: dict[str, Job | dict[str, Any]] = {}
+        self.kept = 0  # entries of ``live`` set to a record (some may be gone or jobs again since)
         self.parents: dict[str, tuple[Job, str]] = {}
         self._tasks = {task: sys.intern(task) for task in tasks}  # a million jobs share a few task names
+        self._plain = _PlainJobs(Job)
 
     def __call__(self, records: list[dict[str, Any]]) -> None:
-        live, tasks = self.live, self._tasks
-        for record in records:
-            kind = record["t"]
-            if kind == "job":
-                job_id = record["id"]
-                task = tasks.get(record["task"])
-                if task is None:
-                    live[job_id] = record
-                elif len(record) <= 10 and record["state"] == "pending" and (len(record) == 9 or "key" in record):
-                    # job_from_record(), inlined for a one-shot job's plain record (the schema has checked it)
-                    job = live[job_id] = Job(
-                        job_id,
-                        record.get("key"),
-                        task,
-                        tuple(record["args"]),
-                        record["kwargs"],
-                        record["prio"],
-                        record["due"],
-                        0,
-                    )
-                    job.attempt = record["att"]
-                else:
-                    job = live[job_id] = job_from_record(record)
-                    job.task = task
-                    if "parent" in record:
-                        self.parents[job_id] = (job, record["parent"])
-            elif kind == "done":
-                live[record["id"]] = record
-            elif kind == "move":
-                self._move(record)
-            else:  # cancel, ack
-                live.pop(record["id"], None)
+        index, count = 0, len(records)
+        plain, live, tasks = self._plain.replay, self.live, self._tasks
+        while (index := plain(records, index, live, tasks)) < count:
+            self._other(records[index])
+            index += 1
+
+    def _other(self, record: dict[str, Any]) -> None:
+        """A record :class:`PlainJobsPy` leaves: a job of another shape or of an unknown task, a done, a move."""
+        kind = record["t"]
+        if kind == "job":
+            job_id = record["id"]
+            task = self._tasks.get(record["task"])
+            if task is None:
+                self.live[job_id] = record
+                self.kept += 1
+            else:
+                job = self.live[job_id] = job_from_record(record)
+                job.task = task
+                if "parent" in record:
+                    self.parents[job_id] = (job, record["parent"])
+        elif kind == "done":
+            self.live[record["id"]] = record
+            self.kept += 1
+        else:
+            self._move(record)
 
     def _move(self, record: dict[str, Any]) -> None:
         entry = self.live.get(record["id"])

@@ -4,7 +4,7 @@ Each type has one schema (:func:`check_log_record`, :func:`check_snapshot_record
 and their run-at-a-time forms, which the decoder calls): a malformed record is
 damage at its offset, never a job rebuilt from wrong fields. The common
 record, a one-shot job's, is passed by one expression in a loop
-(:func:`_sound_jobs`); anything else gets the full check, which words what
+(:func:`sound_jobs_py`, or its native twin); anything else gets the full check, which words what
 is wrong. Sans-IO: plain dicts in, None or a fault out.
 """
 
@@ -16,6 +16,7 @@ from typing import Any, Final
 import orjson
 
 from .._recurrence import MISFIRE, OVERLAP, recurrence_from_spec
+from . import native
 
 __all__ = [
     "END",
@@ -28,6 +29,7 @@ __all__ = [
     "check_snapshot_record",
     "check_snapshot_records",
     "shown",
+    "sound_jobs_py",
 ]
 
 KINDS: Final = ("job", "move", "cancel", "ack", "done")  # a log's record types
@@ -80,14 +82,15 @@ def _check_fields(kind: str, record: dict[str, Any], fields: frozenset[str]) -> 
 _PLAIN_STATES: Final = frozenset(("pending", "failed", "dead", "paused"))
 
 
-def _sound_jobs(records: list[dict[str, Any]], start: int) -> int:
+def sound_jobs_py(records: list[dict[str, Any]], start: int) -> int:
     """The index of the first record from ``start`` that is not a sound ``job`` record of the common shape.
 
     The common shape: a one-shot job with no series, parent or error. This is
     :func:`_check_job` for it, fast: the loop over a run of records in one
     call, each record in one expression (subscripts, not ``get`` calls: a C
     call each). Anything it does not accept goes to :func:`_check_job`, which
-    decides, and words what is wrong.
+    decides, and words what is wrong. The twin of ``_cjournal.sound_jobs``
+    (used when it is built), which may pass fewer records, never more.
     """
     for index in range(start, len(records)):
         record = records[index]
@@ -119,6 +122,11 @@ def _sound_jobs(records: list[dict[str, Any]], start: int) -> int:
         ):
             return index
     return len(records)
+
+
+_sound_jobs: Callable[[list[dict[str, Any]], int], int] = (
+    sound_jobs_py if native.sound_jobs is None else native.sound_jobs
+)
 
 
 def _first_fault(

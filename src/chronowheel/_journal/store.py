@@ -97,7 +97,8 @@ class JournalStore:
     def _rebuild(self, replay: JobReplay) -> list[Job]:
         """The live jobs, runs linked to their series; outcomes kept apart; records of unknown tasks parked."""
         live, done, parked = replay.live, self.done, self._parked
-        for job_id in [job_id for job_id, entry in live.items() if not isinstance(entry, Job)]:
+        others = [job_id for job_id, entry in live.items() if not isinstance(entry, Job)] if replay.kept else []
+        for job_id in others:
             record = live.pop(job_id)  # the few that are not jobs: out of the live set, which keeps its order
             assert isinstance(record, dict)
             if record["t"] == "done":  # a finished job's outcome: its task need not be registered
