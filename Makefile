@@ -38,6 +38,7 @@ lint: $(STAMP)
 # is built with autotestdict=False, so Cython adds no __test__ dict).
 stubtest: $(STAMP)
 	$(PY) -m mypy.stubtest chronowheel._cwheel
+	$(PY) -m mypy.stubtest chronowheel._cframe
 
 # Branch coverage of src/chronowheel over both runs below; the floor (`fail_under` in pyproject.toml) is
 # checked once, on the two combined, by `coverage report` (pytest-cov combines the workers' data).

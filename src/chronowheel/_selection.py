@@ -7,15 +7,17 @@ stub, ``_cwheel.pyi``, which ``mypy.stubtest`` holds to the built module).
 is picked, callers see only those. ``TimerHandle`` is the handle class the
 picked core returns (typed as the pure one, which has the same methods).
 ``JobPath`` is the native ``schedule_nowait`` for the usual call (None on the
-pure wheel: there the engine's own method is the whole path).
+pure wheel: there the engine's own method is the whole path); ``frame_records``
+the journal writer's native framing (None: the pure one in ``_journal.format``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-__all__ = ["WHEEL", "JobPath", "TimerCore", "TimerHandle", "TimerWheel"]
+__all__ = ["WHEEL", "JobPath", "TimerCore", "TimerHandle", "TimerWheel", "frame_records"]
 
 WHEEL: Literal["native", "pure"]
 
@@ -50,3 +52,16 @@ else:
 
         JobPath = None
         WHEEL = "pure"
+
+# The journal writer's framing of a whole hand-over, CRCs without the GIL (native/_cframe.pyx, its own
+# module: it may build where the wheel does not); None: ``_journal.format.frame_records`` frames in Python.
+frame_records: Callable[[list[bytes], int, int], bytes] | None
+if TYPE_CHECKING:
+    from ._cframe import frame_records
+elif os.environ.get("CHRONOWHEEL_NO_EXTENSIONS"):
+    frame_records = None
+else:
+    try:
+        from ._cframe import frame_records
+    except ImportError:
+        frame_records = None
