@@ -317,6 +317,9 @@ class Journal:
                     items, self._queue = self._queue, []
                     appended, closing = self._handed, self._closing
                 self._process(items, loop)
+                if appended > reported and self._policy != "always":  # written is durable: not behind the fsync
+                    reported = appended
+                    loop.call_soon_threadsafe(self._reached, appended)
                 if self._dirty and self._owes_fsync(closing):
                     self._fsync()
                 if appended > reported:
