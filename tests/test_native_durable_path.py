@@ -30,7 +30,6 @@ from chronowheel._journal.format import Encoder, frame_records
 from chronowheel._journal.writer import JournalFile
 from chronowheel._selection import frame_records as native_frame_records
 from chronowheel.testing import VirtualClock
-
 from helpers import journal_store
 
 WALL = 1_767_225_600.0
