@@ -1356,11 +1356,11 @@ cdef class JobPath:
     cdef Py_ssize_t params[JOB_PARAMS]  # the offset of each argument's slot
     cdef Py_ssize_t engine_at
     cdef Py_ssize_t timer_at
-    # A journaled engine's (``durable``), else None: the store's ``recorded`` and ``commit``, orjson's ``dumps`` and
-    # its option, the largest new record, what the template's ``attempt`` and ``state`` are (a new job's record
-    # says them).
+    # A journaled engine's (``durable``), else None: the store's ``recorded`` and ``filed`` (recorded, and a future
+    # of the job once durable), orjson's ``dumps`` and its option, the largest new record, what the template's
+    # ``attempt`` and ``state`` are (a new job's record says them).
     cdef object recorded
-    cdef object commit
+    cdef object filed
     cdef object dumps
     cdef object option
     cdef Py_ssize_t limit
@@ -1390,7 +1390,7 @@ cdef class JobPath:
         self.known = {}
         self.cloning = self._learn(job)
         if durable is not None:
-            self.recorded, self.commit, self.dumps, self.option, self.limit = durable
+            self.recorded, self.filed, self.dumps, self.option, self.limit = durable
             if self.cloning:
                 self.attempt = self.template.attempt
                 self.state = self.template.state
@@ -1448,7 +1448,7 @@ cdef class JobPath:
     def schedule_nowait(self, task, *extra, args=(), delay=None, key=None, **options):
         """``Engine.schedule_nowait``: the same arguments, the same job (and with a journal, the same record)."""
         if not extra and not options:
-            job = self._file(task, args, delay, key)
+            job = self._file(task, args, delay, key, False)
             if job is not None:
                 return job
         return self.checked(task, *extra, args=args, delay=delay, key=key, **options)
@@ -1456,15 +1456,18 @@ cdef class JobPath:
     async def schedule(self, task, *extra, args=(), delay=None, key=None, **options):
         """``Engine.schedule``: a coroutine too, run in C; the job, once its record is durable (with a journal)."""
         if not extra and not options:
-            job = self._file(task, args, delay, key)
-            if job is not None:
-                if self.commit is None:
-                    return job
-                return await self.commit(job)
+            filed = self._file(task, args, delay, key, True)
+            if filed is not None:
+                if self.filed is None:
+                    return filed
+                return await filed
         return await self.scheduled(task, *extra, args=args, delay=delay, key=key, **options)
 
-    cdef object _file(self, task, args, delay, key):
-        """The usual call's job, filed (and with a journal, recorded); None for any other call, nothing changed."""
+    cdef object _file(self, task, args, delay, key, bint awaited):
+        """The usual call's job, filed (and with a journal, recorded); None for any other call, nothing changed.
+
+        ``awaited`` (a journal's ``schedule()``): a future of the job, done once its record is durable.
+        """
         cdef PyObject* found = NULL
         cdef double seconds
         cdef int64_t tick
@@ -1488,8 +1491,12 @@ cdef class JobPath:
         else:
             job = self.job(job_id, key, spec.name, job_args, {}, spec.priority, due_wall, tick)
             job._engine = self.engine
-        if self.recorded is not None:
-            self.recorded(job, payload)  # before the wheel: a failed journal raises with nothing filed
+        durable = None
+        if self.recorded is not None:  # before the wheel: a failed journal raises with nothing filed
+            if awaited:
+                durable = self.filed(job, payload)
+            else:
+                self.recorded(job, payload)
         if spec.native:
             handle = (<TimerWheel>spec.wheel)._add(tick, spec.negated, job)
         else:
@@ -1503,7 +1510,7 @@ cdef class JobPath:
             cw_dict_setdefault(self.keyed, key, job)
         if tick < core.sleep_tick:
             core._wake()
-        return job
+        return job if durable is None else durable
 
     cdef object _record(self, job_id, key, _Task spec, args, due_wall):
         """The new job's ``job`` record, as ``encode_job(job, new=True)`` encodes it; None if that would raise."""

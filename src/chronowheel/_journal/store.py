@@ -140,15 +140,23 @@ class JournalStore:
         """The new job's record: args JSON cannot hold as themselves raise here (see ``encode_job``)."""
         return encode_job(job, new=True)
 
-    def new_records(self) -> tuple[Callable[[Job, object], None], Callable[[Job], Awaitable[Job]], Any, int, int]:
-        """What a native ``schedule_nowait`` needs to write a new plain job's record as :meth:`check` would.
+    def new_records(self) -> tuple[Callable[[Job, bytes], None], Callable[[Job, bytes], Awaitable[Job]], Any, int, int]:
+        """What the native ``schedule_nowait`` and ``schedule`` need to write a new job's record as :meth:`check` does.
 
-        This store's ``recorded`` and ``commit`` (the journal's own, a frame less), orjson's ``dumps`` and the
-        option it encodes with, and the largest new record (read now: a test may lower it). The native path
-        takes only args it knows come back as themselves; every other call, and a record orjson refuses or
-        that is too large, goes to :meth:`check`.
+        This store's ``recorded`` and ``filed``, orjson's ``dumps`` and the option it encodes with, and the
+        largest new record (read now: a test may lower it). The native path takes only args it knows come back
+        as themselves; every other call, and a record orjson refuses or that is too large, goes to :meth:`check`.
         """
-        return self.recorded, self.journal.durable, orjson.dumps, JSON_ONLY, records.NEW_RECORD_MAX
+        return self.recorded, self.filed, orjson.dumps, JSON_ONLY, records.NEW_RECORD_MAX
+
+    def filed(self, job: Job, payload: bytes) -> asyncio.Future[Job]:
+        """:meth:`recorded` and :meth:`commit` of a new job, in one call: a native ``schedule()``'s every call."""
+        self.live[job.id] = job
+        journal = self.journal
+        future = journal.appended(payload, job)
+        if journal.log_records > self.compact_factor * self.compact_min:
+            self._consider_compaction()
+        return future
 
     def recorded(self, job: Job, token: object = None) -> None:
         self.live[job.id] = job
