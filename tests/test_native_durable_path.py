@@ -228,6 +228,9 @@ async def test_a_failed_journal_refuses_the_native_call_as_it_refuses_the_method
         for call in (engine.schedule_nowait, Engine.schedule_nowait.__get__(engine)):
             with pytest.raises(OSError, match="failed earlier; restart to recover"):
                 call("t", delay=1)
+        for awaited in (engine.schedule, Engine.schedule.__get__(engine)):
+            with pytest.raises(OSError, match="failed earlier; restart to recover"):
+                await awaited("t", delay=1)
         assert len(engine) == 0
         journal._failure = None
 
@@ -276,3 +279,36 @@ def test_the_native_framing_refuses_what_is_not_bytes(payloads: list[Any], error
     assert native_frame_records is not None
     with pytest.raises(TypeError, match=error):
         native_frame_records(payloads, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"args": (1, "a"), "delay": 2}, {"key": "k", "delay": 1}, {"kwargs": {"a": 1}, "delay": 1}, {"delay": "1"}],
+    ids=["usual", "a key", "kwargs: the method", "a str delay: the method's error"],
+)
+async def test_in_memory_the_native_schedule_returns_what_the_python_coroutine_returns(
+    arguments: dict[str, Any],
+) -> None:
+    native, python = (Engine(clock=VirtualClock(start=START, wall=WALL)) for _ in range(2))
+    for engine in (native, python):
+        engine.task("t")(noop)
+    async with native, python:
+
+        async def awaited(call: Any) -> tuple[Any, ...]:
+            try:
+                job = await call("t", **arguments)
+            except Exception as exc:
+                return ("raised", type(exc), str(exc))
+            return (
+                "filed",
+                job.args,
+                job.key,
+                job.kwargs,
+                job._due_wall,
+                job._due_tick,
+                native._registry.jobs.get(job.id) is job or python._registry.jobs.get(job.id) is job,
+            )
+
+        assert await awaited(native.schedule) == await awaited(Engine.schedule.__get__(python))
+    if WHEEL == "native":
+        assert native.schedule != Engine.schedule.__get__(native)  # the native one was under test
