@@ -1367,6 +1367,7 @@ cdef class JobPath:
     cdef object attempt
     cdef object state
     cdef object scheduled  # ``Engine.schedule``, bound: every call the usual one is not
+    cdef bint journaled  # ``durable`` was given
 
     def __init__(
         self, engine, checked, TimerCore core, timers, job, list ids, new_id, wall, registry, scheduled, durable=None
@@ -1389,6 +1390,7 @@ cdef class JobPath:
         self.pools = registry.pools
         self.known = {}
         self.cloning = self._learn(job)
+        self.journaled = durable is not None
         if durable is not None:
             self.recorded, self.filed, self.dumps, self.option, self.limit = durable
             if self.cloning:
@@ -1458,12 +1460,12 @@ cdef class JobPath:
         if not extra and not options:
             filed = self._file(task, args, delay, key, True)
             if filed is not None:
-                if self.filed is None:
+                if not self.journaled:
                     return filed
                 return await filed
         return await self.scheduled(task, *extra, args=args, delay=delay, key=key, **options)
 
-    cdef object _file(self, task, args, delay, key, bint awaited):
+    cdef inline object _file(self, task, args, delay, key, bint awaited):
         """The usual call's job, filed (and with a journal, recorded); None for any other call, nothing changed.
 
         ``awaited`` (a journal's ``schedule()``): a future of the job, done once its record is durable.
@@ -1481,7 +1483,7 @@ cdef class JobPath:
         wall = cw_realtime() if self.wall is None else PyFloat_AsDouble(self.wall())
         job_args = tuple(args)
         due_wall = wall + seconds
-        if self.recorded is not None:
+        if self.journaled:
             payload = self._record(job_id, key, spec, job_args, due_wall)
             if payload is None:  # orjson refused it (a str it cannot encode), or it is too large: the method says so
                 ids.append(job_id)
@@ -1492,7 +1494,7 @@ cdef class JobPath:
             job = self.job(job_id, key, spec.name, job_args, {}, spec.priority, due_wall, tick)
             job._engine = self.engine
         durable = None
-        if self.recorded is not None:  # before the wheel: a failed journal raises with nothing filed
+        if self.journaled:  # before the wheel: a failed journal raises with nothing filed
             if awaited:
                 durable = self.filed(job, payload)
             else:
@@ -1590,7 +1592,7 @@ cdef class JobPath:
         if not 0 <= seconds[0] <= C_MAX_DELAY:  # NaN is not
             return False
         # A journaled engine's: started (its jobs recovered), jobs cloned, args that JSON gives back as themselves.
-        return self.recorded is None or self.bound and self.cloning and _json_atoms(args)
+        return not self.journaled or self.bound and self.cloning and _json_atoms(args)
 
 
 # -- garbage collection ----------------------------------------------------------
