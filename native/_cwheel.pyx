@@ -1455,6 +1455,7 @@ cdef class JobPath:
                 return job
         return self.checked(task, *extra, args=args, delay=delay, key=key, **options)
 
+    @cython.binding(True)  # a CyFunction: asyncio.iscoroutinefunction() says yes, as for Engine.schedule (Starlette asks)
     async def schedule(self, task, *extra, args=(), delay=None, key=None, **options):
         """``Engine.schedule``: a coroutine too, run in C; the job, once its record is durable (with a journal)."""
         if not extra and not options:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import math
 import os
 import re
@@ -196,6 +197,9 @@ async def test_an_awaited_schedule_returns_its_job_once_its_record_is_written(
 
 async def test_the_native_schedule_is_a_coroutine_a_task_can_run(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
+    for function in (engine.schedule, Engine().schedule):  # what frameworks ask before they await (Starlette)
+        assert asyncio.iscoroutinefunction(function)
+        assert inspect.iscoroutinefunction(function)
     async with engine:
         coroutine = engine.schedule("t", args=(1,), delay=1)
         assert asyncio.iscoroutine(coroutine)
