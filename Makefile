@@ -37,7 +37,7 @@ lint: $(STAMP)
 # The native modules' stubs against the built extensions (no allowlist: the modules
 # are built with autotestdict=False, so Cython adds no __test__ dict).
 stubtest: $(STAMP)
-	$(PY) -m mypy.stubtest chronowheel._cwheel chronowheel._cjournal
+	$(PY) -m mypy.stubtest chronowheel._cwheel chronowheel._cjournal chronowheel._cframe
 
 # Branch coverage of src/chronowheel over both runs below; the floor (`fail_under` in pyproject.toml) is
 # checked once, on the two combined, by `coverage report` (pytest-cov combines the workers' data).
@@ -59,7 +59,7 @@ test: $(STAMP) lint stubtest $(FLOOR)
 	$(PY) -m pytest $(XDIST) -m "not slow" $(COV) --durations=15
 	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest $(XDIST) -m "not slow" $(COV) --cov-append tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
 		tests/test_journal.py tests/test_journal_integrity.py tests/test_journal_format.py tests/test_journal_replay.py tests/test_docs.py tests/test_timer_handle.py tests/test_retry_during_stop.py tests/test_anyio.py tests/test_errors.py \
-		tests/test_rate.py tests/test_hooks.py tests/test_threads.py tests/test_tasks.py tests/test_integrations.py tests/test_job_path.py tests/test_job_fast.py tests/test_native_job_path.py tests/test_hidden_jobs.py tests/test_ready_queue.py \
+		tests/test_rate.py tests/test_hooks.py tests/test_threads.py tests/test_tasks.py tests/test_integrations.py tests/test_job_path.py tests/test_job_fast.py tests/test_native_job_path.py tests/test_native_durable_path.py tests/test_hidden_jobs.py tests/test_ready_queue.py \
 		tests/test_metrics.py tests/test_web.py tests/test_stop_cut_short.py \
 		tests/test_operator.py tests/test_results.py tests/test_dependencies.py tests/test_cluster.py \
 		tests/test_cluster_rebalance.py tests/test_cluster_ops.py tests/test_cluster_after.py tests/test_cluster_pause.py

@@ -76,6 +76,8 @@ cdef extern from "Python.h":
     void cw_track "PyObject_GC_Track"(PyObject* o) noexcept
     void cw_untrack "PyObject_GC_UnTrack"(PyObject* o) noexcept
     PyObject* cw_type "(PyObject*)Py_TYPE"(PyObject* o) noexcept
+    PyObject* cw_sequence_item "PySequence_Fast_GET_ITEM"(object o, Py_ssize_t i) noexcept  # a tuple or list's, borrowed
+    object cw_vectorcall "PyObject_Vectorcall"(object callable, PyObject** args, size_t nargsf, object kwnames)
     # Errors are checked by hand (_lookup must not raise): no ``except`` clause.
     unsigned long long cw_as_u64 "PyLong_AsUnsignedLongLong"(object o) noexcept
     ctypedef int (*visitproc)(PyObject*, void*)
@@ -1316,9 +1318,37 @@ cdef class _Task:
         self.negated = -p
 
 
+cdef tuple OPTION = ("option",)  # the keyword names of a call to orjson.dumps
+
 cdef enum:
     JOB_PARAMS = 8  # Job(id, key, task, args, kwargs, priority, due_wall, due_tick)
     MAX_JOB_FIELDS = 64
+
+
+cdef bint _json_atoms(object args) except -1:
+    """True if every item of ``args`` (a tuple or a list) is an exact str, bool, None, small int or finite float.
+
+    Those come back from the journal as themselves, so the durable path
+    needs no exactness walk; anything else takes the checked call.
+    """
+    cdef Py_ssize_t i, n = len(args)
+    cdef PyObject* item
+    cdef PyObject* kind
+    cdef int64_t small
+    cdef double number
+    for i in range(n):
+        item = cw_sequence_item(args, i)
+        kind = cw_type(item)
+        if kind == <PyObject*>str or item == <PyObject*>None or item == <PyObject*>True or item == <PyObject*>False:
+            continue
+        if kind == <PyObject*>float:
+            number = PyFloat_AsDouble(<object>item)
+            if number - number != 0.0:  # NaN or an infinity
+                return False
+            continue
+        if not cw_small_int(<object>item, &small):
+            return False
+    return True
 
 
 @cython.final
@@ -1369,10 +1399,25 @@ cdef class JobPath:
     cdef Py_ssize_t params[JOB_PARAMS]  # the offset of each argument's slot
     cdef Py_ssize_t engine_at
     cdef Py_ssize_t timer_at
+    # A journaled engine's (``durable``), else None: the store's ``recorded`` and ``filed`` (recorded, and a future
+    # of the job once durable), orjson's ``dumps`` and its option, the largest new record, what the template's
+    # ``attempt`` and ``state`` are (a new job's record says them).
+    cdef object recorded
+    cdef object filed
+    cdef object dumps
+    cdef object option
+    cdef Py_ssize_t limit
+    cdef object attempt
+    cdef object state
+    cdef object scheduled  # ``Engine.schedule``, bound: every call the usual one is not
+    cdef bint journaled  # ``durable`` was given
 
-    def __init__(self, engine, checked, TimerCore core, timers, job, list ids, new_id, wall, registry):
+    def __init__(
+        self, engine, checked, TimerCore core, timers, job, list ids, new_id, wall, registry, scheduled, durable=None
+    ):
         self.engine = engine
         self.checked = checked
+        self.scheduled = scheduled
         self.core = core
         self.timers = timers
         self.bound = False
@@ -1388,6 +1433,12 @@ cdef class JobPath:
         self.pools = registry.pools
         self.known = {}
         self.cloning = self._learn(job)
+        self.journaled = durable is not None
+        if durable is not None:
+            self.recorded, self.filed, self.dumps, self.option, self.limit = durable
+            if self.cloning:
+                self.attempt = self.template.attempt
+                self.state = self.template.state
 
     cdef bint _learn(self, job) except -1:
         """Whether jobs can be copies of a template (see the class docstring); if so, which slot is which."""
@@ -1440,23 +1491,58 @@ cdef class JobPath:
         return True
 
     def schedule_nowait(self, task, *extra, args=(), delay=None, key=None, **options):
-        """``Engine.schedule_nowait``: the same arguments, the same job."""
+        """``Engine.schedule_nowait``: the same arguments, the same job (and with a journal, the same record)."""
+        if not extra and not options:
+            job = self._file(task, args, delay, key, False)
+            if job is not None:
+                return job
+        return self.checked(task, *extra, args=args, delay=delay, key=key, **options)
+
+    @cython.binding(True)  # a CyFunction: asyncio.iscoroutinefunction() says yes, as for Engine.schedule (Starlette asks)
+    async def schedule(self, task, *extra, args=(), delay=None, key=None, **options):
+        """``Engine.schedule``: a coroutine too, run in C; the job, once its record is durable (with a journal)."""
+        if not extra and not options:
+            filed = self._file(task, args, delay, key, True)
+            if filed is not None:
+                if not self.journaled:
+                    return filed
+                return await filed
+        return await self.scheduled(task, *extra, args=args, delay=delay, key=key, **options)
+
+    cdef inline object _file(self, task, args, delay, key, bint awaited):
+        """The usual call's job, filed (and with a journal, recorded); None for any other call, nothing changed.
+
+        ``awaited`` (a journal's ``schedule()``): a future of the job, done once its record is durable.
+        """
         cdef PyObject* found = NULL
         cdef double seconds
         cdef int64_t tick
-        if extra or options or self.core.guard or not self._usual(task, args, delay, key, &found, &seconds):
-            return self.checked(task, *extra, args=args, delay=delay, key=key, **options)
+        if self.core.guard or not self._usual(task, args, delay, key, &found, &seconds):
+            return None
         cdef _Task spec = <_Task>found
         ids = self.ids
         job_id = ids.pop() if ids else self.new_id()
         core = self.core
         tick = <int64_t>ceil((core._now() - core.epoch + seconds) * core.rate)
         wall = cw_realtime() if self.wall is None else PyFloat_AsDouble(self.wall())
+        job_args = tuple(args)
+        due_wall = wall + seconds
+        if self.journaled:
+            payload = self._record(job_id, key, spec, job_args, due_wall)
+            if payload is None:  # orjson refused it (a str it cannot encode), or it is too large: the method says so
+                ids.append(job_id)
+                return None
         if self.cloning:
-            job = self._clone(job_id, key, spec.name, tuple(args), {}, spec.priority, wall + seconds, tick)
+            job = self._clone(job_id, key, spec.name, job_args, {}, spec.priority, due_wall, tick)
         else:
-            job = self.job(job_id, key, spec.name, tuple(args), {}, spec.priority, wall + seconds, tick)
+            job = self.job(job_id, key, spec.name, job_args, {}, spec.priority, due_wall, tick)
             job._engine = self.engine
+        durable = None
+        if self.journaled:  # before the wheel: a failed journal raises with nothing filed
+            if awaited:
+                durable = self.filed(job, payload)
+            else:
+                self.recorded(job, payload)
         if spec.native:
             handle = (<TimerWheel>spec.wheel)._add(tick, spec.negated, job)
         else:
@@ -1470,7 +1556,33 @@ cdef class JobPath:
             cw_dict_setdefault(self.keyed, key, job)
         if tick < core.sleep_tick:
             core._wake()
-        return job
+        return job if durable is None else durable
+
+    cdef object _record(self, job_id, key, _Task spec, args, due_wall):
+        """The new job's ``job`` record, as ``encode_job(job, new=True)`` encodes it; None if that would raise."""
+        record = {
+            "t": "job",
+            "id": job_id,
+            "task": spec.name,
+            "args": args,
+            "kwargs": {},
+            "due": due_wall,
+            "prio": spec.priority,
+            "att": self.attempt,
+            "state": self.state,
+        }
+        if key is not None:
+            record["key"] = key
+        cdef PyObject* call[2]
+        call[0] = <PyObject*>record
+        call[1] = <PyObject*>self.option
+        try:
+            payload = cw_vectorcall(self.dumps, call, 1, OPTION)  # dumps(record, option=...), no dict of keywords
+        except TypeError:  # orjson.JSONEncodeError
+            return None
+        if len(payload) > self.limit:
+            return None
+        return payload
 
     cdef object _clone(self, job_id, key, name, args, kwargs, priority, due_wall, due_tick):
         """A new job, as ``Job(...)`` would build it, with ``_engine`` set: the template's copy."""
@@ -1521,7 +1633,10 @@ cdef class JobPath:
             return False
         if not cw_small_number(delay, seconds):
             return False
-        return 0 <= seconds[0] <= C_MAX_DELAY  # NaN is not
+        if not 0 <= seconds[0] <= C_MAX_DELAY:  # NaN is not
+            return False
+        # A journaled engine's: started (its jobs recovered), jobs cloned, args that JSON gives back as themselves.
+        return not self.journaled or self.bound and self.cloning and _json_atoms(args)
 
 
 # -- garbage collection ----------------------------------------------------------

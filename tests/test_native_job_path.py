@@ -149,7 +149,7 @@ async def test_from_another_thread_it_is_refused_as_the_python_method_refuses() 
         assert len(engine) == 0
 
 
-def test_a_journaled_engine_and_an_override_keep_the_python_method(tmp_path: Any) -> None:
+def test_an_override_keeps_the_python_method_and_a_journal_takes_the_native_one(tmp_path: Any) -> None:
     class Mine(Engine):
         def schedule_nowait(self, *args: Any, **kwargs: Any) -> Job:
             return super().schedule_nowait(*args, **kwargs)
@@ -157,11 +157,9 @@ def test_a_journaled_engine_and_an_override_keep_the_python_method(tmp_path: Any
     class Plain(Engine):
         pass
 
-    journaled = Engine(journal=str(tmp_path / "j.log"))
-    assert journaled.schedule_nowait.__func__ is Engine.schedule_nowait  # type: ignore[attr-defined]
     assert Mine().schedule_nowait.__func__ is Mine.schedule_nowait  # type: ignore[attr-defined]
-    native = Plain().schedule_nowait
-    assert (getattr(native, "__func__", None) is Engine.schedule_nowait) is (WHEEL == "pure")
+    for native in (Plain().schedule_nowait, Engine(journal=str(tmp_path / "j.log")).schedule_nowait):
+        assert (getattr(native, "__func__", None) is Engine.schedule_nowait) is (WHEEL == "pure")
 
 
 async def test_ids_stay_unique_across_engines() -> None:
@@ -224,8 +222,9 @@ async def test_jobs_are_copies_only_of_a_class_whose_init_just_fills_slots(kind:
     assert JobPath is not None
     checked = Engine.schedule_nowait.__get__(engine)
     timers = engine._timers
+    scheduled = Engine.schedule.__get__(engine)
     path = JobPath(
-        engine, checked, timers.core, timers, kind, id_pool, new_job_id, engine._ticks.wall, engine._registry
+        engine, checked, timers.core, timers, kind, id_pool, new_job_id, engine._ticks.wall, engine._registry, scheduled
     )
     assert path.cloning is cloning
     async with engine:

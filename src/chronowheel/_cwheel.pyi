@@ -8,7 +8,7 @@ and :class:`chronowheel._volatile.Core`.
 """
 
 import asyncio
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, final
 
 @final
@@ -74,7 +74,13 @@ class JobPath:
         new_id: Callable[[], str],
         wall: Callable[[], float],
         registry: Any,
+        scheduled: Callable[..., Awaitable[Any]],
+        durable: tuple[Callable[[Any, bytes], None], Callable[[Any, bytes], Awaitable[Any]], Any, int, int]
+        | None = None,
     ) -> None: ...
     def schedule_nowait(
+        self, task: Any, *extra: Any, args: Any = ..., delay: Any = ..., key: Any = ..., **options: Any
+    ) -> Any: ...
+    async def schedule(
         self, task: Any, *extra: Any, args: Any = ..., delay: Any = ..., key: Any = ..., **options: Any
     ) -> Any: ...

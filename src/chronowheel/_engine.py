@@ -167,6 +167,7 @@ class Engine:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._store: Store | None = None  # None: in memory, nothing durable
         self._journal_figures: Callable[[], dict[str, Any]] | None = None
+        durable = None  # a journal's: what the native job path needs to write a new job's record
         if path is not None:
             from ._journal.store import JournalStore  # POSIX only (flock, directory fsync): imported when asked for
 
@@ -174,6 +175,7 @@ class Engine:
                 path, fsync, fsync_interval, on_corrupt=on_corrupt, unknown_tasks=unknown_tasks, wall=self._clock.wall
             )
             self._store, self._journal_figures = store, store.journal.figures
+            durable = store.new_records()
         self.cluster: ClusterHandle | None = None  # cluster mode: what only the database can answer
         cluster_store = None if cluster is None else _cluster_store(cluster)
         if cluster_store is not None:
@@ -225,11 +227,17 @@ class Engine:
         """The job API for other threads: ``schedule``, ``cancel``, ``reschedule``, ``call_later``, as futures."""
         self._cut_short: asyncio.Future[None] | None = None  # set by stop(grace=0) while stop() drains
         self.add_pool("default", concurrency=10)
-        if JobPath is not None and self._store is None and type(self).schedule_nowait is Engine.schedule_nowait:
-            # In memory the usual call is C (JobPath), no Python frame; every other call comes back to the method.
-            checked = Engine.schedule_nowait.__get__(self)
-            job_path = JobPath(self, checked, timers.core, timers, Job, id_pool, new_job_id, ticks.wall, registry)
+        native = self._store is None or durable is not None  # in memory, or a journal (not a cluster)
+        kind = type(self)
+        if JobPath is not None and native and kind.schedule_nowait is Engine.schedule_nowait:
+            # The usual call is C (JobPath), no Python frame; every other call comes back to the methods.
+            checked, scheduled = Engine.schedule_nowait.__get__(self), Engine.schedule.__get__(self)
+            job_path = JobPath(
+                self, checked, timers.core, timers, Job, id_pool, new_job_id, ticks.wall, registry, scheduled, durable
+            )
             self.schedule_nowait = job_path.schedule_nowait  # type: ignore[method-assign]
+            if kind.schedule is Engine.schedule:
+                self.schedule = job_path.schedule  # type: ignore[method-assign]
 
     def time(self) -> float:
         """The engine clock, in seconds; ``call_at`` takes times on it."""

@@ -7,7 +7,8 @@ stub, ``_cwheel.pyi``, which ``mypy.stubtest`` holds to the built module).
 is picked, callers see only those. ``TimerHandle`` is the handle class the
 picked core returns (typed as the pure one, which has the same methods).
 ``JobPath`` is the native ``schedule_nowait`` for the usual call (None on the
-pure wheel: there the engine's own method is the whole path).
+pure wheel: there the engine's own method is the whole path). The journal's
+native twins are picked in ``_journal.native``.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ __all__ = [
     "encode_header",
     "frame",
     "walk_frames",
+    "frame_records",
 ]
 
 LOG: Final = b"CWJL"
@@ -120,6 +121,24 @@ def frame(payload: bytes, seq: int, seed: int) -> bytes:
     return _U32.pack(zlib.crc32(payload, zlib.crc32(body, seed))) + body + payload
 
 
+def frame_records(payloads: list[bytes], seed: int, seq: int) -> bytes:
+    """Version-2 records around encoded payloads, numbered from ``seq``, CRCs seeded with ``seed``: one bytes.
+
+    The pure twin of the native ``chronowheel._cframe.frame_records`` (the
+    writer thread's, when built: it frames without holding the GIL).
+    """
+    crc32, pack_body, pack_crc = zlib.crc32, _BODY_2.pack, _U32.pack
+    parts: list[bytes] = []
+    for payload in payloads:
+        body = pack_body(len(payload), seq)
+        parts += (pack_crc(crc32(payload, crc32(body, seed))), body, payload)
+        seq += 1
+    return b"".join(parts)
+
+
+_frame_records: Final = frame_records if native.frame_records is None else native.frame_records
+
+
 class Encoder:
     """Frames one file's records: the writer's half of :class:`Decoder`.
 
@@ -137,14 +156,11 @@ class Encoder:
         self._seed = _seed(self.header)
 
     def frames(self, payloads: Iterable[bytes]) -> bytes:
-        crc32, pack_body, pack_crc, seed, seq = zlib.crc32, _BODY_2.pack, _U32.pack, self._seed, self.seq
-        parts: list[bytes] = []
-        for payload in payloads:
-            body = pack_body(len(payload), seq)
-            parts += (pack_crc(crc32(payload, crc32(body, seed))), body, payload)
-            seq += 1
-        self.seq = seq
-        return b"".join(parts)
+        """The next records' bytes, numbered on from the last: one bytes for a whole hand-over."""
+        items = payloads if isinstance(payloads, list) else list(payloads)
+        data = _frame_records(items, self._seed, self.seq)
+        self.seq += len(items)
+        return data
 
 
 class Decoder:

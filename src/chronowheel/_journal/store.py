@@ -15,7 +15,8 @@ from .._errors import UnknownTask
 from .._job import Job
 from .._outcome import Outcome
 from .._store import Claim, Gone
-from .records import encode_done, encode_job, job_from_record, outcome_from_record
+from . import records
+from .records import JSON_ONLY, encode_done, encode_job, job_from_record, outcome_from_record
 from .replay import JobReplay
 from .writer import FsyncPolicy, Journal
 
@@ -139,6 +140,24 @@ class JournalStore:
     def check(self, job: Job, if_exists: str = "error") -> bytes:
         """The new job's record: args JSON cannot hold as themselves raise here (see ``encode_job``)."""
         return encode_job(job, new=True)
+
+    def new_records(self) -> tuple[Callable[[Job, bytes], None], Callable[[Job, bytes], Awaitable[Job]], Any, int, int]:
+        """What the native ``schedule_nowait`` and ``schedule`` need to write a new job's record as :meth:`check` does.
+
+        This store's ``recorded`` and ``filed``, orjson's ``dumps`` and the option it encodes with, and the
+        largest new record (read now: a test may lower it). The native path takes only args it knows come back
+        as themselves; every other call, and a record orjson refuses or that is too large, goes to :meth:`check`.
+        """
+        return self.recorded, self.filed, orjson.dumps, JSON_ONLY, records.NEW_RECORD_MAX
+
+    def filed(self, job: Job, payload: bytes) -> asyncio.Future[Job]:
+        """:meth:`recorded` and :meth:`commit` of a new job, in one call: a native ``schedule()``'s every call."""
+        self.live[job.id] = job
+        journal = self.journal
+        future = journal.appended(payload, job)
+        if journal.log_records > self.compact_factor * self.compact_min:
+            self._consider_compaction()
+        return future
 
     def recorded(self, job: Job, token: object = None) -> None:
         self.live[job.id] = job

@@ -192,6 +192,26 @@ class Journal:
         self.log_records += 1
         return self.log_records
 
+    def appended(self, payload: bytes, value: _T) -> asyncio.Future[_T]:
+        """:meth:`append` the record, then :meth:`durable` of ``value``, in one frame: a native ``schedule()``'s."""
+        if self._failure is not None:
+            self._raise_if_failed()
+        pending = self._pending
+        pending.append(payload)
+        self._appended += 1
+        if not self._handing:
+            if self._loop is None:
+                self._hand_over()
+            else:
+                self._handing = True
+                self._loop.call_soon(self._hand_over)
+        elif len(pending) >= _HANDOVER_MAX:
+            self._hand_over()
+        self.log_records += 1
+        future: asyncio.Future[_T] = asyncio.Future(loop=self._loop)
+        self._waiters.append((self._appended, future, value))  # not durable yet: it was appended just now
+        return future
+
     def durable(self, value: _T) -> asyncio.Future[_T]:
         """A future of ``value``, done once every record appended so far is durable under the fsync policy.
 
@@ -317,6 +337,9 @@ class Journal:
                     items, self._queue = self._queue, []
                     appended, closing = self._handed, self._closing
                 self._process(items, loop)
+                if appended > reported and self._policy != "always":  # written is durable: not behind the fsync
+                    reported = appended
+                    loop.call_soon_threadsafe(self._reached, appended)
                 if self._dirty and self._owes_fsync(closing):
                     self._fsync()
                 if appended > reported:

@@ -1,0 +1,3 @@
+"""Types of ``native/_cframe.pyx``: the journal writer's record framing (the twin of ``_journal.format``'s)."""
+
+def frame_records(payloads: list[bytes], seed: int, seq: int) -> bytes: ...
