@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CRONITER_FLOOR := $(shell sed -n 's/^ *"croniter>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 FLOOR := .floor/.installed
 
-.PHONY: demo test bench bench-micro soak lint stubtest clean
+.PHONY: demo test test-native test-pure test-floor bench bench-micro soak lint stubtest clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard native/*.pyx)
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,8 @@ stubtest: $(STAMP)
 	$(PY) -m mypy.stubtest chronowheel._cwheel chronowheel._cjournal chronowheel._cframe
 
 # Branch coverage of src/chronowheel over both runs below; the floor (`fail_under` in pyproject.toml) is
-# checked once, on the two combined, by `coverage report` (pytest-cov combines the workers' data).
+# checked once, on the two combined, by `coverage report` (pytest-cov combines each run's workers' data
+# into that run's file; `coverage combine` joins the two).
 COV := --cov --cov-report= --cov-fail-under=0
 
 # Two workers per core (pytest-xdist): half the suite's wall time is spent waiting (on PostgreSQL, child
@@ -54,16 +55,27 @@ XDIST ?= -n 4 --dist loadgroup
 
 # The wheel tests cover both wheels in one run; the engine-level tests run
 # again with the native wheel switched off, so the pure fallback is proven too.
-test: $(STAMP) lint stubtest $(FLOOR)
-	rm -f .coverage
-	$(PY) -m pytest $(XDIST) -m "not slow" $(COV) --durations=15
-	CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest $(XDIST) -m "not slow" $(COV) --cov-append tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
+# The runs leave a core idle half their time (they wait on PostgreSQL, child processes,
+# the browser): the two runs, lint, the stubs and the croniter floor go side by side,
+# each run with its own coverage data, combined at the end.
+test: $(STAMP) $(FLOOR)
+	rm -f .coverage .coverage.native .coverage.pure
+	$(MAKE) --no-print-directory -j5 --output-sync=line lint stubtest test-native test-pure test-floor
+	$(PY) -m coverage combine .coverage.native .coverage.pure
+	$(PY) -m coverage report
+
+test-native: $(STAMP)
+	COVERAGE_FILE=.coverage.native $(PY) -m pytest $(XDIST) -m "not slow" $(COV) --durations=15
+
+test-pure: $(STAMP)
+	COVERAGE_FILE=.coverage.pure CHRONOWHEEL_NO_EXTENSIONS=1 $(PY) -m pytest $(XDIST) -m "not slow" $(COV) tests/test_engine.py tests/test_pools.py tests/test_recurring.py tests/test_robustness.py tests/test_validation.py \
 		tests/test_journal.py tests/test_journal_integrity.py tests/test_journal_format.py tests/test_journal_replay.py tests/test_docs.py tests/test_timer_handle.py tests/test_retry_during_stop.py tests/test_anyio.py tests/test_errors.py \
 		tests/test_rate.py tests/test_hooks.py tests/test_threads.py tests/test_tasks.py tests/test_integrations.py tests/test_job_path.py tests/test_job_fast.py tests/test_native_job_path.py tests/test_native_durable_path.py tests/test_hidden_jobs.py tests/test_ready_queue.py \
 		tests/test_metrics.py tests/test_web.py tests/test_stop_cut_short.py \
 		tests/test_operator.py tests/test_results.py tests/test_dependencies.py tests/test_cluster.py \
 		tests/test_cluster_rebalance.py tests/test_cluster_ops.py tests/test_cluster_after.py tests/test_cluster_pause.py
-	$(PY) -m coverage report
+
+test-floor: $(STAMP) $(FLOOR)
 	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \
 		tests/test_recurrence.py
 
