@@ -32,7 +32,8 @@ class OptionalBuildExt(build_ext):
 def _extension(extension: type, source: str) -> object:
     """Each ``native/<name>.pyx`` is its own module, ``chronowheel.<name>``."""
     name = os.path.splitext(os.path.basename(source))[0]
-    return extension(f"chronowheel.{name}", [source], extra_compile_args=["-O3"])
+    headers = sorted(glob.glob(os.path.join("native", "*.h")))  # rebuilt when one changes; in the sdist
+    return extension(f"chronowheel.{name}", [source], depends=headers, extra_compile_args=["-O3"])
 
 
 def extensions() -> list[object]:

@@ -49,9 +49,15 @@ cdef extern from "Python.h":
     void cj_untrack "PyObject_GC_UnTrack"(object o)
     double PyFloat_AS_DOUBLE(object o)
 
+cdef extern from "_slots.h":  # a template Job copied slot by slot (shared with _cwheel)
+    object cw_new_instance(object type)
+    PyObject* cw_get_slot(object o, Py_ssize_t offset) noexcept
+    void cw_put_slot(object o, Py_ssize_t offset, PyObject* v) noexcept
+    Py_ssize_t cw_member_offset(object d) noexcept
+
+
 cdef extern from *:
     """
-    #include "structmember.h"
     /* A tuple subclass's instance (a NamedTuple's) of three items, as tuple.__new__(cls, items) builds it. */
     static PyObject* cj_triple(PyObject* cls, PyObject* a, PyObject* b, PyObject* c) {
         PyTypeObject* t = (PyTypeObject*)cls;
@@ -62,26 +68,6 @@ cdef extern from *:
         Py_INCREF(c); PyTuple_SET_ITEM(o, 2, c);
         return o;
     }
-    static PyObject* cj_new_instance(PyObject* type) {
-        PyTypeObject* t = (PyTypeObject*)type;
-        return t->tp_alloc(t, 0);
-    }
-    static inline PyObject* cj_get_slot(PyObject* o, Py_ssize_t offset) {
-        return *(PyObject**)((char*)o + offset);
-    }
-    static inline void cj_put_slot(PyObject* o, Py_ssize_t offset, PyObject* v) {  /* v (or NULL) into a slot */
-        PyObject* old = *(PyObject**)((char*)o + offset);
-        Py_XINCREF(v);
-        *(PyObject**)((char*)o + offset) = v;
-        Py_XDECREF(old);
-    }
-    static Py_ssize_t cj_member_offset(PyObject* d) {  /* a writable object slot's offset, or -1 */
-        PyMemberDef* m;
-        if (!PyObject_TypeCheck(d, &PyMemberDescr_Type)) return -1;
-        m = ((PyMemberDescrObject*)d)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
-        return m->offset;
-    }
     static inline uint32_t cj_u32(const char* p) { uint32_t v; memcpy(&v, p, 4); return v; }  /* little-endian hosts */
     static inline uint64_t cj_u64(const char* p) { uint64_t v; memcpy(&v, p, 8); return v; }
     #if PY_BIG_ENDIAN
@@ -89,10 +75,6 @@ cdef extern from *:
     #endif
     """
     object cj_triple(object cls, object a, object b, object c)
-    object cj_new_instance(object type)
-    PyObject* cj_get_slot(object o, Py_ssize_t offset) noexcept
-    void cj_put_slot(object o, Py_ssize_t offset, PyObject* v) noexcept
-    Py_ssize_t cj_member_offset(object d) noexcept
     uint32_t cj_u32(const char* p) noexcept nogil
     uint64_t cj_u64(const char* p) noexcept nogil
 
@@ -325,7 +307,7 @@ cdef class PlainJobs:
             if names is None:
                 return False
             for name in (names,) if isinstance(names, str) else names:
-                offset = cj_member_offset(cls.__dict__.get(name))
+                offset = cw_member_offset(cls.__dict__.get(name))
                 if name != "__weakref__" and offset < 0:
                     return False
                 if offset >= 0:
@@ -344,16 +326,16 @@ cdef class PlainJobs:
         cdef Py_ssize_t offset_
         for name, offset in offsets.items():
             offset_ = offset
-            a = cj_get_slot(template, offset_)
+            a = cw_get_slot(template, offset_)
             for i in range(JOB_PARAMS):
                 if a == <PyObject*>first[i]:
-                    if cj_get_slot(other, offset_) != <PyObject*>second[i] or name == "attempt":
+                    if cw_get_slot(other, offset_) != <PyObject*>second[i] or name == "attempt":
                         return False
                     self.params[i] = offset_
                     found += 1
                     break
             else:
-                if a != cj_get_slot(other, offset_):
+                if a != cw_get_slot(other, offset_):
                     return False
                 self.fields[n] = offset_
                 n += 1
@@ -370,19 +352,19 @@ cdef class PlainJobs:
             job = self.job(job_id, key, task, args, kwargs, priority, due, _ZERO)
             job.attempt = attempt
             return job
-        job = cj_new_instance(self.job)
+        job = cw_new_instance(self.job)
         template = self.template
         for i in range(self.nfields):
-            cj_put_slot(job, self.fields[i], cj_get_slot(template, self.fields[i]))
-        cj_put_slot(job, self.params[0], <PyObject*>job_id)
-        cj_put_slot(job, self.params[1], <PyObject*>key)
-        cj_put_slot(job, self.params[2], <PyObject*>task)
-        cj_put_slot(job, self.params[3], <PyObject*>args)
-        cj_put_slot(job, self.params[4], <PyObject*>kwargs)
-        cj_put_slot(job, self.params[5], <PyObject*>priority)
-        cj_put_slot(job, self.params[6], <PyObject*>due)
-        cj_put_slot(job, self.params[7], <PyObject*>_ZERO)
-        cj_put_slot(job, self.attempt_at, <PyObject*>attempt)
+            cw_put_slot(job, self.fields[i], cw_get_slot(template, self.fields[i]))
+        cw_put_slot(job, self.params[0], <PyObject*>job_id)
+        cw_put_slot(job, self.params[1], <PyObject*>key)
+        cw_put_slot(job, self.params[2], <PyObject*>task)
+        cw_put_slot(job, self.params[3], <PyObject*>args)
+        cw_put_slot(job, self.params[4], <PyObject*>kwargs)
+        cw_put_slot(job, self.params[5], <PyObject*>priority)
+        cw_put_slot(job, self.params[6], <PyObject*>due)
+        cw_put_slot(job, self.params[7], <PyObject*>_ZERO)
+        cw_put_slot(job, self.attempt_at, <PyObject*>attempt)
         return job
 
     def replay(self, list records, Py_ssize_t start, dict live, dict tasks):

@@ -88,6 +88,13 @@ cdef extern from "Python.h":
         traverseproc tp_traverse
         inquiry tp_clear
 
+cdef extern from "_slots.h":  # a template Job copied slot by slot (shared with _cjournal)
+    object cw_new_instance(object type)
+    PyObject* cw_get_slot(object o, Py_ssize_t offset) noexcept
+    void cw_put_slot(object o, Py_ssize_t offset, PyObject* v) noexcept
+    Py_ssize_t cw_member_offset(object d) noexcept
+
+
 cdef extern from *:
     """
     #if defined(_MSC_VER)
@@ -153,29 +160,6 @@ cdef extern from *:
     static double cw_monotonic(void) { return 0.0; }
     #endif
 
-    /* A plain class's instances, built field by field (JobPath's clone of a template job). */
-    #include "structmember.h"
-    static PyObject* cw_new_instance(PyObject* type) {
-        PyTypeObject* t = (PyTypeObject*)type;
-        return t->tp_alloc(t, 0);
-    }
-    static inline PyObject* cw_get_slot(PyObject* o, Py_ssize_t offset) {
-        return *(PyObject**)((char*)o + offset);
-    }
-    static inline void cw_put_slot(PyObject* o, Py_ssize_t offset, PyObject* v) {  /* v (or NULL) into a slot */
-        PyObject* old = *(PyObject**)((char*)o + offset);
-        Py_XINCREF(v);
-        *(PyObject**)((char*)o + offset) = v;
-        Py_XDECREF(old);
-    }
-    static Py_ssize_t cw_member_offset(PyObject* d) {  /* a writable object slot's offset, or -1 */
-        PyMemberDef* m;
-        if (!PyObject_TypeCheck(d, &PyMemberDescr_Type)) return -1;
-        m = ((PyMemberDescrObject*)d)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
-        return m->offset;
-    }
-
     /* time.time() to the bit, the same way (CLOCK_REALTIME); elsewhere the job path calls time.time. */
     #if defined(__linux__)
     static double cw_realtime(void) {
@@ -193,10 +177,6 @@ cdef extern from *:
     bint CW_HAVE_MONOTONIC
     double cw_monotonic() noexcept nogil
     double cw_realtime() noexcept nogil
-    object cw_new_instance(object type)
-    PyObject* cw_get_slot(object o, Py_ssize_t offset) noexcept
-    void cw_put_slot(object o, Py_ssize_t offset, PyObject* v) noexcept
-    Py_ssize_t cw_member_offset(object d) noexcept
     int cw_ctz64(unsigned long long x) nogil
     int cw_bitlen64(unsigned long long x) nogil
     bint cw_small_long(object o, int64_t* out) noexcept
