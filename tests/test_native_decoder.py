@@ -205,7 +205,7 @@ fields = st.fixed_dictionaries(
 def test_the_native_check_passes_no_record_the_python_one_refuses(
     run: list[dict[str, Any]], start: int, decoded: bool
 ) -> None:
-    if decoded:  # keys of orjson's own, not the interned ones
+    if decoded:  # keys of orjson's own (matched by identity), not Python's (looked up)
         run = [orjson.loads(orjson.dumps(record, default=str)) for record in run]
     native, python = cjournal.sound_jobs(run, start), sound_jobs_py(run, start)
     assert native <= python
