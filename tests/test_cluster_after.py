@@ -8,6 +8,7 @@ for a fixed time.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import asyncpg
@@ -147,11 +148,22 @@ ENDS = {
 async def test_a_parent_that_ends_dead_or_cancelled_cancels_the_chain_below_it(
     pg_dsn: str, admin: asyncpg.Connection, end: str
 ) -> None:
-    """Child and grandchild are cancelled (kept as their outcome), on any engine; nothing of them is left."""
+    """Child and grandchild are cancelled (kept as their outcome), on any engine; nothing of them is left.
+
+    The engine whose write ended the parent reports each cancel once: its
+    ``"cancelled"`` hooks and its count.
+    """
     clock = VirtualClock()
     runs: list[str] = []
     worker, client = engines(pg_dsn, clock, runs, ("worker", "client"))
     error, reason = ENDS[end]
+    reported: list[tuple[str, str, str]] = []  # (engine, job id, the job's error)
+
+    def report(role: str, job: Job) -> None:
+        reported.append((role, job.id, str(job.error)))
+
+    for role, engine in (("worker", worker), ("client", client)):
+        engine.on("cancelled", functools.partial(report, role))
     async with worker, client:
         parent = await client.schedule("boom" if end == "dead" else "step", args=("p",), key="p", delay=5.0)
         child = await client.schedule("step", args=("child",), after=parent)
@@ -165,6 +177,16 @@ async def test_a_parent_that_ends_dead_or_cancelled_cancels_the_chain_below_it(
         await settle(clock, worker, client, seconds=5.0)
         await until(lambda: admin.fetchval("SELECT count(*) = 0 FROM cw_job WHERE state <> 3"))  # a dead parent stays
         assert await admin.fetchval("SELECT count(*) FROM cw_after") == 0
+        reporter = "client" if end == "cancelled-cluster-wide" else "worker"
+        expected = {child.id, grandchild.id} | (set() if end == "dead" else {parent.id})
+        await until(lambda: len(reported) >= len(expected))
+        assert sorted((role, job_id) for role, job_id, _ in reported) == sorted((reporter, i) for i in expected)
+        errors = {job_id: text for _, job_id, text in reported}
+        assert re.search(reason, errors[child.id])
+        assert re.search(rf"parent job ({child.id}|{parent.id}) of task", errors[grandchild.id])
+        assert {"worker": worker.stats()["cancelled"], "client": client.stats()["cancelled"]} == {
+            role: len(expected) if role == reporter else 0 for role in ("worker", "client")
+        }
         for engine in (worker, client):
             with pytest.raises(error, match=reason):
                 await engine.result(child, timeout=10.0)
@@ -305,17 +327,17 @@ async def test_two_parents_ending_at_once_on_two_connections_release_the_child(
         one, two = first.transaction(), second.transaction()
         await one.start()
         await two.start()
-        assert await dependencies.follow(first, {parents[0].id: "succeeded"}, None) == []  # p2 is still there
+        assert await dependencies.follow(first, {parents[0].id: "succeeded"}, None) == ([], [])  # p2 is still there
         blocked = asyncio.create_task(dependencies.follow(second, {parents[1].id: "succeeded"}, None))
         await until(lambda: admin.fetchval("SELECT count(*) > 0 FROM pg_locks WHERE NOT granted"))
         assert not blocked.done()
         await one.commit()
-        notes = await blocked
+        notes, cancelled = await blocked
         await two.commit()
     finally:
         await first.close()
         await second.close()
-    assert notes == [f"n{shard_of(child.id, SHARDS)}/{child.id}"]
+    assert (notes, cancelled) == ([f"n{shard_of(child.id, SHARDS)}/{child.id}"], [])
     assert await state_of(admin, child.id) == 0
     assert await admin.fetchval("SELECT count(*) FROM cw_after") == 0
 
@@ -362,6 +384,9 @@ async def test_a_parent_replaced_under_its_key_cancels_its_children(
     clock = VirtualClock()
     runs: list[str] = []
     worker, client = engines(pg_dsn, clock, runs, ("worker", "client"))
+    reported: list[tuple[Engine, str]] = []
+    for engine in (worker, client):
+        engine.on("cancelled", functools.partial(lambda engine, job: reported.append((engine, job.id)), engine))
     async with worker, client:
         parent = await client.schedule("step", args=("old",), key="p", delay=60.0)
         child = await client.schedule("step", args=("child",), after=parent)
@@ -374,6 +399,8 @@ async def test_a_parent_replaced_under_its_key_cancels_its_children(
                 await engine.result(child, timeout=10.0)
         assert await admin.fetchval("SELECT count(*) FROM cw_after") == 0
         assert await admin.fetchval("SELECT array_agg(id) FROM cw_job") == [new.id]
+        await until(lambda: any(job_id == child.id for _, job_id in reported))
+        assert [engine for engine, job_id in reported if job_id == child.id] == [replacing]  # once, by the replacer
         await settle(clock, worker, client, seconds=5.0)
         await until(lambda: _settled_all(clock, (worker, client), runs, 1))
         await settle(clock, worker, client, seconds=60.0)

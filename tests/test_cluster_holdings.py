@@ -30,6 +30,7 @@ def holdings_with(dropped: list[str]) -> Holdings:
         drop=lambda job: dropped.append(job.id),
         let_go=lambda job: None,
         after=lambda seconds, callback: lambda: None,
+        cancelled=lambda job, reason: None,
         ttl=0.0,
     )
     holdings.host = host

@@ -217,7 +217,9 @@ class Engine:
 
             load = functools.partial(placement.restore, owner=self, dead=execution.dead, refile=recurring.refile)
             after = lambda seconds, callback: timers.file_timer(ticks.after(seconds), callback).cancel  # noqa: E731
-            cluster_store.attach(Host(ticks.wall, load, placement.drop, placement.let_go, after, result_ttl))
+            cluster_store.attach(
+                Host(ticks.wall, load, placement.drop, placement.let_go, after, self._report_cancel, result_ttl)
+            )
             recurring.run_id = _run_id
         self._state: Literal["new", "running", "stopped"] = "new"
         self._loop: Loop | None = None  # while running: the loop and its thread, for from_thread
@@ -506,14 +508,18 @@ class Engine:
         outcome = results.cancelled(job, reason)
         if not self._placement.take_out(job, outcome if results.ttl else None, own=own):
             return False
+        self._report_cancel(job, reason)
+        results.ended(outcome)  # after: the children it cancels are reported after it
+        return True
+
+    def _report_cancel(self, job: Job, reason: str) -> None:
+        """A job ended cancelled (here, or in the cluster's database by this engine): counted, and the hooks told."""
         job.error = JobCancelled(job, reason)
         stats = self._stats
         stats.counts["cancelled"] += 1
         stats.tasks[job.task].counts["cancelled"] += 1
-        results.ended(outcome)
         if self._hooks.callbacks["cancelled"]:
             self._hooks.emit("cancelled", job)
-        return True
 
     def reschedule(
         self, key_or_job: str | Job, *, delay: float | timedelta | None = None, at: datetime | None = None

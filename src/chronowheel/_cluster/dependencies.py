@@ -7,7 +7,9 @@ each parent's row is marked ``waited``, so that the statements that end jobs
 children, and a flush with none pays nothing more. In the transaction that
 ends a parent, a success strikes it off and makes every child left with no
 parent waiting (0), its owner notified; a dead or cancelled end cancels the
-children, with the reason kept as their outcome, and so on down the chain.
+children, with the reason kept as their outcome, and so on down the chain;
+the engine whose write ended the parent reports them (its ``"cancelled"``
+hooks and counts), once that write has committed.
 A child paused while it waits (7) is counted off the same way, and left
 paused (4) once it has no parent left.
 
@@ -123,14 +125,19 @@ async def hold(
     return notes
 
 
-async def follow(conn: asyncpg.Connection, ended: dict[str, str], expires: float | None) -> list[str]:
+async def follow(
+    conn: asyncpg.Connection, ended: dict[str, str], expires: float | None
+) -> tuple[list[str], list[tuple[Job, str]]]:
     """Parents that ended in this transaction (id -> succeeded, dead, cancelled): release or cancel their children.
 
-    Returns the notifications to send: children due now to their owners,
-    cancelled ones to their result waiters. ``expires``: when a cancelled
-    child's kept outcome expires (None: ``result_ttl=0`` keeps none).
+    Returns the notifications to send (children due now to their owners,
+    cancelled ones to their result waiters), and the children cancelled,
+    each with its reason, for the engine to report once the transaction has
+    committed. ``expires``: when a cancelled child's kept outcome expires
+    (None: ``result_ttl=0`` keeps none).
     """
     notes: list[str] = []
+    cancelled: list[tuple[Job, str]] = []
     succeeded = [parent for parent, how in ended.items() if how == "succeeded"]
     if succeeded:
         children = [row["id"] for row in await conn.fetch(sql.STRIKE_OFF, succeeded)]
@@ -143,12 +150,13 @@ async def follow(conn: asyncpg.Connection, ended: dict[str, str], expires: float
         kept = []
         for row in rows:
             notes += (f"c{row['shard']}/{row['id']}", f"d{row['shard']}")
+            job = job_from_record(orjson.loads(row["record"]))
+            job.state = "cancelled"
+            why = f"parent job {row['parent']} of task {row['task']!r} ended {failed[row['parent']]}"
+            cancelled.append((job, why))
             if expires is not None:
-                job = job_from_record(orjson.loads(row["record"]))
-                job.state = "cancelled"
-                why = f"parent job {row['parent']} of task {row['task']!r} ended {failed[row['parent']]}"
                 kept.append((row["id"], row["shard"], expires, encode_done(Outcome(job, None, expires, reason=why))))
         if kept:
             await conn.execute(sql.KEEP, *map(list, zip(*kept, strict=True)))
         failed = {row["id"]: "cancelled" for row in rows}
-    return notes
+    return notes, cancelled

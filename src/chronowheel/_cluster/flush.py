@@ -56,6 +56,7 @@ class Flusher:
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # at close a failed flush is given up, not tried again
         self._outcomes: dict[str, Job | BaseException] = {}  # of new rows and redrives, for their waiters
+        self._cancelled: list[tuple[Job, str]] = []  # children this flush cancelled, reported once it commits
         self.round_trips: deque[float] = deque(maxlen=1024)
 
     def kick(self) -> None:
@@ -89,6 +90,7 @@ class Flusher:
         claimed: list[tuple[list[Job], HandOut]] = []
         notes: list[str] = []
         ended: dict[str, str] = {}  # jobs with children (after=) this flush ended -> how
+        self._cancelled.clear()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 if batch.cancels:
@@ -127,7 +129,7 @@ class Flusher:
                 if batch.pauses or batch.resumes:
                     await self._pause(conn, batch.pauses, batch.resumes, notes)
                 if ended:
-                    notes += await dependencies.follow(conn, ended, self.expires())
+                    await self._follow(conn, ended, notes)
                 for claims, hand_out in batch.claims:
                     claimed.append((await self._claim_rows(conn, claims), hand_out))
                 await notify(conn, self._listener.channel, notes)
@@ -145,6 +147,9 @@ class Flusher:
             self._holdings.refilled = 0.0
             return False
         self.round_trips.append(time.perf_counter() - started)
+        for job, why in self._cancelled:
+            self._holdings.host.cancelled(job, why)
+        self._cancelled.clear()
         self._after_insert(batch.new)
         now = self._holdings.monotonic()
         for jobs, hand_out in claimed:
@@ -184,6 +189,12 @@ class Flusher:
             [job._series is not None for job in jobs],
             records if records is not None else [encode_job(job, new=False) for job in jobs],
         ]
+
+    async def _follow(self, conn: asyncpg.Connection, ended: dict[str, str], notes: list[str]) -> None:
+        """Release or cancel the children of jobs this flush ended (the cancelled are reported once it commits)."""
+        followed, cancelled = await dependencies.follow(conn, ended, self.expires())
+        notes += followed
+        self._cancelled += cancelled
 
     def expires(self) -> float | None:
         """When an outcome kept now expires; None with ``result_ttl=0``, which keeps none."""
@@ -234,7 +245,7 @@ class Flusher:
             statement = sql.INSERT_REPLACE if mode == "replace" else sql.INSERT
             written = {row["id"] for row in await conn.fetch(statement, *self._rows(jobs, [r for _, r, _ in entries]))}
             if replaced:
-                notes += await dependencies.follow(conn, replaced, self.expires())
+                await self._follow(conn, replaced, notes)
             horizon = self._holdings.host.wall() + self._config.horizon if self._holdings.host is not None else 0.0
             now = self._holdings.monotonic()
             for job in jobs:

@@ -102,26 +102,36 @@ class ClusterHandle:
         return None if row is None else job_of(row)
 
     async def cancel(self, key: str) -> bool:
-        """Cancel the waiting job with this key, whichever engine holds it; True if there was one."""
+        """Cancel the waiting job with this key, whichever engine holds it; True if there was one.
+
+        This engine reports it (its ``"cancelled"`` hooks, its counts), and
+        the children (``after=``) it takes with it, once the cancel committed.
+        """
         store = self._store
         host = store.holdings.host
         assert host is not None
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.CANCEL_KEY, key)
             notes = [f"c{row['shard']}/{row['id']}" for row in rows]
+            why = "engine.cluster.cancel() was called"
+            cancelled = [(job_of(row), why) for row in rows]
+            for job, _ in cancelled:
+                job.state = "cancelled"
             if rows and host.ttl:  # kept as a cancellation's outcome: result() raises JobCancelled
                 expires = host.wall() + host.ttl
-                kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
-                for row in rows:
-                    job = job_of(row)
-                    job.state = "cancelled"
-                    outcome = Outcome(job, None, expires, reason="engine.cluster.cancel() was called")
-                    kept[job.id, None] = (row["shard"], expires, encode_done(outcome))
+                kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {
+                    (job.id, None): (row["shard"], expires, encode_done(Outcome(job, None, expires, reason=why)))
+                    for (job, _), row in zip(cancelled, rows, strict=True)
+                }
                 await keep(conn, kept, set(), notes)
             ended = {row["id"]: "cancelled" for row in rows if row["waited"]}
             if ended:
-                notes += await dependencies.follow(conn, ended, store.flusher.expires())
+                followed, children = await dependencies.follow(conn, ended, store.flusher.expires())
+                notes += followed
+                cancelled += children
             await notify(conn, store.listener.channel, notes)
+        for job, reason in cancelled:  # committed: this engine reports what it cancelled
+            host.cancelled(job, reason)
         return bool(rows)
 
     async def pause(self, key: str) -> bool:
@@ -192,9 +202,8 @@ class ClusterHandle:
                 if acked is None:
                     raise LeaseLost(f"job {job.id}: its claim (fence {fence}) is no longer this engine's")
                 if acked["waited"]:
-                    await notify(
-                        conn, store.listener.channel, await dependencies.follow(conn, {job.id: "succeeded"}, None)
-                    )
+                    released, _ = await dependencies.follow(conn, {job.id: "succeeded"}, None)  # none cancelled
+                    await notify(conn, store.listener.channel, released)
             except BaseException:
                 await transaction.rollback()
                 raise

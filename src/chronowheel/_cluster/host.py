@@ -19,7 +19,10 @@ class Host:
     is not this engine's to fire (any more); ``let_go`` forgets a job the
     wheel already handed out whose claim this engine did not win; ``after``
     calls back in so many seconds of the engine's clock, and returns what
-    cancels that; ``ttl`` is the engine's ``result_ttl``.
+    cancels that; ``cancelled`` counts and reports (the ``"cancelled"`` hooks)
+    a job this engine's write cancelled in the database, with the reason:
+    one taken by ``engine.cluster.cancel``, or a child whose parent ended
+    dead or cancelled; ``ttl`` is the engine's ``result_ttl``.
     """
 
     wall: Callable[[], float]
@@ -27,4 +30,5 @@ class Host:
     drop: Callable[[Job], None]
     let_go: Callable[[Job], None]
     after: Callable[[float, Callable[[], None]], Callable[[], object]]
+    cancelled: Callable[[Job, str], None]
     ttl: float
