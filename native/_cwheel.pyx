@@ -58,6 +58,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 
 import math
 from asyncio import Future as _Future
+from os import urandom as _urandom
 from time import monotonic as _monotonic
 from time import time as _wall
 
@@ -85,6 +86,7 @@ cdef extern from "Python.h":
     unsigned long long cw_as_u64 "PyLong_AsUnsignedLongLong"(object o) noexcept
     bint PyUnicode_IS_COMPACT_ASCII(object o) noexcept
     void* PyUnicode_DATA(object o) noexcept
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     Py_ssize_t PyUnicode_GET_LENGTH(object o) noexcept
     ctypedef int (*visitproc)(PyObject*, void*)
     ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
@@ -1314,7 +1316,31 @@ cdef bytes RECORD_DUE = b',"kwargs":{},"due":'
 
 cdef enum:
     JOB_PARAMS = 8  # Job(id, key, task, args, kwargs, priority, due_wall, due_tick)
+    ID_BATCH = 4096  # ids made at a time (``_job._ID_BATCH``)
     MAX_JOB_FIELDS = 64
+
+
+cdef const char* HEX = b"0123456789abcdef"
+
+
+cdef object _new_ids(list ids):
+    """``_job.new_job_id`` in C: ``ids`` (the pool) refilled from one ``os.urandom`` read, one of them taken.
+
+    Each id is 32 hex digits written into its str (a slice of one long hex
+    str per id, in Python, was a fifth of an in-memory ``schedule_nowait``).
+    """
+    data = _urandom(16 * ID_BATCH)
+    cdef const unsigned char* raw = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef char* out
+    cdef Py_ssize_t i, j
+    for i in range(ID_BATCH):
+        job_id = PyUnicode_New(32, 127)
+        out = <char*>PyUnicode_DATA(job_id)
+        for j in range(16):
+            out[2 * j] = HEX[raw[16 * i + j] >> 4]
+            out[2 * j + 1] = HEX[raw[16 * i + j] & 15]
+        ids.append(job_id)
+    return ids.pop()
 
 
 cdef inline char* _put(char* at, const char* data, Py_ssize_t size) noexcept:
@@ -1393,7 +1419,6 @@ cdef class JobPath:
     cdef object checked
     cdef object job
     cdef list ids
-    cdef object new_id
     cdef object wall  # the clock's wall(), or None: read in C
     cdef dict tasks
     cdef dict by_function
@@ -1429,7 +1454,7 @@ cdef class JobPath:
     cdef bint journaled  # ``durable`` was given
 
     def __init__(
-        self, engine, checked, TimerCore core, timers, job, list ids, new_id, wall, registry, scheduled, durable=None
+        self, engine, checked, TimerCore core, timers, job, list ids, wall, registry, scheduled, durable=None
     ):
         self.engine = engine
         self.checked = checked
@@ -1440,7 +1465,6 @@ cdef class JobPath:
         self.thread = 0
         self.job = job
         self.ids = ids
-        self.new_id = new_id
         self.wall = None if CW_HAVE_MONOTONIC and wall is _wall else wall
         self.tasks = registry.tasks
         self.by_function = registry.by_function
@@ -1539,7 +1563,7 @@ cdef class JobPath:
             return None
         cdef _Task spec = <_Task>found
         ids = self.ids
-        job_id = ids.pop() if ids else self.new_id()
+        job_id = ids.pop() if ids else _new_ids(ids)
         core = self.core
         tick = <int64_t>ceil((core._now() - core.epoch + seconds) * core.rate)
         wall = cw_realtime() if self.wall is None else PyFloat_AsDouble(self.wall())

@@ -71,7 +71,6 @@ class JobPath:
         timers: Any,
         job: Callable[..., Any],
         ids: list[str],
-        new_id: Callable[[], str],
         wall: Callable[[], float],
         registry: Any,
         scheduled: Callable[..., Awaitable[Any]],
