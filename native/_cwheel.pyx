@@ -1440,8 +1440,8 @@ cdef class JobPath:
     cdef object journal  # its ``_failure`` (then the method raises) and ``_loop`` (a commit's future's)
     cdef list pending  # the journal's outbox: the records in order, and the commits' futures and jobs
     cdef list batch
-    cdef object hand_over_soon
     cdef object hand_over
+    cdef object call_soon  # the loop's
     cdef Py_ssize_t handover_max
     cdef object loop
     cdef object future  # asyncio.Future
@@ -1476,7 +1476,7 @@ cdef class JobPath:
         self.journaled = durable is not None
         if durable is not None:
             self.store, self.journal, self.dumps, self.option, self.limit = durable
-            self.pending, self.batch, self.hand_over_soon, self.hand_over, self.handover_max = self.journal.outbox()
+            self.pending, self.batch, self.hand_over, self.handover_max = self.journal.outbox()
             self.future = _Future
             if self.cloning:
                 self.attempt = self.template.attempt
@@ -1616,7 +1616,7 @@ cdef class JobPath:
             self.batch.append(future)
             self.batch.append(job)
         if len(pending) == 1:
-            self.hand_over_soon()
+            self.call_soon(self.hand_over)  # at the end of the turn
         elif len(pending) >= self.handover_max:
             self.hand_over()
         return future
@@ -1743,6 +1743,8 @@ cdef class JobPath:
         # args that JSON gives back as themselves.
         if self.loop is None:
             self.loop = self.journal._loop
+            if self.loop is not None:
+                self.call_soon = self.loop.call_soon
         return (
             self.bound and self.loop is not None and self.journal._failure is None and self.cloning and _json_atoms(args)
         )

@@ -61,8 +61,9 @@ class JournalStore:
         unknown_tasks: Literal["error", "park"],
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.journal = Journal(path, fsync, interval)
-        self.journal.on_handed = self._grown  # weighed once a loop turn, for the records the native path appends too
+        self.journal = journal = Journal(path, fsync, interval)
+        # Weighed once a hand-over (a loop turn), the records the native path appends included.
+        journal.on_grown, journal.grown_past = self._consider_compaction, self.compact_factor * self.compact_min
         self.live: dict[str, Job] = {}
         self.done: dict[str, tuple[float, bytes]] = {}  # job id -> its outcome's expiry and done record
         self._wall = wall
@@ -186,11 +187,6 @@ class JournalStore:
         for job in jobs:
             job.state = "parked"
         return jobs
-
-    def _grown(self) -> None:
-        """After each hand-over: start a compaction once the log outweighs the live set."""
-        if self.journal.log_records > self.compact_factor * self.compact_min:
-            self._consider_compaction()
 
     def _consider_compaction(self) -> None:
         """Start a compaction if the log holds more than ``compact_factor`` records per live job (and kept outcome)."""

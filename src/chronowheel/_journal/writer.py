@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -104,7 +105,9 @@ class Journal:
         self._batch: list[Any] = []  # (future, value) pairs, flat, of commits waiting for _pending
         self._appended = 0  # records and operations handed over so far: a hand-over is durable at its count
         self._logged = 0  # records of the current log handed over (log_records counts _pending's too)
-        self.on_handed: Callable[[], None] | None = None  # called after each hand-over: the store's compaction check
+        # Called after a hand-over once the log holds more than grown_past records: the store's compaction check.
+        self.on_grown: Callable[[], None] | None = None
+        self.grown_past = math.inf
         self._chunks: deque[asyncio.Future[None]] = deque()  # snapshot chunks not yet written
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -165,15 +168,16 @@ class Journal:
         """Records in the current log, appended or handed over: what compaction weighs against the live set."""
         return self._logged + len(self._pending) - self._pending_operations
 
-    def outbox(self) -> tuple[list[Any], list[Any], Callable[[], None], Callable[[], None], int]:
+    def outbox(self) -> tuple[list[Any], list[Any], Callable[[], None], int]:
         """What the native ``schedule()`` appends to as :meth:`append` and :meth:`durable` do, without a frame.
 
-        ``_pending`` (a record goes to its end; the first of a turn calls
-        ``_hand_over_soon``, the ``_HANDOVER_MAX``-th ``_hand_over``) and
-        ``_batch`` (a commit's future and its value go to its end, before
-        any hand-over).
+        ``_pending`` (a record goes to its end; the first of a turn has the
+        loop call ``_hand_over`` soon, the ``_HANDOVER_MAX``-th calls it at
+        once) and ``_batch`` (a commit's future and its value go to its end,
+        before any hand-over). The native path runs only once :meth:`open`
+        gave the journal its loop.
         """
-        return self._pending, self._batch, self._hand_over_soon, self._hand_over, _HANDOVER_MAX
+        return self._pending, self._batch, self._hand_over, _HANDOVER_MAX
 
     def _enqueue(self, item: Any) -> None:
         """Queue an operation tuple (records go through :meth:`append`)."""
@@ -191,13 +195,6 @@ class Journal:
             raise JournalFailed(
                 f"journal: writing {self.path} failed earlier; restart to recover", self._failure
             ) from self._failure
-
-    def _hand_over_soon(self) -> None:
-        """The turn's first record: hand over at the end of the turn (at once before :meth:`open`)."""
-        if self._loop is None:
-            self._hand_over()
-        else:
-            self._loop.call_soon(self._hand_over)
 
     def _hand_over(self) -> None:
         """Give the writer what this loop turn appended: one lock and one wake-up per turn, not per record."""
@@ -217,8 +214,8 @@ class Journal:
             self._handed = self._appended
             if self._idle:
                 self._ready.notify()
-        if self.on_handed is not None:
-            self.on_handed()
+        if self._logged > self.grown_past and self.on_grown is not None:
+            self.on_grown()
 
     def append(self, payload: bytes) -> None:
         """Queue one record; it is durable once a later :meth:`commit` returns.
@@ -230,9 +227,9 @@ class Journal:
             self._raise_if_failed()
         pending = self._pending
         pending.append(payload)
-        if len(pending) == 1:
-            self._hand_over_soon()
-        elif len(pending) >= _HANDOVER_MAX:
+        if len(pending) == 1 and self._loop is not None:
+            self._loop.call_soon(self._hand_over)  # at the end of the turn
+        elif len(pending) == 1 or len(pending) >= _HANDOVER_MAX:  # at once before open(), or the turn's 4,096th
             self._hand_over()
 
     def durable(self, value: _T) -> asyncio.Future[_T]:
