@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, autotestdict=False
 # distutils: libraries = z
-"""The journal's record framing in C: the twin of ``chronowheel._journal.format.frame_records``.
+"""The journal's record framing in C (the twin of ``chronowheel._journal.format.frame_records``), and the loop's
+settling of a durable hand-over's commits (the twin of ``chronowheel._journal.writer.settle``).
 
 The writer thread frames each hand-over of records whole. In Python that was
 three calls and four objects per record, all of it holding the GIL against
@@ -83,3 +84,19 @@ def frame_records(list payloads not None, uint32_t seed, uint64_t seq):
         for i in range(taken):
             cw_decref(pieces[i].payload)
         PyMem_Free(pieces)
+
+
+def settle(list pairs not None):
+    """Set each future of ``pairs`` (future, value, future, value, ...) to its value, unless it is done.
+
+    The twin of ``chronowheel._journal.writer.settle``: the loop's one call
+    per durable hand-over, in C rather than a Python loop over its commits.
+    """
+    cdef Py_ssize_t i = 0
+    if len(pairs) % 2:
+        raise ValueError(f"pairs must hold a value for each future, got {len(pairs)} items")
+    while i + 1 < len(pairs):  # re-read: a future's methods are not ours
+        future = pairs[i]
+        if not future.done():
+            future.set_result(pairs[i + 1])
+        i += 2

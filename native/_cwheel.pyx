@@ -53,8 +53,12 @@ from cpython.unicode cimport PyUnicode_CheckExact
 from libc.math cimport INFINITY, ceil
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
+from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
 import math
+from asyncio import Future as _Future
+from os import urandom as _urandom
 from time import monotonic as _monotonic
 from time import time as _wall
 
@@ -80,6 +84,10 @@ cdef extern from "Python.h":
     object cw_vectorcall "PyObject_Vectorcall"(object callable, PyObject** args, size_t nargsf, object kwnames)
     # Errors are checked by hand (_lookup must not raise): no ``except`` clause.
     unsigned long long cw_as_u64 "PyLong_AsUnsignedLongLong"(object o) noexcept
+    bint PyUnicode_IS_COMPACT_ASCII(object o) noexcept
+    void* PyUnicode_DATA(object o) noexcept
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o) noexcept
     ctypedef int (*visitproc)(PyObject*, void*)
     ctypedef int (*traverseproc)(PyObject*, visitproc, void*)
     ctypedef int (*inquiry)(PyObject*)
@@ -1287,6 +1295,9 @@ cdef class _Task:
     cdef object wheel
     cdef bint native  # the wheel is a TimerWheel and -priority an int64: filed by ``TimerWheel._add``
     cdef int64_t negated
+    # A journaled engine's: a new job's record around its id, args and due (``JobPath._record``); None: the dict's.
+    cdef bytes middle  # ``","task":<name>,"args":``
+    cdef bytes tail  # ``,"prio":<priority>,"att":<attempt>,"state":<state>}``
 
     def __init__(self, spec, wheel):
         cdef int64_t p = 0
@@ -1299,10 +1310,54 @@ cdef class _Task:
 
 
 cdef tuple OPTION = ("option",)  # the keyword names of a call to orjson.dumps
+cdef tuple LOOP = ("loop",)  # of a call to asyncio.Future
+cdef bytes RECORD_HEAD = b'{"t":"job","id":"'
+cdef bytes RECORD_DUE = b',"kwargs":{},"due":'
 
 cdef enum:
     JOB_PARAMS = 8  # Job(id, key, task, args, kwargs, priority, due_wall, due_tick)
+    ID_BATCH = 4096  # ids made at a time (``_job._ID_BATCH``)
     MAX_JOB_FIELDS = 64
+
+
+cdef const char* HEX = b"0123456789abcdef"
+
+
+cdef object _new_ids(list ids):
+    """``_job.new_job_id`` in C: ``ids`` (the pool) refilled from one ``os.urandom`` read, one of them taken.
+
+    Each id is 32 hex digits written into its str (a slice of one long hex
+    str per id, in Python, was a fifth of an in-memory ``schedule_nowait``).
+    """
+    data = _urandom(16 * ID_BATCH)
+    cdef const unsigned char* raw = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef char* out
+    cdef Py_ssize_t i, j
+    for i in range(ID_BATCH):
+        job_id = PyUnicode_New(32, 127)
+        out = <char*>PyUnicode_DATA(job_id)
+        for j in range(16):
+            out[2 * j] = HEX[raw[16 * i + j] >> 4]
+            out[2 * j + 1] = HEX[raw[16 * i + j] & 15]
+        ids.append(job_id)
+    return ids.pop()
+
+
+cdef inline char* _put(char* at, const char* data, Py_ssize_t size) noexcept:
+    memcpy(at, data, size)
+    return at + size
+
+
+cdef bint _hex_id(object job_id) except -1:
+    """True if ``job_id`` is an exact str of hex digits (every id the pool hands out): JSON holds it as it is."""
+    if not PyUnicode_CheckExact(job_id) or not PyUnicode_IS_COMPACT_ASCII(job_id):
+        return False
+    cdef const char* data = <const char*>PyUnicode_DATA(job_id)
+    cdef Py_ssize_t i
+    for i in range(PyUnicode_GET_LENGTH(job_id)):
+        if not (48 <= data[i] <= 57 or 97 <= data[i] <= 102):  # 0-9, a-f
+            return False
+    return True
 
 
 cdef bint _json_atoms(object args) except -1:
@@ -1364,7 +1419,6 @@ cdef class JobPath:
     cdef object checked
     cdef object job
     cdef list ids
-    cdef object new_id
     cdef object wall  # the clock's wall(), or None: read in C
     cdef dict tasks
     cdef dict by_function
@@ -1379,11 +1433,18 @@ cdef class JobPath:
     cdef Py_ssize_t params[JOB_PARAMS]  # the offset of each argument's slot
     cdef Py_ssize_t engine_at
     cdef Py_ssize_t timer_at
-    # A journaled engine's (``durable``), else None: the store's ``recorded`` and ``filed`` (recorded, and a future
-    # of the job once durable), orjson's ``dumps`` and its option, the largest new record, what the template's
-    # ``attempt`` and ``state`` are (a new job's record says them).
-    cdef object recorded
-    cdef object filed
+    # A journaled engine's (``durable``, ``JournalStore.new_records``), else None: the store and its journal, the
+    # journal's outbox, orjson's ``dumps`` and its option, the largest new record, what the template's ``attempt``
+    # and ``state`` are (a new job's record says them).
+    cdef object store  # its ``live``, read at each call (recovery replaces it)
+    cdef object journal  # its ``_failure`` (then the method raises) and ``_loop`` (a commit's future's)
+    cdef list pending  # the journal's outbox: the records in order, and the commits' futures and jobs
+    cdef list batch
+    cdef object hand_over
+    cdef object call_soon  # the loop's
+    cdef Py_ssize_t handover_max
+    cdef object loop
+    cdef object future  # asyncio.Future
     cdef object dumps
     cdef object option
     cdef Py_ssize_t limit
@@ -1393,7 +1454,7 @@ cdef class JobPath:
     cdef bint journaled  # ``durable`` was given
 
     def __init__(
-        self, engine, checked, TimerCore core, timers, job, list ids, new_id, wall, registry, scheduled, durable=None
+        self, engine, checked, TimerCore core, timers, job, list ids, wall, registry, scheduled, durable=None
     ):
         self.engine = engine
         self.checked = checked
@@ -1404,7 +1465,6 @@ cdef class JobPath:
         self.thread = 0
         self.job = job
         self.ids = ids
-        self.new_id = new_id
         self.wall = None if CW_HAVE_MONOTONIC and wall is _wall else wall
         self.tasks = registry.tasks
         self.by_function = registry.by_function
@@ -1415,7 +1475,9 @@ cdef class JobPath:
         self.cloning = self._learn(job)
         self.journaled = durable is not None
         if durable is not None:
-            self.recorded, self.filed, self.dumps, self.option, self.limit = durable
+            self.store, self.journal, self.dumps, self.option, self.limit = durable
+            self.pending, self.batch, self.hand_over, self.handover_max = self.journal.outbox()
+            self.future = _Future
             if self.cloning:
                 self.attempt = self.template.attempt
                 self.state = self.template.state
@@ -1501,7 +1563,7 @@ cdef class JobPath:
             return None
         cdef _Task spec = <_Task>found
         ids = self.ids
-        job_id = ids.pop() if ids else self.new_id()
+        job_id = ids.pop() if ids else _new_ids(ids)
         core = self.core
         tick = <int64_t>ceil((core._now() - core.epoch + seconds) * core.rate)
         wall = cw_realtime() if self.wall is None else PyFloat_AsDouble(self.wall())
@@ -1518,11 +1580,8 @@ cdef class JobPath:
             job = self.job(job_id, key, spec.name, job_args, {}, spec.priority, due_wall, tick)
             job._engine = self.engine
         durable = None
-        if self.journaled:  # before the wheel: a failed journal raises with nothing filed
-            if awaited:
-                durable = self.filed(job, payload)
-            else:
-                self.recorded(job, payload)
+        if self.journaled:  # before the wheel (``_usual`` saw the journal sound)
+            durable = self._journal_it(job_id, job, payload, awaited)
         if spec.native:
             handle = (<TimerWheel>spec.wheel)._add(tick, spec.negated, job)
         else:
@@ -1538,8 +1597,39 @@ cdef class JobPath:
             core._wake()
         return job if durable is None else durable
 
+    cdef object _journal_it(self, job_id, job, payload, bint awaited):
+        """The store's ``recorded`` and, ``awaited``, the journal's ``durable`` of the job: its future, else None.
+
+        What :meth:`Journal.append` and :meth:`Journal.durable` do, on the
+        same lists (one outbox, so records keep their order whichever path
+        appended them); the commit joins the batch before any hand-over.
+        """
+        cdef PyObject* call[1]
+        cdef dict live = self.store.live
+        live[job_id] = job
+        pending = self.pending
+        pending.append(payload)
+        future = None
+        if awaited:
+            call[0] = <PyObject*>self.loop
+            future = cw_vectorcall(self.future, call, 0, LOOP)  # asyncio.Future(loop=loop)
+            self.batch.append(future)
+            self.batch.append(job)
+        if len(pending) == 1:
+            self.call_soon(self.hand_over)  # at the end of the turn
+        elif len(pending) >= self.handover_max:
+            self.hand_over()
+        return future
+
     cdef object _record(self, job_id, key, _Task spec, args, due_wall):
-        """The new job's ``job`` record, as ``encode_job(job, new=True)`` encodes it; None if that would raise."""
+        """The new job's ``job`` record, as ``encode_job(job, new=True)`` encodes it; None if that would raise.
+
+        Without a key, orjson encodes only ``[args, due]`` and the record is
+        laid out around it (the task's parts encoded once): the dict's bytes,
+        to the byte (``tests/test_native_durable_path.py`` compares them).
+        """
+        if key is None and spec.middle is not None and _hex_id(job_id):
+            return self._spliced(job_id, spec, args, due_wall)
         record = {
             "t": "job",
             "id": job_id,
@@ -1562,6 +1652,36 @@ cdef class JobPath:
             return None
         if len(payload) > self.limit:
             return None
+        return payload
+
+    cdef object _spliced(self, job_id, _Task spec, args, due_wall):
+        cdef PyObject* call[2]
+        pair = [args, due_wall]
+        call[0] = <PyObject*>pair
+        call[1] = <PyObject*>self.option
+        try:
+            encoded = cw_vectorcall(self.dumps, call, 1, OPTION)  # b'[<args>,<due>]'
+        except TypeError:  # orjson.JSONEncodeError
+            return None
+        cdef const char* data = PyBytes_AS_STRING(encoded)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(encoded), comma = size - 2
+        while comma > 0 and data[comma] != b',':  # the due's digits hold none
+            comma -= 1
+        cdef Py_ssize_t id_size = PyUnicode_GET_LENGTH(job_id)
+        cdef Py_ssize_t total = (
+            len(RECORD_HEAD) + id_size + len(spec.middle) + comma - 1 + len(RECORD_DUE) + size - comma - 2 + len(spec.tail)
+        )
+        if total > self.limit:
+            return None
+        payload = PyBytes_FromStringAndSize(NULL, total)
+        cdef char* at = PyBytes_AS_STRING(payload)
+        at = _put(at, PyBytes_AS_STRING(RECORD_HEAD), len(RECORD_HEAD))
+        at = _put(at, <const char*>PyUnicode_DATA(job_id), id_size)
+        at = _put(at, PyBytes_AS_STRING(spec.middle), len(spec.middle))
+        at = _put(at, data + 1, comma - 1)
+        at = _put(at, PyBytes_AS_STRING(RECORD_DUE), len(RECORD_DUE))
+        at = _put(at, data + comma + 1, size - comma - 2)
+        _put(at, PyBytes_AS_STRING(spec.tail), len(spec.tail))
         return payload
 
     cdef object _clone(self, job_id, key, name, args, kwargs, priority, due_wall, due_tick):
@@ -1604,6 +1724,8 @@ cdef class JobPath:
         spec[0] = cw_dict_get(self.known, found)
         if spec[0] == NULL:
             self.known[found] = entry = _Task(found, self.pools[found.pool].wheel)
+            if self.journaled and self.cloning:
+                self._encode_parts(entry)
             spec[0] = <PyObject*>entry
         if not PyTuple_CheckExact(args) and not PyList_CheckExact(args):
             return False
@@ -1615,8 +1737,32 @@ cdef class JobPath:
             return False
         if not 0 <= seconds[0] <= C_MAX_DELAY:  # NaN is not
             return False
-        # A journaled engine's: started (its jobs recovered), jobs cloned, args that JSON gives back as themselves.
-        return not self.journaled or self.bound and self.cloning and _json_atoms(args)
+        if not self.journaled:
+            return True
+        # A journaled engine's: started (its jobs recovered, its writer running), its journal sound, jobs cloned,
+        # args that JSON gives back as themselves.
+        if self.loop is None:
+            self.loop = self.journal._loop
+            if self.loop is not None:
+                self.call_soon = self.loop.call_soon
+        return (
+            self.bound and self.loop is not None and self.journal._failure is None and self.cloning and _json_atoms(args)
+        )
+
+    cdef int _encode_parts(self, _Task entry) except -1:
+        """The task's parts of its jobs' records (``_Task.middle``, ``tail``); left None if orjson refuses them."""
+        cdef PyObject* call[2]
+        call[1] = <PyObject*>self.option
+        parts = []
+        for value in (entry.name, entry.priority, self.attempt, self.state):
+            call[0] = <PyObject*>value
+            try:
+                parts.append(cw_vectorcall(self.dumps, call, 1, OPTION))
+            except TypeError:
+                return 0
+        entry.middle = b'","task":' + parts[0] + b',"args":'
+        entry.tail = b',"prio":' + parts[1] + b',"att":' + parts[2] + b',"state":' + parts[3] + b"}"
+        return 0
 
 
 # -- garbage collection ----------------------------------------------------------

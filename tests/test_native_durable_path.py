@@ -16,6 +16,7 @@ import inspect
 import math
 import os
 import re
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ from chronowheel._journal import format as _journal_format
 from chronowheel._journal import records as _journal_records
 from chronowheel._journal.format import Encoder, frame_records
 from chronowheel._journal.native import frame_records as native_frame_records
-from chronowheel._journal.writer import JournalFile
+from chronowheel._journal.native import settle as native_settle
+from chronowheel._journal.records import encode_job
+from chronowheel._journal.writer import JournalFile, settle
 from chronowheel.testing import VirtualClock
 from helpers import journal_store
 
@@ -135,6 +138,98 @@ async def test_the_native_path_files_and_writes_what_the_python_method_does(
         assert written(native) == written(python)
     if WHEEL == "native":
         assert native.schedule_nowait != Engine.schedule_nowait.__get__(native)  # the native one was under test
+
+
+@pytest.mark.parametrize("arguments", [row[1] for row in CALLS[:10]], ids=[row[0] for row in CALLS[:10]])
+async def test_the_native_record_is_the_encoders_to_the_byte(tmp_path: Path, arguments: dict[str, Any]) -> None:
+    engine = make_engine(tmp_path)
+    async with engine:
+        arguments = dict(arguments)
+        job = engine.schedule_nowait(arguments.pop("task", "t"), **arguments)
+        pending = journal_store(engine).journal._pending  # this turn's records, not yet handed over
+        assert pending[-1] == encode_job(job, new=True)
+
+
+@pytest.mark.parametrize("count", [3, 4095, 4097, 9000], ids=["a few", "one short of a hand-over", "past it", "two"])
+@pytest.mark.parametrize("path", ["native", "python"])
+async def test_commits_of_one_turn_return_whatever_the_hand_overs_in_between(
+    tmp_path: Path, count: int, path: str
+) -> None:
+    engine = make_engine(tmp_path, "interval")
+    async with engine:
+        schedule = engine.schedule if path == "native" else Engine.schedule.__get__(engine)
+        jobs = await asyncio.gather(*(schedule("t", args=(index,), delay=1) for index in range(count)))
+        assert [job.args for job in jobs] == [(index,) for index in range(count)]
+        tail = await schedule("t", args=("last",), delay=1)  # after the turn: waits for its own hand-over alone
+        await engine.flush()
+        on_disk = [record.payload["args"] for record in JournalFile(journal_store(engine).journal.path).records()]
+        assert on_disk == [[index] for index in range(count)] + [list(tail.args)]
+
+
+async def test_records_of_both_paths_keep_the_order_they_were_made_in(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    async with engine:
+        first = engine.schedule_nowait("t", args=(1,), delay=5)  # native
+        engine.cancel(first)  # Python: its outcome's record, after its job's
+        keyed = Engine.schedule_nowait(engine, "t", args=(2,), delay=5, key="k")  # Python
+        awaited = asyncio.ensure_future(engine.schedule("t", args=(3,), delay=5))  # native, not yet run
+        await asyncio.sleep(0)
+        engine.reschedule(keyed, delay=7)
+        await awaited
+        await engine.flush()
+        kinds = [
+            (record.payload["t"], record.payload.get("args"))
+            for record in JournalFile(journal_store(engine).journal.path).records()
+        ]
+        assert kinds == [("job", [1]), ("done", None), ("job", [2]), ("job", [3]), ("move", None)]
+
+
+@pytest.mark.parametrize("path", ["native", "python"])
+async def test_a_failed_write_fails_every_waiting_caller_with_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    real_write = os.write
+
+    def full_disk(fd: int, data: Any) -> int:
+        if threading.current_thread().name.startswith("chronowheel journal"):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    engine = make_engine(tmp_path, "always")
+    async with engine:
+        schedule = engine.schedule if path == "native" else Engine.schedule.__get__(engine)
+        monkeypatch.setattr(os, "write", full_disk)
+        failed = await asyncio.gather(
+            *(schedule("t", args=(index,), delay=1) for index in range(20)), return_exceptions=True
+        )
+        assert all(isinstance(error, OSError) and "No space left" in str(error) for error in failed)
+        assert len({id(error) for error in failed}) == 20
+        with pytest.raises(OSError, match="failed earlier"):
+            await engine.schedule("t", delay=1)
+        with pytest.raises(OSError, match="failed"):
+            await engine.stop(grace=0)
+    monkeypatch.undo()
+
+
+async def test_a_log_grown_by_the_native_path_is_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chronowheel._journal.store import JournalStore
+
+    monkeypatch.setattr(JournalStore, "compact_min", 50)  # compact past 4 * 50 records (the live set is smaller)
+    engine = make_engine(tmp_path)
+    async with engine:
+        store = journal_store(engine)
+        generation = store.journal.generation
+        job = engine.schedule_nowait("t", delay=5)
+        for index in range(199):
+            engine.reschedule(job, delay=6 + index)
+        await asyncio.sleep(0)  # the hand-over weighs the log: 200 records, not yet more than 200
+        assert (store.journal.log_records, store.compaction) == (200, None)
+        engine.schedule_nowait("t", args=(1,), delay=5)  # the native path's record tips it
+        await asyncio.sleep(0)
+        assert store.compaction is not None
+        await store.compaction
+        assert store.journal.generation == generation + 1
+        assert store.journal.log_records == 0
 
 
 @pytest.mark.parametrize("when", ["before start", "after stop"])
@@ -283,6 +378,42 @@ def test_the_native_framing_refuses_what_is_not_bytes(payloads: list[Any], error
     assert native_frame_records is not None
     with pytest.raises(TypeError, match=error):
         native_frame_records(payloads, 0, 0)
+
+
+def futures_in_states(loop: asyncio.AbstractEventLoop) -> list[Any]:
+    """Pairs of a future and its value: pending, done already, cancelled, a value None."""
+    done, cancelled = loop.create_future(), loop.create_future()
+    done.set_result("before")
+    cancelled.cancel()
+    return [loop.create_future(), 1, done, 2, cancelled, 3, loop.create_future(), None]
+
+
+@pytest.mark.skipif(native_settle is None, reason="the native settling is not built")
+@pytest.mark.parametrize("size", [0, 2, 4, 6, 8], ids=["none", "one", "two", "three", "four"])
+async def test_the_native_settling_is_the_pure_one(size: int) -> None:
+    assert native_settle is not None
+    loop = asyncio.get_running_loop()
+    seen = []
+    for function in (settle, native_settle):
+        pairs = futures_in_states(loop)[:size]
+        function(pairs)
+        seen.append(
+            [
+                ("cancelled",) if future.cancelled() else ("done", future.result()) if future.done() else ("pending",)
+                for future in pairs[::2]
+            ]
+        )
+    assert seen[0] == seen[1]
+    assert all(state != ("pending",) for state in seen[0])
+
+
+@pytest.mark.parametrize("function", ["pure", "native"])
+def test_settling_refuses_a_future_without_its_value(function: str) -> None:
+    chosen = settle if function == "pure" else native_settle
+    if chosen is None:
+        pytest.skip("the native settling is not built")
+    with pytest.raises(ValueError, match="pairs must hold a value for each future, got 1 items"):
+        chosen([object()])
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chronowheel import WHEEL, Engine, Every, Job
-from chronowheel._job import id_pool, new_job_id
+from chronowheel._job import id_pool
 from chronowheel._selection import JobPath
 from chronowheel.testing import VirtualClock
 
@@ -223,9 +223,7 @@ async def test_jobs_are_copies_only_of_a_class_whose_init_just_fills_slots(kind:
     checked = Engine.schedule_nowait.__get__(engine)
     timers = engine._timers
     scheduled = Engine.schedule.__get__(engine)
-    path = JobPath(
-        engine, checked, timers.core, timers, kind, id_pool, new_job_id, engine._ticks.wall, engine._registry, scheduled
-    )
+    path = JobPath(engine, checked, timers.core, timers, kind, id_pool, engine._ticks.wall, engine._registry, scheduled)
     assert path.cloning is cloning
     async with engine:
         job = path.schedule_nowait("t", args=(1,), delay=2, key="k")
@@ -255,3 +253,21 @@ async def test_a_task_registered_again_after_its_first_jobs_files_the_next_ones_
         assert pools["p"].wheel.deadline(first._timer) == first._due_tick
         assert pools["default"].wheel.deadline(second._timer) == second._due_tick
         assert pools["p"].wheel.deadline(second._timer) is None
+
+
+@pytest.mark.parametrize("path", ["native", "python"])
+async def test_ids_are_32_hex_digits_and_distinct_across_refills_of_the_pool(path: str) -> None:
+    engine = make_engine()
+    async with engine:
+        schedule = engine.schedule_nowait if path == "native" else Engine.schedule_nowait.__get__(engine)
+        id_pool.clear()  # the next call refills it (the native path in C, the method by new_job_id)
+        ids = [schedule("t", delay=1).id for _ in range(9000)]  # past two refills of 4,096
+        ids.append(
+            Engine.schedule_nowait(engine, "t", delay=1).id
+            if path == "native"
+            else engine.schedule_nowait("t", delay=1).id
+        )
+        assert all(re.fullmatch("[0-9a-f]{32}", job_id) for job_id in ids)
+        assert len(set(ids)) == len(ids)
+        assert len(id_pool) == 3 * 4096 - len(ids)  # one pool, whichever path took from it
+        await engine.stop(grace=0)

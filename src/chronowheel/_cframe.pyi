@@ -1,3 +1,6 @@
-"""Types of ``native/_cframe.pyx``: the journal writer's record framing (the twin of ``_journal.format``'s)."""
+"""Types of ``native/_cframe.pyx``: the journal writer's record framing and the loop's settling of commits."""
+
+from typing import Any
 
 def frame_records(payloads: list[bytes], seed: int, seq: int) -> bytes: ...
+def settle(pairs: list[Any]) -> None: ...

@@ -71,12 +71,10 @@ class JobPath:
         timers: Any,
         job: Callable[..., Any],
         ids: list[str],
-        new_id: Callable[[], str],
         wall: Callable[[], float],
         registry: Any,
         scheduled: Callable[..., Awaitable[Any]],
-        durable: tuple[Callable[[Any, bytes], None], Callable[[Any, bytes], Awaitable[Any]], Any, int, int]
-        | None = None,
+        durable: tuple[Any, Any, Any, int, int] | None = None,
     ) -> None: ...
     def schedule_nowait(
         self, task: Any, *extra: Any, args: Any = ..., delay: Any = ..., key: Any = ..., **options: Any

@@ -235,7 +235,7 @@ class Engine:
             # The usual call is C (JobPath), no Python frame; every other call comes back to the methods.
             checked, scheduled = Engine.schedule_nowait.__get__(self), Engine.schedule.__get__(self)
             job_path = JobPath(
-                self, checked, timers.core, timers, Job, id_pool, new_job_id, ticks.wall, registry, scheduled, durable
+                self, checked, timers.core, timers, Job, id_pool, ticks.wall, registry, scheduled, durable
             )
             self.schedule_nowait = job_path.schedule_nowait  # type: ignore[method-assign]
             if kind.schedule is Engine.schedule:

@@ -34,7 +34,8 @@ def new_job_id() -> str:
     """
     if not id_pool:
         digits = os.urandom(16 * _ID_BATCH).hex()
-        id_pool.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
+        # A list, not a generator: no frame resumed per id.
+        id_pool.extend([digits[start : start + 32] for start in range(0, len(digits), 32)])
     return id_pool.pop()
 
 

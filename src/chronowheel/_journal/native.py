@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-__all__ = ["PlainJobs", "frame_records", "sound_jobs", "walk"]  # each None without its native module
+__all__ = ["PlainJobs", "frame_records", "settle", "sound_jobs", "walk"]  # each None without its native module
 
 if TYPE_CHECKING:
     from .._cjournal import PlainJobs, sound_jobs, walk
@@ -26,14 +26,15 @@ else:
     except ImportError:
         PlainJobs = sound_jobs = walk = None
 
-# The writer's framing of a whole hand-over, CRCs without the GIL (native/_cframe.pyx, a module of its own: it
-# may build where the decoder does not); None: ``format.frame_records`` frames in Python.
+# The writer's framing of a whole hand-over, CRCs without the GIL, and the loop's settling of a durable hand-over's
+# commits (native/_cframe.pyx, a module of its own: it may build where the decoder does not); None:
+# ``format.frame_records`` frames and ``writer._settle`` settles in Python.
 if TYPE_CHECKING:
-    from .._cframe import frame_records
+    from .._cframe import frame_records, settle
 elif os.environ.get("CHRONOWHEEL_NO_EXTENSIONS"):
-    frame_records = None
+    frame_records = settle = None
 else:
     try:
-        from .._cframe import frame_records
+        from .._cframe import frame_records, settle
     except ImportError:
-        frame_records = None
+        frame_records = settle = None

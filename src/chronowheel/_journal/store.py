@@ -61,7 +61,9 @@ class JournalStore:
         unknown_tasks: Literal["error", "park"],
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.journal = Journal(path, fsync, interval)
+        self.journal = journal = Journal(path, fsync, interval)
+        # Weighed once a hand-over (a loop turn), the records the native path appends included.
+        journal.on_grown, journal.grown_past = self._consider_compaction, self.compact_factor * self.compact_min
         self.live: dict[str, Job] = {}
         self.done: dict[str, tuple[float, bytes]] = {}  # job id -> its outcome's expiry and done record
         self._wall = wall
@@ -141,43 +143,35 @@ class JournalStore:
         """The new job's record: args JSON cannot hold as themselves raise here (see ``encode_job``)."""
         return encode_job(job, new=True)
 
-    def new_records(self) -> tuple[Callable[[Job, bytes], None], Callable[[Job, bytes], Awaitable[Job]], Any, int, int]:
-        """What the native ``schedule_nowait`` and ``schedule`` need to write a new job's record as :meth:`check` does.
+    def new_records(self) -> tuple[JournalStore, Journal, Any, int, int]:
+        """What the native ``schedule_nowait`` and ``schedule`` need to record a new job as :meth:`check` and
+        :meth:`recorded` (and :meth:`commit`) do, with no Python frame.
 
-        This store's ``recorded`` and ``filed``, orjson's ``dumps`` and the option it encodes with, and the
-        largest new record (read now: a test may lower it). The native path takes only args it knows come back
-        as themselves; every other call, and a record orjson refuses or that is too large, goes to :meth:`check`.
+        This store (its ``live`` set, read at each call: recovery replaces it), its journal (its
+        :meth:`~Journal.outbox`, and ``_failure``: a failed journal's calls take the method, which raises),
+        orjson's ``dumps`` and the option it encodes with, and the largest new record (read now: a test may
+        lower it). The native path takes only args it knows come back as themselves; every other call, and a
+        record orjson refuses or that is too large, goes to :meth:`check`.
         """
-        return self.recorded, self.filed, orjson.dumps, JSON_ONLY, records.NEW_RECORD_MAX
-
-    def filed(self, job: Job, payload: bytes) -> asyncio.Future[Job]:
-        """:meth:`recorded` and :meth:`commit` of a new job, in one call: a native ``schedule()``'s every call."""
-        self.live[job.id] = job
-        journal = self.journal
-        future = journal.appended(payload, job)
-        if journal.log_records > self.compact_factor * self.compact_min:
-            self._consider_compaction()
-        return future
+        return self, self.journal, orjson.dumps, JSON_ONLY, records.NEW_RECORD_MAX
 
     def recorded(self, job: Job, token: object = None) -> None:
         self.live[job.id] = job
-        payload = token if token.__class__ is bytes else encode_job(job, new=False)
-        if self.journal.append(payload) > self.compact_factor * self.compact_min:  # _append, inlined
-            self._consider_compaction()
+        self.journal.append(token if token.__class__ is bytes else encode_job(job, new=False))
 
     def moved(self, job: Job) -> None:
         if job.id in self.live:
-            self._append(orjson.dumps({"t": "move", "id": job.id, "due": job._due_wall}))
+            self.journal.append(orjson.dumps({"t": "move", "id": job.id, "due": job._due_wall}))
 
     def gone(self, job: Job, why: Gone, kept: Outcome | None = None) -> None:
         if self.live.pop(job.id, None) is None:
             return
         if kept is None:  # a discarded dead letter is gone as a cancelled job is
-            self._append(orjson.dumps({"t": "cancel" if why == "discard" else why, "id": job.id}))
+            self.journal.append(orjson.dumps({"t": "cancel" if why == "discard" else why, "id": job.id}))
             return
         payload = encode_done(kept)
         self.done[job.id] = (kept.expires, _own_size(payload))
-        self._append(payload)
+        self.journal.append(payload)
 
     def outcomes(self) -> list[Outcome]:
         return [outcome_from_record(orjson.loads(payload)) for _, payload in self.done.values()]
@@ -193,11 +187,6 @@ class JournalStore:
         for job in jobs:
             job.state = "parked"
         return jobs
-
-    def _append(self, payload: bytes) -> None:
-        """Queue a record, and start a compaction once the log outweighs the live set."""
-        if self.journal.append(payload) > self.compact_factor * self.compact_min:
-            self._consider_compaction()
 
     def _consider_compaction(self) -> None:
         """Start a compaction if the log holds more than ``compact_factor`` records per live job (and kept outcome)."""

@@ -21,16 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar
 
 from .._errors import JournalFailed
 from .._histogram import FSYNC_RECORDS, FSYNC_SECONDS, Histogram
 from .files import SnapshotFile, create_log, fsync_directory, take_lock, write_all
 from .format import IDENTITY_SIZE, LOG, Encoder
+from .native import settle as _native_settle
 from .recovery import JournalFile, Replay, plan
 from .repair import remove_old_log, repair
 
@@ -43,6 +46,23 @@ _T = TypeVar("_T")
 
 _HANDOVER_MAX: Final = 4096  # records appended in one loop turn before they go to the writer mid-turn
 _SNAPSHOT_IN_FLIGHT: Final = 2  # snapshot chunks queued to the writer before the compaction waits
+
+
+def settle(pairs: list[Any]) -> None:
+    """Set each future of ``pairs`` (future, value, future, value, ...) to its value, unless it is done.
+
+    The pure twin of the native ``chronowheel._cframe.settle``: a durable
+    hand-over's commits, settled in one call from the writer's wake-up.
+    """
+    if len(pairs) % 2:
+        raise ValueError(f"pairs must hold a value for each future, got {len(pairs)} items")
+    for index in range(0, len(pairs), 2):
+        future = pairs[index]
+        if not future.done():
+            future.set_result(pairs[index + 1])
+
+
+_settle: Final = settle if _native_settle is None else _native_settle  # the loop in C where it is built
 
 
 class Journal:
@@ -60,7 +80,6 @@ class Journal:
         self._policy = fsync
         self._interval = interval
         self.generation = 0
-        self.log_records = 0  # records in the current log: what compaction weighs against the live set
         self._lock_fd: int | None = None
         # Writer thread (recovery's before it starts): how the current log and snapshot are framed.
         self._log = Encoder(LOG, bytes(IDENTITY_SIZE), 0, 0)
@@ -80,16 +99,20 @@ class Journal:
         self._handed = 0  # records handed to the writer thread
         self._closing = False
         self._idle = False
-        # Loop thread only:
-        self._appended = 0
-        self._pending: list[Any] = []  # appended this loop turn: handed to the writer together
-        self._has_operations = False  # _pending holds an operation tuple, not only records
-        self._handing = False
+        # Loop thread only. _pending and _batch are never replaced, only emptied: the native schedule() holds them.
+        self._pending: list[Any] = []  # appended this loop turn (records, operation tuples): handed over together
+        self._pending_operations = 0  # how many of _pending are operation tuples
+        self._batch: list[Any] = []  # (future, value) pairs, flat, of commits waiting for _pending
+        self._appended = 0  # records and operations handed over so far: a hand-over is durable at its count
+        self._logged = 0  # records of the current log handed over (log_records counts _pending's too)
+        # Called after a hand-over once the log holds more than grown_past records: the store's compaction check.
+        self.on_grown: Callable[[], None] | None = None
+        self.grown_past = math.inf
         self._chunks: deque[asyncio.Future[None]] = deque()  # snapshot chunks not yet written
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._durable = 0
-        self._waiters: deque[tuple[int, asyncio.Future[Any], Any]] = deque()  # (appended, future, its value)
+        self._waiters: deque[tuple[int, list[Any]]] = deque()  # (a hand-over's count, its _batch): settled in order
         self._operations: set[asyncio.Future[None]] = set()
         self._failure: BaseException | None = None
 
@@ -127,7 +150,7 @@ class Journal:
             if found.problem is not None:
                 raise found.problem
         self._log = repair(self.path, found)
-        self.generation, self.log_records = found.generation, found.log_records
+        self.generation, self._logged = found.generation, found.log_records
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         return found.live if replay is None else {}
 
@@ -140,15 +163,31 @@ class Journal:
         self._thread = threading.Thread(target=self._write_loop, name=f"chronowheel journal {self.path}", daemon=True)
         self._thread.start()
 
+    @property
+    def log_records(self) -> int:
+        """Records in the current log, appended or handed over: what compaction weighs against the live set."""
+        return self._logged + len(self._pending) - self._pending_operations
+
+    def outbox(self) -> tuple[list[Any], list[Any], Callable[[], None], int]:
+        """What the native ``schedule()`` appends to as :meth:`append` and :meth:`durable` do, without a frame.
+
+        ``_pending`` (a record goes to its end; the first of a turn has the
+        loop call ``_hand_over`` soon, the ``_HANDOVER_MAX``-th calls it at
+        once) and ``_batch`` (a commit's future and its value go to its end,
+        before any hand-over). The native path runs only once :meth:`open`
+        gave the journal its loop.
+        """
+        return self._pending, self._batch, self._hand_over, _HANDOVER_MAX
+
     def _enqueue(self, item: Any) -> None:
         """Queue an operation tuple (records go through :meth:`append`)."""
         self._raise_if_failed()
-        self._pending.append(item)
-        self._has_operations = True
-        if self._loop is None or len(self._pending) >= _HANDOVER_MAX:
+        pending = self._pending
+        pending.append(item)
+        self._pending_operations += 1
+        if self._loop is None or len(pending) >= _HANDOVER_MAX:
             self._hand_over()
-        elif not self._handing:
-            self._handing = True
+        elif len(pending) == 1:
             self._loop.call_soon(self._hand_over)
 
     def _raise_if_failed(self) -> None:
@@ -159,58 +198,39 @@ class Journal:
 
     def _hand_over(self) -> None:
         """Give the writer what this loop turn appended: one lock and one wake-up per turn, not per record."""
-        self._handing = False
-        items, self._pending = self._pending, []
-        if not items:
+        pending = self._pending
+        if not pending:
             return
-        operations, self._has_operations = self._has_operations, False
+        items = pending.copy()
+        pending.clear()
+        operations, self._pending_operations = self._pending_operations, 0
+        self._logged += len(items) - operations
+        self._appended += len(items)
+        if self._batch:
+            self._waiters.append((self._appended, self._batch.copy()))
+            self._batch.clear()
         with self._lock:
-            self._queue.append((items, operations))
+            self._queue.append((items, operations > 0))
             self._handed = self._appended
             if self._idle:
                 self._ready.notify()
+        if self._logged > self.grown_past and self.on_grown is not None:
+            self.on_grown()
 
-    def append(self, payload: bytes) -> int:
-        """Queue one record; it is durable once a later :meth:`commit` returns. Returns the log's record count.
+    def append(self, payload: bytes) -> None:
+        """Queue one record; it is durable once a later :meth:`commit` returns.
 
-        Every durable schedule() comes through here: one frame, no call but
-        the list's append, and a hand-over scheduled once per loop turn.
+        Every durable change comes through here: one frame, no call but the
+        list's append, and a hand-over scheduled once per loop turn.
         """
         if self._failure is not None:
             self._raise_if_failed()
         pending = self._pending
         pending.append(payload)
-        self._appended += 1
-        if not self._handing:
-            if self._loop is None:
-                self._hand_over()
-            else:
-                self._handing = True
-                self._loop.call_soon(self._hand_over)
-        elif len(pending) >= _HANDOVER_MAX:
+        if len(pending) == 1 and self._loop is not None:
+            self._loop.call_soon(self._hand_over)  # at the end of the turn
+        elif len(pending) == 1 or len(pending) >= _HANDOVER_MAX:  # at once before open(), or the turn's 4,096th
             self._hand_over()
-        self.log_records += 1
-        return self.log_records
-
-    def appended(self, payload: bytes, value: _T) -> asyncio.Future[_T]:
-        """:meth:`append` the record, then :meth:`durable` of ``value``, in one frame: a native ``schedule()``'s."""
-        if self._failure is not None:
-            self._raise_if_failed()
-        pending = self._pending
-        pending.append(payload)
-        self._appended += 1
-        if not self._handing:
-            if self._loop is None:
-                self._hand_over()
-            else:
-                self._handing = True
-                self._loop.call_soon(self._hand_over)
-        elif len(pending) >= _HANDOVER_MAX:
-            self._hand_over()
-        self.log_records += 1
-        future: asyncio.Future[_T] = asyncio.Future(loop=self._loop)
-        self._waiters.append((self._appended, future, value))  # not durable yet: it was appended just now
-        return future
 
     def durable(self, value: _T) -> asyncio.Future[_T]:
         """A future of ``value``, done once every record appended so far is durable under the fsync policy.
@@ -221,10 +241,15 @@ class Journal:
         if self._failure is not None:
             raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
         future: asyncio.Future[_T] = asyncio.Future(loop=self._loop)  # not loop.create_future(): a frame on asyncio
-        if self._durable >= self._appended:
+        if self._pending:  # waits for this turn's records, with their own commits
+            self._batch += (future, value)
+        elif self._durable >= self._appended:
             future.set_result(value)
-        else:
-            self._waiters.append((self._appended, future, value))
+        else:  # waits for the last hand-over
+            waiters = self._waiters
+            if not waiters or waiters[-1][0] != self._appended:
+                waiters.append((self._appended, []))
+            waiters[-1][1].extend((future, value))
         return future
 
     def commit(self) -> asyncio.Future[None]:
@@ -249,7 +274,7 @@ class Journal:
 
     async def rotate(self) -> None:
         """Start a new log; records appended from now on go to it."""
-        self.log_records = 0
+        self._logged = self._pending_operations - len(self._pending)  # log_records: 0
         await self._operation("rotate")
 
     async def add_to_snapshot(self, payloads: list[bytes]) -> None:
@@ -292,16 +317,16 @@ class Journal:
         self._durable = max(self._durable, appended)
         waiters = self._waiters
         while waiters and waiters[0][0] <= appended:
-            _, future, value = waiters.popleft()
-            if not future.done():
-                future.set_result(value)
+            _settle(waiters.popleft()[1])
 
     def _failed(self, error: BaseException) -> None:
         """Loop thread: the writer gave up. Never retry a failed fsync: fail loudly, recover at restart."""
         self._failure = error
         logger.error("chronowheel: journal %s failed; durable operations now raise", self.path, exc_info=error)
-        futures = [future for _, future, _ in self._waiters] + list(self._operations)
+        pairs = [item for _, group in self._waiters for item in group] + self._batch
+        futures = pairs[::2] + list(self._operations)
         self._waiters.clear()
+        self._batch.clear()
         for future in futures:
             if not future.done():
                 future.set_exception(JournalFailed(f"journal: writing {self.path} failed: {error}", error))
