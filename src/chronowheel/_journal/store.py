@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -74,23 +73,15 @@ class JournalStore:
     # -- start and stop -------------------------------------------------------------
 
     async def restore(self, tasks: Collection[str]) -> list[Job]:
-        # Recovery allocates a few containers per job and frees almost none: the collector would
-        # traverse them again and again (a third of the time); it runs once at the end instead.
-        collecting = gc.isenabled()
-        gc.disable()
+        # Engine.start keeps the collector off until the jobs are filed (see there): it would walk them again and again.
+        replay = JobReplay(tasks)  # the jobs are built as the records are read, in the thread
+        await asyncio.to_thread(self.journal.recover, truncate_corrupt=self._truncate, replay=replay)
         try:
-            replay = JobReplay(tasks)  # the jobs are built as the records are read, in the thread
-            await asyncio.to_thread(self.journal.recover, truncate_corrupt=self._truncate, replay=replay)
-            try:
-                jobs = self._rebuild(replay)
-            except BaseException:
-                await self.journal.close()
-                raise
-            del replay
-        finally:
-            if collecting:
-                gc.enable()
-                gc.collect()
+            jobs = self._rebuild(replay)
+        except BaseException:
+            await self.journal.close()
+            raise
+        del replay
         self.journal.open(asyncio.get_running_loop())
         self._open = True
         return jobs
