@@ -15,7 +15,8 @@ from .._job import Job
 from .._outcome import Outcome
 from .._store import Claim, Gone
 from . import records
-from .records import JSON_ONLY, encode_done, encode_job, job_from_record, outcome_from_record
+from .format import MAX_PAYLOAD
+from .records import JSON_ONLY, encode_done, encode_job, encode_jobs, job_from_record, outcome_from_record, plain
 from .replay import JobReplay
 from .writer import FsyncPolicy, Journal
 
@@ -25,6 +26,7 @@ logger = logging.getLogger("chronowheel")
 
 SNAPSHOT_SLICE: Final = 0.0005  # seconds of encoding per loop turn while a snapshot is written
 _SLICE_STEP: Final = 64  # jobs encoded between two reads of the clock that measures the slice
+CHUNK_MAX: Final = 4096  # jobs in one jobs chunk of a snapshot, at most
 
 
 def _own_size(payload: bytes) -> bytes:
@@ -35,6 +37,40 @@ def _own_size(payload: bytes) -> bytes:
     as long as the outcome is kept.
     """
     return bytes(memoryview(payload))
+
+
+def _encode_slice(jobs: list[Job], start: int, live: dict[str, Job], until: float) -> tuple[list[bytes], int]:
+    """The snapshot records of the jobs from ``start`` still live, until ``until`` (``perf_counter``); where it ended.
+
+    The usual jobs go in ``jobs`` chunks (:func:`.records.encode_jobs`, one
+    per slice, cut where another job comes so the order stays the journal's);
+    the rest as their own records.
+    """
+    payloads: list[bytes] = []
+    chunk: list[Job] = []
+    while True:  # a step at least per slice, however short the slice
+        for job in jobs[start : start + _SLICE_STEP]:
+            if live.get(job.id) is not job:
+                continue
+            if plain(job):
+                chunk.append(job)
+                continue
+            if chunk:
+                payloads += _chunk(chunk)
+                chunk = []
+            payloads.append(encode_job(job, new=False))
+        start += _SLICE_STEP
+        if start >= len(jobs) or len(chunk) >= CHUNK_MAX or time.perf_counter() >= until:
+            break
+    if chunk:
+        payloads += _chunk(chunk)
+    return payloads, start
+
+
+def _chunk(jobs: list[Job]) -> list[bytes]:
+    """One ``jobs`` chunk of ``jobs``; or a record each, if the chunk would be larger than a record may be."""
+    payload = encode_jobs(jobs)
+    return [payload] if len(payload) <= MAX_PAYLOAD else [encode_job(job, new=False) for job in jobs]
 
 
 class JournalStore:
@@ -217,17 +253,7 @@ class JournalStore:
             jobs = list(live.values())
             count = start = 0
             while start < len(jobs):
-                payloads: list[bytes] = []
-                until = time.perf_counter() + SNAPSHOT_SLICE
-                while True:  # a step at least per slice, however short the slice
-                    payloads += [
-                        encode_job(job, new=False)
-                        for job in jobs[start : start + _SLICE_STEP]
-                        if live.get(job.id) is job
-                    ]
-                    start += _SLICE_STEP
-                    if start >= len(jobs) or time.perf_counter() >= until:
-                        break
+                payloads, start = _encode_slice(jobs, start, live, time.perf_counter() + SNAPSHOT_SLICE)
                 await journal.add_to_snapshot(payloads)
                 count += len(payloads)
                 await asyncio.sleep(0)
