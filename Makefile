@@ -73,7 +73,7 @@ test-pure: $(STAMP)
 		tests/test_rate.py tests/test_hooks.py tests/test_threads.py tests/test_tasks.py tests/test_integrations.py tests/test_job_path.py tests/test_job_fast.py tests/test_native_job_path.py tests/test_native_durable_path.py tests/test_hidden_jobs.py tests/test_ready_queue.py \
 		tests/test_metrics.py tests/test_web.py tests/test_stop_cut_short.py \
 		tests/test_operator.py tests/test_results.py tests/test_dependencies.py tests/test_cluster.py \
-		tests/test_cluster_rebalance.py tests/test_cluster_ops.py tests/test_cluster_after.py tests/test_cluster_pause.py
+		tests/test_cluster_rebalance.py tests/test_cluster_ops.py tests/test_cluster_after.py tests/test_cluster_pause.py tests/test_recovery_collector.py tests/test_snapshot_chunks.py
 
 test-floor: $(STAMP) $(FLOOR)
 	CHRONOWHEEL_CRONITER_FLOOR=1 PYTHONPATH=.floor $(PY) -m pytest -p no:cacheprovider tests/test_cron_vectors.py \

@@ -7,6 +7,8 @@ the instructions per recovered job (read, frame and CRC, decode, schema,
 
     .venv/bin/python bench/recovery_instructions.py build /tmp/rec0 0
     .venv/bin/python bench/recovery_instructions.py build /tmp/rec20k 20000
+
+(``build DIR N snapshot`` compacts them into a snapshot: what ``start()`` reads after a compaction.)
     for dir in /tmp/rec0 /tmp/rec20k; do valgrind --tool=callgrind --dump-instr=no \\
         --callgrind-out-file=$dir.cg .venv/bin/python bench/recovery_instructions.py start $dir; done
     callgrind_annotate /tmp/rec20k.cg | head -30
@@ -37,8 +39,11 @@ def engine_on(directory: str) -> Engine:
     return engine
 
 
-async def build(directory: str, n: int) -> None:
-    """A log of ``n`` pending one-shot jobs due in 1 to 2 hours, as ``bench_journal.py`` builds it."""
+async def build(directory: str, n: int, snapshot: bool) -> None:
+    """A log of ``n`` pending one-shot jobs due in 1 to 2 hours, as ``bench_journal.py`` builds it.
+
+    ``snapshot``: then compacted, so they are in the snapshot and the log holds one more.
+    """
     shutil.rmtree(directory, ignore_errors=True)
     engine = engine_on(directory)
     await engine.start()
@@ -46,6 +51,11 @@ async def build(directory: str, n: int) -> None:
         engine.schedule_nowait(noop, args=[sequence], delay=3600.0 + (sequence * 7919) % 3600)
         if sequence % 1024 == 1023:
             await asyncio.sleep(0)
+    if snapshot:
+        store: Any = engine._store
+        store.compact_factor, store.compact_min = 0.0, 1  # the next record starts a compaction
+        engine.schedule_nowait(noop, args=[n], delay=3600.0)
+        await store.compaction
     await engine.stop()
 
 
@@ -56,6 +66,6 @@ async def start(directory: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "build":
-        asyncio.run(build(sys.argv[2], int(sys.argv[3])))
+        asyncio.run(build(sys.argv[2], int(sys.argv[3]), sys.argv[4:] == ["snapshot"]))
     else:
         asyncio.run(start(sys.argv[2]))

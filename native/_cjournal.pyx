@@ -16,7 +16,8 @@ holds each pair alike, verdicts and reasons byte for byte.
 * :class:`PlainJobs` -- ``chronowheel._journal.replay.PlainJobsPy``: a one-shot
   pending job's record replayed into its ``Job`` (a copy of a template ``Job``
   built, as ``_cwheel.JobPath`` does), and ``cancel``/``ack`` records; the
-  rest goes back to the Python replay.
+  rest goes back to the Python replay. ``columns``: a snapshot's ``jobs``
+  chunk into its ``Job``s, straight from its columns.
 
 The CRC is zlib's own ``crc32`` in C, linked with ``-lz`` (the library that
 Python's ``zlib`` module wraps, so the same function and the same result,
@@ -432,4 +433,39 @@ cdef class PlainJobs:
                 live.pop(record["id"], None)
             else:
                 return index
+        return count
+
+    def columns(self, dict record, Py_ssize_t start, dict live, dict tasks):
+        """A ``jobs`` chunk's jobs from ``start`` onto ``live``; the index of the first whose task is not in ``tasks``.
+
+        The chunk is checked by the schema before; its columns are read as
+        lists of its ``id`` column's length whatever they hold (a wrong one
+        raises, never reads past a list).
+        """
+        cdef list ids = record["id"], names = record["task"], arguments = record["args"], dues = record["due"]
+        cdef list priorities = record["prio"], attempts = record["att"], keys = record["key"]
+        cdef object found = record.get("kwargs")
+        cdef list kwargs = None if found is None else <list?>found
+        cdef Py_ssize_t index, count = len(ids)
+        cdef PyObject* task
+        for column in (names, arguments, dues, priorities, attempts, keys, ids if kwargs is None else kwargs):
+            if len(<list?>column) != count:
+                raise ValueError("a jobs chunk's columns differ in length")
+        name = registered = None  # the last task name looked up, and its value in ``tasks``
+        for index in range(start, count):
+            if name is None or not PyUnicode_CheckExact(names[index]) or <str>names[index] != name:
+                task = cj_dict_get(tasks, names[index])
+                if task == NULL:
+                    return index
+                name, registered = names[index], <object>task
+            live[ids[index]] = self._build(
+                ids[index],
+                keys[index],
+                registered,
+                _args(<list?>arguments[index]),
+                {} if kwargs is None else kwargs[index],
+                priorities[index],
+                dues[index],
+                attempts[index],
+            )
         return count

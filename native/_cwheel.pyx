@@ -62,6 +62,7 @@ from os import urandom as _urandom
 from time import monotonic as _monotonic
 from time import time as _wall
 
+from chronowheel._limits import MAX_AHEAD as _MAX_AHEAD
 from chronowheel._limits import MAX_DELAY as _MAX_DELAY
 
 cdef extern from "Python.h":
@@ -974,6 +975,103 @@ cdef class TimerWheel:
             self.scratch = NULL
             self.scratch_cap = 0
         return 1
+
+
+# -- a recovery's refill --------------------------------------------------------------
+
+cdef double C_MAX_AHEAD = _MAX_AHEAD
+cdef tuple REFILL_SLOTS = ("_engine", "state", "_after", "_due_wall", "task", "priority", "_due_tick", "_timer", "id", "key")
+cdef object refill_class = None  # the job class whose slot offsets refill_at holds (None: not learnt yet)
+cdef Py_ssize_t refill_at[10]  # each REFILL_SLOTS name's offset in refill_class's instances
+cdef object refill_refused = None  # the last class whose slots could not be learnt: not tried again each job
+
+
+cdef bint _learn_refill(object kind) except -1:
+    """The offsets of ``kind``'s REFILL_SLOTS, if each is a plain object slot; else False."""
+    global refill_class, refill_refused
+    cdef Py_ssize_t i
+    cdef Py_ssize_t offsets[10]
+    if kind is refill_refused:
+        return False
+    for i in range(10):
+        offsets[i] = cw_member_offset(getattr(kind, REFILL_SLOTS[i], None))
+        if offsets[i] < 0:
+            refill_refused = kind
+            return False
+    for i in range(10):
+        refill_at[i] = offsets[i]
+    refill_class = kind
+    return True
+
+
+def refill(
+    list jobs,
+    Py_ssize_t start,
+    object owner,
+    double now,
+    double since_epoch,
+    double rate,
+    dict wheels,
+    dict indexed,
+    dict keyed,
+):
+    """``chronowheel._refill.refill`` in C: file a recovery's waiting jobs from ``start``, no Python call each.
+
+    The same steps, in the same order, to the bit (the tick is the same
+    double arithmetic, then ``ceil``); the index of the first job it leaves
+    to the caller: one not pending or failed, waiting for parents, of a task
+    whose wheel is not a ``TimerWheel``, or with a field of an unusual type.
+    """
+    cdef Py_ssize_t index, count = len(jobs)
+    cdef PyObject* slot
+    cdef PyObject* wheel
+    cdef double due, seconds, tick
+    cdef int overflow = 0
+    cdef long long priority
+    cdef object due_tick, handle
+    for index in range(start, count):
+        job = jobs[index]
+        if type(job) is not refill_class and not _learn_refill(type(job)):
+            return index
+        slot = cw_get_slot(job, refill_at[1])  # state: pending or failed (a retry's), as the Python loop's else
+        if slot == NULL or not PyUnicode_CheckExact(<object>slot):
+            return index
+        if not (<str>slot == "pending" or <str>slot == "failed"):
+            return index
+        if cw_get_slot(job, refill_at[2]) != <PyObject*>None:  # _after: waits for its parents
+            return index
+        slot = cw_get_slot(job, refill_at[3])  # _due_wall
+        if slot == NULL or not cw_small_number(<object>slot, &due):
+            return index
+        slot = cw_get_slot(job, refill_at[4])  # task
+        if slot == NULL or not PyUnicode_CheckExact(<object>slot):
+            return index
+        wheel = cw_dict_get(wheels, <object>slot)
+        if wheel == NULL or cw_type(wheel) != <PyObject*>TimerWheel:
+            return index
+        slot = cw_get_slot(job, refill_at[5])  # priority, negated in the wheel
+        if slot == NULL or not PyLong_CheckExact(<object>slot):
+            return index
+        priority = PyLong_AsLongLongAndOverflow(<object>slot, &overflow)
+        if overflow or not -TICK_MAX <= priority <= TICK_MAX:
+            return index
+        if cw_get_slot(job, refill_at[8]) == NULL:  # id
+            return index
+        seconds = due - now
+        seconds = 0.0 if seconds < 0.0 else C_MAX_AHEAD if seconds > C_MAX_AHEAD else seconds
+        tick = ceil((since_epoch + seconds) * rate)
+        if not -9.2e18 < tick < 9.2e18:  # within int64: the Python loop says what is wrong
+            return index
+        cw_put_slot(job, refill_at[0], <PyObject*>owner)
+        due_tick = <int64_t>tick
+        cw_put_slot(job, refill_at[6], <PyObject*>due_tick)
+        handle = (<TimerWheel><object>wheel)._add(<int64_t>tick, -priority, job)
+        cw_put_slot(job, refill_at[7], <PyObject*>handle)
+        indexed[<object>cw_get_slot(job, refill_at[8])] = job
+        slot = cw_get_slot(job, refill_at[9])  # key
+        if slot != NULL and slot != <PyObject*>None:
+            cw_dict_setdefault(keyed, <object>slot, job)
+    return count
 
 
 

@@ -314,7 +314,7 @@ def test_compaction_cut_short_is_finished_by_recovery(tmp_path: Path) -> None:
     assert sorted(files) == ["j.log", "j.log.lock", "j.log.snapshot"]
     snapshot = Decoder()
     snapshot.feed(files["j.log.snapshot"])
-    assert snapshot.header == (SNAPSHOT, 3, IDENTITY, 3, 2)  # it covers records 1 and 2, the log goes on from 3
+    assert snapshot.header == (SNAPSHOT, 3, IDENTITY, 3, 3)  # covers records 1 and 2, the log goes on from 3; version 3
 
 
 def test_agrees_with_recovery_on_damaged_journals(tmp_path: Path) -> None:

@@ -11,6 +11,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, final
 
+from ._job import Job
+from ._wheel_api import Wheel
+
 @final
 class TimerWheel:
     def __init__(self, levels: int = 6, *, start: int = 0) -> None: ...
@@ -26,6 +29,18 @@ class TimerWheel:
     def next_expiry(self) -> int | None: ...
     def advance(self, now: int, limit: int | None = None) -> list[Any]: ...
     def hide(self, kind: type | None) -> None: ...
+
+def refill(
+    jobs: list[Job],
+    start: int,
+    owner: object,
+    now: float,
+    since_epoch: float,
+    rate: float,
+    wheels: dict[str, Wheel],
+    indexed: dict[str, Job],
+    keyed: dict[str, Job],
+) -> int: ...
 
 @final
 class TimerHandle:

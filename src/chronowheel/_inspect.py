@@ -20,7 +20,9 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from ._journal.format import LOG, SNAPSHOT, Record
+from ._journal.records import expand_jobs
 from ._journal.recovery import END, FileVerdict, RecoveryPlan, Role, plan
+from ._journal.schema import JOBS
 
 __all__ = [
     "JournalMissing",
@@ -183,6 +185,10 @@ def _file_report(verdict: FileVerdict, records: int, found: RecoveryPlan) -> Fil
 def _keep(report: Report, role: Role, offset: int, seq: int | None, record: dict[str, Any]) -> None:
     """List a record, summarised before ``apply`` can change it (a move edits the job record in place)."""
     if report.records is None:
+        return
+    if record["t"] == JOBS:  # a snapshot's chunk: a line for each job it holds
+        for job in expand_jobs(record):
+            _keep(report, role, offset, seq, job)
         return
     line: dict[str, Any] = {"file": role, "offset": offset, "seq": seq, "type": record["t"], "id": record.get("id")}
     for name, source in (("task", "task"), ("key", "key"), ("state", "state"), ("attempt", "att")):

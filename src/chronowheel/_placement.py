@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from ._limits import MAX_AHEAD
+from ._refill import refill as _refill_py
 from ._registry import Registry
+from ._selection import refill as _refill_native
 from ._store import Gone, Store
 from ._ticks import Ticks
 from ._timers import Timers
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Placement"]
 
 _ceil: Final = math.ceil
+_refill: Final = _refill_py if _refill_native is None else _refill_native
 
 
 class Placement:
@@ -150,18 +153,22 @@ class Placement:
     ) -> None:
         """Put a store's restored jobs back: in the wheel, in the ``dead`` letters, or refiled (a series).
 
-        A million jobs come back at a start: the waiting ones are filed in one
-        loop (``set_due`` and ``place`` inlined, each pool's ``add`` bound once,
-        the clocks read once, a sleeping driver woken once), not two calls each.
+        A million jobs come back at a start: the waiting ones are filed a run
+        at a time by :func:`._refill.refill` (in C where the native wheel is
+        built: no Python call per job), the clocks read once, a sleeping
+        driver woken once; each job it leaves is taken here, in order, and the
+        run goes on after it.
         """
         now = self._wall()
         since_epoch = self._time() - self._epoch  # one reading for all: the deadlines are all from ``now``
-        rate = self._rate
         registry = self._registry
         keyed = registry.keyed
         indexed = registry.jobs
-        adds = {name: registry.pools[spec.pool].wheel.add for name, spec in registry.tasks.items()}
-        for job in jobs:
+        wheels = {name: registry.pools[spec.pool].wheel for name, spec in registry.tasks.items()}
+        index, count = 0, len(jobs)
+        while (index := _refill(jobs, index, owner, now, since_epoch, self._rate, wheels, indexed, keyed)) < count:
+            job = jobs[index]
+            index += 1
             job._engine = owner
             state = job.state
             if state == "dead":
@@ -175,16 +182,7 @@ class Placement:
                     refile(job, series.recurrence.next_after(now, series.anchor))
                 else:  # its run goes on: the key stays taken, as before the restart
                     self.keep(job)
-            else:
-                # Overdue jobs are due now; recurring ones apply their misfire policy when they fire. A record's
-                # deadline is within TIME_MAX; one further out than the wheel reaches from now (only a hand-made
-                # record, or a clock set back by ages) fires at the wheel's farthest, MAX_AHEAD (1e12 s) out.
-                seconds = job._due_wall - now
-                seconds = 0.0 if seconds < 0.0 else MAX_AHEAD if seconds > MAX_AHEAD else seconds
-                tick = job._due_tick = _ceil((since_epoch + seconds) * rate)
-                job._timer = adds[job.task](tick, job, -job.priority)
-                indexed[job.id] = job
-                if job.key is not None:
-                    keyed.setdefault(job.key, job)
+            else:  # a waiting job the native loop leaves (a rate-limited pool's wheel, an int too big to read)
+                _refill_py([job], 0, owner, now, since_epoch, self._rate, wheels, indexed, keyed)
         if jobs and self._timers.sleep_tick != -1:  # a sleeping driver works out its sleep again
             self._timers.wake()

@@ -14,6 +14,13 @@ Format version 2 (written since the journal got an identity and sequence numbers
   log's records are numbered on from the header's number without a gap; a
   snapshot's from 0. The payload is one orjson-encoded dict.
 
+Version 3 is version 2 for a snapshot that may hold ``jobs`` chunks (a few
+thousand usual jobs in one record, as columns: see ``records.encode_jobs``):
+the same header and framing, only the version field differs, so a
+chronowheel that knows only version 2 refuses the file by its version
+instead of taking a chunk for damage. Snapshots are written in version 3,
+logs in version 2; a version-2 snapshot is still read.
+
 Version 1 (read, never written): a 20-byte header (magic, version,
 generation, CRC32 of those 16 bytes), records ``u32 length | u32 crc32 |
 payload`` with the CRC over the length field and the payload, no identity,
@@ -40,6 +47,7 @@ __all__ = [
     "LOG",
     "MAX_PAYLOAD",
     "SNAPSHOT",
+    "SNAPSHOT_VERSION",
     "VERSION",
     "Check",
     "Decoder",
@@ -56,14 +64,15 @@ __all__ = [
 
 LOG: Final = b"CWJL"
 SNAPSHOT: Final = b"CWJS"
-VERSION: Final = 2
+VERSION: Final = 2  # a log's
+SNAPSHOT_VERSION: Final = 3  # a snapshot's: version 2 with jobs chunks
 MAX_PAYLOAD: Final = 1 << 26  # 64 MiB: a longer length field is damage, not data
 IDENTITY_SIZE: Final = 16
 
 _START = struct.Struct("<4sI")  # magic, version: what every version's header starts with
 _HEADER_1 = struct.Struct("<4sIQI")  # magic, version, generation, crc32 of the first 16 bytes
 _HEADER_2 = struct.Struct("<4sI16sQQI")  # magic, version, identity, generation, seq, crc32 of the first 40 bytes
-_HEADER_SIZES: Final = {1: _HEADER_1.size, 2: _HEADER_2.size}
+_HEADER_SIZES: Final = {1: _HEADER_1.size, 2: _HEADER_2.size, 3: _HEADER_2.size}
 _U32 = struct.Struct("<I")
 _FRAME_1 = struct.Struct("<II")  # length, crc32(length field + payload)
 _FRAME_2 = struct.Struct("<IIQ")  # crc32(the rest, seeded with the header's crc), length, seq
@@ -105,8 +114,8 @@ no Python call of its own (a million of them at a start).
 
 
 def encode_header(kind: bytes, identity: bytes, generation: int, seq: int) -> bytes:
-    """A version-2 file header; its last 4 bytes (its CRC) seed the CRCs of the file's records."""
-    head = _HEADER_2.pack(kind, VERSION, identity, generation, seq, 0)[:-4]
+    """A version-2 file header (version 3 for a snapshot); its last 4 bytes (its CRC) seed its records' CRCs."""
+    head = _HEADER_2.pack(kind, SNAPSHOT_VERSION if kind == SNAPSHOT else VERSION, identity, generation, seq, 0)[:-4]
     return head + _U32.pack(zlib.crc32(head))
 
 
@@ -190,7 +199,7 @@ class Decoder:
             return []
         if self.header is None and not self._read_header():
             return []
-        return self._feed_2() if self.header.version == 2 else self._feed_1()  # type: ignore[union-attr]
+        return self._feed_1() if self.header.version == 1 else self._feed_2()  # type: ignore[union-attr]
 
     def _feed_2(self) -> list[Record]:
         """Frames first (length, CRC, number, JSON), then the schema over their run: the first fault stops both."""
@@ -245,7 +254,7 @@ class Decoder:
             self._bad = (0, "bad file header", False)
             return False
         size = _HEADER_SIZES.get(version)
-        if size is None:
+        if size is None or (version == SNAPSHOT_VERSION and magic != SNAPSHOT):  # version 3 is a snapshot's only
             self._bad = (0, f"unsupported journal format version {version}", False)
             return False
         if len(buffer) < size:
@@ -258,7 +267,7 @@ class Decoder:
             self.header = Header(magic, generation, version=1)
         else:
             identity, generation, seq = _HEADER_2.unpack_from(buffer)[2:5]
-            self.header = Header(magic, generation, identity, seq)
+            self.header = Header(magic, generation, identity, seq, version)
             self.next_seq = 0 if magic == SNAPSHOT else seq
             self._seed = _seed(buffer[:size])
         del buffer[:size]

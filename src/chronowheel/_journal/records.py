@@ -15,7 +15,12 @@ snapshot began is in the new log too, and replaying it again is harmless.
   return value (``value``; ``lost`` says why a value was not kept) or the
   reason it was cancelled (``why``). Written instead of ``ack``/``cancel``
   when ``result_ttl`` > 0; a snapshot holds the unexpired ones.
-* ``end`` -- a snapshot's last record: how many jobs it holds.
+* ``jobs`` -- in a snapshot (format version 3): a chunk of pending one-shot
+  jobs of the usual shape, as columns (``id``, ``task``, ``args``, ``due``,
+  ``prio``, ``att``, ``key``, and ``kwargs`` unless all are empty): one
+  record for a few thousand jobs, read without a dict per job; it stands
+  for their ``job`` records (:func:`expand_jobs`).
+* ``end`` -- a snapshot's last record: how many records come before it.
 
 Each type has one schema (``schema``): the decoder applies it to every
 record before recovery replays it. This module is the other half: a job to
@@ -40,7 +45,7 @@ from .._outcome import Outcome, Record
 from .._recurrence import recurrence_from_spec
 from .._series import Series
 from .format import MAX_PAYLOAD
-from .schema import shown
+from .schema import JOBS, shown
 
 __all__ = [
     "ERR_MAX",
@@ -49,9 +54,12 @@ __all__ = [
     "apply",
     "encode_done",
     "encode_job",
+    "encode_jobs",
+    "expand_jobs",
     "job_from_record",
     "job_record",
     "outcome_from_record",
+    "plain",
     "replay_records",
 ]
 
@@ -299,6 +307,67 @@ def job_from_record(record: dict[str, Any]) -> Job:
     return job
 
 
+def plain(job: Job) -> bool:
+    """A pending one-shot job of the usual shape (no series, run, parents or error): what a ``jobs`` chunk holds."""
+    return (
+        job.state == "pending"
+        and job._series is None
+        and job._parent is None
+        and job._after is None
+        and job.traceback is None
+        and job.error is None
+    )
+
+
+def encode_jobs(jobs: list[Job]) -> bytes:
+    """A ``jobs`` chunk of :func:`plain` jobs, encoded: their ``job`` records as columns (see :func:`expand_jobs`).
+
+    No check: the jobs were checked when scheduled (:func:`encode_job`), as a
+    snapshot's records are. May be larger than one record may be: the caller
+    looks (``MAX_PAYLOAD``).
+    """
+    record: dict[str, Any] = {
+        "t": JOBS,
+        "id": [job.id for job in jobs],
+        "task": [job.task for job in jobs],
+        "args": [job.args for job in jobs],
+        "due": [job._due_wall for job in jobs],
+        "prio": [job.priority for job in jobs],
+        "att": [job.attempt for job in jobs],
+        "key": [job.key for job in jobs],
+    }
+    kwargs = [job.kwargs for job in jobs]
+    if any(kwargs):
+        record["kwargs"] = kwargs
+    try:
+        return orjson.dumps(record, option=JSON_ONLY)
+    except TypeError as exc:  # orjson.JSONEncodeError: args changed in place since they were checked
+        raise TypeError(f"args and kwargs of a journaled job must be JSON values: {exc}") from None
+
+
+def expand_jobs(record: dict[str, Any], start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
+    """The ``job`` records a checked ``jobs`` chunk stands for, in order: those from ``start`` to ``stop``."""
+    kwargs = record.get("kwargs")
+    columns = [record[name][start:stop] for name in ("id", "task", "args", "due", "prio", "att", "key")]
+    jobs = []
+    for index, (job_id, task, args, due, prio, att, key) in enumerate(zip(*columns, strict=True), start):
+        job = {
+            "t": "job",
+            "id": job_id,
+            "task": task,
+            "args": args,
+            "kwargs": {} if kwargs is None else kwargs[index],
+            "due": due,
+            "prio": prio,
+            "att": att,
+            "state": "pending",
+        }
+        if key is not None:
+            job["key"] = key
+        jobs.append(job)
+    return jobs
+
+
 def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
     """Replay one record, checked by :func:`check_log_record`, onto the live set (job id -> its ``job`` record)."""
     kind = record["t"]
@@ -310,6 +379,9 @@ def apply(live: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
             job["due"] = record["due"]
             if "series" in job:
                 job["series"]["nominal"] = record["due"]
+    elif kind == JOBS:
+        for job in expand_jobs(record):
+            live[job["id"]] = job
     else:  # cancel, ack
         live.pop(record["id"], None)
 

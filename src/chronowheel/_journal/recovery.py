@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from .._errors import JournalCorrupt
-from .format import LOG, SNAPSHOT, Check, Decoder, Ending, Header, Record
+from .format import LOG, SNAPSHOT, VERSION, Check, Decoder, Ending, Header, Record
 from .records import replay_records
 from .schema import END, check_log_records, check_snapshot_records
 
@@ -187,9 +187,10 @@ class _Chain:
         self.result = result
         header = snapshot.header if snapshot is not None else None
         self.snapshot = snapshot
-        self.identity = header.identity if header is not None and header.version == 2 else None
+        self.identity = header.identity if header is not None and header.version >= 2 else None
         self.identity_of = snapshot.path if snapshot is not None else ""  # the file that set it
-        self.version = header.version if header is not None else None  # the journal's: the first file's
+        # The journal's version: the first file's (a version-3 snapshot's journal is of version 2, as its logs).
+        self.version = None if header is None else min(header.version, VERSION)
         self.floor = header.generation if header is not None else 1  # logs below it are in the snapshot
         self.generation = self.floor  # what the next replayed log must be
         self.seq = header.seq if header is not None else FIRST_SEQ

@@ -11,7 +11,8 @@ Records set state outright (see :mod:`.records`), and this replays them as
 :func:`.records.apply` does: a ``job`` record replaces the job, a ``move``
 sets its deadline, ``cancel``/``ack`` drop it. What is not a job the engine
 can run is kept as its record: a ``done`` record (a kept outcome), and the
-record of a job whose task is not registered (parked, or refused).
+record of a job whose task is not registered (parked, or refused). A
+snapshot's ``jobs`` chunk becomes its jobs straight from its columns.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 
 from .._job import Job
 from . import native
-from .records import job_from_record
+from .records import expand_jobs, job_from_record
+from .schema import JOBS
 
 __all__ = ["JobReplay", "PlainJobsPy"]
 
@@ -68,6 +70,28 @@ class PlainJobsPy:
                 return index
         return len(records)
 
+    def columns(self, record: dict[str, Any], start: int, live: dict[str, Any], tasks: dict[str, str]) -> int:
+        """A ``jobs`` chunk's jobs from ``start`` onto ``live``; the index of the first of a task not in ``tasks``."""
+        job_class = self.job
+        ids, names, arguments, dues = record["id"], record["task"], record["args"], record["due"]
+        priorities, attempts, keys, kwargs = record["prio"], record["att"], record["key"], record.get("kwargs")
+        for index in range(start, len(ids)):
+            task = tasks.get(names[index])
+            if task is None:
+                return index
+            job = live[ids[index]] = job_class(
+                ids[index],
+                keys[index],
+                task,
+                tuple(arguments[index]),
+                {} if kwargs is None else kwargs[index],
+                priorities[index],
+                dues[index],
+                0,
+            )
+            job.attempt = attempts[index]
+        return len(ids)
+
 
 _PlainJobs: type[PlainJobsPy] = PlainJobsPy if native.PlainJobs is None else native.PlainJobs  # type: ignore[assignment]
 
@@ -111,6 +135,11 @@ class JobReplay:
                 job.task = task
                 if "parent" in record:
                     self.parents[job_id] = (job, record["parent"])
+        elif kind == JOBS:
+            index, count = 0, len(record["id"])
+            while (index := self._plain.columns(record, index, self.live, self._tasks)) < count:
+                self._other(expand_jobs(record, index, index + 1)[0])  # of a task not registered: parked
+                index += 1
         elif kind == "done":
             self.live[record["id"]] = record
             self.kept += 1

@@ -19,7 +19,9 @@ from .._recurrence import MISFIRE, OVERLAP, recurrence_from_spec
 from . import native
 
 __all__ = [
+    "COLUMNS",
     "END",
+    "JOBS",
     "KINDS",
     "PRIORITY_MAX",
     "STATES",
@@ -34,6 +36,7 @@ __all__ = [
 
 KINDS: Final = ("job", "move", "cancel", "ack", "done")  # a log's record types
 END: Final = "end"  # a snapshot's last record: {"t": "end", "count": n}
+JOBS: Final = "jobs"  # a snapshot's chunk of usual jobs, as columns (format version 3)
 # A job record's states; running: a series between runs; paused: out of the wheel until resumed.
 STATES: Final = ("pending", "failed", "dead", "running", "paused")
 PRIORITY_MAX: Final = 2**63 - 1  # priorities are int64 in the wheel, negated: -PRIORITY_MAX..PRIORITY_MAX
@@ -296,11 +299,81 @@ def check_log_record(record: dict[str, Any]) -> str | None:
     return f"unknown record type {shown(kind)}"
 
 
+_JOBS_FIELDS: Final = frozenset(("t", "id", "task", "args", "kwargs", "due", "prio", "att", "key"))
+COLUMNS: Final = (
+    "id",
+    "task",
+    "args",
+    "due",
+    "prio",
+    "att",
+    "key",
+    "kwargs",
+)  # a chunk's; kwargs only if one is not {}
+
+
+_COLUMN_MUST: Final = {
+    "id": "non-empty strings",
+    "task": "non-empty strings",
+    "key": "non-empty strings or nulls",
+    "args": "lists",
+    "kwargs": "dicts",
+    "due": f"numbers of POSIX seconds within ±{TIME_MAX:g}",
+    "prio": f"ints within ±{PRIORITY_MAX}",
+    "att": "ints >= 0",
+}
+
+
+def _column_sound(name: str, column: list[Any]) -> bool:
+    """A chunk's column holds what it must: each test a few loops in C over the whole column."""
+    kinds = set(map(type, column))
+    if name in ("id", "task"):
+        return kinds == {str} and "" not in column
+    if name == "key":
+        return kinds <= {str, type(None)} and "" not in column
+    if name == "args":
+        return kinds == {list}
+    if name == "kwargs":
+        return kinds == {dict}
+    if name == "due":
+        return kinds <= {float, int} and min(column) >= -TIME_MAX and max(column) <= TIME_MAX
+    low = -PRIORITY_MAX if name == "prio" else 0
+    return kinds == {int} and low <= min(column) and max(column) <= PRIORITY_MAX
+
+
+def _column_fault(name: str, column: list[Any]) -> str | None:
+    """What is wrong with a chunk's column (of the right length), naming the first job's value that is; or None."""
+    if _column_sound(name, column):
+        return None
+    first = next(i for i, value in enumerate(column) if not _column_sound(name, [value]))
+    return f"malformed jobs record: {name}[{first}] must be one of {_COLUMN_MUST[name]}, got {shown(column[first])}"
+
+
+def _check_jobs(record: dict[str, Any]) -> str | None:
+    """A chunk of pending one-shot jobs as columns, one value per job in each (``kwargs`` absent: all empty)."""
+    problem = _check_fields(JOBS, record, _JOBS_FIELDS)
+    if problem is not None:
+        return problem
+    ids = record.get("id")
+    if ids.__class__ is not list or not ids:
+        return _bad(JOBS, "id", record.get("id", _MISSING), "a non-empty list of job ids")
+    for name in COLUMNS if "kwargs" in record else COLUMNS[:-1]:
+        column = record.get(name, _MISSING)
+        if column.__class__ is not list or len(column) != len(ids):
+            return _bad(JOBS, name, column, f"a list of {len(ids)} values, one per job")
+        problem = _column_fault(name, column)
+        if problem is not None:
+            return problem
+    return None
+
+
 def check_snapshot_record(record: dict[str, Any]) -> str | None:
-    """None if ``record`` is a sound snapshot record (``job``, ``done``, or the ``end`` record); else what is wrong."""
+    """None if ``record`` is a sound snapshot record (``job``, ``jobs``, ``done``, or ``end``); else what is wrong."""
     kind = record["t"]
     if kind == "job":
         return _check_job(record)
+    if kind == JOBS:
+        return _check_jobs(record)
     if kind == "done":
         return _check_done(record)
     if kind == END:
@@ -309,4 +382,4 @@ def check_snapshot_record(record: dict[str, Any]) -> str | None:
         if problem is None and (count.__class__ is not int or count < 0):
             problem = _bad(END, "count", count, "an int >= 0")
         return problem
-    return f"unexpected {shown(kind)} record in a snapshot (it holds job and done records and an end record)"
+    return f"unexpected {shown(kind)} record in a snapshot (it holds job, jobs and done records and an end record)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -16,7 +15,8 @@ from .._job import Job
 from .._outcome import Outcome
 from .._store import Claim, Gone
 from . import records
-from .records import JSON_ONLY, encode_done, encode_job, job_from_record, outcome_from_record
+from .format import MAX_PAYLOAD
+from .records import JSON_ONLY, encode_done, encode_job, encode_jobs, job_from_record, outcome_from_record, plain
 from .replay import JobReplay
 from .writer import FsyncPolicy, Journal
 
@@ -25,7 +25,7 @@ __all__ = ["JournalStore"]
 logger = logging.getLogger("chronowheel")
 
 SNAPSHOT_SLICE: Final = 0.0005  # seconds of encoding per loop turn while a snapshot is written
-_SLICE_STEP: Final = 64  # jobs encoded between two reads of the clock that measures the slice
+_SLICE_STEP: Final = 64  # jobs encoded (a jobs chunk of them) between two reads of the clock that measures the slice
 
 
 def _own_size(payload: bytes) -> bytes:
@@ -36,6 +36,41 @@ def _own_size(payload: bytes) -> bytes:
     as long as the outcome is kept.
     """
     return bytes(memoryview(payload))
+
+
+def _encode_slice(jobs: list[Job], start: int, live: dict[str, Job], until: float) -> tuple[list[bytes], int]:
+    """The snapshot records of the jobs from ``start`` still live, until ``until`` (``perf_counter``); where it ended.
+
+    A step's usual jobs go in one ``jobs`` chunk (:func:`.records.encode_jobs`,
+    cut where another job comes so the order stays the journal's), the rest
+    as their own records; the clock is read after each step's encoding, so a
+    slice ends within a step of ``until`` however big the args are. (A chunk
+    of 64 jobs reads about as fast as one of 4,096: 1.90 against 1.80 µs a job.)
+    """
+    payloads: list[bytes] = []
+    while True:  # a step at least per slice, however short the slice
+        chunk: list[Job] = []
+        for job in jobs[start : start + _SLICE_STEP]:
+            if live.get(job.id) is not job:
+                continue
+            if plain(job):
+                chunk.append(job)
+                continue
+            if chunk:
+                payloads += _chunk(chunk)
+                chunk = []
+            payloads.append(encode_job(job, new=False))
+        if chunk:
+            payloads += _chunk(chunk)
+        start += _SLICE_STEP
+        if start >= len(jobs) or time.perf_counter() >= until:
+            return payloads, start
+
+
+def _chunk(jobs: list[Job]) -> list[bytes]:
+    """One ``jobs`` chunk of ``jobs``; or a record each, if the chunk would be larger than a record may be."""
+    payload = encode_jobs(jobs)
+    return [payload] if len(payload) <= MAX_PAYLOAD else [encode_job(job, new=False) for job in jobs]
 
 
 class JournalStore:
@@ -76,23 +111,15 @@ class JournalStore:
     # -- start and stop -------------------------------------------------------------
 
     async def restore(self, tasks: Collection[str]) -> list[Job]:
-        # Recovery allocates a few containers per job and frees almost none: the collector would
-        # traverse them again and again (a third of the time); it runs once at the end instead.
-        collecting = gc.isenabled()
-        gc.disable()
+        # Engine.start keeps the collector off until the jobs are filed (see there): it would walk them again and again.
+        replay = JobReplay(tasks)  # the jobs are built as the records are read, in the thread
+        await asyncio.to_thread(self.journal.recover, truncate_corrupt=self._truncate, replay=replay)
         try:
-            replay = JobReplay(tasks)  # the jobs are built as the records are read, in the thread
-            await asyncio.to_thread(self.journal.recover, truncate_corrupt=self._truncate, replay=replay)
-            try:
-                jobs = self._rebuild(replay)
-            except BaseException:
-                await self.journal.close()
-                raise
-            del replay
-        finally:
-            if collecting:
-                gc.enable()
-                gc.collect()
+            jobs = self._rebuild(replay)
+        except BaseException:
+            await self.journal.close()
+            raise
+        del replay
         self.journal.open(asyncio.get_running_loop())
         self._open = True
         return jobs
@@ -215,17 +242,7 @@ class JournalStore:
             jobs = list(live.values())
             count = start = 0
             while start < len(jobs):
-                payloads: list[bytes] = []
-                until = time.perf_counter() + SNAPSHOT_SLICE
-                while True:  # a step at least per slice, however short the slice
-                    payloads += [
-                        encode_job(job, new=False)
-                        for job in jobs[start : start + _SLICE_STEP]
-                        if live.get(job.id) is job
-                    ]
-                    start += _SLICE_STEP
-                    if start >= len(jobs) or time.perf_counter() >= until:
-                        break
+                payloads, start = _encode_slice(jobs, start, live, time.perf_counter() + SNAPSHOT_SLICE)
                 await journal.add_to_snapshot(payloads)
                 count += len(payloads)
                 await asyncio.sleep(0)
