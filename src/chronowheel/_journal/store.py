@@ -98,7 +98,7 @@ class JournalStore:
     ) -> None:
         self.journal = journal = Journal(path, fsync, interval)
         # Weighed once a hand-over (a loop turn), the records the native path appends included.
-        journal.on_grown, journal.grown_past = self._consider_compaction, self.compact_factor * self.compact_min
+        journal.on_grown = self._consider_compaction
         self.live: dict[str, Job] = {}
         self.done: dict[str, tuple[float, bytes]] = {}  # job id -> its outcome's expiry and done record
         self._wall = wall

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import threading
 import time
@@ -105,9 +104,8 @@ class Journal:
         self._batch: list[Any] = []  # (future, value) pairs, flat, of commits waiting for _pending
         self._appended = 0  # records and operations handed over so far: a hand-over is durable at its count
         self._logged = 0  # records of the current log handed over (log_records counts _pending's too)
-        # Called after a hand-over once the log holds more than grown_past records: the store's compaction check.
+        # Called after each hand-over (a loop turn's records, not each record): the store's compaction check.
         self.on_grown: Callable[[], None] | None = None
-        self.grown_past = math.inf
         self._chunks: deque[asyncio.Future[None]] = deque()  # snapshot chunks not yet written
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -214,7 +212,7 @@ class Journal:
             self._handed = self._appended
             if self._idle:
                 self._ready.notify()
-        if self._logged > self.grown_past and self.on_grown is not None:
+        if self.on_grown is not None:
             self.on_grown()
 
     def append(self, payload: bytes) -> None:
