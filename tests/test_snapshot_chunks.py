@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-
 import shutil
 import zlib
 from pathlib import Path
