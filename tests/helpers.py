@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
@@ -94,3 +95,15 @@ async def until(condition: Callable[[], Awaitable[Any] | Any], seconds: float = 
             return value
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+def fill_the_disk(monkeypatch: Any) -> None:
+    """From now on, every write of a journal's writer thread fails as on a full disk (ENOSPC); other threads write."""
+    real_write = os.write
+
+    def full_disk(fd: int, data: Any) -> int:
+        if threading.current_thread().name.startswith("chronowheel journal"):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)

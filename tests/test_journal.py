@@ -32,7 +32,7 @@ from chronowheel._journal.records import NEW_RECORD_MAX, encode_job
 from chronowheel._journal.store import JournalStore
 from chronowheel._journal.writer import JournalFile
 from chronowheel.testing import VirtualClock
-from helpers import Runner, journal_store
+from helpers import Runner, fill_the_disk, journal_store
 
 HOUR = 3600.0
 
@@ -696,18 +696,11 @@ def test_only_always_waits_for_an_fsync_and_flush_fsyncs_under_every_policy(
 def test_a_failed_write_fails_loudly_and_what_was_durable_survives(
     run: Runner, harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
-
-    def full_disk(fd: int, data: Any) -> int:
-        if threading.current_thread().name.startswith("chronowheel journal"):
-            raise OSError(28, "No space left on device")
-        return real_write(fd, data)
-
     async def main() -> None:
         engine, clock = harness.engine()
         async with engine:
             await engine.schedule("remind", args=(1,), delay=HOUR, key="durable")
-            monkeypatch.setattr(os, "write", full_disk)
+            fill_the_disk(monkeypatch)
             with pytest.raises(OSError, match="No space left"):
                 await engine.schedule("remind", args=(2,), delay=HOUR, key="lost")
             with pytest.raises(OSError, match="failed"):

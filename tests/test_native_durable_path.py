@@ -16,7 +16,6 @@ import inspect
 import math
 import os
 import re
-import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from chronowheel._journal.native import settle as native_settle
 from chronowheel._journal.records import encode_job
 from chronowheel._journal.writer import JournalFile, settle
 from chronowheel.testing import VirtualClock
-from helpers import journal_store
+from helpers import fill_the_disk, journal_store
 
 WALL = 1_767_225_600.0
 START = 1000.0
@@ -188,17 +187,10 @@ async def test_records_of_both_paths_keep_the_order_they_were_made_in(tmp_path: 
 async def test_a_failed_write_fails_every_waiting_caller_with_its_own_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    real_write = os.write
-
-    def full_disk(fd: int, data: Any) -> int:
-        if threading.current_thread().name.startswith("chronowheel journal"):
-            raise OSError(28, "No space left on device")
-        return real_write(fd, data)
-
     engine = make_engine(tmp_path, "always")
     async with engine:
         schedule = engine.schedule if path == "native" else Engine.schedule.__get__(engine)
-        monkeypatch.setattr(os, "write", full_disk)
+        fill_the_disk(monkeypatch)
         failed = await asyncio.gather(
             *(schedule("t", args=(index,), delay=1) for index in range(20)), return_exceptions=True
         )
