@@ -32,7 +32,8 @@ class OptionalBuildExt(build_ext):
 def _extension(extension: type, source: str) -> object:
     """Each ``native/<name>.pyx`` is its own module, ``chronowheel.<name>``."""
     name = os.path.splitext(os.path.basename(source))[0]
-    headers = sorted(glob.glob(os.path.join("native", "*.h")))  # rebuilt when one changes; in the sdist
+    # Rebuilt when one changes; in the sdist. The .pxd holds inline code each module compiles for itself.
+    headers = sorted(glob.glob(os.path.join("native", "*.h")) + glob.glob(os.path.join("native", "*.pxd")))
     return extension(f"chronowheel.{name}", [source], depends=headers, extra_compile_args=["-O3"])
 
 
@@ -52,6 +53,7 @@ def extensions() -> list[object]:
             built += cythonize(
                 [_extension(Extension, source)],
                 compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+                include_path=["native"],
             )
         except Exception as exc:  # a Cython error must not cost users the install
             print(f"chronowheel: cannot cythonize {source} ({exc}); its pure-Python twin is used", file=sys.stderr)

@@ -35,6 +35,8 @@ from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from _template cimport Layout, copy_template, cw_put_slot, is_field, learn_layout
+
 import orjson
 
 cdef extern from "zlib.h":
@@ -47,12 +49,6 @@ cdef extern from "Python.h":
     bint PyFloat_CheckExact(object o)
     void cj_untrack "PyObject_GC_UnTrack"(object o)
     double PyFloat_AS_DOUBLE(object o)
-
-cdef extern from "_slots.h":  # a template Job copied slot by slot (shared with _cwheel)
-    object cw_new_instance(object type)
-    PyObject* cw_get_slot(object o, Py_ssize_t offset) noexcept
-    void cw_put_slot(object o, Py_ssize_t offset, PyObject* v) noexcept
-    Py_ssize_t cw_member_offset(object d) noexcept
 
 
 cdef extern from *:
@@ -82,8 +78,6 @@ DEF FRAME = 16  # u32 crc | u32 length | u64 record number
 DEF MAX_PAYLOAD = 1 << 26  # format.MAX_PAYLOAD: a longer length field is damage, not data
 DEF TIME_MAX = 2000000000000  # schema.TIME_MAX (2e12 s), exactly
 DEF PRIORITY_MAX = 0x7FFFFFFFFFFFFFFF  # schema.PRIORITY_MAX
-DEF JOB_PARAMS = 8  # Job(id, key, task, args, kwargs, priority, due_wall, due_tick)
-DEF MAX_JOB_FIELDS = 64
 
 cdef object _loads = orjson.loads
 cdef object _JSONDecodeError = orjson.JSONDecodeError
@@ -287,9 +281,7 @@ cdef class PlainJobs:
     cdef object job
     cdef object template
     cdef readonly bint cloning
-    cdef Py_ssize_t nfields
-    cdef Py_ssize_t fields[MAX_JOB_FIELDS]  # the offsets of the slots no argument fills
-    cdef Py_ssize_t params[JOB_PARAMS]  # the offset of each argument's slot
+    cdef Layout layout  # which slot is which (``_template.pxd``)
     cdef Py_ssize_t attempt_at
 
     def __init__(self, job):
@@ -297,72 +289,21 @@ cdef class PlainJobs:
         self.cloning = self._learn(job)
 
     cdef bint _learn(self, job) except -1:
-        if not isinstance(job, type) or job.__new__ is not object.__new__ or job.__dictoffset__:
-            return False
+        """Whether jobs can be copies of a template (``_template.pxd``) whose ``attempt`` no argument fills."""
         offsets = {}
-        mro = job.__mro__
-        for cls in mro[: len(mro) - 1]:  # all but object
-            names = cls.__dict__.get("__slots__")
-            if names is None:
-                return False
-            for name in (names,) if isinstance(names, str) else names:
-                offset = cw_member_offset(cls.__dict__.get(name))
-                if name != "__weakref__" and offset < 0:
-                    return False
-                if offset >= 0:
-                    offsets[name] = offset
-        if len(offsets) > MAX_JOB_FIELDS or "attempt" not in offsets:
+        template = learn_layout(job, &self.layout, offsets)
+        if template is None or "attempt" not in offsets or not is_field(&self.layout, offsets["attempt"]):
             return False
-        first = [object() for _ in range(JOB_PARAMS)]
-        second = [object() for _ in range(JOB_PARAMS)]
-        try:
-            template = job(*first)
-            other = job(*second)
-        except Exception:
-            return False
-        cdef Py_ssize_t i, n = 0, found = 0
-        cdef PyObject* a
-        cdef Py_ssize_t offset_
-        for name, offset in offsets.items():
-            offset_ = offset
-            a = cw_get_slot(template, offset_)
-            for i in range(JOB_PARAMS):
-                if a == <PyObject*>first[i]:
-                    if cw_get_slot(other, offset_) != <PyObject*>second[i] or name == "attempt":
-                        return False
-                    self.params[i] = offset_
-                    found += 1
-                    break
-            else:
-                if a != cw_get_slot(other, offset_):
-                    return False
-                self.fields[n] = offset_
-                n += 1
-        if found != JOB_PARAMS:
-            return False
-        self.nfields = n
         self.template = template
         self.attempt_at = offsets["attempt"]
         return True
 
     cdef object _build(self, job_id, key, task, args, kwargs, priority, due, attempt):
-        cdef Py_ssize_t i
         if not self.cloning:
             job = self.job(job_id, key, task, args, kwargs, priority, due, _ZERO)
             job.attempt = attempt
             return job
-        job = cw_new_instance(self.job)
-        template = self.template
-        for i in range(self.nfields):
-            cw_put_slot(job, self.fields[i], cw_get_slot(template, self.fields[i]))
-        cw_put_slot(job, self.params[0], <PyObject*>job_id)
-        cw_put_slot(job, self.params[1], <PyObject*>key)
-        cw_put_slot(job, self.params[2], <PyObject*>task)
-        cw_put_slot(job, self.params[3], <PyObject*>args)
-        cw_put_slot(job, self.params[4], <PyObject*>kwargs)
-        cw_put_slot(job, self.params[5], <PyObject*>priority)
-        cw_put_slot(job, self.params[6], <PyObject*>due)
-        cw_put_slot(job, self.params[7], <PyObject*>_ZERO)
+        job = copy_template(self.job, &self.layout, self.template, job_id, key, task, args, kwargs, priority, due, _ZERO)
         cw_put_slot(job, self.attempt_at, <PyObject*>attempt)
         return job
 

@@ -56,6 +56,8 @@ from libc.stdlib cimport qsort
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
+from _template cimport Layout, copy_template, cw_get_slot, cw_member_offset, cw_put_slot, is_field, learn_layout
+
 import math
 from asyncio import Future as _Future
 from os import urandom as _urandom
@@ -96,12 +98,6 @@ cdef extern from "Python.h":
         const char* tp_name
         traverseproc tp_traverse
         inquiry tp_clear
-
-cdef extern from "_slots.h":  # a template Job copied slot by slot (shared with _cjournal)
-    object cw_new_instance(object type)
-    PyObject* cw_get_slot(object o, Py_ssize_t offset) noexcept
-    void cw_put_slot(object o, Py_ssize_t offset, PyObject* v) noexcept
-    Py_ssize_t cw_member_offset(object d) noexcept
 
 
 cdef extern from *:
@@ -1413,9 +1409,7 @@ cdef bytes RECORD_HEAD = b'{"t":"job","id":"'
 cdef bytes RECORD_DUE = b',"kwargs":{},"due":'
 
 cdef enum:
-    JOB_PARAMS = 8  # Job(id, key, task, args, kwargs, priority, due_wall, due_tick)
     ID_BATCH = 4096  # ids made at a time (``_job._ID_BATCH``)
-    MAX_JOB_FIELDS = 64
 
 
 cdef const char* HEX = b"0123456789abcdef"
@@ -1526,9 +1520,7 @@ cdef class JobPath:
     cdef dict known  # TaskSpec -> _Task (a spec never changes: re-registering a task makes a new one)
     cdef object template  # a job Job.__init__ built: what the slots no argument fills start as
     cdef readonly bint cloning
-    cdef Py_ssize_t nfields
-    cdef Py_ssize_t fields[MAX_JOB_FIELDS]  # the offsets of the slots no argument fills
-    cdef Py_ssize_t params[JOB_PARAMS]  # the offset of each argument's slot
+    cdef Layout layout  # which slot is which (``_template.pxd``)
     cdef Py_ssize_t engine_at
     cdef Py_ssize_t timer_at
     # A journaled engine's (``durable``, ``JournalStore.new_records``), else None: the store and its journal, the
@@ -1581,50 +1573,17 @@ cdef class JobPath:
                 self.state = self.template.state
 
     cdef bint _learn(self, job) except -1:
-        """Whether jobs can be copies of a template (see the class docstring); if so, which slot is which."""
-        if not isinstance(job, type) or job.__new__ is not object.__new__ or job.__dictoffset__:
-            return False
+        """Whether jobs can be copies of a template (``_template.pxd``) whose ``_engine`` and ``_timer`` are None."""
         offsets = {}
-        for cls in job.__mro__[:-1]:
-            names = cls.__dict__.get("__slots__")
-            if names is None:
+        template = learn_layout(job, &self.layout, offsets)
+        if template is None:
+            return False
+        for name in ("_engine", "_timer"):
+            if name not in offsets:
                 return False
-            for name in (names,) if isinstance(names, str) else names:
-                offset = cw_member_offset(cls.__dict__.get(name))
-                if name != "__weakref__" and offset < 0:
-                    return False
-                if offset >= 0:
-                    offsets[name] = offset
-        if len(offsets) > MAX_JOB_FIELDS or "_engine" not in offsets or "_timer" not in offsets:
-            return False
-        first = [object() for _ in range(JOB_PARAMS)]
-        second = [object() for _ in range(JOB_PARAMS)]
-        try:
-            template = job(*first)
-            other = job(*second)
-        except Exception:
-            return False
-        cdef Py_ssize_t i, n = 0, found = 0
-        cdef PyObject* a
-        cdef Py_ssize_t offset_
-        for name, offset in offsets.items():
-            offset_ = offset
-            a = cw_get_slot(template, offset_)
-            for i in range(JOB_PARAMS):
-                if a == <PyObject*>first[i]:
-                    if cw_get_slot(other, offset_) != <PyObject*>second[i]:
-                        return False
-                    self.params[i] = offset_
-                    found += 1
-                    break
-            else:
-                if a != cw_get_slot(other, offset_) or name in ("_engine", "_timer") and a != <PyObject*>None:
-                    return False
-                self.fields[n] = offset_
-                n += 1
-        if found != JOB_PARAMS:
-            return False
-        self.nfields = n
+            at = offsets[name]
+            if not is_field(&self.layout, at) or cw_get_slot(template, at) != <PyObject*>None:
+                return False
         self.template = template
         self.engine_at = offsets["_engine"]
         self.timer_at = offsets["_timer"]
@@ -1784,19 +1743,9 @@ cdef class JobPath:
 
     cdef object _clone(self, job_id, key, name, args, kwargs, priority, due_wall, due_tick):
         """A new job, as ``Job(...)`` would build it, with ``_engine`` set: the template's copy."""
-        job = cw_new_instance(self.job)
-        cdef Py_ssize_t i
-        template = self.template
-        for i in range(self.nfields):
-            cw_put_slot(job, self.fields[i], cw_get_slot(template, self.fields[i]))
-        cw_put_slot(job, self.params[0], <PyObject*>job_id)
-        cw_put_slot(job, self.params[1], <PyObject*>key)
-        cw_put_slot(job, self.params[2], <PyObject*>name)
-        cw_put_slot(job, self.params[3], <PyObject*>args)
-        cw_put_slot(job, self.params[4], <PyObject*>kwargs)
-        cw_put_slot(job, self.params[5], <PyObject*>priority)
-        cw_put_slot(job, self.params[6], <PyObject*>due_wall)
-        cw_put_slot(job, self.params[7], <PyObject*>due_tick)
+        job = copy_template(
+            self.job, &self.layout, self.template, job_id, key, name, args, kwargs, priority, due_wall, due_tick
+        )
         cw_put_slot(job, self.engine_at, <PyObject*>self.engine)
         return job
 
