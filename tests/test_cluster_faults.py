@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 
 from chronowheel import Cluster, Engine, Every
+from helpers import until
 from pgserver import PgServer
 
 LEASE = 2.0
@@ -84,11 +85,8 @@ async def _cycle(dsn: str, tmp: Path, rng: random.Random) -> None:
                 await asyncio.sleep(0.25)
             paused.send_signal(signal.SIGCONT)
             cont_at = await _now(conn)
-            for _ in range(120):  # until every work job is done (the daily one waits 10 minutes)
-                left = await conn.fetchval("SELECT count(*) FROM cw_job WHERE NOT series AND key IS NULL")
-                if left == 0:
-                    break
-                await asyncio.sleep(0.25)
+            work_left = "SELECT count(*) = 0 FROM cw_job WHERE NOT series AND key IS NULL"
+            await until(lambda: conn.fetchval(work_left), seconds=30.0)  # every work job done (the daily one waits)
             assert producer.cluster is not None
             await producer.cluster.cancel("tick")
         for child, _ in children[1:]:
