@@ -47,6 +47,11 @@ class PgServer:
         )
         return done.stdout
 
+    def deadlocks(self) -> int:
+        """How many deadlocks the server's log reports so far."""
+        with open(os.path.join(self.socket_dir, "log"), errors="replace") as log:
+            return log.read().count("deadlock detected")
+
     def pg_ctl(self, *args: str) -> None:
         """Run ``pg_ctl`` on this server's data directory (``"stop", "-m", "immediate"``, ``"start"``)."""
         data, log = os.path.join(self.socket_dir, "data"), os.path.join(self.socket_dir, "log")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -336,19 +335,12 @@ async def test_the_orphan_sweep_skips_rows_a_stale_owner_holds_and_sweeps_them_l
     assert await admin.fetchval("SELECT count(*) FROM cw_job") == (ORPHANS // 2 if kind == "ack" else ORPHANS)
 
 
-async def deadlocks_in(log: Path) -> int:
-    """How many deadlocks the server's log reports so far."""
-    text = await asyncio.to_thread(log.read_text, errors="replace")
-    return text.count("deadlock detected")
-
-
 async def test_concurrent_lease_rounds_of_two_engines_log_no_deadlock(
     pg_server: PgServer, pg_dsn: str, admin: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Many times over: two engines' lease rounds race for expired shards full of orphans, while the stale
     owner's ack of them is in flight. No round fails, and the server logs no deadlock."""
-    log = Path(pg_server.socket_dir, "log")
-    before = await deadlocks_in(log)
+    before = pg_server.deadlocks()
     clock = VirtualClock()
     first, second = engine_of(pg_dsn, clock), engine_of(pg_dsn, clock)
     async with first, second:
@@ -385,7 +377,54 @@ async def test_concurrent_lease_rounds_of_two_engines_log_no_deadlock(
             assert sum(len(store.ownership.held) for store in stores) == SHARDS
             assert await admin.fetchval("SELECT count(*) FROM cw_job WHERE state = 1") == 0
     assert "deadlock" not in caplog.text
-    assert await deadlocks_in(log) == before
+    assert pg_server.deadlocks() == before
+
+
+@pytest.mark.parametrize("higher", ["default", "second"])
+async def test_the_claims_of_every_pool_lock_their_shards_in_shard_order(
+    pg_server: PgServer, pg_dsn: str, admin: asyncpg.Connection, higher: str
+) -> None:
+    """Two pools fire in one turn, one job each, in shards 2 and 9; another transaction holds shard 2 locked.
+
+    The flush's claim waits for shard 2 holding no lock on shard 9: what locks
+    shard rows in shard order (a lease round's renew) cannot wait on it in a
+    cycle. A claim per pool, one after the other, took shard 9 and then waited
+    for shard 2, whichever pool's job it was: a renew waiting for 9 while it
+    held 2 was a deadlock, and the lease round that lost it, a lease lost.
+    """
+    clock = VirtualClock()
+    engine = engine_of(pg_dsn, clock)
+    engine.add_pool("second", concurrency=1)
+    ran: list[str] = []
+    engine.task(name="first")(ran.append)
+    engine.task(name="other", pool="second")(ran.append)
+    low, high = 2, 9
+    before = pg_server.deadlocks()
+    async with engine:
+        first_shard, second_shard = (high, low) if higher == "default" else (low, high)
+        await engine.schedule("first", args=("first",), delay=1.0, key=key_in(first_shard, "f"))
+        await engine.schedule("other", args=("other",), delay=1.0, key=key_in(second_shard, "o"))
+        blocker = await asyncpg.connect(pg_dsn)
+        try:
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute("SELECT FROM cw_shard WHERE shard = $1 FOR UPDATE", low)
+            await clock.advance(1.0)  # both due: one flush claims them both, and waits for the lock
+            query = (
+                "SELECT count(*) > 0 FROM pg_stat_activity"
+                " WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%claimed AS%'"
+            )
+            await until(lambda: admin.fetchval(query, blocker.get_server_pid()))
+            await blocker.execute("SELECT FROM cw_shard WHERE shard = $1 FOR UPDATE NOWAIT", high)
+            await transaction.commit()
+        finally:
+            await blocker.close()
+        await until(lambda: len(ran) == 2)
+        stats = store_of(engine).stats()
+    assert sorted(ran) == ["first", "other"]
+    assert stats["refused_claims"] == 0
+    assert stats["guarded"] == 0
+    assert pg_server.deadlocks() == before
 
 
 # -- the server's identity --------------------------------------------------------------------------------

@@ -187,4 +187,7 @@ def test_kill_and_pause_owners(pg_server: PgServer, tmp_path: Path) -> None:
         pg_server.psql(f"CREATE SCHEMA {schema}")  # a fresh cluster per cycle
         cycle_dir = tmp_path / str(cycle)
         cycle_dir.mkdir()
+        deadlocks = pg_server.deadlocks()
         asyncio.run(_cycle(pg_server.dsn(schema), cycle_dir, rng))
+        # 8. No statement of the store lost a deadlock: a lease round that does may lose its owner's leases.
+        assert pg_server.deadlocks() == deadlocks

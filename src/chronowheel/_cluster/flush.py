@@ -130,8 +130,8 @@ class Flusher:
                     await self._pause(conn, batch.pauses, batch.resumes, notes)
                 if ended:
                     await self._follow(conn, ended, notes)
-                for claims, hand_out in batch.claims:
-                    claimed.append((await self._claim_rows(conn, claims), hand_out))
+                if batch.claims:
+                    claimed = await self._claim_rows(conn, batch.claims)
                 await notify(conn, self._listener.channel, notes)
         except Exception as exc:
             logger.error("chronowheel: cluster store: a write of %d waiting callers failed", len(batch.waiters))
@@ -393,38 +393,52 @@ class Flusher:
             elif job.state == "dead":
                 notes.append(f"d{self._holdings.shard(job)}")  # whoever waits for its result learns it failed
 
-    async def _claim_rows(self, conn: asyncpg.Connection, claims: list[tuple[Job, int, int]]) -> list[Job]:
-        """The fenced claim; returns the jobs claimed, and forgets the shards the database says are lost."""
+    async def _claim_rows(
+        self, conn: asyncpg.Connection, groups: list[tuple[list[tuple[Job, int, int]], HandOut]]
+    ) -> list[tuple[list[Job], HandOut]]:
+        """The fenced claim of every pool's due jobs, in one statement; returns each pool's claimed jobs.
+
+        Forgets the shards the database says are lost: those refused under
+        the token this engine still holds for them (a token it has since
+        replaced refuses only the jobs claimed under it).
+        """
         assert self._holdings.host is not None
-        pairs = {shard: token for _, shard, token in claims}
+        claims = [claim for group, _ in groups for claim in group]
+        pairs = sorted({(shard, token) for _, shard, token in claims})
         row = await conn.fetchrow(
             sql.CLAIM,
             self._ownership.me,
-            list(pairs),
-            list(pairs.values()),
+            [shard for shard, _ in pairs],
+            [token for _, token in pairs],
             [job.id for job, _, _ in claims],
             self._holdings.host.wall() + DUE_TOLERANCE,
             [shard for _, shard, _ in claims],
+            [token for _, _, token in claims],
         )
         assert row is not None
-        held, ids = set(row["shards"]), set(row["ids"])
+        refused = set(pairs) - set(zip(row["shards"], row["tokens"], strict=True))
+        won = set(zip(row["ids"], row["fences"], strict=True))
         self._holdings.counts["reruns"] += row["reruns"]
-        lost = set(pairs) - held
-        claimed = []
+        held = self._ownership.held
+        lost = {shard for shard, token in refused if shard in held and held[shard].token == token}
+        claimed: list[tuple[list[Job], HandOut]] = []
         missed = []
-        for job, shard, token in claims:
-            if job.id in ids:
-                ids.discard(job.id)  # two copies of one job (a notification raced a refill): one starts
-                job._fence = token
-                self._holdings.fences[job.id] = (token, shard)
-                claimed.append(job)
-            else:
-                if shard in lost:
+        for group, hand_out in groups:
+            started = []
+            for job, shard, token in group:
+                if (job.id, token) in won:
+                    won.discard((job.id, token))  # two copies of one job (a notification raced a refill): one starts
+                    job._fence = token
+                    self._holdings.fences[job.id] = (token, shard)
+                    started.append(job)
+                    continue
+                if (shard, token) in refused:
                     self._holdings.counts["refused_claims"] += 1
                 elif job.id not in self._holdings.fences:
                     missed.append(job.id)  # reloaded below, and indexed again if its row is still there
                 if job.id not in self._holdings.fences:  # not a second copy of a job this engine holds a claim on
                     self._holdings.host.let_go(job)
+            claimed.append((started, hand_out))
         if lost:
             self._holdings.lose(lost)
         if missed:  # cancelled, claimed elsewhere, or moved by a change whose notification this engine missed:
@@ -434,7 +448,7 @@ class Flusher:
                 conn,
                 "claim",
                 self._ownership.me,
-                [(job.id, self._holdings.fences[job.id][1], job._fence) for job in claimed],
+                [(job.id, self._holdings.fences[job.id][1], job._fence) for jobs, _ in claimed for job in jobs],
             )
         return claimed
 

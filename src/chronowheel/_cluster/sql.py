@@ -54,8 +54,8 @@ WITH found AS (
 )
 SELECT ARRAY(SELECT DISTINCT shard FROM found WHERE id NOT IN (SELECT id FROM swept)) AS left
 """
-# Shard rows are locked in shard order by every statement that locks more than one (the renew, the release,
-# the claim's FOR SHARE): two of them never wait for each other in a cycle.
+# Shard rows are locked in shard order, by one statement in each transaction that locks any (the renew, the
+# release, a flush's claim, FOR SHARE): two of them never wait for each other in a cycle.
 RENEW: Final = """
 UPDATE cw_shard s SET expires_at = now() + make_interval(secs => $2)
 FROM (
@@ -234,8 +234,11 @@ SELECT $1, $2, s, t, i FROM unnest($3::int[], $4::bigint[], $5::text[]) x(s, t, 
 # -- the claim ------------------------------------------------------------------------------------------
 
 # The fence: the shard's current token, an unexpired lease on the database's clock, FOR SHARE so that an
-# acquisition waits for the claims in flight. A one-shot job gives its key back at its claim; a series
-# keeps it. Not due yet by the engine's clock ($5): it was moved, and the claim leaves it alone.
+# acquisition waits for the claims in flight. One statement per flush, whatever the number of pools that fired:
+# a second claim in the same transaction would lock its shards after the first one's, out of shard order. Each
+# job comes with the token it is claimed under ($7): a shard re-acquired between two firings has two. A one-shot
+# job gives its key back at its claim; a series keeps it. Not due yet by the engine's clock ($5): it was moved,
+# and the claim leaves it alone.
 CLAIM: Final = """
 WITH sh AS (
   SELECT s.shard, s.token FROM cw_shard s
@@ -245,12 +248,15 @@ WITH sh AS (
 ), claimed AS (
   UPDATE cw_job j SET state = 1, fence = c.token, claims = j.claims + 1,
                       key = CASE WHEN j.series THEN j.key END
-  FROM (SELECT c.id, c.shard, sh.token FROM unnest($4::text[], $6::int[]) c(id, shard) JOIN sh USING (shard)) c
+  FROM (SELECT c.id, c.shard, c.token FROM unnest($4::text[], $6::int[], $7::bigint[]) c(id, shard, token)
+        JOIN sh USING (shard, token)) c
   WHERE j.id = c.id AND j.shard = c.shard AND j.state = 0 AND j.due <= $5
-  RETURNING j.id, j.claims
+  RETURNING j.id, j.fence, j.claims
 )
-SELECT ARRAY(SELECT shard FROM sh) AS shards, ARRAY(SELECT id FROM claimed) AS ids,
-       (SELECT count(*) FROM claimed WHERE claims > 1) AS reruns
+SELECT h.*, c.*
+FROM (SELECT coalesce(array_agg(shard), '{}') AS shards, coalesce(array_agg(token), '{}') AS tokens FROM sh) h,
+     (SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(fence), '{}') AS fences,
+             count(*) FILTER (WHERE claims > 1) AS reruns FROM claimed) c
 """
 
 # -- the transactional ack (effectively-once) ---------------------------------------------------------
