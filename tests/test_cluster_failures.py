@@ -20,7 +20,7 @@ import pytest
 from chronowheel import Cluster, Engine
 from chronowheel._cluster import sql
 from chronowheel._cluster.flush import DUE_TOLERANCE
-from chronowheel._cluster.ownership import shard_of
+from chronowheel._cluster.ownership import rendezvous, shard_of
 from chronowheel._cluster.schema import upgrade
 from chronowheel._cluster.store import ClusterStore
 from chronowheel.testing import VirtualClock
@@ -425,6 +425,112 @@ async def test_the_claims_of_every_pool_lock_their_shards_in_shard_order(
     assert stats["refused_claims"] == 0
     assert stats["guarded"] == 0
     assert pg_server.deadlocks() == before
+
+
+async def test_a_claim_under_a_token_replaced_before_its_flush_is_refused_alone(
+    pg_dsn: str, admin: asyncpg.Connection
+) -> None:
+    """Two firings of one shard wait behind a blocked flush; between them the lease lapses and is taken back under
+    a new token (which loads the shard's jobs again). One flush carries both claims: the older token's is refused,
+    the new one's run, and the shard stays held.
+
+    A claim per firing lost the shard at the older token's refusal, held as it
+    was under the new one: the new token's job, claimed, was stranded by the
+    guard, and the shard's jobs left the wheel until the lease expired again.
+    """
+    clock = VirtualClock()
+    engine = engine_of(pg_dsn, clock)
+    ran: list[str] = []
+    engine.task(name="note")(ran.append)
+    shard = 5
+    async with engine:
+        store = store_of(engine)
+        assert store.leases.task is not None
+        store.leases.task.cancel()  # the test runs the rounds
+        for name, delay in (("older", 1.0), ("newer", 2.0)):
+            await engine.schedule("note", args=(name,), delay=delay, key=key_in(shard, name))
+        token = store.ownership.held[shard].token
+        blocker = await asyncpg.connect(pg_dsn)
+        try:
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute("INSERT INTO cw_job (id, shard, key, due, record) VALUES ('held', 0, 'held', 0, '')")
+            engine.schedule_nowait("note", args=("held",), delay=600.0, key="held")  # its flush waits for the blocker
+            query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+            await until(lambda: admin.fetchval(query, blocker.get_server_pid()))
+            await clock.advance(1.0)  # "older" is due: its claim waits, under the first token
+            await admin.execute("UPDATE cw_shard SET expires_at = now() WHERE shard = $1", shard)
+            host = store.holdings.host
+            assert host is not None
+            host.load(await store.leases.tend_once())  # the renew finds the lease lapsed; the acquisition retakes it
+            assert store.ownership.held[shard].token == token + 1
+            await clock.advance(1.0)  # "newer" is due: its claim waits too, under the new token
+            await transaction.rollback()
+            await settle(clock, engine)
+        finally:
+            await blocker.close()
+        assert sorted(ran) == ["newer", "older"]  # "older" by the copy the re-acquisition loaded, under the new token
+        assert store.ownership.held[shard].token == token + 1  # still held
+        assert store.stats()["refused_claims"] == 1  # the first copy of "older", under the old token
+        assert store.stats()["guarded"] == 0
+        host.load(await store.leases.tend_once())
+        await settle(clock, engine, seconds=1.0)
+        assert await admin.fetchval("SELECT count(*) FROM cw_job WHERE key <> 'held'") == 0
+    assert sorted(ran) == ["newer", "older"]
+
+
+async def test_a_shard_is_handed_over_only_once_its_ack_is_written(pg_dsn: str, admin: asyncpg.Connection) -> None:
+    """A job's run ends while the flush ahead of its ack waits on a lock; meanwhile another engine joins and wins
+    the job's shard. The owner hands over its other shards, and that one only once the ack has committed.
+
+    Handed over with the others, the hand-over gave the finished job's row back
+    as never run: the newcomer ran it again, and the late ack matched nothing.
+    """
+    clock = VirtualClock()
+    owner, newcomer = engine_of(pg_dsn, clock), engine_of(pg_dsn, clock)
+    ran: list[str] = []
+    finish = asyncio.Event()
+    for engine in (owner, newcomer):
+
+        @engine.task(name="note")
+        async def note(name: str) -> None:
+            await finish.wait()
+            ran.append(name)
+
+    mine, theirs = store_of(owner), store_of(newcomer)
+    shard = next(s for s in range(SHARDS) if rendezvous(s, (mine.me, theirs.me)) == theirs.me)
+    owned_by = "SELECT owner FROM cw_shard WHERE shard = $1"
+    async with owner:
+        job = await owner.schedule("note", args=("once",), delay=1.0, key=key_in(shard, "x"))
+        await settle(clock, owner, seconds=1.0)
+        assert job.id in mine.holdings.fences  # claimed, and running
+        blocker = await asyncpg.connect(pg_dsn)
+        try:
+            transaction = blocker.transaction()
+            await transaction.start()
+            await blocker.execute("INSERT INTO cw_job (id, shard, key, due, record) VALUES ('held', 0, 'held', 0, '')")
+            owner.schedule_nowait("note", args=("held",), delay=600.0, key="held")  # its flush waits for the blocker
+            query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+            await until(lambda: admin.fetchval(query, blocker.get_server_pid()))
+            finish.set()
+            await until(lambda: job.id not in mine.holdings.fences)  # its run is over: its ack waits its turn
+            async with newcomer:
+                taken = "SELECT count(*) > 0 FROM cw_shard WHERE owner = $1"
+                await until(lambda: admin.fetchval(taken, theirs.me))  # the owner's hand-over has committed
+                assert await admin.fetchval(owned_by, shard) == mine.me
+                await transaction.rollback()
+
+                async def handed_over() -> bool:
+                    return bool(await admin.fetchval(owned_by, shard) == theirs.me)
+
+                await until(handed_over)  # once the ack has committed
+                await settle(clock, owner, newcomer, seconds=1.0)
+                stats = [mine.stats(), theirs.stats()]
+        finally:
+            await blocker.close()
+    assert ran == ["once"]
+    assert [s["stale_writes"] for s in stats] == [0, 0]
+    assert [s["reruns"] for s in stats] == [0, 0]
 
 
 # -- the server's identity --------------------------------------------------------------------------------

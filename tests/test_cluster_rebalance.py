@@ -165,7 +165,9 @@ def test_an_engine_back_under_its_old_id(pg_server: PgServer, tmp_path: Path, do
     had claimed run again; every job runs."""
     schema = f"same{os.getpid()}_{int(downtime * 10)}"
     pg_server.psql(f"CREATE SCHEMA {schema}")
+    deadlocks = pg_server.deadlocks()
     asyncio.run(_same_id(pg_server.dsn(schema), tmp_path, downtime))
+    assert pg_server.deadlocks() == deadlocks
 
 
 async def _same_id(dsn: str, tmp: Path, downtime: float) -> None:
@@ -183,7 +185,8 @@ async def _same_id(dsn: str, tmp: Path, downtime: float) -> None:
             for n in range(300):
                 producer.schedule_nowait("work", args=(n,), delay=0.2 + n / 100)
             await producer.schedule("work", args=(300,), delay=3.2)
-            await asyncio.sleep(1.0)
+            ran = "SELECT count(*) > 0 FROM runs WHERE engine = 'worker-1'"
+            await until(lambda: conn.fetchval(ran))  # it is running its jobs (due over 3 s): killed mid-run
             fixed.send_signal(signal.SIGKILL)
             await fixed.wait()
             await asyncio.sleep(downtime)

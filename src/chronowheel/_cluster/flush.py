@@ -53,6 +53,7 @@ class Flusher:
         self._listener = listener
         self.pool: asyncpg.Pool | None = None  # set by the store once connected
         self.batch = Batch()
+        self._writing: Batch | None = None  # the batch of the flush under way
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # at close a failed flush is given up, not tried again
         self._outcomes: dict[str, Job | BaseException] = {}  # of new rows and redrives, for their waiters
@@ -68,6 +69,20 @@ class Flusher:
         while self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)
 
+    def unwritten(self) -> set[int]:
+        """The shards of claims and fenced outcomes not committed yet: none is handed over before they are.
+
+        A hand-over gives back its shards' claimed rows: one whose run ended
+        here but whose ack is still on its way would run again elsewhere.
+        """
+        shards: set[int] = set()
+        for batch in (self.batch, self._writing):
+            if batch is not None:
+                shards.update(shard for claims, _ in batch.claims for _, shard, _ in claims)
+                shards.update(batch.acks.values())
+                shards.update(map(self._holdings.shard, (*batch.settles.values(), *batch.runs.values())))
+        return shards
+
     async def _flush_all(self) -> None:
         try:
             while True:
@@ -75,10 +90,13 @@ class Flusher:
                 batch, self.batch = self.batch, Batch()
                 if not batch and not batch.waiters:
                     return
-                if not await self._flush(batch):
+                self._writing = batch
+                written = await self._flush(batch)
+                self._writing = None
+                if not written:
                     await asyncio.sleep(RETRY)
         finally:
-            self.task = None
+            self.task = self._writing = None
             if self.batch or self.batch.waiters:
                 self.kick()
 

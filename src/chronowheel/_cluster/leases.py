@@ -3,11 +3,12 @@
 Every quarter of the lease (jittered), one round: heartbeat, the server's
 identity, one fenced renew of all held shards (those missing from the
 answer are lost), hand-overs of shards another live engine wins (only once
-no job of theirs runs here), acquisitions of those this engine wins, the
-orphan sweep of rows claimed under older tokens, the jobs the local guard
-stranded, the purge of expired outcomes, and the horizon refill every
-``horizon / 2``. The lease side never waits for a job row: what it would
-wait for is skipped and swept at a later round (docs/cluster.md, "Locks").
+no job of theirs runs here, and no claim or outcome of theirs is still
+being written), acquisitions of those this engine wins, the orphan sweep of
+rows claimed under older tokens, the jobs the local guard stranded, the
+purge of expired outcomes, and the horizon refill every ``horizon / 2``.
+The lease side never waits for a job row: what it would wait for is skipped
+and swept at a later round (docs/cluster.md, "Locks").
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncpg
 
 from .._job import Job
 from . import sql, writes
+from .flush import Flusher
 from .holdings import Holdings
 from .listener import Listener
 from .results import PURGE_MAX
@@ -33,8 +35,9 @@ logger = logging.getLogger("chronowheel")
 class Leases:
     """One engine's lease rounds (a worker's: a client holds no shard), and its view of the server's identity."""
 
-    def __init__(self, holdings: Holdings, listener: Listener) -> None:
+    def __init__(self, holdings: Holdings, listener: Listener, flusher: Flusher) -> None:
         self._holdings = holdings
+        self._flusher = flusher
         self._ownership = holdings.ownership
         self._config = holdings.config
         self._listener = listener
@@ -90,7 +93,7 @@ class Leases:
                 lost = self._ownership.renewed([row["shard"] for row in kept], sent)
                 if lost:
                     self._holdings.lose(lost, already=True)
-            release = self._holdings.releasable(self._ownership.to_release(live))
+            release = self._holdings.releasable(self._ownership.to_release(live)) - self._flusher.unwritten()
             if release:
                 await self.release(release, conn)
             wanted = list(self._ownership.wanted(live) - set(self._ownership.held))

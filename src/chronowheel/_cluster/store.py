@@ -68,7 +68,7 @@ class ClusterStore:
             self.holdings, self.finished, worker=self.worker, connected=self._connected, released=self._released
         )
         self.flusher = Flusher(self.holdings, self.listener)
-        self.leases = Leases(self.holdings, self.listener)
+        self.leases = Leases(self.holdings, self.listener, self.flusher)
 
     @property
     def me(self) -> str:
