@@ -380,6 +380,7 @@ async def test_a_parent_replaced_under_its_key_cancels_its_children(
 ) -> None:
     """``schedule(..., key=, if_exists="replace")`` ends the job it takes the key of, on any engine: its children are
     cancelled for it (the replace on another engine gives the row the new job's id, and must not leave them waiting).
+    The replacer reports the replaced job and its child (hooks, counts), and both keep their cancelled outcome.
     """
     clock = VirtualClock()
     runs: list[str] = []
@@ -401,6 +402,11 @@ async def test_a_parent_replaced_under_its_key_cancels_its_children(
         assert await admin.fetchval("SELECT array_agg(id) FROM cw_job") == [new.id]
         await until(lambda: any(job_id == child.id for _, job_id in reported))
         assert [engine for engine, job_id in reported if job_id == child.id] == [replacing]  # once, by the replacer
+        assert [engine for engine, job_id in reported if job_id == parent.id] == [replacing]  # the replaced, too
+        for engine in (worker, client):
+            with pytest.raises(JobCancelled, match=rf"replaced by job {new.id} \(if_exists='replace'\)"):
+                await engine.result(parent, timeout=10.0)
+        assert replacing.stats()["cancelled"] == 2
         await settle(clock, worker, client, seconds=5.0)
         await until(lambda: _settled_all(clock, (worker, client), runs, 1))
         await settle(clock, worker, client, seconds=60.0)

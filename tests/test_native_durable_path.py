@@ -114,10 +114,18 @@ def outcome(engine: Engine, call: Any, arguments: dict[str, Any]) -> tuple[Any, 
 
 
 def written(engine: Engine) -> list[dict[str, Any]]:
-    """The records in the engine's log so far, each job's id replaced by whether it is a job's of this engine."""
+    """The records in the engine's log so far, each job's id replaced by whether it is a job's of this engine (and
+    by its form in a reason: a replaced job's names the new one)."""
     found = [record.payload for record in JournalFile(journal_store(engine).journal.path).records()]
     jobs = engine._registry.jobs
-    return [{**record, "id": record["id"] in jobs} for record in found]
+    return [
+        {
+            **record,
+            "id": record["id"] in jobs,
+            **({"why": re.sub("[0-9a-f]{32}", "<id>", record["why"])} if "why" in record else {}),
+        }
+        for record in found
+    ]
 
 
 @pytest.mark.parametrize("arguments", [row[1] for row in CALLS], ids=[row[0] for row in CALLS])

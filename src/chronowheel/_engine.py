@@ -449,7 +449,7 @@ class Engine:
         # Checked before anything changes: args the store cannot keep raise here.
         token = store.check(job, if_exists) if store is not None else None
         if key is not None and key in keyed:
-            self.cancel(key)
+            self._cancel_for(keyed[key], f"replaced by job {job_id} (if_exists='replace')", own=False)
         if store is not None:
             store.recorded(job, token)
         if parents is None:  # Placement.place, inlined: into the pool's wheel, indexed by id and key

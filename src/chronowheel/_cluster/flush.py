@@ -24,7 +24,8 @@ import orjson
 
 from .._errors import DuplicateKey
 from .._job import Job
-from .._journal.records import encode_job
+from .._journal.records import encode_done, encode_job
+from .._outcome import Outcome
 from . import dependencies, sql, writes
 from .batch import Batch, HandOut
 from .holdings import Holdings, job_of
@@ -57,7 +58,7 @@ class Flusher:
         self.task: asyncio.Task[None] | None = None
         self.closing = False  # at close a failed flush is given up, not tried again
         self._outcomes: dict[str, Job | BaseException] = {}  # of new rows and redrives, for their waiters
-        self._cancelled: list[tuple[Job, str]] = []  # children this flush cancelled, reported once it commits
+        self._cancelled: list[tuple[Job, str]] = []  # jobs this flush cancelled (children, replaced): told at commit
         self.round_trips: deque[float] = deque(maxlen=1024)
 
     def kick(self) -> None:
@@ -256,14 +257,13 @@ class Flusher:
             if not entries:
                 continue
             jobs = [job for job, _, _ in entries]
-            replaced: dict[str, str] = {}
+            taken = []
             if mode == "replace":  # locked: no child joins the old job before its row is the new one's
                 taken = await conn.fetch(sql.TAKEN, [job.key for job in jobs])
-                replaced = {row["id"]: "cancelled" for row in taken if row["waited"]}
             statement = sql.INSERT_REPLACE if mode == "replace" else sql.INSERT
             written = {row["id"] for row in await conn.fetch(statement, *self._rows(jobs, [r for _, r, _ in entries]))}
-            if replaced:
-                await self._follow(conn, replaced, notes)
+            if taken:
+                await self._replaced(conn, taken, {job.key: job.id for job in jobs if job.id in written}, notes)
             horizon = self._holdings.host.wall() + self._config.horizon if self._holdings.host is not None else 0.0
             now = self._holdings.monotonic()
             for job in jobs:
@@ -274,6 +274,30 @@ class Flusher:
                     self._outcomes[job.id] = await self._taken(conn, job, mode)
                 elif job._due_wall <= horizon and self._ownership.token(self._holdings.shard(job), now) is None:
                     notes.append(f"n{self._holdings.shard(job)}/{job.id}")  # its owner is another engine: tell it
+
+    async def _replaced(
+        self, conn: asyncpg.Connection, taken: list[Any], by: dict[str | None, str], notes: list[str]
+    ) -> None:
+        """Jobs whose keys new ones took (``"replace"``) end cancelled: kept so, reported once this flush commits.
+
+        Their owners drop their copies; their children (``after=``) are
+        cancelled for them, as the replace of one engine's own job does.
+        """
+        ended = [row for row in taken if row["key"] in by and row["id"] != by[row["key"]] and row["state"] != 3]
+        expires = self.expires()
+        kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
+        for row in ended:
+            job = job_of(row)
+            job.state = "cancelled"
+            why = f"replaced by job {by[row['key']]} (if_exists='replace')"
+            self._cancelled.append((job, why))
+            notes.append(f"c{row['shard']}/{row['id']}")
+            if expires is not None:
+                kept[row["id"], None] = (row["shard"], expires, encode_done(Outcome(job, None, expires, reason=why)))
+        await keep(conn, kept, set(), notes)
+        waited = {row["id"]: "cancelled" for row in ended if row["waited"]}
+        if waited:
+            await self._follow(conn, waited, notes)
 
     async def _taken(self, conn: asyncpg.Connection, job: Job, mode: str) -> Job | BaseException:
         assert self._holdings.host is not None

@@ -164,8 +164,11 @@ DO UPDATE SET id = EXCLUDED.id, shard = EXCLUDED.shard, due = EXCLUDED.due, reco
               series = EXCLUDED.series, state = 0, fence = NULL, claims = 0, waited = false
 RETURNING id
 """
-# The jobs a replace takes the keys of, locked (in key order) before it: those with children (``waited``) end.
-TAKEN: Final = "SELECT id, waited FROM cw_job WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
+# The jobs a replace takes the keys of, locked (in key order) before it: each ends cancelled, and those with
+# children (``waited``) take them with it.
+TAKEN: Final = """
+SELECT id, shard, key, due, state, waited, record FROM cw_job WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE
+"""
 # A redriven dead job (the row is there, dead) or one the store no longer has: waiting again.
 PUT: Final = f"""
 INSERT INTO cw_job (id, shard, key, due, series, record)
