@@ -11,7 +11,9 @@ lease rounds run on real time, so the tests use a 4 s lease (a round every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -427,6 +429,25 @@ async def test_the_claims_of_every_pool_lock_their_shards_in_shard_order(
     assert pg_server.deadlocks() == before
 
 
+@contextlib.asynccontextmanager
+async def flushes_held(
+    pg_dsn: str, admin: asyncpg.Connection, engine: Engine
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """The engine's flushes held up: one (of a ``note`` job keyed ``held``) waits for the key, which another
+    transaction has taken. Yields what lets it go."""
+    blocker = await asyncpg.connect(pg_dsn)
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("INSERT INTO cw_job (id, shard, key, due, record) VALUES ('held', 0, 'held', 0, '')")
+        engine.schedule_nowait("note", args=("held",), delay=600.0, key="held")  # its flush waits for the blocker
+        query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+        await until(lambda: admin.fetchval(query, blocker.get_server_pid()))
+        yield transaction.rollback
+    finally:
+        await blocker.close()
+
+
 async def test_a_claim_under_a_token_replaced_before_its_flush_is_refused_alone(
     pg_dsn: str, admin: asyncpg.Connection
 ) -> None:
@@ -450,14 +471,7 @@ async def test_a_claim_under_a_token_replaced_before_its_flush_is_refused_alone(
         for name, delay in (("older", 1.0), ("newer", 2.0)):
             await engine.schedule("note", args=(name,), delay=delay, key=key_in(shard, name))
         token = store.ownership.held[shard].token
-        blocker = await asyncpg.connect(pg_dsn)
-        try:
-            transaction = blocker.transaction()
-            await transaction.start()
-            await blocker.execute("INSERT INTO cw_job (id, shard, key, due, record) VALUES ('held', 0, 'held', 0, '')")
-            engine.schedule_nowait("note", args=("held",), delay=600.0, key="held")  # its flush waits for the blocker
-            query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
-            await until(lambda: admin.fetchval(query, blocker.get_server_pid()))
+        async with flushes_held(pg_dsn, admin, engine) as release:
             await clock.advance(1.0)  # "older" is due: its claim waits, under the first token
             await admin.execute("UPDATE cw_shard SET expires_at = now() WHERE shard = $1", shard)
             host = store.holdings.host
@@ -465,10 +479,8 @@ async def test_a_claim_under_a_token_replaced_before_its_flush_is_refused_alone(
             host.load(await store.leases.tend_once())  # the renew finds the lease lapsed; the acquisition retakes it
             assert store.ownership.held[shard].token == token + 1
             await clock.advance(1.0)  # "newer" is due: its claim waits too, under the new token
-            await transaction.rollback()
+            await release()
             await settle(clock, engine)
-        finally:
-            await blocker.close()
         assert sorted(ran) == ["newer", "older"]  # "older" by the copy the re-acquisition loaded, under the new token
         assert store.ownership.held[shard].token == token + 1  # still held
         assert store.stats()["refused_claims"] == 1  # the first copy of "older", under the old token
@@ -504,21 +516,14 @@ async def test_a_shard_is_handed_over_only_once_its_ack_is_written(pg_dsn: str, 
         job = await owner.schedule("note", args=("once",), delay=1.0, key=key_in(shard, "x"))
         await settle(clock, owner, seconds=1.0)
         assert job.id in mine.holdings.fences  # claimed, and running
-        blocker = await asyncpg.connect(pg_dsn)
-        try:
-            transaction = blocker.transaction()
-            await transaction.start()
-            await blocker.execute("INSERT INTO cw_job (id, shard, key, due, record) VALUES ('held', 0, 'held', 0, '')")
-            owner.schedule_nowait("note", args=("held",), delay=600.0, key="held")  # its flush waits for the blocker
-            query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
-            await until(lambda: admin.fetchval(query, blocker.get_server_pid()))
+        async with flushes_held(pg_dsn, admin, owner) as release:
             finish.set()
             await until(lambda: job.id not in mine.holdings.fences)  # its run is over: its ack waits its turn
             async with newcomer:
                 taken = "SELECT count(*) > 0 FROM cw_shard WHERE owner = $1"
                 await until(lambda: admin.fetchval(taken, theirs.me))  # the owner's hand-over has committed
                 assert await admin.fetchval(owned_by, shard) == mine.me
-                await transaction.rollback()
+                await release()
 
                 async def handed_over() -> bool:
                     return bool(await admin.fetchval(owned_by, shard) == theirs.me)
@@ -526,8 +531,6 @@ async def test_a_shard_is_handed_over_only_once_its_ack_is_written(pg_dsn: str, 
                 await until(handed_over)  # once the ack has committed
                 await settle(clock, owner, newcomer, seconds=1.0)
                 stats = [mine.stats(), theirs.stats()]
-        finally:
-            await blocker.close()
     assert ran == ["once"]
     assert [s["stale_writes"] for s in stats] == [0, 0]
     assert [s["reruns"] for s in stats] == [0, 0]

@@ -83,7 +83,7 @@ from journal_files import next_frames
 # One worker runs these one after another (`make test` distributes with --dist loadgroup): each child
 # is a busy process of its own (fsync on every schedule, compacting many times a second), so two at once
 # would take both cores from the other worker.
-pytestmark = pytest.mark.xdist_group("crash")
+pytestmark = [pytest.mark.xdist_group("crash"), pytest.mark.heavy]
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "crash_child.py"

@@ -366,6 +366,7 @@ def expressions(draw: st.DrawFn) -> tuple[str, str]:
     return " ".join(five), " ".join(five)
 
 
+@pytest.mark.heavy
 @settings(max_examples=300, deadline=None)
 @given(pair=expressions(), start=st.integers(int(instant("2020-01-01 00:00")), int(instant("2030-01-01 00:00"))))
 def test_agrees_with_croniter_where_cron_and_croniter_agree(pair: tuple[str, str], start: int) -> None:

@@ -128,6 +128,7 @@ def run_against_the_model(steps: list[Op]) -> None:
 
 # 60 examples in make test (the suite's longest test: each example restarts engines on real files); the soak
 # below runs 3,000 longer ones.
+@pytest.mark.heavy
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops)
 def test_journaled_engine_matches_the_model(steps: list[Op]) -> None:

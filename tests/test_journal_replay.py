@@ -70,6 +70,7 @@ def as_entry(entry: Job | dict[str, Any]) -> dict[str, Any]:
     return job_record(entry) if isinstance(entry, Job) else entry
 
 
+@pytest.mark.heavy
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(record, max_size=8), max_size=5))
 def test_job_replay_leaves_the_live_set_the_records_replay_leaves(runs: list[list[dict[str, Any]]]) -> None:

@@ -148,6 +148,7 @@ def run_stream(wheel: Any, ops: list[tuple[Any, ...]]) -> None:
     assert wheel.next_expiry() is None
 
 
+@pytest.mark.heavy
 @settings(max_examples=1000, deadline=None)
 @given(st.lists(operation, min_size=5, max_size=150))
 def test_wheel_matches_reference_model(wheel_factory: Any, ops: list[tuple[Any, ...]]) -> None:

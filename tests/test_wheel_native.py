@@ -292,6 +292,7 @@ def run_pair_ops(pair: Pair, ops: list[tuple[Any, ...]]) -> None:
 
 
 @needs_native
+@pytest.mark.heavy
 @pytest.mark.parametrize("levels", [2, 3])
 @settings(max_examples=700, deadline=None)
 @given(ops=st.lists(operation, min_size=5, max_size=120))
@@ -300,6 +301,7 @@ def test_native_matches_pure(levels: int, ops: list[tuple[Any, ...]]) -> None:
 
 
 @needs_native
+@pytest.mark.heavy
 @pytest.mark.parametrize("levels", [1, 3])
 @settings(max_examples=400, deadline=None)
 @given(ops=st.lists(st.one_of(operation, any_operation), min_size=5, max_size=80))
