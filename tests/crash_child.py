@@ -51,10 +51,12 @@ from typing import Any
 import chronowheel._journal.files as files_module
 import chronowheel._journal.repair as repair_module
 import chronowheel._journal.store as store_module
+import chronowheel._journal.thread as thread_module
 import chronowheel._journal.writer as journal_module
 from chronowheel import Engine, Every
 from chronowheel._journal.recovery import Replay
 from chronowheel._journal.store import JournalStore
+from chronowheel._journal.thread import WriterThread
 from chronowheel._journal.writer import Journal
 
 TASK = "crash_child:record"  # the parent recovers the journal and checks the task name
@@ -138,35 +140,35 @@ class StepCounter:
 
 def watch_compaction(counter: StepCounter, which: int) -> None:
     """Announce every compaction; watch the steps of the ``which``-th, or of all if 0 (writer thread only)."""
-    rotate, snapshot, seal = Journal._do_rotate, Journal._do_snapshot, Journal._do_seal
+    rotate, snapshot, seal = WriterThread._do_rotate, WriterThread._do_snapshot, WriterThread._do_seal
     compactions = 0
 
     def watched(method: Callable[..., None]) -> Callable[..., None]:
-        def wrapper(journal: Journal, *args: Any) -> None:
-            outer, counter.active = counter.active, which in (0, compactions)  # seal calls _do_snapshot
+        def wrapper(writer: WriterThread, *args: Any) -> None:
+            outer, counter.active = counter.active, which in (0, compactions)
             try:
-                method(journal, *args)
+                method(writer, *args)
             finally:
                 counter.active = outer
 
         return wrapper
 
-    def do_rotate(self: Journal) -> None:
+    def do_rotate(self: WriterThread) -> None:
         nonlocal compactions
         compactions += 1
         say("rotated")
         watched(rotate)(self)
 
-    def do_seal(self: Journal, count: int) -> None:
+    def do_seal(self: WriterThread, count: int) -> None:
         watched(seal)(self, count)
         say("compacted")
         if compactions == which:
             say(f"watched-steps {counter.steps}")
             counter.finished()
 
-    Journal._do_rotate = do_rotate  # type: ignore[method-assign]
-    Journal._do_snapshot = watched(snapshot)  # type: ignore[method-assign]
-    Journal._do_seal = do_seal  # type: ignore[method-assign]
+    WriterThread._do_rotate = do_rotate  # type: ignore[method-assign]
+    WriterThread._do_snapshot = watched(snapshot)  # type: ignore[method-assign]
+    WriterThread._do_seal = do_seal  # type: ignore[method-assign]
 
 
 def watch_recovery(counter: StepCounter) -> None:
@@ -235,7 +237,7 @@ async def main(options: argparse.Namespace, keys: list[str]) -> None:
     vars(store_module)["SNAPSHOT_SLICE"] = 0.0
     vars(store_module)["_SLICE_STEP"] = 1 << 20
     counter = StepCounter(options.crash_at or options.crash_recover_at, STEP_JITTER, options.seed)
-    for module in (journal_module, files_module, repair_module):  # the modules that change the files
+    for module in (journal_module, thread_module, files_module, repair_module):  # the modules that change the files
         vars(module)["os"] = counter  # only the journal's own calls go through it
     if options.crash_recover_at:
         watch_recovery(counter)

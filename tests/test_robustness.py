@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import gc
 import logging
@@ -21,7 +20,7 @@ import pytest
 
 from chronowheel import Engine, Every, Job, Retry
 from chronowheel.testing import VirtualClock
-from helpers import Runner, join_threads, journal_store
+from helpers import Runner, fill_the_disk, join_threads, journal_store
 
 
 class Custom(BaseException):
@@ -274,10 +273,7 @@ def test_after_a_failed_journal_write_jobs_finish_recur_and_timers_fire(
         fails = await engine.schedule("fails", delay=0.5)
         ids["fails"] = fails.id
 
-        def full(data: bytes) -> None:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        monkeypatch.setattr(journal_store(engine).journal, "_write", full)
+        fill_the_disk(monkeypatch)
         with pytest.raises(OSError, match="No space left"):
             await engine.schedule("queued", delay=100)
         with pytest.raises(OSError, match="failed earlier"):

@@ -1,4 +1,4 @@
-"""The journal's files: recovery, and one writer thread that batches, fsyncs and compacts.
+"""``Journal``: the journal's loop side: recovery, then the outbox a loop turn appends to and the commits on it.
 
 Files, for ``journal="var/timers.log"``:
 
@@ -12,8 +12,9 @@ Files, for ``journal="var/timers.log"``:
 Every rename is followed by an fsync of the directory, and a snapshot is
 renamed into place only when complete and fsynced, so a crash at any point
 leaves a set of files that recovery reads correctly. The event loop thread
-only encodes payloads and appends them to a list; this thread frames,
-writes, fsyncs and renames, and tells the loop when a batch is durable.
+only encodes payloads and appends them to a list, handed over once per loop
+turn; the writer thread (:mod:`.thread`) frames, writes, fsyncs and renames,
+and tells the loop when a hand-over is durable.
 """
 
 from __future__ import annotations
@@ -22,25 +23,23 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
-import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 from .._errors import JournalFailed
 from .._histogram import FSYNC_RECORDS, FSYNC_SECONDS, Histogram
-from .files import SnapshotFile, create_log, fsync_directory, take_lock, write_all
+from .files import take_lock
 from .format import IDENTITY_SIZE, LOG, Encoder
 from .native import settle as _native_settle
 from .recovery import JournalFile, Replay, plan
-from .repair import remove_old_log, repair
+from .repair import repair
+from .thread import FsyncPolicy, WriterThread
 
-__all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in .recovery
+__all__ = ["FsyncPolicy", "Journal", "JournalFile"]  # JournalFile lives in .recovery, FsyncPolicy in .thread
 
 logger = logging.getLogger("chronowheel")
 
-FsyncPolicy = Literal["always", "interval", "never"]
 _T = TypeVar("_T")
 
 _HANDOVER_MAX: Final = 4096  # records appended in one loop turn before they go to the writer mid-turn
@@ -74,45 +73,37 @@ class Journal:
 
     def __init__(self, path: str, fsync: FsyncPolicy, interval: float) -> None:
         self.path = os.path.abspath(path)
-        self.snapshot_path = self.path + ".snapshot"
-        self.old_path = self.path + ".old"
         self._policy = fsync
         self._interval = interval
-        self.generation = 0
         self._lock_fd: int | None = None
-        # Writer thread (recovery's before it starts): how the current log and snapshot are framed.
+        # What recovery leaves for the writer thread: the current log's framing, generation and descriptor.
         self._log = Encoder(LOG, bytes(IDENTITY_SIZE), 0, 0)
-        self._snapshot: SnapshotFile | None = None
+        self._generation = 0
         self._fd = -1
-        self._dirty = False
-        self._last_fsync = 0.0
-        # Writer thread writes, the loop thread reads (figures()): how long each fsync took, and what it covered.
-        self._unsynced = 0  # records written since the last fsync
+        self._writer: WriterThread | None = None  # from open() on: it owns the files
+        # Written by the writer thread, read here (figures()): how long each fsync took, and what it covered.
         self._fsync_seconds = Histogram(FSYNC_SECONDS)
         self._fsync_records = Histogram(FSYNC_RECORDS)
-        # Shared between the threads, under _lock:
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        # Hand-overs in order: (payload bytes or operation tuples, whether any is an operation).
-        self._queue: list[tuple[list[Any], bool]] = []
-        self._handed = 0  # records handed to the writer thread
-        self._closing = False
-        self._idle = False
         # Loop thread only. _pending and _batch are never replaced, only emptied: the native schedule() holds them.
         self._pending: list[Any] = []  # appended this loop turn (records, operation tuples): handed over together
         self._pending_operations = 0  # how many of _pending are operation tuples
         self._batch: list[Any] = []  # (future, value) pairs, flat, of commits waiting for _pending
+        self._queued: list[tuple[list[Any], bool]] = []  # hand-overs before open(): the writer's first work
         self._appended = 0  # records and operations handed over so far: a hand-over is durable at its count
         self._logged = 0  # records of the current log handed over (log_records counts _pending's too)
         # Called after each hand-over (a loop turn's records, not each record): the store's compaction check.
         self.on_grown: Callable[[], None] | None = None
         self._chunks: deque[asyncio.Future[None]] = deque()  # snapshot chunks not yet written
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._durable = 0
         self._waiters: deque[tuple[int, list[Any]]] = deque()  # (a hand-over's count, its _batch): settled in order
         self._operations: set[asyncio.Future[None]] = set()
         self._failure: BaseException | None = None
+
+    @property
+    def generation(self) -> int:
+        """The current log's generation: recovery's, then one more at each rotation."""
+        return self._generation if self._writer is None else self._writer.generation
 
     # -- recovery (blocking: the engine runs it in a thread) ------------------------
 
@@ -148,18 +139,24 @@ class Journal:
             if found.problem is not None:
                 raise found.problem
         self._log = repair(self.path, found)
-        self.generation, self._logged = found.generation, found.log_records
+        self._generation, self._logged = found.generation, found.log_records
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         return found.live if replay is None else {}
 
     # -- the loop side ---------------------------------------------------------------
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the writer thread; records appended before this wait for it."""
+        """Start the writer thread, with the files recovery left; records appended before this go first."""
         self._loop = loop
-        self._last_fsync = time.monotonic()  # the interval policy's first fsync comes one interval after this
-        self._thread = threading.Thread(target=self._write_loop, name=f"chronowheel journal {self.path}", daemon=True)
-        self._thread.start()
+        histograms = (self._fsync_seconds, self._fsync_records)
+        callbacks = (self._reached, self._done, self._failed)
+        writer = WriterThread(
+            self.path, self._policy, self._interval, self._log, self._fd, self._generation, histograms, loop, callbacks
+        )
+        self._writer, self._fd = writer, -1
+        if self._queued:  # one hand-over: the count it is durable at is the last one's
+            queued, self._queued = self._queued, []
+            writer.hand([item for items, _ in queued for item in items], any(ops for _, ops in queued), self._appended)
 
     @property
     def log_records(self) -> int:
@@ -207,11 +204,10 @@ class Journal:
         if self._batch:
             self._waiters.append((self._appended, self._batch.copy()))
             self._batch.clear()
-        with self._lock:
-            self._queue.append((items, operations > 0))
-            self._handed = self._appended
-            if self._idle:
-                self._ready.notify()
+        if self._writer is not None:
+            self._writer.hand(items, operations > 0, self._appended)
+        else:
+            self._queued.append((items, operations > 0))
         if self.on_grown is not None:
             self.on_grown()
 
@@ -298,14 +294,13 @@ class Journal:
     async def close(self) -> None:
         """Write out what is queued (fsynced unless the policy is ``never``), stop the thread."""
         self._hand_over()
-        if self._thread is not None:
-            with self._lock:
-                self._closing = True
-                self._ready.notify()
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        else:
-            self._close_files()
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        elif self._fd >= 0:  # recovered, never opened
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
         self._release_lock()
         if self._failure is not None:
             raise JournalFailed(f"journal: writing {self.path} failed", self._failure) from self._failure
@@ -340,132 +335,3 @@ class Journal:
             "records_per_fsync": self._fsync_records.report(),
             "log_records": self.log_records,
         }
-
-    # -- the writer thread -------------------------------------------------------------
-
-    def _write_loop(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        reported = 0
-        try:
-            while True:
-                with self._lock:
-                    while not self._queue and not self._closing:
-                        wait = self._fsync_due_in()
-                        if wait is not None and wait <= 0:
-                            break
-                        self._idle = True
-                        self._ready.wait(wait)
-                        self._idle = False
-                    items, self._queue = self._queue, []
-                    appended, closing = self._handed, self._closing
-                self._process(items, loop)
-                if appended > reported and self._policy != "always":  # written is durable: not behind the fsync
-                    reported = appended
-                    loop.call_soon_threadsafe(self._reached, appended)
-                if self._dirty and self._owes_fsync(closing):
-                    self._fsync()
-                if appended > reported:
-                    reported = appended
-                    loop.call_soon_threadsafe(self._reached, appended)
-                if closing and not items:
-                    break
-        except BaseException as error:  # report every failure to the loop; the thread ends here
-            with contextlib.suppress(RuntimeError):  # the loop may be closed already
-                loop.call_soon_threadsafe(self._failed, error)
-        finally:
-            self._close_files()
-
-    def _owes_fsync(self, closing: bool) -> bool:
-        if self._policy == "always":
-            return True
-        if self._policy == "interval":
-            return closing or self._last_fsync + self._interval <= time.monotonic()
-        return False
-
-    def _fsync_due_in(self) -> float | None:
-        """Seconds until the interval policy owes an fsync; None if it owes none."""
-        if self._policy != "interval" or not self._dirty:
-            return None
-        return self._last_fsync + self._interval - time.monotonic()
-
-    def _process(self, handed: list[tuple[list[Any], bool]], loop: asyncio.AbstractEventLoop) -> None:
-        """Write what the loop handed over: a hand-over of records only is framed whole, into one write."""
-        records: list[bytes] = []
-        for items, operations in handed:
-            if not operations:
-                records += items
-                continue
-            for item in items:
-                if item.__class__ is bytes:
-                    records.append(item)
-                    continue
-                self._write_records(records)
-                records = []
-                name, future, *args = item
-                getattr(self, f"_do_{name}")(*args)
-                if future is not None:
-                    loop.call_soon_threadsafe(self._done, future)
-        self._write_records(records)
-
-    def _write_records(self, records: list[bytes]) -> None:
-        if records:
-            self._write(self._log.frames(records))
-            self._unsynced += len(records)
-
-    def _write(self, data: bytes) -> None:
-        write_all(self._fd, data)
-        self._dirty = True
-
-    def _fsync(self) -> None:
-        began = time.monotonic()
-        os.fsync(self._fd)
-        self._dirty = False
-        self._last_fsync = now = time.monotonic()
-        self._fsync_seconds.observe(now - began)
-        self._fsync_records.observe(self._unsynced)
-        self._unsynced = 0
-
-    def _do_sync(self) -> None:
-        if self._dirty:
-            self._fsync()
-
-    def _do_rotate(self) -> None:
-        self._do_sync()
-        os.close(self._fd)
-        self._fd = -1
-        os.replace(self.path, self.old_path)
-        fsync_directory(self.path)
-        self.generation += 1
-        self._log = Encoder(LOG, self._log.identity, self.generation, self._log.seq)
-        create_log(self.path, self._log)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-
-    def _do_snapshot(self, payloads: list[bytes]) -> None:
-        """Write jobs to the snapshot of the current log's generation: it covers the records before that log."""
-        if self._snapshot is None:
-            self._snapshot = SnapshotFile(self.snapshot_path, self._log)
-        self._snapshot.write(payloads)
-
-    def _do_seal(self, count: int) -> None:
-        self._seal_snapshot(count)
-        remove_old_log(self.path)
-
-    def _seal_snapshot(self, count: int) -> None:
-        """End the snapshot of ``count`` jobs, fsync it and rename it into place."""
-        snapshot = self._snapshot if self._snapshot is not None else SnapshotFile(self.snapshot_path, self._log)
-        self._snapshot = None
-        snapshot.seal(count)
-
-    def _do_abandon(self) -> None:
-        if self._snapshot is not None:
-            snapshot, self._snapshot = self._snapshot, None
-            snapshot.abandon()
-
-    def _close_files(self) -> None:
-        for fd in (self._fd, -1 if self._snapshot is None else self._snapshot.fd):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._fd = -1
-        self._snapshot = None
