@@ -56,14 +56,26 @@ async def no_stale_claim(conn: asyncpg.Connection) -> None:
     assert twice == 0
 
 
-async def split(workers: list[Engine]) -> None:
-    """Until the workers hold every shard between them, each some."""
+async def split(workers: list[Engine], seconds: float = 15.0) -> None:
+    """Until the workers hold every shard between them, each some; else fail with what each held and did."""
 
     def done() -> bool:
         counts: list[int] = [store_of(worker).stats()["owned_shards"] for worker in workers]
         return sum(counts) == SHARDS and min(counts) > 0
 
-    await until(done)
+    try:
+        await until(done, seconds)
+    except AssertionError:
+        stores = [store_of(worker) for worker in workers]
+        seen = [(store.me, sorted(store.ownership.held), store.flusher.unwritten(), store.stats()) for store in stores]
+        pool = stores[0].pool
+        assert pool is not None
+        shards = await pool.fetch("SELECT shard, owner, token, expires_at - now() AS left FROM cw_shard ORDER BY 1")
+        engines = await pool.fetch("SELECT id, now() - seen AS ago FROM cw_engine")
+        raise AssertionError(
+            f"the shards did not split in {seconds} s: (engine, held, unwritten, stats) {seen};"
+            f" shards {[tuple(row) for row in shards]}; engines {[tuple(row) for row in engines]}"
+        ) from None
 
 
 @pytest.mark.parametrize("jobs", [60])
