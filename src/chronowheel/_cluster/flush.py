@@ -24,10 +24,10 @@ import orjson
 
 from .._errors import DuplicateKey
 from .._job import Job
-from .._journal.records import encode_done, encode_job
-from .._outcome import Outcome
+from .._journal.records import encode_job
 from . import dependencies, sql, writes
 from .batch import Batch, HandOut
+from .cancels import end_cancelled
 from .holdings import Holdings, job_of
 from .listener import Listener
 from .writes import audit, keep, notify
@@ -278,26 +278,11 @@ class Flusher:
     async def _replaced(
         self, conn: asyncpg.Connection, taken: list[Any], by: dict[str | None, str], notes: list[str]
     ) -> None:
-        """Jobs whose keys new ones took (``"replace"``) end cancelled: kept so, reported once this flush commits.
-
-        Their owners drop their copies; their children (``after=``) are
-        cancelled for them, as the replace of one engine's own job does.
-        """
+        """Jobs whose keys new ones took (``"replace"``) end cancelled, as the replace of one engine's own job does."""
         ended = [row for row in taken if row["key"] in by and row["id"] != by[row["key"]] and row["state"] != 3]
-        expires = self.expires()
-        kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {}
-        for row in ended:
-            job = job_of(row)
-            job.state = "cancelled"
-            why = f"replaced by job {by[row['key']]} (if_exists='replace')"
-            self._cancelled.append((job, why))
-            notes.append(f"c{row['shard']}/{row['id']}")
-            if expires is not None:
-                kept[row["id"], None] = (row["shard"], expires, encode_done(Outcome(job, None, expires, reason=why)))
-        await keep(conn, kept, set(), notes)
-        waited = {row["id"]: "cancelled" for row in ended if row["waited"]}
-        if waited:
-            await self._follow(conn, waited, notes)
+        if ended:
+            why = lambda row: f"replaced by job {by[row['key']]} (if_exists='replace')"  # noqa: E731
+            self._cancelled += await end_cancelled(conn, ended, why, self.expires(), notes)
 
     async def _taken(self, conn: asyncpg.Connection, job: Job, mode: str) -> Job | BaseException:
         assert self._holdings.host is not None

@@ -15,13 +15,13 @@ import asyncpg
 
 from .._errors import LeaseLost
 from .._job import Job
-from .._journal.records import encode_done
 from .._outcome import Outcome
 from . import dependencies, sql
+from .cancels import end_cancelled
 from .holdings import job_of
 from .queries import page
 from .store import ClusterStore
-from .writes import keep, notify
+from .writes import notify
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -112,23 +112,9 @@ class ClusterHandle:
         assert host is not None
         async with self._pool().acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql.CANCEL_KEY, key)
-            notes = [f"c{row['shard']}/{row['id']}" for row in rows]
+            notes: list[str] = []
             why = "engine.cluster.cancel() was called"
-            cancelled = [(job_of(row), why) for row in rows]
-            for job, _ in cancelled:
-                job.state = "cancelled"
-            if rows and host.ttl:  # kept as a cancellation's outcome: result() raises JobCancelled
-                expires = host.wall() + host.ttl
-                kept: dict[tuple[str, int | None], tuple[int, float, bytes]] = {
-                    (job.id, None): (row["shard"], expires, encode_done(Outcome(job, None, expires, reason=why)))
-                    for (job, _), row in zip(cancelled, rows, strict=True)
-                }
-                await keep(conn, kept, set(), notes)
-            ended = {row["id"]: "cancelled" for row in rows if row["waited"]}
-            if ended:
-                followed, children = await dependencies.follow(conn, ended, store.flusher.expires())
-                notes += followed
-                cancelled += children
+            cancelled = await end_cancelled(conn, rows, lambda row: why, store.flusher.expires(), notes)
             await notify(conn, store.listener.channel, notes)
         for job, reason in cancelled:  # committed: this engine reports what it cancelled
             host.cancelled(job, reason)
