@@ -21,7 +21,7 @@ import pytest
 
 from chronowheel import Cluster, Engine
 from chronowheel._cluster import sql
-from chronowheel._cluster.flush import DUE_TOLERANCE
+from chronowheel._cluster.claims import DUE_TOLERANCE
 from chronowheel._cluster.ownership import rendezvous, shard_of
 from chronowheel._cluster.schema import upgrade
 from chronowheel._cluster.store import ClusterStore

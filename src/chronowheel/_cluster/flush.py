@@ -28,15 +28,15 @@ from .._journal.records import encode_job
 from . import dependencies, sql, writes
 from .batch import Batch, HandOut
 from .cancels import end_cancelled
+from .claims import claim, start_guarded
 from .holdings import Holdings, job_of
 from .listener import Listener
 from .writes import audit, keep, notify
 
-__all__ = ["DUE_TOLERANCE", "Flusher"]
+__all__ = ["Flusher"]
 
 logger = logging.getLogger("chronowheel")
 
-DUE_TOLERANCE: Final = 0.05  # seconds: a job the wheel fired this close to its row's due is due
 RETRY: Final = 0.25  # seconds between a failed flush and the next try of the changes it carried
 _STATE: Final = {"pending": 0, "failed": 0, "running": 1, "dead": 3, "paused": 4}
 
@@ -150,7 +150,7 @@ class Flusher:
                 if ended:
                     await self._follow(conn, ended, notes)
                 if batch.claims:
-                    claimed = await self._claim_rows(conn, batch.claims)
+                    claimed = await claim(conn, self._holdings, self._listener, batch.claims)
                 await notify(conn, self._listener.channel, notes)
         except Exception as exc:
             logger.error("chronowheel: cluster store: a write of %d waiting callers failed", len(batch.waiters))
@@ -170,22 +170,7 @@ class Flusher:
             self._holdings.host.cancelled(job, why)
         self._cancelled.clear()
         self._after_insert(batch.new)
-        now = self._holdings.monotonic()
-        for jobs, hand_out in claimed:
-            # The local guard, again: a claim that took long may have outlived the lease. Such a job is not
-            # started; it stays claimed: the next owner's orphan sweep gives it back, or, if the next renew
-            # keeps the shard here, this engine's next lease round does (``_unstrand``).
-            ready = []
-            for job in jobs:
-                if self._ownership.token(self._holdings.fences[job.id][1], now) == job._fence:
-                    ready.append(job)
-                else:
-                    self._holdings.counts["guarded"] += 1
-                    token, shard = self._holdings.fences.pop(job.id)
-                    self._holdings.stranded[job.id] = (shard, token)
-                    self._holdings.host.let_go(job)
-            if ready:
-                hand_out(ready)
+        start_guarded(self._holdings, claimed)
         for job, future in batch.waiters:
             outcome = self._outcomes.pop(job.id, job)
             if isinstance(outcome, BaseException):
@@ -419,65 +404,6 @@ class Flusher:
                 self._holdings.resident[job.id] = (job, self._holdings.shard(job))
             elif job.state == "dead":
                 notes.append(f"d{self._holdings.shard(job)}")  # whoever waits for its result learns it failed
-
-    async def _claim_rows(
-        self, conn: asyncpg.Connection, groups: list[tuple[list[tuple[Job, int, int]], HandOut]]
-    ) -> list[tuple[list[Job], HandOut]]:
-        """The fenced claim of every pool's due jobs, in one statement; returns each pool's claimed jobs.
-
-        Forgets the shards the database says are lost: those refused under
-        the token this engine still holds for them (a token it has since
-        replaced refuses only the jobs claimed under it).
-        """
-        assert self._holdings.host is not None
-        claims = [claim for group, _ in groups for claim in group]
-        pairs = sorted({(shard, token) for _, shard, token in claims})
-        row = await conn.fetchrow(
-            sql.CLAIM,
-            self._ownership.me,
-            [shard for shard, _ in pairs],
-            [token for _, token in pairs],
-            [job.id for job, _, _ in claims],
-            self._holdings.host.wall() + DUE_TOLERANCE,
-            [shard for _, shard, _ in claims],
-            [token for _, _, token in claims],
-        )
-        assert row is not None
-        refused = set(pairs) - set(zip(row["shards"], row["tokens"], strict=True))
-        won = set(zip(row["ids"], row["fences"], strict=True))
-        self._holdings.counts["reruns"] += row["reruns"]
-        held = self._ownership.held
-        lost = {shard for shard, token in refused if shard in held and held[shard].token == token}
-        claimed: list[tuple[list[Job], HandOut]] = []
-        missed = []
-        for group, hand_out in groups:
-            started = []
-            for job, shard, token in group:
-                if (job.id, token) in won:
-                    won.discard((job.id, token))  # two copies of one job (a notification raced a refill): one starts
-                    job._fence = token
-                    self._holdings.fences[job.id] = (token, shard)
-                    started.append(job)
-                    continue
-                if (shard, token) in refused:
-                    self._holdings.counts["refused_claims"] += 1
-                elif job.id not in self._holdings.fences:
-                    missed.append(job.id)  # reloaded below, and indexed again if its row is still there
-                if job.id not in self._holdings.fences:  # not a second copy of a job this engine holds a claim on
-                    self._holdings.host.let_go(job)
-            claimed.append((started, hand_out))
-        if lost:
-            self._holdings.lose(lost)
-        if missed:  # cancelled, claimed elsewhere, or moved by a change whose notification this engine missed:
-            self._listener.spawn(self._listener.load_ids(missed))  # a moved row comes back with its new due
-        if writes.AUDIT:
-            await audit(
-                conn,
-                "claim",
-                self._ownership.me,
-                [(job.id, self._holdings.fences[job.id][1], job._fence) for jobs, _ in claimed for job in jobs],
-            )
-        return claimed
 
 
 def _record(job: Job) -> bytes:
