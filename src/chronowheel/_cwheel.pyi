@@ -11,8 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, final
 
-from ._job import Job
-from ._wheel_api import Wheel
+from ._refill import refill as refill  # the native twin has the pure one's signature
 
 @final
 class TimerWheel:
@@ -29,18 +28,6 @@ class TimerWheel:
     def next_expiry(self) -> int | None: ...
     def advance(self, now: int, limit: int | None = None) -> list[Any]: ...
     def hide(self, kind: type | None) -> None: ...
-
-def refill(
-    jobs: list[Job],
-    start: int,
-    owner: object,
-    now: float,
-    since_epoch: float,
-    rate: float,
-    wheels: dict[str, Wheel],
-    indexed: dict[str, Job],
-    keyed: dict[str, Job],
-) -> int: ...
 
 @final
 class TimerHandle:
