@@ -158,27 +158,33 @@ def page(browser: Any, errors: list[str]) -> Iterator[Any]:
     assert errors == []
 
 
+def follow(page: Any, selector: str, url: str) -> None:
+    """Click a link and wait until its page has loaded: the click returns before the navigation it starts ends."""
+    page.click(selector)
+    page.wait_for_url(url)
+
+
 def test_every_page_loads(server: Server, page: Any, tmp_path: Path) -> None:
     page.goto(server.url + "/")
     assert page.title() == "Overview · chronowheel"
     assert page.locator("tr[data-pool='mail'] td").nth(1).inner_text() == "2"
     assert page.locator("tr[data-pool='mail'] polyline.p99").get_attribute("points")
     page.screenshot(path=os.environ.get("CHRONOWHEEL_SCREENSHOT", str(tmp_path / "overview.png")), full_page=True)
-    page.click("#nav-jobs")
+    follow(page, "#nav-jobs", "**/jobs")
     assert page.title() == "Jobs · chronowheel"
     everything = server.call(server.jobs(limit=1000))  # mails done, running and waiting, 2 dead, 2 series
     assert len(everything) == 64
     assert page.locator("table.jobs tbody tr").count() == 50  # the first page
-    page.click("#next-page")
+    follow(page, "#next-page", "**/jobs?after=*")
     assert page.locator("table.jobs tbody tr").count() == 14
     assert page.locator("#next-page").count() == 0
-    page.click("#nav-dead")
+    follow(page, "#nav-dead", "**/dead")
     assert page.locator("table.jobs tbody tr").count() == 2
-    page.locator("table.jobs a").first.click()
+    follow(page, "table.jobs a >> nth=0", "**/jobs/*")
     assert page.title().startswith("Job ")
     assert page.locator("#job-state").inner_text() == "dead"
     assert "ConnectionRefusedError: smtp refused" in page.locator("pre.traceback").inner_text()
-    page.click("#nav-schedules")
+    follow(page, "#nav-schedules", "**/schedules")
     rows = page.locator("table.schedules tbody tr")
     assert rows.count() == 2
     assert "Cron('0 9 * * 1-5'" in page.locator("table.schedules").inner_text()
